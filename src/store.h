@@ -1,0 +1,157 @@
+/*
+ * store.h — the store: the one truth about users, credits, uploads, jobs,
+ * slots and the event log. Each call that changes something is one
+ * transaction that also appends the changed job's event row, so what the
+ * event log says is exactly what was committed.
+ *
+ * The invariants live in the schema, not only in C: exactly `slots` slot
+ * rows and a job starts only by taking one; balance CHECK >= 0; ledger
+ * UNIQUE (job_id, kind); every transition names the states it leaves.
+ *
+ * Backends sit behind a table of functions chosen from the URL scheme
+ * (sqlite:PATH; postgres://… later). Jobs and uploads returned are the
+ * caller's to clean up.
+ */
+#ifndef FILA_STORE_H
+#define FILA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "job.h"
+#include "uploads.h"
+
+struct store;
+
+enum store_rc {
+	STORE_OK,
+	STORE_NOTFOUND, /* no such row (or not the caller's) */
+	STORE_CONFLICT, /* the row is not in a state this change leaves */
+	STORE_EXISTS,   /* idempotent repeat: the first result is returned */
+	STORE_ACTIVE,   /* the user has per_user_active active jobs already */
+	STORE_CREDITS,  /* balance would go below zero */
+	STORE_ERROR,    /* the database failed; nothing was written */
+};
+
+struct store_opts {
+	int64_t slots;
+	int64_t per_user_active;
+	int64_t credits_initial;
+};
+
+/*
+ * Open (creating and migrating) the store at url and size the slot table
+ * to opts->slots. NULL with err set on failure.
+ */
+struct store *store_open(const char *url, const struct store_opts *opts,
+    char *err, size_t errlen);
+void store_free(struct store *st);
+/* The last error's text (valid until the next call). */
+const char *store_error(struct store *st);
+
+/* --- users and credits --- */
+
+/* The user's balance, creating the user with the initial grant (a ledger
+ * entry) if never seen before. */
+enum store_rc store_user_balance(struct store *st, const char *user_id,
+    int64_t *balance);
+
+/* Add amount (may be negative) as a "grant" ledger entry with reason.
+ * STORE_CREDITS when the balance would go below 0 (nothing written). */
+enum store_rc store_user_grant(struct store *st, const char *user_id,
+    int64_t amount, const char *reason, int64_t *balance);
+
+/* The user's ledger, newest first, as API.md §5 shows it (new reference). */
+enum store_rc store_ledger(struct store *st, const char *user_id,
+    json_t **entries);
+
+/* --- uploads --- */
+
+enum store_rc store_upload_add(struct store *st, const struct upload *u);
+/* The upload id if it belongs to user_id; STORE_NOTFOUND otherwise. */
+enum store_rc store_upload_get(struct store *st, const char *id,
+    const char *user_id, struct upload *out);
+
+/* --- jobs --- */
+
+/* What a submit asks for; ids and the webhook token are made by the caller. */
+struct job_new {
+	const char *id;
+	const char *user_id;
+	const char *tool;
+	const char *variant; /* NULL for tools without variants */
+	json_t *inputs;
+	int64_t cost;
+	const char *session_id; /* may be NULL */
+	const char *idem_key;   /* may be NULL */
+	const char *webhook_token;
+};
+
+/*
+ * In one transaction: create the user if new, then
+ * - a job with the same (user, idem_key) exists: STORE_EXISTS, out = it;
+ * - the user has per_user_active active jobs: STORE_ACTIVE, out = the
+ *   oldest of them;
+ * - balance < cost: STORE_CREDITS, *balance set;
+ * - otherwise charge cost (ledger "charge"), insert the job queued, append
+ *   its event: STORE_OK, out = the job with its position.
+ * Nothing is written unless STORE_OK.
+ */
+enum store_rc store_job_submit(struct store *st, const struct job_new *in,
+    struct job *out, int64_t *balance);
+
+/* The job by id; when user_id is non-NULL it must be theirs. */
+enum store_rc store_job_get(struct store *st, const char *id,
+    const char *user_id, struct job *out);
+enum store_rc store_job_by_token(struct store *st, const char *token,
+    struct job *out);
+
+/* The oldest active job of the user, or STORE_NOTFOUND. */
+enum store_rc store_job_active(struct store *st, const char *user_id,
+    struct job *out);
+
+struct job_filter {
+	const char *user_id; /* NULL: every user */
+	int status;          /* an enum job_status, or -1 for any */
+	const char *tool;    /* NULL: any */
+	int64_t before_seq;  /* 0: from the newest; else only seq < before_seq */
+	int limit;
+};
+/* Jobs newest first (seq descending) matching f, appended to out. */
+enum store_rc store_job_list(struct store *st, const struct job_filter *f,
+    struct job_list *out);
+
+/* Every job with status s, oldest first (FIFO order), appended to out. */
+enum store_rc store_jobs_in(struct store *st, enum job_status s,
+    struct job_list *out);
+
+/*
+ * Take a free slot for the oldest queued job: it becomes starting and holds
+ * the slot. STORE_NOTFOUND when no slot is free or nothing is queued.
+ */
+enum store_rc store_promote(struct store *st, struct job *out);
+
+/* starting → running with the provider's task id. STORE_CONFLICT when the
+ * job is not starting any more. */
+enum store_rc store_job_running(struct store *st, const char *id,
+    const char *task_id, struct job *out);
+
+/*
+ * End the job: to completed (outputs set) from running; to failed or
+ * cancelled (error set) from any active state. failed and cancelled refund
+ * the cost (ledger "refund", once: UNIQUE). When release_slot, the job's
+ * slot is freed in the same transaction; otherwise it stays held until
+ * store_slot_release(). STORE_CONFLICT when the job is already terminal
+ * (or, for completed, not running); out is then the job as it is.
+ */
+enum store_rc store_job_finish(struct store *st, const char *id,
+    enum job_status to, const char *error_code, const char *error_message,
+    json_t *outputs, int release_slot, struct job *out);
+
+/* Free the slot held by job id, if any. */
+enum store_rc store_slot_release(struct store *st, const char *id);
+
+/* Slots in use (held by any job). */
+enum store_rc store_slots_used(struct store *st, int64_t *used);
+
+#endif

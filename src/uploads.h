@@ -1,0 +1,39 @@
+/*
+ * uploads.h — uploaded files: the type is read from the bytes, never from
+ * the client's word, and names on disk are our ids, never user input.
+ */
+#ifndef FILA_UPLOADS_H
+#define FILA_UPLOADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct upload {
+	char *id;
+	char *user_id;
+	char *type; /* "png", "jpeg", "webp", "mp4", "mov" */
+	int64_t size;
+	char *sha256;
+	char *filename; /* the client's name, for display only; may be NULL */
+	char *path;     /* where the bytes are */
+	int64_t created_at;
+};
+
+void upload_init(struct upload *u);
+void upload_cleanup(struct upload *u);
+
+/* The type of a file from its first bytes, or NULL when not allowed. */
+const char *uploads_sniff(const void *buf, size_t len);
+/* 1 when type is an image type (png, jpeg, webp), 0 otherwise. */
+int uploads_is_image(const char *type);
+/* 1 when type is a video type (mp4, mov), 0 otherwise. */
+int uploads_is_video(const char *type);
+
+/*
+ * Write buf durably as dir/name (a temporary file, fsync, rename), creating
+ * dir if needed. Returns the path (caller frees), or NULL with err set.
+ */
+char *uploads_save(const char *dir, const char *name, const void *buf,
+    size_t len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,192 @@
+/*
+ * util.c — the small things every module uses. Allocation failure aborts
+ * (there is no sensible way to go on without memory), so callers never
+ * check for NULL.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+static void
+oom(void)
+{
+	fputs("fila: out of memory\n", stderr);
+	abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xstrdup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	if (vasprintf(&p, fmt, ap) < 0)
+		oom();
+	va_end(ap);
+	return p;
+}
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *
+fmt_time(int64_t ms, char buf[TIME_BUF])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	if (ms < 0)
+		ms = secs = 0;
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, TIME_BUF - 5, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 6, ".%03uZ", (unsigned)(ms % 1000));
+	return buf;
+}
+
+void
+random_hex(char *out, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[64];
+	size_t done = 0;
+
+	while (done < nbytes) {
+		size_t want = nbytes - done < sizeof(b) ? nbytes - done
+							: sizeof(b);
+		ssize_t got = getrandom(b, want, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("fila: getrandom");
+			abort();
+		}
+		for (ssize_t i = 0; i < got; i++) {
+			out[2 * (done + i)] = hex[b[i] >> 4];
+			out[2 * (done + i) + 1] = hex[b[i] & 15];
+		}
+		done += (size_t)got;
+	}
+	out[2 * nbytes] = '\0';
+}
+
+char *
+new_id(const char *prefix)
+{
+	char hex[25];
+	random_hex(hex, 12);
+	return xasprintf("%s%s", prefix, hex);
+}
+
+void
+sha256_hex(const void *buf, size_t len, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+
+	EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
+	for (unsigned int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+int
+ct_equal(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	unsigned char d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+int
+parse_ll(const char *s, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * util.h — allocation that aborts on failure, time, randomness and hashing.
+ * Everything here is small and has no state.
+ */
+#ifndef FILA_UTIL_H
+#define FILA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocate or die: these never return NULL (abort on out-of-memory). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* xstrdup(s), or NULL when s is NULL. */
+char *xstrdup_or_null(const char *s);
+/* printf into a fresh buffer the caller frees. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Wall-clock time in milliseconds since the Unix epoch. */
+int64_t now_ms(void);
+/* Monotonic time in milliseconds, for durations only. */
+int64_t mono_ms(void);
+
+#define TIME_BUF 32
+/* RFC 3339 UTC with milliseconds ("2026-11-29T08:25:51.123Z") into buf. */
+char *fmt_time(int64_t ms, char buf[TIME_BUF]);
+
+/* Fill out with 2*nbytes lowercase hex chars of kernel randomness, then NUL. */
+void random_hex(char *out, size_t nbytes);
+/* A fresh id: prefix followed by 24 random hex chars; caller frees. */
+char *new_id(const char *prefix);
+
+/* SHA-256 of buf as 64 lowercase hex chars + NUL into out. */
+void sha256_hex(const void *buf, size_t len, char out[65]);
+
+/* Constant-time comparison of two equal-length buffers: 1 when equal. */
+int ct_equal(const void *a, const void *b, size_t n);
+
+/* Parse a whole decimal integer: 0, or -1 on junk, overflow or empty. */
+int parse_ll(const char *s, long long *out);
+
+#endif
