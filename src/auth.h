@@ -23,7 +23,11 @@ struct auth_claims {
 int auth_verify(const char *secret, const char *token, int64_t now,
     struct auth_claims *out);
 
-/* A signed token for sub (exp 0: none); the caller frees it. */
+/*
+ * A signed token for sub (exp 0: none); the caller frees it. NULL when
+ * auth_verify would refuse it: empty secret, or sub empty, too long, with
+ * control characters or not UTF-8.
+ */
 char *auth_sign(const char *secret, const char *sub, int admin, int64_t exp);
 
 #endif

@@ -1,0 +1,743 @@
+/*
+ * api.c — the REST handlers. Each one authenticates, checks the request
+ * completely before anything is written (bad input writes nothing), asks
+ * the store or the rules, and renders API.md's JSON. Store outcomes become
+ * HTTP statuses here and nowhere else.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "job.h"
+#include "tools.h"
+#include "uploads.h"
+#include "util.h"
+
+#define LIST_DEFAULT 20
+#define LIST_MAX 100
+#define KEY_MAX 255
+
+struct api {
+	const struct config *cfg;
+	struct store *st;
+	struct sched *sc;
+	struct http_route *routes;
+	size_t nroutes;
+};
+
+/* ---- helpers ------------------------------------------------------- */
+
+static void
+unavailable(struct http_req *r)
+{
+	http_reply_error(r, 503, "unavailable",
+	    "the store is unreachable; nothing was written", NULL);
+}
+
+static void
+not_found(struct http_req *r, const char *what)
+{
+	char msg[64];
+	snprintf(msg, sizeof(msg), "no such %s", what);
+	http_reply_error(r, 404, "not_found", msg, NULL);
+}
+
+static void
+invalid(struct http_req *r, json_t *fields)
+{
+	http_reply_error(r, 422, "validation_failed",
+	    "the request has invalid fields",
+	    json_pack("{s:o}", "fields", fields));
+}
+
+static void
+invalid1(struct http_req *r, const char *field, const char *reason)
+{
+	invalid(r, json_pack("{s:s}", field, reason));
+}
+
+/* The caller's claims from "Authorization: Bearer" or ?access_token=,
+ * or -1 after answering 401. */
+static int
+authed(struct api *a, struct http_req *r, struct auth_claims *c)
+{
+	const char *h = http_req_header(r, "Authorization");
+	const char *tok = NULL;
+
+	if (h != NULL) {
+		if (strncasecmp(h, "Bearer ", 7) == 0)
+			for (tok = h + 7; *tok == ' '; tok++)
+				;
+	} else {
+		tok = http_req_query(r, "access_token");
+	}
+	if (tok == NULL ||
+	    auth_verify(a->cfg->jwt_secret, tok, time(NULL), c) != 0) {
+		http_reply_error(r, 401, "unauthorized",
+		    "a valid bearer token is required", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+admin(struct api *a, struct http_req *r, struct auth_claims *c)
+{
+	if (authed(a, r, c))
+		return -1;
+	if (!c->admin) {
+		http_reply_error(r, 403, "forbidden",
+		    "this route needs the admin role", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* The body as a JSON object, or NULL after answering 400. */
+static json_t *
+body_object(struct http_req *r)
+{
+	size_t len;
+	const char *b = http_req_body(r, &len);
+	json_error_t e;
+	json_t *v = json_loadb(b, len, JSON_REJECT_DUPLICATES, &e);
+	char msg[256];
+
+	if (v == NULL) {
+		snprintf(msg, sizeof(msg), "body is not JSON: %s (line %d)",
+		    e.text, e.line);
+		http_reply_error(r, 400, "invalid_json", msg, NULL);
+		return NULL;
+	}
+	if (!json_is_object(v)) {
+		json_decref(v);
+		http_reply_error(r, 400, "invalid_json",
+		    "body must be a JSON object", NULL);
+		return NULL;
+	}
+	return v;
+}
+
+static void
+reply_job(struct http_req *r, int status, const struct job *j)
+{
+	http_reply_json(r, status, job_to_json(j));
+}
+
+/* ---- health and tools ---------------------------------------------- */
+
+static void
+h_health(struct http_req *r, void *ctx)
+{
+	http_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static void
+h_tools(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+
+	if (authed(a, r, &c) == 0)
+		http_reply_json(r, 200, tools_to_json(&a->cfg->tools));
+}
+
+/* ---- uploads ------------------------------------------------------- */
+
+/* A display name from the client: its last path part, printable, short. */
+static char *
+clean_filename(const char *in)
+{
+	const char *base = in ? strrchr(in, '/') : NULL;
+	char *out;
+	size_t n = 0;
+
+	if (in == NULL || *in == '\0')
+		return NULL;
+	base = base ? base + 1 : in;
+	out = xmalloc(strlen(base) + 1);
+	for (; *base && n < 200; base++)
+		if ((unsigned char)*base >= 0x20 && *base != 0x7f &&
+		    *base != '\\')
+			out[n++] = *base;
+	out[n] = '\0';
+	if (n == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static void
+h_upload(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct upload u;
+	size_t len;
+	const char *body;
+	char err[256], sum[65];
+
+	if (authed(a, r, &c))
+		return;
+	body = http_req_body(r, &len);
+	const char *type = uploads_sniff(body, len);
+	if (type == NULL) {
+		http_reply_error(r, 415, "unsupported_media_type",
+		    "the file is not png, jpeg, webp, mp4 or mov", NULL);
+		return;
+	}
+	upload_init(&u);
+	u.id = new_id("upl_");
+	u.user_id = xstrdup(c.sub);
+	u.type = xstrdup(type);
+	u.size = (int64_t)len;
+	sha256_hex(body, len, sum);
+	u.sha256 = xstrdup(sum);
+	u.filename = clean_filename(http_req_query(r, "filename"));
+	u.created_at = now_ms();
+	char *name = xasprintf("%s.%s", u.id, type);
+	u.path = uploads_save(a->cfg->uploads_dir, name, body, len, err,
+	    sizeof(err));
+	free(name);
+	if (u.path == NULL) {
+		fprintf(stderr, "fila: %s\n", err);
+		unavailable(r);
+	} else if (store_upload_add(a->st, &u) != STORE_OK) {
+		unlink(u.path);
+		unavailable(r);
+	} else {
+		http_reply_json(r, 201,
+		    json_pack("{s:s, s:s, s:I, s:s}", "id", u.id, "type",
+			u.type, "size", (json_int_t)u.size, "sha256",
+			u.sha256));
+	}
+	upload_cleanup(&u);
+}
+
+/* ---- submit -------------------------------------------------------- */
+
+static void
+check_string(json_t *body, const char *key, int required, json_t *fields)
+{
+	json_t *v = json_object_get(body, key);
+
+	if (v == NULL || json_is_null(v)) {
+		if (required)
+			json_object_set_new(fields, key,
+			    json_string("required"));
+	} else if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) > KEY_MAX) {
+		json_object_set_new(fields, key,
+		    json_string("must be a non-empty string of at most 255 "
+				"bytes"));
+	}
+}
+
+/* The envelope's shape: {tool, variant?, inputs, session_id?}. */
+static void
+check_envelope(json_t *body, json_t *fields)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(body, key, v)
+	{
+		if (strcmp(key, "tool") && strcmp(key, "variant") &&
+		    strcmp(key, "inputs") && strcmp(key, "session_id"))
+			json_object_set_new(fields, key,
+			    json_string("unknown field"));
+	}
+	check_string(body, "tool", 1, fields);
+	check_string(body, "variant", 0, fields);
+	check_string(body, "session_id", 0, fields);
+	v = json_object_get(body, "inputs");
+	if (v == NULL)
+		json_object_set_new(fields, "inputs", json_string("required"));
+	else if (!json_is_object(v))
+		json_object_set_new(fields, "inputs",
+		    json_string("must be an object"));
+}
+
+/* Every file input names an upload of the caller's of the right kind. */
+static int
+check_uploads(struct api *a, const struct tool *t, json_t *inputs,
+    const char *user, json_t *fields)
+{
+	for (size_t i = 0; i < t->ninputs; i++) {
+		const struct tool_input *in = &t->inputs[i];
+		json_t *v = json_object_get(inputs, in->name);
+		struct upload u;
+
+		if ((in->type != INPUT_IMAGE && in->type != INPUT_VIDEO) ||
+		    !json_is_string(v))
+			continue;
+		upload_init(&u);
+		enum store_rc rc = store_upload_get(a->st, json_string_value(v),
+		    user, &u);
+		if (rc == STORE_ERROR) {
+			upload_cleanup(&u);
+			return -1;
+		}
+		if (rc != STORE_OK)
+			json_object_set_new(fields, in->name,
+			    json_string("upload not found"));
+		else if (in->type == INPUT_IMAGE && !uploads_is_image(u.type))
+			json_object_set_new(fields, in->name,
+			    json_string("expected an image upload"));
+		else if (in->type == INPUT_VIDEO && !uploads_is_video(u.type))
+			json_object_set_new(fields, in->name,
+			    json_string("expected a video upload"));
+		upload_cleanup(&u);
+	}
+	return 0;
+}
+
+/* The tool, variant and inputs; NULL tool when fields got a problem. */
+static const struct tool *
+check_job(struct api *a, json_t *body, const char **variant, json_t *fields)
+{
+	const struct tool *t;
+	const struct tool_variant *v;
+
+	check_envelope(body, fields);
+	if (json_object_size(fields))
+		return NULL;
+	t = tools_find(&a->cfg->tools,
+	    json_string_value(json_object_get(body, "tool")));
+	if (t == NULL) {
+		json_object_set_new(fields, "tool", json_string("unknown tool"));
+		return NULL;
+	}
+	*variant = json_string_value(json_object_get(body, "variant"));
+	v = tool_variant(t, *variant);
+	if (v == NULL) {
+		json_object_set_new(fields, "variant",
+		    json_string(t->variants[0].name ? "unknown variant"
+						    : "this tool has no "
+						      "variants"));
+		return NULL;
+	}
+	*variant = v->name;
+	if (tool_check_inputs(t, json_object_get(body, "inputs"), fields))
+		return NULL;
+	return t;
+}
+
+static void
+submit_answer(struct http_req *r, enum store_rc rc, const struct job *j,
+    int64_t balance, int64_t cost)
+{
+	switch (rc) {
+	case STORE_OK:
+		reply_job(r, 201, j);
+		break;
+	case STORE_EXISTS:
+		reply_job(r, 200, j);
+		break;
+	case STORE_ACTIVE:
+		http_reply_error(r, 409, "active_job_exists",
+		    "you already have an active job",
+		    json_pack("{s:s, s:s, s:s}", "job_id", j->id, "tool",
+			j->tool, "status", job_status_name(j->status)));
+		break;
+	case STORE_CREDITS:
+		http_reply_error(r, 402, "insufficient_credits",
+		    "not enough credits for this tool",
+		    json_pack("{s:I, s:I}", "balance", (json_int_t)balance,
+			"cost", (json_int_t)cost));
+		break;
+	default:
+		unavailable(r);
+	}
+}
+
+static void
+h_submit(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	const char *variant = NULL, *key;
+	json_t *body, *fields;
+	char token[65];
+
+	if (authed(a, r, &c) || (body = body_object(r)) == NULL)
+		return;
+	fields = json_object();
+	const struct tool *t = check_job(a, body, &variant, fields);
+	json_t *inputs = json_object_get(body, "inputs");
+	if (t && check_uploads(a, t, inputs, c.sub, fields)) {
+		json_decref(fields);
+		json_decref(body);
+		unavailable(r);
+		return;
+	}
+	key = http_req_header(r, "Idempotency-Key");
+	if (key && (*key == '\0' || strlen(key) > KEY_MAX))
+		json_object_set_new(fields, "Idempotency-Key",
+		    json_string("must be 1 to 255 bytes"));
+	if (json_object_size(fields)) {
+		json_decref(body);
+		invalid(r, fields);
+		return;
+	}
+	json_decref(fields);
+
+	struct job j;
+	int64_t balance = 0;
+	random_hex(token, 32);
+	char *id = new_id("job_");
+	struct job_new in = {
+		.id = id,
+		.user_id = c.sub,
+		.tool = t->name,
+		.variant = variant,
+		.inputs = inputs,
+		.cost = t->cost,
+		.session_id = json_string_value(
+		    json_object_get(body, "session_id")),
+		.idem_key = key,
+		.webhook_token = token,
+	};
+	job_init(&j);
+	enum store_rc rc = sched_submit(a->sc, &in, &j, &balance);
+	submit_answer(r, rc, &j, balance, t->cost);
+	job_cleanup(&j);
+	free(id);
+	json_decref(body);
+}
+
+/* ---- reading and cancelling jobs ----------------------------------- */
+
+static void
+h_job(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job j;
+
+	if (authed(a, r, &c))
+		return;
+	job_init(&j);
+	switch (store_job_get(a->st, http_req_param(r, 0), c.sub, &j)) {
+	case STORE_OK:
+		reply_job(r, 200, &j);
+		break;
+	case STORE_NOTFOUND:
+		not_found(r, "job");
+		break;
+	default:
+		unavailable(r);
+	}
+	job_cleanup(&j);
+}
+
+/* Parse ?status=&tool=&limit=&cursor= into f; 0, or -1 after a 422. */
+static int
+list_filter(struct http_req *r, struct job_filter *f)
+{
+	const char *status = http_req_query(r, "status");
+	const char *limit = http_req_query(r, "limit");
+	const char *cursor = http_req_query(r, "cursor");
+	enum job_status s;
+	long long n;
+
+	f->status = -1;
+	f->tool = http_req_query(r, "tool");
+	f->limit = LIST_DEFAULT;
+	if (f->tool && *f->tool == '\0')
+		f->tool = NULL;
+	if (status && *status) {
+		if (job_status_parse(status, &s)) {
+			invalid1(r, "status", "unknown status");
+			return -1;
+		}
+		f->status = (int)s;
+	}
+	if (limit && *limit) {
+		if (parse_ll(limit, &n) || n < 1 || n > LIST_MAX) {
+			invalid1(r, "limit", "must be an integer from 1 to 100");
+			return -1;
+		}
+		f->limit = (int)n;
+	}
+	if (cursor && *cursor) {
+		if (parse_ll(cursor, &n) || n < 1) {
+			invalid1(r, "cursor", "not a cursor from this API");
+			return -1;
+		}
+		f->before_seq = n;
+	}
+	return 0;
+}
+
+static void
+h_jobs(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job_filter f = { 0 };
+	struct job_list l = { 0 };
+	json_t *next = json_null();
+
+	if (authed(a, r, &c) || list_filter(r, &f))
+		return;
+	f.user_id = c.sub;
+	f.limit++; /* one more tells whether there is a next page */
+	if (store_job_list(a->st, &f, &l) != STORE_OK) {
+		job_list_cleanup(&l);
+		unavailable(r);
+		return;
+	}
+	if (l.n == (size_t)f.limit) {
+		job_cleanup(&l.v[--l.n]);
+		next = json_sprintf("%lld", (long long)l.v[l.n - 1].seq);
+	}
+	http_reply_json(r, 200,
+	    json_pack("{s:o, s:o}", "jobs", job_list_to_json(&l),
+		"next_cursor", next));
+	job_list_cleanup(&l);
+}
+
+static void
+cancel(struct api *a, struct http_req *r, const char *user, const char *code)
+{
+	struct job j;
+
+	job_init(&j);
+	switch (sched_cancel(a->sc, http_req_param(r, 0), user, code, &j)) {
+	case STORE_OK:
+		reply_job(r, 200, &j);
+		break;
+	case STORE_NOTFOUND:
+		not_found(r, "job");
+		break;
+	case STORE_CONFLICT:
+		http_reply_error(r, 409, "job_finished",
+		    "the job has already finished",
+		    json_pack("{s:s}", "status", job_status_name(j.status)));
+		break;
+	default:
+		unavailable(r);
+	}
+	job_cleanup(&j);
+}
+
+static void
+h_cancel(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+
+	if (authed(a, r, &c) == 0)
+		cancel(a, r, c.sub, JOB_ERR_CANCELLED);
+}
+
+/* ---- the caller ---------------------------------------------------- */
+
+static void
+h_me(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job j;
+	int64_t balance;
+	json_t *active = json_null();
+
+	if (authed(a, r, &c))
+		return;
+	job_init(&j);
+	if (store_user_balance(a->st, c.sub, &balance) != STORE_OK) {
+		unavailable(r);
+		return;
+	}
+	enum store_rc rc = store_job_active(a->st, c.sub, &j);
+	if (rc == STORE_OK)
+		active = job_to_json(&j);
+	job_cleanup(&j);
+	if (rc == STORE_ERROR) {
+		unavailable(r);
+		return;
+	}
+	http_reply_json(r, 200,
+	    json_pack("{s:s, s:I, s:o}", "user_id", c.sub, "credits",
+		(json_int_t)balance, "active_job", active));
+}
+
+static void
+h_ledger(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	int64_t balance;
+	json_t *entries = NULL;
+
+	if (authed(a, r, &c))
+		return;
+	if (store_user_balance(a->st, c.sub, &balance) != STORE_OK ||
+	    store_ledger(a->st, c.sub, &entries) != STORE_OK) {
+		json_decref(entries);
+		unavailable(r);
+		return;
+	}
+	http_reply_json(r, 200, json_pack("{s:o}", "entries", entries));
+}
+
+/* ---- the provider's callbacks -------------------------------------- */
+
+static void
+h_webhook(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	size_t len;
+	const char *body = http_req_body(r, &len);
+	char msg[256] = "malformed callback";
+
+	switch (sched_webhook(a->sc, http_req_param(r, 0), body, len, msg,
+	    sizeof(msg))) {
+	case STORE_OK:
+		http_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+		break;
+	case STORE_NOTFOUND:
+		not_found(r, "webhook");
+		break;
+	case STORE_CONFLICT:
+		http_reply_error(r, 400, "invalid_json", msg, NULL);
+		break;
+	default:
+		unavailable(r);
+	}
+}
+
+/* ---- admin --------------------------------------------------------- */
+
+static void
+h_admin_queue(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job_list active = { 0 }, queued = { 0 };
+	int64_t used = 0;
+
+	if (admin(a, r, &c))
+		return;
+	if (store_slots_used(a->st, &used) != STORE_OK ||
+	    store_jobs_in(a->st, JOB_STARTING, &active) != STORE_OK ||
+	    store_jobs_in(a->st, JOB_RUNNING, &active) != STORE_OK ||
+	    store_jobs_in(a->st, JOB_QUEUED, &queued) != STORE_OK) {
+		unavailable(r);
+	} else {
+		http_reply_json(r, 200,
+		    json_pack("{s:{s:I, s:I}, s:o, s:o}", "slots", "total",
+			(json_int_t)a->cfg->slots, "used", (json_int_t)used,
+			"active", job_list_to_json(&active), "queued",
+			job_list_to_json(&queued)));
+	}
+	job_list_cleanup(&active);
+	job_list_cleanup(&queued);
+}
+
+static void
+h_admin_credits(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	json_t *body, *amount, *reason;
+	int64_t balance = 0;
+
+	if (admin(a, r, &c) || (body = body_object(r)) == NULL)
+		return;
+	amount = json_object_get(body, "amount");
+	reason = json_object_get(body, "reason");
+	if (!json_is_integer(amount)) {
+		invalid1(r, "amount", "must be an integer");
+	} else if (reason && !json_is_null(reason) && !json_is_string(reason)) {
+		invalid1(r, "reason", "must be a string");
+	} else {
+		enum store_rc rc = store_user_grant(a->st, http_req_param(r, 0),
+		    json_integer_value(amount), json_string_value(reason),
+		    &balance);
+		if (rc == STORE_OK)
+			http_reply_json(r, 200,
+			    json_pack("{s:I}", "balance", (json_int_t)balance));
+		else if (rc == STORE_CREDITS)
+			http_reply_error(r, 402, "insufficient_credits",
+			    "the balance cannot go below 0",
+			    json_pack("{s:I, s:I}", "balance",
+				(json_int_t)balance, "cost",
+				(json_int_t)-json_integer_value(amount)));
+		else
+			unavailable(r);
+	}
+	json_decref(body);
+}
+
+static void
+h_admin_cancel(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+
+	if (admin(a, r, &c) == 0)
+		cancel(a, r, NULL, JOB_ERR_ADMIN);
+}
+
+/* ---- the table ----------------------------------------------------- */
+
+static const struct http_route routes[] = {
+	{ HTTP_GET | HTTP_HEAD, "/healthz", h_health, 0 },
+	{ HTTP_GET, "/v1/tools", h_tools, 0 },
+	{ HTTP_POST, "/v1/uploads", h_upload, 0 },
+	{ HTTP_POST, "/v1/jobs", h_submit, 0 },
+	{ HTTP_GET, "/v1/jobs", h_jobs, 0 },
+	{ HTTP_GET, "/v1/jobs/{}", h_job, 0 },
+	{ HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, 0 },
+	{ HTTP_GET, "/v1/me", h_me, 0 },
+	{ HTTP_GET, "/v1/me/ledger", h_ledger, 0 },
+	{ HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, 0 },
+	{ HTTP_GET, "/v1/admin/queue", h_admin_queue, 0 },
+	{ HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, 0 },
+	{ HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, 0 },
+};
+
+struct api *
+api_new(const struct config *cfg, struct store *st, struct sched *sc)
+{
+	struct api *a = xcalloc(1, sizeof(*a));
+
+	a->cfg = cfg;
+	a->st = st;
+	a->sc = sc;
+	a->nroutes = sizeof(routes) / sizeof(routes[0]);
+	a->routes = xmalloc(sizeof(routes));
+	memcpy(a->routes, routes, sizeof(routes));
+	for (size_t i = 0; i < a->nroutes; i++) {
+		if (a->routes[i].handler == h_upload)
+			a->routes[i].max_body = (size_t)cfg->uploads_max;
+		else
+			a->routes[i].max_body = (size_t)cfg->max_body;
+	}
+	return a;
+}
+
+void
+api_free(struct api *a)
+{
+	if (a == NULL)
+		return;
+	free(a->routes);
+	free(a);
+}
+
+const struct http_route *
+api_routes(const struct api *a, size_t *n)
+{
+	*n = a->nroutes;
+	return a->routes;
+}

@@ -1,0 +1,282 @@
+/*
+ * curlev.c — libcurl's multi_socket interface on a libevent loop.
+ *
+ * curl says which sockets to watch (socket_cb) and when to wake it
+ * (timer_cb); we keep one struct event per socket and one timer event, and
+ * hand every readiness back with curl_multi_socket_action. Finished
+ * transfers are read with curl_multi_info_read and given to their done
+ * callbacks outside any curl call, so a callback may start new transfers
+ * or even free the whole curlev: `depth` counts our own event callbacks on
+ * the stack, and a free inside one is finished when the outermost returns.
+ */
+#include "curlev.h"
+
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "util.h"
+
+/* A transfer in flight; found again through the easy's CURLOPT_PRIVATE. */
+struct xfer {
+	struct xfer *prev, *next;
+	CURL *easy;
+	curlev_done_cb done;
+	void *arg;
+};
+
+/* A socket curl asked us to watch; curl keeps it with curl_multi_assign. */
+struct sock {
+	struct sock *prev, *next;
+	struct curlev *cv;
+	curl_socket_t fd;
+	struct event *ev;
+};
+
+struct curlev {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer;
+	struct xfer *xfers;
+	struct sock *socks;
+	int nxfers;
+	int depth; /* our event callbacks on the stack */
+	int dying; /* freed while depth > 0 */
+};
+
+static void
+xfer_unlink(struct curlev *cv, struct xfer *x)
+{
+	if (x->prev != NULL)
+		x->prev->next = x->next;
+	else
+		cv->xfers = x->next;
+	if (x->next != NULL)
+		x->next->prev = x->prev;
+	cv->nxfers--;
+	free(x);
+}
+
+static struct sock *
+sock_new(struct curlev *cv, curl_socket_t fd)
+{
+	struct sock *s = xcalloc(1, sizeof(*s));
+
+	s->cv = cv;
+	s->fd = fd;
+	s->next = cv->socks;
+	if (cv->socks != NULL)
+		cv->socks->prev = s;
+	cv->socks = s;
+	return s;
+}
+
+static void
+sock_free(struct curlev *cv, struct sock *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		cv->socks = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	if (s->ev != NULL)
+		event_free(s->ev);
+	free(s);
+}
+
+/* The outermost of our callbacks finishes a curlev_free made inside it. */
+static void
+destroy(struct curlev *cv)
+{
+	/* curl may still report sockets to forget while it closes them. */
+	curl_multi_cleanup(cv->multi);
+	while (cv->socks != NULL)
+		sock_free(cv, cv->socks);
+	event_free(cv->timer);
+	free(cv);
+}
+
+static void
+leave(struct curlev *cv)
+{
+	if (--cv->depth == 0 && cv->dying)
+		destroy(cv);
+}
+
+/* Hand finished transfers to their callbacks, each outside any curl call. */
+static void
+check_done(struct curlev *cv)
+{
+	CURLMsg *m;
+	int left;
+
+	while (!cv->dying && (m = curl_multi_info_read(cv->multi, &left))) {
+		CURL *easy = m->easy_handle;
+		CURLcode rc = m->data.result;
+		char *priv = NULL;
+		struct xfer *x;
+		curlev_done_cb done;
+		void *arg;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+		x = (struct xfer *)(void *)priv;
+		curl_multi_remove_handle(cv->multi, easy);
+		done = x->done;
+		arg = x->arg;
+		xfer_unlink(cv, x);
+		done(arg, easy, rc);
+	}
+}
+
+static void
+act(struct curlev *cv, curl_socket_t fd, int flags)
+{
+	int running;
+
+	cv->depth++;
+	curl_multi_socket_action(cv->multi, fd, flags, &running);
+	check_done(cv);
+	leave(cv);
+}
+
+static void
+sock_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct sock *s = arg;
+	int flags = 0;
+
+	if (what & EV_READ)
+		flags |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		flags |= CURL_CSELECT_OUT;
+	/* s may be freed by curl's socket callback during the action. */
+	act(s->cv, fd, flags);
+}
+
+static void
+timer_event(evutil_socket_t fd, short what, void *arg)
+{
+	act(arg, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* Watch s for what curl wants now (CURL_POLL_IN, _OUT or _INOUT). */
+static int
+sock_watch(struct sock *s, int what)
+{
+	short events = EV_PERSIST;
+
+	if (what & CURL_POLL_IN)
+		events |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		events |= EV_WRITE;
+	if (s->ev != NULL)
+		event_free(s->ev);
+	s->ev = event_new(s->cv->base, s->fd, events, sock_event, s);
+	if (s->ev == NULL || event_add(s->ev, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+	struct curlev *cv = userp;
+	struct sock *s = sockp;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL)
+			sock_free(cv, s);
+		curl_multi_assign(cv->multi, fd, NULL);
+		return 0;
+	}
+	if (s == NULL) {
+		s = sock_new(cv, fd);
+		curl_multi_assign(cv->multi, fd, s);
+	}
+	return sock_watch(s, what);
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct curlev *cv = userp;
+	struct timeval tv;
+
+	if (timeout_ms < 0)
+		return evtimer_del(cv->timer);
+	/* 0 means "as soon as you can": the next turn of the loop. */
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	return evtimer_add(cv->timer, &tv);
+}
+
+struct curlev *
+curlev_new(struct event_base *base)
+{
+	struct curlev *cv = xcalloc(1, sizeof(*cv));
+
+	cv->base = base;
+	cv->timer = evtimer_new(base, timer_event, cv);
+	cv->multi = curl_multi_init();
+	if (cv->timer == NULL || cv->multi == NULL)
+		goto fail;
+	curl_multi_setopt(cv->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(cv->multi, CURLMOPT_SOCKETDATA, cv);
+	curl_multi_setopt(cv->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(cv->multi, CURLMOPT_TIMERDATA, cv);
+	return cv;
+fail:
+	if (cv->multi != NULL)
+		curl_multi_cleanup(cv->multi);
+	if (cv->timer != NULL)
+		event_free(cv->timer);
+	free(cv);
+	return NULL;
+}
+
+int
+curlev_add(struct curlev *cv, CURL *easy, curlev_done_cb done, void *arg)
+{
+	struct xfer *x = xcalloc(1, sizeof(*x));
+
+	x->easy = easy;
+	x->done = done;
+	x->arg = arg;
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+	if (curl_multi_add_handle(cv->multi, easy) != CURLM_OK) {
+		curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+		free(x);
+		return -1;
+	}
+	x->next = cv->xfers;
+	if (cv->xfers != NULL)
+		cv->xfers->prev = x;
+	cv->xfers = x;
+	cv->nxfers++;
+	return 0;
+}
+
+int
+curlev_pending(const struct curlev *cv)
+{
+	return cv->nxfers;
+}
+
+void
+curlev_free(struct curlev *cv)
+{
+	if (cv == NULL || cv->dying)
+		return;
+	while (cv->xfers != NULL) {
+		curl_multi_remove_handle(cv->multi, cv->xfers->easy);
+		xfer_unlink(cv, cv->xfers);
+	}
+	if (cv->depth > 0) {
+		cv->dying = 1;
+		return;
+	}
+	destroy(cv);
+}

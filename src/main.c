@@ -1,0 +1,198 @@
+/*
+ * main.c — `fila serve` and `fila token`: read the configuration, wire the
+ * modules together on one event loop, and stop cleanly on SIGTERM/SIGINT
+ * (stop accepting, answer what is in flight, close the store).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "runninghub.h"
+#include "sched.h"
+#include "store.h"
+#include "util.h"
+
+#define PROVIDER_TIMEOUT_MS 30000
+
+struct args {
+	const char *config;
+	int config_given;
+	char **sets;
+	size_t nsets;
+	const char *user;
+	int admin;
+	long long ttl;
+};
+
+static void
+usage(void)
+{
+	fputs("usage: fila serve [--config FILE] [--set SECTION.KEY=VALUE]...\n"
+	      "       fila token --user ID [--admin] [--ttl SECONDS] "
+	      "[--config FILE] [--set ...]\n",
+	    stderr);
+	exit(2);
+}
+
+static void
+parse_args(int argc, char **argv, struct args *a)
+{
+	a->config = "fila.conf";
+	a->sets = xcalloc((size_t)argc, sizeof(char *));
+	for (int i = 2; i < argc; i++) {
+		const char *o = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(o, "--admin") == 0) {
+			a->admin = 1;
+			continue;
+		}
+		if (v == NULL)
+			usage();
+		i++;
+		if (strcmp(o, "--config") == 0) {
+			a->config = v;
+			a->config_given = 1;
+		} else if (strcmp(o, "--set") == 0) {
+			a->sets[a->nsets++] = (char *)v;
+		} else if (strcmp(o, "--user") == 0) {
+			a->user = v;
+		} else if (strcmp(o, "--ttl") == 0) {
+			if (parse_ll(v, &a->ttl) || a->ttl < 0)
+				usage();
+		} else {
+			usage();
+		}
+	}
+}
+
+static int
+cmd_token(const struct config *cfg, const struct args *a)
+{
+	int64_t exp = a->ttl ? (int64_t)time(NULL) + a->ttl : 0;
+	char *tok;
+
+	if (a->user == NULL || *a->user == '\0')
+		usage();
+	tok = auth_sign(cfg->jwt_secret, a->user, a->admin, exp);
+	puts(tok);
+	free(tok);
+	return 0;
+}
+
+struct daemon {
+	struct event_base *base;
+	struct http_server *http;
+	int stopping;
+};
+
+static void
+drained(void *arg)
+{
+	struct daemon *d = arg;
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->stopping++) {
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	fprintf(stderr, "fila: signal %d, stopping\n", (int)sig);
+	http_server_drain(d->http, drained, d);
+}
+
+static int
+cmd_serve(const struct config *cfg)
+{
+	struct daemon d = { 0 };
+	struct store_opts so = { cfg->slots, cfg->per_user_active,
+		cfg->credits_initial };
+	char err[512];
+	int rc = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	d.base = event_base_new();
+	struct store *st = store_open(cfg->store_url, &so, err, sizeof(err));
+	if (st == NULL) {
+		fprintf(stderr, "fila: %s\n", err);
+		event_base_free(d.base);
+		return 1;
+	}
+	struct provider *p = runninghub_new(d.base, cfg->rh_base_url,
+	    cfg->rh_api_key, PROVIDER_TIMEOUT_MS, err, sizeof(err));
+	struct sched *sc = p ? sched_new(d.base, cfg, st, p) : NULL;
+	struct api *api = sc ? api_new(cfg, st, sc) : NULL;
+	size_t nroutes = 0;
+	const struct http_route *routes = api ? api_routes(api, &nroutes) : 0;
+
+	if (api) {
+		d.http = http_server_new(d.base, routes, nroutes, api,
+		    (size_t)cfg->max_body);
+		if (http_server_listen(d.http, cfg->listen_host,
+			cfg->listen_port, err, sizeof(err)) == 0)
+			rc = 0;
+	}
+	if (rc == 0) {
+		struct event *term = evsignal_new(d.base, SIGTERM, on_signal, &d);
+		struct event *intr = evsignal_new(d.base, SIGINT, on_signal, &d);
+		evsignal_add(term, NULL);
+		evsignal_add(intr, NULL);
+		printf("fila listening on http://%s:%d\n", cfg->listen_host,
+		    http_server_port(d.http));
+		fflush(stdout);
+		sched_recover(sc);
+		event_base_dispatch(d.base);
+		event_free(term);
+		event_free(intr);
+	} else {
+		fprintf(stderr, "fila: %s\n", err);
+	}
+	http_server_free(d.http);
+	api_free(api);
+	sched_free(sc);
+	provider_free(p);
+	store_free(st);
+	event_base_free(d.base);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct args a = { 0 };
+	struct config cfg;
+	char err[1024];
+	int rc;
+
+	if (argc < 2)
+		usage();
+	parse_args(argc, argv, &a);
+	if (config_load(&cfg, a.config, !a.config_given, a.sets, a.nsets, err,
+		sizeof(err))) {
+		fprintf(stderr, "fila: %s\n", err);
+		free(a.sets);
+		return 2;
+	}
+	if (strcmp(argv[1], "serve") == 0)
+		rc = cmd_serve(&cfg);
+	else if (strcmp(argv[1], "token") == 0)
+		rc = cmd_token(&cfg, &a);
+	else
+		usage();
+	config_cleanup(&cfg);
+	free(a.sets);
+	return rc;
+}

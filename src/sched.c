@@ -1,0 +1,552 @@
+/*
+ * sched.c — the rules of API.md §4 in motion.
+ *
+ * The store decides who may start (a job starts only by taking a slot row)
+ * and writes every change with its refund and its event; sched only decides
+ * when to ask, and carries jobs to and from the provider.
+ *
+ * Two ideas to read it by:
+ * - A job being started has a `start` record while its submit is in flight
+ *   or waiting to be retried (capacity refusals keep the job starting, in
+ *   its slot, and retry with backoff).
+ * - A slot is given back only when the provider has let go of the task:
+ *   after the submit answered (and, for a job cancelled meanwhile, after the
+ *   task was cancelled) or after the cancel of a running task answered.
+ */
+#include "sched.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "tools.h"
+#include "uploads.h"
+#include "util.h"
+
+#define RETRY_BASE_MS 1000
+#define RETRY_MAX_MS 30000
+#define RETRY_TRANSPORT_MAX 8
+
+struct start {
+	struct sched *s;
+	char *job_id;
+	int attempts;     /* transport failures so far */
+	int busy;         /* capacity refusals so far */
+	int in_flight;    /* a provider submit is under way */
+	struct event *retry;
+	struct start *next;
+};
+
+/* A provider call whose answer frees a slot. */
+struct release {
+	struct sched *s;
+	char *job_id;
+};
+
+struct sched {
+	struct event_base *base;
+	const struct config *cfg;
+	struct store *st;
+	struct provider *prov;
+	struct start *starts;
+};
+
+static void start_job(struct sched *s, const struct job *j);
+static void fail_job(struct sched *s, const char *id, const char *code,
+    const char *msg);
+
+struct sched *
+sched_new(struct event_base *base, const struct config *cfg,
+    struct store *st, struct provider *p)
+{
+	struct sched *s = xcalloc(1, sizeof(*s));
+	s->base = base;
+	s->cfg = cfg;
+	s->st = st;
+	s->prov = p;
+	return s;
+}
+
+static void
+start_free(struct start *a)
+{
+	if (a->retry)
+		event_free(a->retry);
+	free(a->job_id);
+	free(a);
+}
+
+void
+sched_free(struct sched *s)
+{
+	if (s == NULL)
+		return;
+	while (s->starts) {
+		struct start *a = s->starts;
+		s->starts = a->next;
+		start_free(a);
+	}
+	free(s);
+}
+
+static struct start *
+start_find(struct sched *s, const char *id)
+{
+	for (struct start *a = s->starts; a; a = a->next)
+		if (strcmp(a->job_id, id) == 0)
+			return a;
+	return NULL;
+}
+
+static void
+start_remove(struct sched *s, struct start *a)
+{
+	for (struct start **pp = &s->starts; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			start_free(a);
+			return;
+		}
+	}
+}
+
+static void
+log_store(struct sched *s, const char *what, const char *id)
+{
+	fprintf(stderr, "fila: %s %s: %s\n", what, id, store_error(s->st));
+}
+
+void
+sched_pump(struct sched *s)
+{
+	struct job j;
+
+	for (;;) {
+		job_init(&j);
+		enum store_rc rc = store_promote(s->st, &j);
+		if (rc != STORE_OK) {
+			if (rc == STORE_ERROR)
+				log_store(s, "promote", "-");
+			job_cleanup(&j);
+			return;
+		}
+		start_job(s, &j);
+		job_cleanup(&j);
+	}
+}
+
+/* ---- the provider's answer to a cancel: the task is let go ---------- */
+
+static void
+on_released(void *arg, const struct provider_result *res)
+{
+	struct release *r = arg;
+	struct sched *s = r->s;
+
+	if (store_slot_release(s->st, r->job_id) != STORE_OK)
+		log_store(s, "release", r->job_id);
+	free(r->job_id);
+	free(r);
+	sched_pump(s);
+}
+
+/* Cancel task_id at the provider; the job's slot is freed on the answer
+ * (or now, when the cancel cannot even be sent). */
+static void
+cancel_task(struct sched *s, const char *job_id, const char *task_id)
+{
+	struct release *r = xmalloc(sizeof(*r));
+
+	r->s = s;
+	r->job_id = xstrdup(job_id);
+	if (task_id == NULL ||
+	    provider_cancel(s->prov, task_id, on_released, r) != 0) {
+		struct provider_result none = { .rc = PROVIDER_OK };
+		on_released(r, &none);
+	}
+}
+
+/* ---- starting a job at the provider --------------------------------- */
+
+static void
+number_text(json_t *v, char *buf, size_t len)
+{
+	double d = json_number_value(v);
+
+	if (json_is_integer(v))
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	else if (d == floor(d) && fabs(d) < 1e15)
+		snprintf(buf, len, "%.0f", d);
+	else
+		snprintf(buf, len, "%.17g", d);
+}
+
+static int
+input_is_file(const struct tool *tool, const char *name)
+{
+	for (size_t i = 0; i < tool->ninputs; i++)
+		if (strcmp(tool->inputs[i].name, name) == 0)
+			return tool->inputs[i].type == INPUT_IMAGE ||
+			    tool->inputs[i].type == INPUT_VIDEO;
+	return 0;
+}
+
+/*
+ * The provider's view of the job: one node per mapped input present.
+ * Returns 0, or -1 with msg set (the job cannot be run as configured).
+ * Strings live in ups, vals and the job until the submit call returns.
+ */
+static int
+build_task(struct sched *s, const struct job *j, struct provider_task *t,
+    struct provider_node *nodes, struct upload *ups, char (*vals)[64],
+    char *msg, size_t msglen)
+{
+	const struct tool *tool = tools_find(&s->cfg->tools, j->tool);
+	const struct tool_variant *v;
+	size_t n = 0;
+
+	if (tool == NULL || (v = tool_variant(tool, j->variant)) == NULL) {
+		snprintf(msg, msglen, "tool %s is no longer configured",
+		    j->tool);
+		return -1;
+	}
+	for (size_t i = 0; i < v->nnodes; i++) {
+		const struct tool_node *tn = &v->nodes[i];
+		json_t *val = json_object_get(j->inputs, tn->input);
+		struct provider_node *pn = &nodes[n];
+
+		if (val == NULL || json_is_null(val))
+			continue;
+		memset(pn, 0, sizeof(*pn));
+		pn->node_id = tn->node_id;
+		pn->field = tn->field;
+		if (json_is_number(val)) {
+			number_text(val, vals[n], sizeof(vals[n]));
+			pn->value = vals[n];
+		} else if (!json_is_string(val)) {
+			pn->value = json_is_true(val) ? "true" : "false";
+		} else if (!input_is_file(tool, tn->input)) {
+			pn->value = json_string_value(val);
+		} else if (store_upload_get(s->st, json_string_value(val),
+			       j->user_id, &ups[n]) == STORE_OK) {
+			pn->path = ups[n].path;
+			pn->file_type = ups[n].type;
+		} else {
+			snprintf(msg, msglen, "upload %s is gone",
+			    json_string_value(val));
+			return -1;
+		}
+		n++;
+	}
+	t->app_id = v->app_id;
+	t->nodes = nodes;
+	t->nnodes = n;
+	return 0;
+}
+
+static void on_submitted(void *arg, const struct provider_result *res);
+
+static void
+submit(struct start *a)
+{
+	struct sched *s = a->s;
+	struct job j;
+	struct provider_task t = { 0 };
+	size_t cap;
+	char msg[256];
+	int rc = -1;
+
+	job_init(&j);
+	if (store_job_get(s->st, a->job_id, NULL, &j) != STORE_OK ||
+	    j.status != JOB_STARTING) {
+		/* Cancelled while waiting to retry: nothing is at the provider. */
+		store_slot_release(s->st, a->job_id);
+		start_remove(s, a);
+		job_cleanup(&j);
+		sched_pump(s);
+		return;
+	}
+	cap = json_object_size(j.inputs) + 1;
+	struct provider_node *nodes = xcalloc(cap, sizeof(*nodes));
+	struct upload *ups = xcalloc(cap, sizeof(*ups));
+	char(*vals)[64] = xcalloc(cap, sizeof(*vals));
+	char *url = xasprintf("%s/v1/webhooks/runninghub/%s",
+	    s->cfg->public_url, j.webhook_token);
+
+	t.webhook_url = url;
+	if (build_task(s, &j, &t, nodes, ups, vals, msg, sizeof(msg)) == 0) {
+		a->in_flight = 1;
+		rc = provider_submit(s->prov, &t, on_submitted, a);
+		if (rc != 0) {
+			a->in_flight = 0;
+			snprintf(msg, sizeof(msg), "provider call failed");
+		}
+	}
+	for (size_t i = 0; i < cap; i++)
+		upload_cleanup(&ups[i]);
+	free(nodes);
+	free(ups);
+	free(vals);
+	free(url);
+	job_cleanup(&j);
+	if (rc != 0) {
+		char *id = xstrdup(a->job_id);
+		start_remove(s, a);
+		fail_job(s, id, JOB_ERR_REJECTED, msg);
+		free(id);
+	}
+}
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	submit(arg);
+}
+
+static void
+start_job(struct sched *s, const struct job *j)
+{
+	struct start *a = start_find(s, j->id);
+
+	if (a == NULL) {
+		a = xcalloc(1, sizeof(*a));
+		a->s = s;
+		a->job_id = xstrdup(j->id);
+		a->retry = evtimer_new(s->base, on_retry, a);
+		a->next = s->starts;
+		s->starts = a;
+	}
+	if (!a->in_flight)
+		submit(a);
+}
+
+/* Wait before the next try: doubling, capped, with jitter so that many
+ * refused jobs do not come back in one burst. */
+static void
+retry_later(struct start *a, int tries)
+{
+	int64_t ms = RETRY_BASE_MS;
+	struct timeval tv;
+
+	for (int i = 1; i < tries && ms < RETRY_MAX_MS; i++)
+		ms *= 2;
+	if (ms > RETRY_MAX_MS)
+		ms = RETRY_MAX_MS;
+	ms = ms / 2 + (int64_t)(arc4random_uniform((uint32_t)ms / 2 + 1));
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(a->retry, &tv);
+}
+
+/* A capacity refusal keeps the job starting, but not past run_timeout. */
+static int
+past_run_timeout(struct sched *s, const char *id)
+{
+	struct job j;
+	int past = 0;
+
+	job_init(&j);
+	if (store_job_get(s->st, id, NULL, &j) == STORE_OK && j.started_at)
+		past = now_ms() - j.started_at >= s->cfg->run_timeout * 1000;
+	job_cleanup(&j);
+	return past;
+}
+
+static void
+on_submitted(void *arg, const struct provider_result *res)
+{
+	struct start *a = arg;
+	struct sched *s = a->s;
+	char *id = xstrdup(a->job_id);
+	struct job j;
+	enum store_rc rc;
+
+	a->in_flight = 0;
+	job_init(&j);
+	switch (res->rc) {
+	case PROVIDER_OK:
+		start_remove(s, a);
+		rc = store_job_running(s->st, id, res->task_id, &j);
+		if (rc == STORE_CONFLICT) /* cancelled while submitting */
+			cancel_task(s, id, res->task_id);
+		else if (rc != STORE_OK)
+			log_store(s, "running", id);
+		break;
+	case PROVIDER_BUSY:
+	case PROVIDER_RETRY:
+		if (res->rc == PROVIDER_BUSY)
+			a->busy++;
+		else
+			a->attempts++;
+		if (past_run_timeout(s, id)) {
+			start_remove(s, a);
+			fail_job(s, id, JOB_ERR_TIMEOUT,
+			    "the provider had no capacity before run_timeout");
+		} else if (a->attempts >= RETRY_TRANSPORT_MAX) {
+			start_remove(s, a);
+			fail_job(s, id, JOB_ERR_PROVIDER,
+			    res->message ? res->message
+					 : "provider unreachable");
+		} else if (store_job_get(s->st, id, NULL, &j) == STORE_OK &&
+		    j.status != JOB_STARTING) {
+			store_slot_release(s->st, id); /* cancelled meanwhile */
+			start_remove(s, a);
+		} else {
+			retry_later(a, a->busy + a->attempts);
+		}
+		break;
+	case PROVIDER_REJECTED:
+		start_remove(s, a);
+		fail_job(s, id, JOB_ERR_REJECTED,
+		    res->message ? res->message : "rejected by the provider");
+		break;
+	}
+	job_cleanup(&j);
+	free(id);
+	sched_pump(s);
+}
+
+/* End job id failed and give its slot back (nothing runs at the provider). */
+static void
+fail_job(struct sched *s, const char *id, const char *code, const char *msg)
+{
+	struct job j;
+
+	job_init(&j);
+	enum store_rc rc = store_job_finish(s->st, id, JOB_FAILED, code, msg,
+	    NULL, 1, &j);
+	if (rc == STORE_CONFLICT)
+		store_slot_release(s->st, id);
+	else if (rc != STORE_OK)
+		log_store(s, "fail", id);
+	job_cleanup(&j);
+}
+
+/* ---- the rules' entry points --------------------------------------- */
+
+void
+sched_recover(struct sched *s)
+{
+	struct job_list l = { 0 };
+
+	/* A job left starting may or may not have reached the provider; it
+	 * holds its slot, so sending it again never exceeds the slots and
+	 * never charges twice (the charge belongs to the job, not the try). */
+	if (store_jobs_in(s->st, JOB_STARTING, &l) == STORE_OK)
+		for (size_t i = 0; i < l.n; i++)
+			start_job(s, &l.v[i]);
+	job_list_cleanup(&l);
+	sched_pump(s);
+}
+
+enum store_rc
+sched_submit(struct sched *s, const struct job_new *in, struct job *out,
+    int64_t *balance)
+{
+	enum store_rc rc = store_job_submit(s->st, in, out, balance);
+
+	if (rc != STORE_OK)
+		return rc;
+	sched_pump(s);
+	/* Show the job as it is now: it may have started at once. */
+	struct job now;
+	job_init(&now);
+	if (store_job_get(s->st, in->id, NULL, &now) == STORE_OK) {
+		job_cleanup(out);
+		*out = now;
+	}
+	return STORE_OK;
+}
+
+enum store_rc
+sched_cancel(struct sched *s, const char *id, const char *user_id,
+    const char *code, struct job *out)
+{
+	enum store_rc rc = store_job_get(s->st, id, user_id, out);
+	struct start *a;
+	int release;
+	const char *msg = strcmp(code, JOB_ERR_ADMIN) == 0
+	    ? "cancelled by an administrator"
+	    : "cancelled by the user";
+
+	if (rc != STORE_OK)
+		return rc;
+	if (job_status_terminal(out->status))
+		return STORE_CONFLICT;
+	a = start_find(s, id);
+	/* The slot stays held while the provider may still hold a task. */
+	release = out->status == JOB_QUEUED ||
+	    (out->status == JOB_STARTING && (a == NULL || !a->in_flight));
+	char *task = xstrdup_or_null(out->provider_task_id);
+	enum job_status was = out->status;
+	job_cleanup(out);
+	rc = store_job_finish(s->st, id, JOB_CANCELLED, code, msg, NULL,
+	    release, out);
+	if (rc == STORE_OK) {
+		if (a && !a->in_flight)
+			start_remove(s, a);
+		if (was == JOB_RUNNING)
+			cancel_task(s, id, task);
+		sched_pump(s);
+	}
+	free(task);
+	return rc;
+}
+
+static void
+finish_from(struct sched *s, const struct job *j,
+    const struct provider_outcome *o)
+{
+	struct job done;
+
+	job_init(&done);
+	if (j->status == JOB_STARTING) {
+		/* The callback overtook the submit's answer. */
+		store_job_running(s->st, j->id, o->task_id, &done);
+		job_cleanup(&done);
+	}
+	if (o->state == TASK_COMPLETED)
+		store_job_finish(s->st, j->id, JOB_COMPLETED, NULL, NULL,
+		    o->outputs, 1, &done);
+	else
+		store_job_finish(s->st, j->id, JOB_FAILED, JOB_ERR_PROVIDER,
+		    o->message ? o->message : "the provider failed the task",
+		    NULL, 1, &done);
+	job_cleanup(&done);
+	sched_pump(s);
+}
+
+enum store_rc
+sched_webhook(struct sched *s, const char *token, const char *body,
+    size_t len, char *msg, size_t msglen)
+{
+	struct provider_outcome o = { 0 };
+	struct job j;
+	enum store_rc rc;
+
+	job_init(&j);
+	rc = store_job_by_token(s->st, token, &j);
+	if (rc != STORE_OK)
+		goto out;
+	if (provider_parse_callback(s->prov, body, len, &o, msg, msglen)) {
+		rc = STORE_CONFLICT;
+		goto out;
+	}
+	if (job_status_terminal(j.status))
+		goto out; /* applied once already: nothing changes */
+	if (j.provider_task_id && o.task_id &&
+	    strcmp(j.provider_task_id, o.task_id) != 0) {
+		fprintf(stderr, "fila: callback for %s names task %s, not %s\n",
+		    j.id, o.task_id, j.provider_task_id);
+		goto out;
+	}
+	if (o.state == TASK_COMPLETED || o.state == TASK_FAILED)
+		finish_from(s, &j, &o);
+out:
+	provider_outcome_cleanup(&o);
+	job_cleanup(&j);
+	return rc;
+}

@@ -1,0 +1,295 @@
+/*
+ * uploads.c — uploaded files: what they are and how they reach the disk.
+ *
+ * The type comes from the first bytes (magic numbers), never from the
+ * client's Content-Type or file name, and only the five types the tools take
+ * are recognised. A file is written under a temporary name, synced, then
+ * renamed into place and its directory synced, so after a crash a file is
+ * either whole under its final name or not there at all.
+ */
+#include "uploads.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+void
+upload_init(struct upload *u)
+{
+	memset(u, 0, sizeof(*u));
+}
+
+void
+upload_cleanup(struct upload *u)
+{
+	free(u->id);
+	free(u->user_id);
+	free(u->type);
+	free(u->sha256);
+	free(u->filename);
+	free(u->path);
+	upload_init(u);
+}
+
+static uint32_t
+be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+static int
+is_one_of(const unsigned char *p, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (memcmp(p, *list, 4) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * HEIF and AVIF still images share the ISO container with MP4 but are not
+ * video a tool could take; brands are four printable bytes in real files.
+ */
+static const char *
+iso_brand_type(const unsigned char *brand)
+{
+	static const char *const still[] = {"heic", "heix", "heim", "heis",
+	    "hevc", "hevx", "mif1", "msf1", "avif", "avis", "crx ", NULL};
+
+	for (int i = 0; i < 4; i++)
+		if (brand[i] < 0x20 || brand[i] > 0x7e)
+			return NULL;
+	if (memcmp(brand, "qt  ", 4) == 0)
+		return "mov";
+	if (is_one_of(brand, still))
+		return NULL;
+	return "mp4";
+}
+
+/* ISO base media (MP4) and QuickTime, told apart by ftyp or first atom. */
+static const char *
+sniff_iso(const unsigned char *b, size_t len)
+{
+	static const char *const qt_atoms[] = {"moov", "mdat", "wide", "free",
+	    "skip", "pnot", NULL};
+
+	if (len < 8 || be32(b) < 8)
+		return NULL;
+	if (memcmp(b + 4, "ftyp", 4) == 0)
+		return len >= 12 && be32(b) >= 12 ? iso_brand_type(b + 8)
+						   : NULL;
+	if (is_one_of(b + 4, qt_atoms))
+		return "mov";
+	return NULL;
+}
+
+const char *
+uploads_sniff(const void *buf, size_t len)
+{
+	static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n',
+	    0x1a, '\n'};
+	const unsigned char *b = buf;
+
+	if (b == NULL)
+		return NULL;
+	if (len >= 8 && memcmp(b, png, 8) == 0)
+		return "png";
+	if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+		return "jpeg";
+	if (len >= 12 && memcmp(b, "RIFF", 4) == 0 &&
+	    memcmp(b + 8, "WEBP", 4) == 0)
+		return "webp";
+	return sniff_iso(b, len);
+}
+
+int
+uploads_is_image(const char *type)
+{
+	return type != NULL &&
+	    (strcmp(type, "png") == 0 || strcmp(type, "jpeg") == 0 ||
+		strcmp(type, "webp") == 0);
+}
+
+int
+uploads_is_video(const char *type)
+{
+	return type != NULL &&
+	    (strcmp(type, "mp4") == 0 || strcmp(type, "mov") == 0);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* A name that stays inside dir: no separators, not "." or "..". */
+static int
+name_ok(const char *name)
+{
+	return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL &&
+	    strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* fsync a directory so that a create or rename inside it is durable. */
+static int
+sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* fsync the directory holding path, making path's creation durable. */
+static void
+sync_parent(char *path)
+{
+	char *slash = strrchr(path, '/');
+
+	if (slash == NULL) {
+		sync_dir(".");
+	} else if (slash == path) {
+		sync_dir("/");
+	} else {
+		*slash = '\0';
+		sync_dir(path);
+		*slash = '/';
+	}
+}
+
+/*
+ * mkdir -p with mode 0755. A directory it creates is made durable by
+ * syncing its parent, so a file later renamed into it cannot vanish.
+ */
+static int
+make_dirs(const char *dir, char *err, size_t errlen)
+{
+	char *path = xstrdup(dir);
+	size_t len = strlen(path);
+	struct stat st;
+
+	for (size_t i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0755) == 0)
+			sync_parent(path);
+		else if (errno != EEXIST)
+			goto fail;
+		path[i] = i < len ? '/' : '\0';
+	}
+	if (stat(path, &st) < 0)
+		goto fail;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		goto fail;
+	}
+	free(path);
+	return 0;
+fail:
+	set_err(err, errlen, "uploads: cannot create directory %s: %s", path,
+	    strerror(errno));
+	free(path);
+	return -1;
+}
+
+static int
+write_all(int fd, const unsigned char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Write, sync and close tmp (opened O_EXCL); errno is kept on failure. */
+static int
+write_file(const char *tmp, const void *buf, size_t len)
+{
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int saved;
+
+	if (fd < 0)
+		return -1;
+	if (write_all(fd, buf, len) < 0 || fsync(fd) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return close(fd);
+}
+
+char *
+uploads_save(const char *dir, const char *name, const void *buf,
+    size_t len, char *err, size_t errlen)
+{
+	char suffix[17];
+	char *path = NULL, *tmp = NULL;
+	size_t dlen = dir ? strlen(dir) : 0;
+
+	if (!name_ok(name)) {
+		set_err(err, errlen, "uploads: bad file name \"%s\"",
+		    name ? name : "(null)");
+		return NULL;
+	}
+	if (dlen == 0) {
+		set_err(err, errlen, "uploads: no directory given");
+		return NULL;
+	}
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	if (make_dirs(dir, err, errlen) < 0)
+		return NULL;
+	random_hex(suffix, 8);
+	path = xasprintf("%.*s%s%s", (int)dlen, dir,
+	    dir[dlen - 1] == '/' ? "" : "/", name);
+	tmp = xasprintf("%.*s%s.%s.%s.tmp", (int)dlen, dir,
+	    dir[dlen - 1] == '/' ? "" : "/", name, suffix);
+	if (write_file(tmp, buf, len) < 0 || rename(tmp, path) < 0)
+		goto fail_tmp;
+	if (sync_dir(dir) < 0)
+		goto fail_path;
+	free(tmp);
+	return path;
+fail_tmp:
+	set_err(err, errlen, "uploads: cannot write %s: %s", path,
+	    strerror(errno));
+	unlink(tmp);
+	goto fail;
+fail_path:
+	/* Not durable: take it back, so NULL always means "nothing there". */
+	set_err(err, errlen, "uploads: cannot write %s: %s", path,
+	    strerror(errno));
+	unlink(path);
+fail:
+	free(tmp);
+	free(path);
+	return NULL;
+}
