@@ -38,7 +38,7 @@ $(B)/rhemu: tools/rhemu.c | $(B)/obj
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(B)/test_%: tests/unit/test_%.c $(OBJ) $(HDR)
-	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(OBJ) $(LDLIBS) -lcriterion
+	$(CC) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(OBJ) $(LDLIBS) -lcriterion
 
 $(B)/obj:
 	mkdir -p $@

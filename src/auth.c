@@ -131,7 +131,7 @@ mac(const char *secret, const char *data, size_t len,
 	if (keylen == 0 || keylen > INT_MAX)
 		return -1;
 	if (HMAC(EVP_sha256(), secret, (int)keylen, (const unsigned char *)data,
-		len, out, &outlen) == NULL ||
+	        len, out, &outlen) == NULL ||
 	    outlen != MAC_LEN)
 		return -1;
 	return 0;
@@ -213,7 +213,7 @@ claims_read(const json_t *p, int64_t now, struct auth_claims *out)
 			return -1;
 		/* Compared as numbers so that a fractional exp is exact. */
 		if (json_is_integer(exp) ? now >= json_integer_value(exp)
-					 : (double)now >= json_real_value(exp))
+		                         : (double)now >= json_real_value(exp))
 			return -1;
 	}
 	memset(out, 0, sizeof(*out));
@@ -224,8 +224,8 @@ claims_read(const json_t *p, int64_t now, struct auth_claims *out)
 }
 
 int
-auth_verify(const char *secret, const char *token, int64_t now,
-    struct auth_claims *out)
+auth_verify(
+    const char *secret, const char *token, int64_t now, struct auth_claims *out)
 {
 	const char *dot1, *dot2;
 	size_t len;
@@ -244,7 +244,7 @@ auth_verify(const char *secret, const char *token, int64_t now,
 	if (header_ok(token, (size_t)(dot1 - token)) < 0)
 		return -1;
 	if (signature_ok(secret, token, (size_t)(dot2 - token), dot2 + 1,
-		len - (size_t)(dot2 + 1 - token)) < 0)
+	        len - (size_t)(dot2 + 1 - token)) < 0)
 		return -1;
 	payload = part_to_object(dot1 + 1, (size_t)(dot2 - dot1 - 1));
 	if (payload == NULL)

@@ -22,6 +22,8 @@
 #include <string.h>
 
 #define MSG_MAX 512
+/* inih cuts longer section names short without a word (its MAX_SECTION). */
+#define INI_SECTION_MAX 50
 
 enum kind { K_INT, K_STR, K_URL, K_LISTEN, K_STORE };
 
@@ -29,38 +31,38 @@ struct key {
 	const char *section;
 	const char *name;
 	enum kind kind;
-	size_t off;	  /* of the char * or int64_t in struct config */
-	long long min;	  /* K_INT */
+	size_t off;       /* of the char * or int64_t in struct config */
+	long long min;    /* K_INT */
 	int may_be_empty; /* K_STR */
 };
 
 #define OFF(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
-	{"server", "listen", K_LISTEN, 0, 0, 0},
-	{"server", "public_url", K_URL, OFF(public_url), 0, 0},
-	{"server", "max_body", K_INT, OFF(max_body), 1, 0},
-	{"store", "url", K_STORE, OFF(store_url), 0, 0},
-	{"auth", "jwt_secret", K_STR, OFF(jwt_secret), 0, 0},
-	{"queue", "slots", K_INT, OFF(slots), 1, 0},
-	{"queue", "per_user_active", K_INT, OFF(per_user_active), 1, 0},
-	{"queue", "queue_timeout", K_INT, OFF(queue_timeout), 1, 0},
-	{"queue", "run_timeout", K_INT, OFF(run_timeout), 1, 0},
-	{"credits", "initial", K_INT, OFF(credits_initial), 0, 0},
-	{"uploads", "dir", K_STR, OFF(uploads_dir), 0, 0},
-	{"uploads", "max_bytes", K_INT, OFF(uploads_max), 1, 0},
-	{"runninghub", "base_url", K_URL, OFF(rh_base_url), 0, 0},
-	{"runninghub", "api_key", K_STR, OFF(rh_api_key), 0, 1},
-	{"runninghub", "poll_after", K_INT, OFF(rh_poll_after), 1, 0},
+    {"server", "listen", K_LISTEN, 0, 0, 0},
+    {"server", "public_url", K_URL, OFF(public_url), 0, 0},
+    {"server", "max_body", K_INT, OFF(max_body), 1, 0},
+    {"store", "url", K_STORE, OFF(store_url), 0, 0},
+    {"auth", "jwt_secret", K_STR, OFF(jwt_secret), 0, 0},
+    {"queue", "slots", K_INT, OFF(slots), 1, 0},
+    {"queue", "per_user_active", K_INT, OFF(per_user_active), 1, 0},
+    {"queue", "queue_timeout", K_INT, OFF(queue_timeout), 1, 0},
+    {"queue", "run_timeout", K_INT, OFF(run_timeout), 1, 0},
+    {"credits", "initial", K_INT, OFF(credits_initial), 0, 0},
+    {"uploads", "dir", K_STR, OFF(uploads_dir), 0, 0},
+    {"uploads", "max_bytes", K_INT, OFF(uploads_max), 1, 0},
+    {"runninghub", "base_url", K_URL, OFF(rh_base_url), 0, 0},
+    {"runninghub", "api_key", K_STR, OFF(rh_api_key), 0, 1},
+    {"runninghub", "poll_after", K_INT, OFF(rh_poll_after), 1, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(*keys))
 
 struct loader {
 	struct config *cfg;
-	int from_file;		 /* tool input/variant keys must not repeat */
+	int from_file;             /* tool input/variant keys must not repeat */
 	unsigned char seen[NKEYS]; /* every key must get a value somewhere */
-	char msg[MSG_MAX];	 /* the first error, not yet located */
+	char msg[MSG_MAX];         /* the first error, not yet located */
 };
 
 static int failf(struct loader *ld, const char *fmt, ...)
@@ -102,8 +104,8 @@ set_int(struct loader *ld, const struct key *k, const char *value)
 	char expected[64];
 
 	if (parse_ll(value, &n) < 0 || n < k->min) {
-		snprintf(expected, sizeof(expected), "an integer >= %lld",
-		    k->min);
+		snprintf(
+		    expected, sizeof(expected), "an integer >= %lld", k->min);
 		return bad_value(ld, k, expected, value);
 	}
 	*(int64_t *)((char *)ld->cfg + k->off) = n;
@@ -145,8 +147,8 @@ static int
 set_str(struct loader *ld, const struct key *k, const char *value)
 {
 	if (*value == '\0' && !k->may_be_empty)
-		return failf(ld, "[%s] %s: must not be empty", k->section,
-		    k->name);
+		return failf(
+		    ld, "[%s] %s: must not be empty", k->section, k->name);
 	replace((char **)((char *)ld->cfg + k->off), xstrdup(value));
 	return 0;
 }
@@ -172,8 +174,8 @@ set_listen(struct loader *ld, const struct key *k, const char *value)
 	}
 	if (colon == NULL || hostlen == 0 || parse_ll(colon + 1, &port) < 0 ||
 	    port < 0 || port > 65535)
-		return bad_value(ld, k, "HOST:PORT with a port 0..65535",
-		    value);
+		return bad_value(
+		    ld, k, "HOST:PORT with a port 0..65535", value);
 	replace(&ld->cfg->listen_host, xstrndup(host, hostlen));
 	ld->cfg->listen_port = (int)port;
 	return 0;
@@ -195,8 +197,8 @@ defined_before(const struct tool *t, const char *key)
 }
 
 static int
-set_tool(struct loader *ld, const char *tool, const char *key,
-    const char *value)
+set_tool(
+    struct loader *ld, const char *tool, const char *key, const char *value)
 {
 	const struct tool *t = tools_find(&ld->cfg->tools, tool);
 	char why[MSG_MAX];
@@ -210,16 +212,16 @@ set_tool(struct loader *ld, const char *tool, const char *key,
 
 /* One key from any layer; 0, or -1 with the reason in ld->msg. */
 static int
-apply(struct loader *ld, const char *section, const char *name,
-    const char *value)
+apply(
+    struct loader *ld, const char *section, const char *name, const char *value)
 {
-	static int (*const setters[])(struct loader *, const struct key *,
-	    const char *) = {
-		[K_INT] = set_int,
-		[K_STR] = set_str,
-		[K_URL] = set_url,
-		[K_LISTEN] = set_listen,
-		[K_STORE] = set_store,
+	static int (*const setters[])(
+	    struct loader *, const struct key *, const char *) = {
+	    [K_INT] = set_int,
+	    [K_STR] = set_str,
+	    [K_URL] = set_url,
+	    [K_LISTEN] = set_listen,
+	    [K_STORE] = set_store,
 	};
 	int known_section = 0;
 
@@ -242,8 +244,7 @@ apply(struct loader *ld, const char *section, const char *name,
 }
 
 static int
-on_ini_key(void *user, const char *section, const char *name,
-    const char *value)
+on_ini_key(void *user, const char *section, const char *name, const char *value)
 {
 	return apply(user, section, name, value) == 0;
 }
@@ -259,11 +260,12 @@ section_known(const char *name)
 	return 0;
 }
 
-/* Why a section header that had no keys is wrong, or NULL when it is not. */
+/* Why a section header is wrong, or NULL when it is not. Unknown sections
+ * are caught here so that the message points at the header itself. */
 static const char *
-empty_section_problem(const char *name, char *buf, size_t len)
+section_problem(const char *name, int has_keys, char *buf, size_t len)
 {
-	if (strncmp(name, "tool.", 5) == 0)
+	if (strncmp(name, "tool.", 5) == 0 && !has_keys)
 		snprintf(buf, len, "section [%s] has no keys", name);
 	else if (!section_known(name))
 		snprintf(buf, len, "unknown section [%s]", name);
@@ -274,39 +276,47 @@ empty_section_problem(const char *name, char *buf, size_t len)
 
 /*
  * Walk the section headers of text as inih sees them. Returns the line of
- * the first header whose section is empty and wrong (0 if none), with the
- * reason in msg; *has_tools tells whether any [tool.…] section appears.
+ * the first header that is wrong (0 if none), with the reason in msg;
+ * *has_tools tells whether any [tool.…] section appears.
  */
 static int
 scan_sections(const char *text, int *has_tools, char *msg, size_t msglen)
 {
-	char name[256] = "";
-	int line = 0, header_line = 0, keys_seen = 1;
+	char name[INI_SECTION_MAX] = "";
+	int line = 0, header_line = 0, keys_seen = 0;
+	const char *next;
 
 	*has_tools = 0;
 	if (strncmp(text, "\xEF\xBB\xBF", 3) == 0)
 		text += 3;
-	for (const char *p = text; *p != '\0'; p += strcspn(p, "\n"),
-			p += *p == '\n') {
+	for (const char *p = text; *p != '\0'; p = next) {
 		const char *s = p + strspn(p, " \t\r");
 		size_t len = strcspn(s, "]\n");
 
+		next = p + strcspn(p, "\n");
+		next += *next == '\n';
 		line++;
-		if (*s == '\n' || *s == '\0' || *s == '\r' || *s == ';' ||
-		    *s == '#')
+		if (*s == '\n' || *s == '\0' || *s == ';' || *s == '#')
 			continue;
 		if (*s != '[' || s[len] != ']') {
 			keys_seen = 1;
 			continue;
 		}
-		if (!keys_seen && empty_section_problem(name, msg, msglen))
+		if (header_line > 0 &&
+		    section_problem(name, keys_seen, msg, msglen))
 			return header_line;
+		if (len - 1 >= sizeof(name)) {
+			snprintf(msg, msglen,
+			    "section name [%.*s] is longer than %zu bytes",
+			    (int)len - 1, s + 1, sizeof(name) - 1);
+			return line;
+		}
 		snprintf(name, sizeof(name), "%.*s", (int)len - 1, s + 1);
 		*has_tools |= strncmp(name, "tool.", 5) == 0;
 		header_line = line;
 		keys_seen = 0;
 	}
-	if (!keys_seen && empty_section_problem(name, msg, msglen))
+	if (header_line > 0 && section_problem(name, keys_seen, msg, msglen))
 		return header_line;
 	return 0;
 }
@@ -330,16 +340,17 @@ load_text(struct loader *ld, const char *file, const char *text, int user,
     char *err, size_t errlen)
 {
 	char scan_msg[MSG_MAX];
-	int has_tools, bad_empty, line;
+	int has_tools, bad_header, line;
 
-	bad_empty = scan_sections(text, &has_tools, scan_msg, sizeof(scan_msg));
+	bad_header =
+	    scan_sections(text, &has_tools, scan_msg, sizeof(scan_msg));
 	if (user && has_tools)
 		tools_cleanup(&ld->cfg->tools);
 	ld->from_file = 1;
 	ld->msg[0] = '\0';
 	line = ini_parse_string(text, on_ini_key, ld);
-	if (bad_empty > 0 && (line <= 0 || bad_empty < line)) {
-		snprintf(err, errlen, "%s:%d: %s", file, bad_empty, scan_msg);
+	if (bad_header > 0 && (line <= 0 || bad_header < line)) {
+		snprintf(err, errlen, "%s:%d: %s", file, bad_header, scan_msg);
 		return -1;
 	}
 	if (line == 0)
@@ -409,11 +420,11 @@ load_set(struct loader *ld, const char *arg, char *err, size_t errlen)
 	int rc = -1;
 
 	dot = strncmp(arg, "tool.", 5) == 0 ? strchr(arg + 5, '.')
-					    : strchr(arg, '.');
+	                                    : strchr(arg, '.');
 	if (eq == NULL || dot == NULL || dot > eq || dot == arg ||
 	    dot + 1 == eq) {
-		snprintf(err, errlen, "--set %s: expected SECTION.KEY=VALUE",
-		    arg);
+		snprintf(
+		    err, errlen, "--set %s: expected SECTION.KEY=VALUE", arg);
 		return -1;
 	}
 	section = xstrndup(arg, (size_t)(dot - arg));

@@ -27,8 +27,7 @@ struct curlev *curlev_new(struct event_base *base);
  * curlev uses its CURLOPT_PRIVATE while it runs. 0, or -1 when curl
  * refused the handle (done is then never called).
  */
-int curlev_add(struct curlev *cv, CURL *easy, curlev_done_cb done,
-    void *arg);
+int curlev_add(struct curlev *cv, CURL *easy, curlev_done_cb done, void *arg);
 
 /* Transfers added and not yet done. */
 int curlev_pending(const struct curlev *cv);

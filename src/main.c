@@ -83,6 +83,10 @@ cmd_token(const struct config *cfg, const struct args *a)
 	if (a->user == NULL || *a->user == '\0')
 		usage();
 	tok = auth_sign(cfg->jwt_secret, a->user, a->admin, exp);
+	if (tok == NULL) {
+		fprintf(stderr, "fila: cannot sign a token for that user id\n");
+		return 2;
+	}
 	puts(tok);
 	free(tok);
 	return 0;

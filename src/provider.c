@@ -49,15 +49,15 @@ provider_submit(struct provider *p, const struct provider_task *t,
 }
 
 int
-provider_cancel(struct provider *p, const char *task_id, provider_cb cb,
-    void *arg)
+provider_cancel(
+    struct provider *p, const char *task_id, provider_cb cb, void *arg)
 {
 	return p->ops->cancel(p->impl, task_id, cb, arg);
 }
 
 int
-provider_poll(struct provider *p, const char *task_id, provider_poll_cb cb,
-    void *arg)
+provider_poll(
+    struct provider *p, const char *task_id, provider_poll_cb cb, void *arg)
 {
 	return p->ops->poll(p->impl, task_id, cb, arg);
 }

@@ -18,7 +18,7 @@ struct provider *runninghub_new(struct event_base *base,
 
 /*
  * Classify one answer of RunningHub's API: HTTP status plus body, the
- * envelope {"code", "msg", "data"}. Fills res (message points into *data's
+ * envelope {"code", "msg", "data"}. Fills res (message points into *root's
  * storage or a static string) and sets *data to the borrowed "data" member.
  * root receives the parsed body (caller json_decref()s it, may be NULL).
  */

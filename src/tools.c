@@ -23,11 +23,11 @@
 #define SEP " \t"
 
 static const char *const type_names[] = {
-	[INPUT_IMAGE] = "image",
-	[INPUT_VIDEO] = "video",
-	[INPUT_TEXT] = "text",
-	[INPUT_NUMBER] = "number",
-	[INPUT_CHOICE] = "choice",
+    [INPUT_IMAGE] = "image",
+    [INPUT_VIDEO] = "video",
+    [INPUT_TEXT] = "text",
+    [INPUT_NUMBER] = "number",
+    [INPUT_CHOICE] = "choice",
 };
 
 /* Every message of tools_set names the section and key it is about. */
@@ -50,8 +50,8 @@ fail(const struct where *w, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	snprintf(w->err, w->errlen, "[tool.%s] %s: %s", w->tool, w->key,
-	    reason);
+	snprintf(
+	    w->err, w->errlen, "[tool.%s] %s: %s", w->tool, w->key, reason);
 	return -1;
 }
 
@@ -64,7 +64,7 @@ name_ok(const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			c == '_'))
+		        c == '_'))
 			return 0;
 	}
 	return 1;
@@ -209,8 +209,8 @@ parse_choices(struct tool_input *in, const char *list, const struct where *w)
 				return fail(w, "choice \"%.*s\" listed twice",
 				    (int)len, p);
 			}
-		in->choices = xrealloc(in->choices,
-		    (in->nchoices + 1) * sizeof(*in->choices));
+		in->choices = xrealloc(
+		    in->choices, (in->nchoices + 1) * sizeof(*in->choices));
 		in->choices[in->nchoices++] = c;
 		if (len == 0)
 			return fail(w, "empty choice in \"%s\"", list);
@@ -241,8 +241,9 @@ parse_type(struct tool_input *in, const char *tok, const struct where *w)
 			in->type = (enum input_type)i;
 			return 0;
 		}
-	return fail(w, "expected a type (image, video, text, number or "
-		       "choice), got \"%s\"",
+	return fail(w,
+	    "expected a type (image, video, text, number or "
+	    "choice), got \"%s\"",
 	    tok ? tok : "");
 }
 
@@ -263,8 +264,8 @@ parse_option(struct tool_input *in, const char *tok, const struct where *w)
 		return parse_bound(tok, &in->has_max, &in->max, w);
 	if (in->type == INPUT_CHOICE && strncmp(tok, "choices=", 8) == 0)
 		return parse_choices(in, tok + 8, w);
-	return fail(w, "unexpected \"%s\" for a %s input", tok,
-	    type_names[in->type]);
+	return fail(
+	    w, "unexpected \"%s\" for a %s input", tok, type_names[in->type]);
 }
 
 /* "TYPE [required] [min=N] [max=N] [choices=a|b|c]" into in. */
@@ -326,8 +327,9 @@ parse_variant(struct tool_variant *v, const char *spec, const struct where *w)
 
 	tok = strtok_r(copy, SEP, &save);
 	if (tok == NULL || !digits_only(tok)) {
-		fail(w, "expected APP_ID (digits) INPUT=NODE:FIELD ..., got "
-			"\"%s\"",
+		fail(w,
+		    "expected APP_ID (digits) INPUT=NODE:FIELD ..., got "
+		    "\"%s\"",
 		    spec);
 		goto out;
 	}
@@ -361,8 +363,8 @@ set_input(struct tool *tool, const char *name, const char *value,
 		if (strcmp(tool->inputs[i].name, name) == 0)
 			break;
 	if (i == tool->ninputs)
-		tool->inputs = xrealloc(tool->inputs,
-		    ++tool->ninputs * sizeof(*tool->inputs));
+		tool->inputs = xrealloc(
+		    tool->inputs, ++tool->ninputs * sizeof(*tool->inputs));
 	else
 		input_cleanup(&tool->inputs[i]);
 	tool->inputs[i] = in;
@@ -382,7 +384,7 @@ set_variant(struct tool *tool, const char *name, const char *value,
 	if ((name == NULL && tool->nvariants > 0 && !unnamed) ||
 	    (name != NULL && unnamed))
 		return fail(w, "a tool has either app or variant.NAME keys, "
-			       "not both");
+		               "not both");
 	if (parse_variant(&v, value, w) < 0) {
 		variant_cleanup(&v);
 		return -1;
@@ -422,8 +424,8 @@ set_title(struct tool *tool, const char *value, const struct where *w)
 }
 
 int
-tools_set(struct tools *t, const char *tool, const char *key,
-    const char *value, char *err, size_t errlen)
+tools_set(struct tools *t, const char *tool, const char *key, const char *value,
+    char *err, size_t errlen)
 {
 	struct where w = {tool, key, err, errlen};
 	struct tool *tl;
@@ -450,8 +452,8 @@ tools_set(struct tools *t, const char *tool, const char *key,
 }
 
 static int
-variant_check(const struct tool *tool, const struct tool_variant *v,
-    char *err, size_t errlen)
+variant_check(const struct tool *tool, const struct tool_variant *v, char *err,
+    size_t errlen)
 {
 	const char *vname = v->name ? v->name : "app";
 
@@ -466,7 +468,7 @@ variant_check(const struct tool *tool, const struct tool_variant *v,
 	for (size_t i = 0; i < tool->ninputs; i++) {
 		size_t j = 0;
 		while (j < v->nnodes &&
-		    strcmp(v->nodes[j].input, tool->inputs[i].name) != 0)
+		       strcmp(v->nodes[j].input, tool->inputs[i].name) != 0)
 			j++;
 		if (j == v->nnodes) {
 			snprintf(err, errlen,
@@ -487,8 +489,8 @@ tools_check(const struct tools *t, char *err, size_t errlen)
 		const struct tool *tool = &t->v[i];
 
 		if (tool->cost < 0) {
-			snprintf(err, errlen, "[tool.%s]: no cost set",
-			    tool->name);
+			snprintf(
+			    err, errlen, "[tool.%s]: no cost set", tool->name);
 			return -1;
 		}
 		if (tool->nvariants == 0) {
@@ -498,8 +500,8 @@ tools_check(const struct tools *t, char *err, size_t errlen)
 			return -1;
 		}
 		for (size_t j = 0; j < tool->nvariants; j++)
-			if (variant_check(tool, &tool->variants[j], err,
-				errlen) < 0)
+			if (variant_check(
+			        tool, &tool->variants[j], err, errlen) < 0)
 				return -1;
 	}
 	return 0;
@@ -541,8 +543,8 @@ tool_to_json(const struct tool *tool)
 
 	for (size_t i = 0; i < tool->nvariants; i++)
 		if (tool->variants[i].name != NULL)
-			json_array_append_new(variants,
-			    json_string(tool->variants[i].name));
+			json_array_append_new(
+			    variants, json_string(tool->variants[i].name));
 	for (size_t i = 0; i < tool->ninputs; i++)
 		json_array_append_new(inputs, input_to_json(&tool->inputs[i]));
 	return json_pack("{s:s, s:s, s:I, s:o, s:o}", "name", tool->name,
@@ -643,8 +645,8 @@ tool_check_inputs(const struct tool *tool, json_t *inputs, json_t *fields)
 	json_object_foreach(inputs, key, v)
 	{
 		if (find_input(tool, key) == NULL) {
-			json_object_set_new(fields, key,
-			    json_string("unknown input"));
+			json_object_set_new(
+			    fields, key, json_string("unknown input"));
 			problems++;
 		}
 	}

@@ -42,7 +42,7 @@ static uint32_t
 be32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
+	       (uint32_t)p[2] << 8 | p[3];
 }
 
 static int
@@ -78,14 +78,14 @@ iso_brand_type(const unsigned char *brand)
 static const char *
 sniff_iso(const unsigned char *b, size_t len)
 {
-	static const char *const qt_atoms[] = {"moov", "mdat", "wide", "free",
-	    "skip", "pnot", NULL};
+	static const char *const qt_atoms[] = {
+	    "moov", "mdat", "wide", "free", "skip", "pnot", NULL};
 
 	if (len < 8 || be32(b) < 8)
 		return NULL;
 	if (memcmp(b + 4, "ftyp", 4) == 0)
 		return len >= 12 && be32(b) >= 12 ? iso_brand_type(b + 8)
-						   : NULL;
+		                                  : NULL;
 	if (is_one_of(b + 4, qt_atoms))
 		return "mov";
 	return NULL;
@@ -94,8 +94,8 @@ sniff_iso(const unsigned char *b, size_t len)
 const char *
 uploads_sniff(const void *buf, size_t len)
 {
-	static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n',
-	    0x1a, '\n'};
+	static const unsigned char png[8] = {
+	    0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 	const unsigned char *b = buf;
 
 	if (b == NULL)
@@ -114,15 +114,15 @@ int
 uploads_is_image(const char *type)
 {
 	return type != NULL &&
-	    (strcmp(type, "png") == 0 || strcmp(type, "jpeg") == 0 ||
-		strcmp(type, "webp") == 0);
+	       (strcmp(type, "png") == 0 || strcmp(type, "jpeg") == 0 ||
+	           strcmp(type, "webp") == 0);
 }
 
 int
 uploads_is_video(const char *type)
 {
 	return type != NULL &&
-	    (strcmp(type, "mp4") == 0 || strcmp(type, "mov") == 0);
+	       (strcmp(type, "mp4") == 0 || strcmp(type, "mov") == 0);
 }
 
 static void __attribute__((format(printf, 3, 4)))
@@ -142,7 +142,7 @@ static int
 name_ok(const char *name)
 {
 	return name != NULL && name[0] != '\0' && strchr(name, '/') == NULL &&
-	    strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+	       strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 /* fsync a directory so that a create or rename inside it is durable. */
@@ -247,11 +247,12 @@ write_file(const char *tmp, const void *buf, size_t len)
 }
 
 char *
-uploads_save(const char *dir, const char *name, const void *buf,
-    size_t len, char *err, size_t errlen)
+uploads_save(const char *dir, const char *name, const void *buf, size_t len,
+    char *err, size_t errlen)
 {
 	char suffix[17];
 	char *path = NULL, *tmp = NULL;
+	const char *sep;
 	size_t dlen = dir ? strlen(dir) : 0;
 
 	if (!name_ok(name)) {
@@ -267,11 +268,10 @@ uploads_save(const char *dir, const char *name, const void *buf,
 		dlen--;
 	if (make_dirs(dir, err, errlen) < 0)
 		return NULL;
+	sep = dir[dlen - 1] == '/' ? "" : "/"; /* only for dir "/" */
 	random_hex(suffix, 8);
-	path = xasprintf("%.*s%s%s", (int)dlen, dir,
-	    dir[dlen - 1] == '/' ? "" : "/", name);
-	tmp = xasprintf("%.*s%s.%s.%s.tmp", (int)dlen, dir,
-	    dir[dlen - 1] == '/' ? "" : "/", name, suffix);
+	path = xasprintf("%.*s%s%s", (int)dlen, dir, sep, name);
+	tmp = xasprintf("%.*s%s.%s.%s.tmp", (int)dlen, dir, sep, name, suffix);
 	if (write_file(tmp, buf, len) < 0 || rename(tmp, path) < 0)
 		goto fail_tmp;
 	if (sync_dir(dir) < 0)
@@ -279,14 +279,14 @@ uploads_save(const char *dir, const char *name, const void *buf,
 	free(tmp);
 	return path;
 fail_tmp:
-	set_err(err, errlen, "uploads: cannot write %s: %s", path,
-	    strerror(errno));
+	set_err(
+	    err, errlen, "uploads: cannot write %s: %s", path, strerror(errno));
 	unlink(tmp);
 	goto fail;
 fail_path:
 	/* Not durable: take it back, so NULL always means "nothing there". */
-	set_err(err, errlen, "uploads: cannot write %s: %s", path,
-	    strerror(errno));
+	set_err(
+	    err, errlen, "uploads: cannot write %s: %s", path, strerror(errno));
 	unlink(path);
 fail:
 	free(tmp);

@@ -21,40 +21,120 @@
 /* A Supabase-shaped access token: sub, role "authenticated", exp 2100. */
 static const char supabase_secret[] =
     "super-secret-jwt-token-with-at-least-32-characters-long";
-static const char supabase_token[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiJhdXRoZW50aWNhdGVkIiwiZXhwIjo0MTAyNDQ0ODAwLCJpYXQiOjE3MDAwMDAwMDAsImlzcyI6Imh0dHBzOi8vYWJjLnN1cGFiYXNlLmNvL2F1dGgvdjEiLCJzdWIiOiI4ZjE0ZTQ1Zi1jZWVhLTQ2N2UtYThmMS0yZDNiNGM1ZTZmNzAiLCJlbWFpbCI6ImFsaWNlQGV4YW1wbGUuY29tIiwicGhvbmUiOiIiLCJhcHBfbWV0YWRhdGEiOnsicHJvdmlkZXIiOiJlbWFpbCIsInByb3ZpZGVycyI6WyJlbWFpbCJdfSwidXNlcl9tZXRhZGF0YSI6e30sInJvbGUiOiJhdXRoZW50aWNhdGVkIiwiYWFsIjoiYWFsMSIsInNlc3Npb25faWQiOiJkNmIxYzFhOC0zYzJlLTRhNWUtOWE1Ny0xZjBmM2UwYTliMTEifQ.0lDO_LcvLPMXV14QSzDkR5wbPPUHvbKk8Y4VSwKiXnQ";
+static const char supabase_token[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJhdWQiOiJhdXRoZW50aWNhdGVkIiwiZXhwIjo0MTAyNDQ0ODAwLCJpYXQiOjE3MDAwMDAwMD"
+    "AsImlzcyI6Imh0dHBzOi8vYWJjLnN1cGFiYXNlLmNvL2F1dGgvdjEiLCJzdWIiOiI4ZjE0ZTQ1"
+    "Zi1jZWVhLTQ2N2UtYThmMS0yZDNiNGM1ZTZmNzAiLCJlbWFpbCI6ImFsaWNlQGV4YW1wbGUuY2"
+    "9tIiwicGhvbmUiOiIiLCJhcHBfbWV0YWRhdGEiOnsicHJvdmlkZXIiOiJlbWFpbCIsInByb3Zp"
+    "ZGVycyI6WyJlbWFpbCJdfSwidXNlcl9tZXRhZGF0YSI6e30sInJvbGUiOiJhdXRoZW50aWNhdG"
+    "VkIiwiYWFsIjoiYWFsMSIsInNlc3Npb25faWQiOiJkNmIxYzFhOC0zYzJlLTRhNWUtOWE1Ny0x"
+    "ZjBmM2UwYTliMTEifQ.0lDO_LcvLPMXV14QSzDkR5wbPPUHvbKk8Y4VSwKiXnQ";
 /* {"sub":"ops","role":"admin","exp":1700000000.5}, same secret. */
-static const char admin_real_exp[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJvcHMiLCJyb2xlIjoiYWRtaW4iLCJleHAiOjE3MDAwMDAwMDAuNX0.tRMfo_VlWoYtxQOVoAeOJIUtx7nYKAzSD80sSqGosMM";
+static const char admin_real_exp[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJvcHMiLCJyb2xlIjoiYWRtaW4iLCJleHAiOjE3MDAwMDAwMDAuNX0.tRMfo_"
+    "VlWoYtxQOVoAeOJIUtx7nYKAzSD80sSqGosMM";
 
-static const char none_empty[] = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
-static const char none_signed[] = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.ipGVsxGf6oV65G0b94pwZQXJTuDD-ZzI_1qxRWyMhdk";
-static const char hs384[] = "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.ycwqhK8KLhYrRCwjloOiCf1a-ytdxqCqGC_Iibf-Dr01cnJyqIMxelPJvOWfid9R";
-static const char hs384_with_256[] = "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.0zEMTfJCdT6kyHz5-IVuOTMUkHkwL3N_dqYMjHp8Mtw";
-static const char rs256_with_256[] = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.5RkFZQ5uLnlyaBPL_i4wEDKc97qdDQWh6JvqVF4WH3A";
-static const char lower_alg[] = "eyJhbGciOiJoczI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.Hac0_e06E2gndEiKq3v3WO1nE81i_x8DJhAyQyT29r4";
-static const char no_alg[] = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.tJ9DIWO7CNtafSA988jqX0ame1t6QcorEhcizqOmtFk";
-static const char alg_array[] = "eyJhbGciOlsiSFMyNTYiXX0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.zmWCR7qLlQcIXhyD8aGB82aY45teyj8eLI08jh3u204";
-static const char header_array[] = "WyJIUzI1NiJd.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.HTG3nNjvlQhQAy-KI0bkZTdHk30yIWMp_PTgLgYXeXw";
-static const char no_typ[] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.1dU5aQR_h07TgHwhjvavjykyTBXDCpHfxKDfpE7iN-Y";
-static const char empty_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIiLCJleHAiOjQxMDI0NDQ4MDB9.vCMoIyAV9Hsz0YkBxz1I3R01FviazOgIOUJ5EALIfZ8";
-static const char num_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOjQyLCJleHAiOjQxMDI0NDQ4MDB9.kMfTrawX-NJrZIKF9W5vVPMKOmS0bX1YBp1wyO3QtDo";
-static const char null_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOm51bGx9.rLmaTi7qOa32Ml9PLJs5y0ZxaJKUz8SVpVZ39-1-vzE";
-static const char no_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjQxMDI0NDQ4MDB9.ZaKrogf53oOsIE9MjGGSDQte-WlWmvL2tT1V5-Sa5E8";
-static const char ctrl_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGlcbmNlIn0.nUZQo_1wdBUIlDRJQ3e4lsuc85nvociS_4u5BakRVr4";
-static const char long_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4In0.4FVl94XSs2hfekYpTrMIwZ3L1bmKCU_ZKDJhNbup7Jg";
-static const char max_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHgifQ.9MGEp51xxDBnJLLHjxIdkh1IPdSbNxw1xQDj1ROQqiI";
-static const char utf8_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c8Opci3mnbHkuqwifQ.mDFf3YDCcDCil6V8KjoX4VOp0XsHxBwb9NbEZ29Fl0c";
-static const char exp_string[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6IjQxMDI0NDQ4MDAifQ.Nrv7bLkagm4T-4B3cAXXa6-Tv_ypjw-hzkWSQmWzHfM";
-static const char exp_null[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6bnVsbH0.xZ54mhtMRCEUUyCWn0mdO2mRpC3AOUPG3AyuBHHovQ0";
-static const char exp_real[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMC41fQ.nMmQtOyWB6YkhlNtf4wXe7HJkotpgt0eHEeh7kdD_-0";
-static const char role_array[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOlsiYWRtaW4iXX0.Aypq0vb3GUIvWoSQibARe5v8vjmgu2KWCvtawI74LUE";
-static const char role_case[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJBZG1pbiJ9.VhnowiXPUY2li54TjsTyDgCYcsiO_Bs5yhAWJeB6g2k";
-static const char payload_array[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.WyJhbGljZSJd.YFOhleIGdASdpK4fHZrGEOjpFV_N7aFbrS7KRXyAZ5s";
-static const char payload_junk[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e3N1YjphbGljZX0.SQCgjDtH5efU39F7nMCvtOa25vbxsmUEGdN_aDkM8lI";
-static const char dup_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInN1YiI6ImFkbWluIn0.xlFQLOkz_RU21Q4G_lVHqaZX_nCWc4w95yj9Cha1nWc";
+static const char none_empty[] = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+                                 "eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
+static const char none_signed[] = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+                                  "eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0."
+                                  "ipGVsxGf6oV65G0b94pwZQXJTuDD-ZzI_1qxRWyMhdk";
+static const char hs384[] =
+    "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.ycwqhK8KLhYrRCwjloOiCf1a-"
+    "ytdxqCqGC_Iibf-Dr01cnJyqIMxelPJvOWfid9R";
+static const char hs384_with_256[] =
+    "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.0zEMTfJCdT6kyHz5-"
+    "IVuOTMUkHkwL3N_dqYMjHp8Mtw";
+static const char rs256_with_256[] =
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.5RkFZQ5uLnlyaBPL_"
+    "i4wEDKc97qdDQWh6JvqVF4WH3A";
+static const char lower_alg[] = "eyJhbGciOiJoczI1NiIsInR5cCI6IkpXVCJ9."
+                                "eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0."
+                                "Hac0_e06E2gndEiKq3v3WO1nE81i_x8DJhAyQyT29r4";
+static const char no_alg[] =
+    "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0."
+    "tJ9DIWO7CNtafSA988jqX0ame1t6QcorEhcizqOmtFk";
+static const char alg_array[] =
+    "eyJhbGciOlsiSFMyNTYiXX0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0."
+    "zmWCR7qLlQcIXhyD8aGB82aY45teyj8eLI08jh3u204";
+static const char header_array[] =
+    "WyJIUzI1NiJd.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.HTG3nNjvlQhQAy-"
+    "KI0bkZTdHk30yIWMp_PTgLgYXeXw";
+static const char no_typ[] =
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.1dU5aQR_"
+    "h07TgHwhjvavjykyTBXDCpHfxKDfpE7iN-Y";
+static const char empty_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIiLCJleHAiOjQxMDI0NDQ4MDB9."
+    "vCMoIyAV9Hsz0YkBxz1I3R01FviazOgIOUJ5EALIfZ8";
+static const char num_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOjQyLCJleHAiOjQxMDI0NDQ4MDB9."
+    "kMfTrawX-NJrZIKF9W5vVPMKOmS0bX1YBp1wyO3QtDo";
+static const char null_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOm51bGx9."
+    "rLmaTi7qOa32Ml9PLJs5y0ZxaJKUz8SVpVZ39-1-vzE";
+static const char no_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjQxMDI0NDQ4MDB9."
+    "ZaKrogf53oOsIE9MjGGSDQte-WlWmvL2tT1V5-Sa5E8";
+static const char ctrl_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGlcbmNlIn0.nUZQo_"
+    "1wdBUIlDRJQ3e4lsuc85nvociS_4u5BakRVr4";
+static const char long_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJ4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eH"
+    "h4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+    "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eH"
+    "h4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+    "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4In0."
+    "4FVl94XSs2hfekYpTrMIwZ3L1bmKCU_ZKDJhNbup7Jg";
+static const char max_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJ4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eH"
+    "h4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+    "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eH"
+    "h4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4"
+    "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHgifQ."
+    "9MGEp51xxDBnJLLHjxIdkh1IPdSbNxw1xQDj1ROQqiI";
+static const char utf8_sub[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c8Opci3mnbHkuqwifQ."
+    "mDFf3YDCcDCil6V8KjoX4VOp0XsHxBwb9NbEZ29Fl0c";
+static const char exp_string[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJhbGljZSIsImV4cCI6IjQxMDI0NDQ4MDAifQ.Nrv7bLkagm4T-4B3cAXXa6-Tv_"
+    "ypjw-hzkWSQmWzHfM";
+static const char exp_null[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6bnVsbH0."
+    "xZ54mhtMRCEUUyCWn0mdO2mRpC3AOUPG3AyuBHHovQ0";
+static const char exp_real[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+                               "eyJzdWIiOiJhbGljZSIsImV4cCI6MTcwMDAwMDAwMC41fQ."
+                               "nMmQtOyWB6YkhlNtf4wXe7HJkotpgt0eHEeh7kdD_-0";
+static const char role_array[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+                                 "eyJzdWIiOiJhbGljZSIsInJvbGUiOlsiYWRtaW4iXX0."
+                                 "Aypq0vb3GUIvWoSQibARe5v8vjmgu2KWCvtawI74LUE";
+static const char role_case[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+                                "eyJzdWIiOiJhbGljZSIsInJvbGUiOiJBZG1pbiJ9."
+                                "VhnowiXPUY2li54TjsTyDgCYcsiO_Bs5yhAWJeB6g2k";
+static const char payload_array[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.WyJhbGljZSJd."
+    "YFOhleIGdASdpK4fHZrGEOjpFV_N7aFbrS7KRXyAZ5s";
+static const char payload_junk[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e3N1YjphbGljZX0."
+    "SQCgjDtH5efU39F7nMCvtOa25vbxsmUEGdN_aDkM8lI";
+static const char dup_sub[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+                              "eyJzdWIiOiJhbGljZSIsInN1YiI6ImFkbWluIn0."
+                              "xlFQLOkz_RU21Q4G_lVHqaZX_nCWc4w95yj9Cha1nWc";
 /* {"sub":"bob?>","exp":4102444800}: its base64url uses '-' and '_'. */
-static const char valid_b[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2I_PiIsImV4cCI6NDEwMjQ0NDgwMH0.7JLpZN0_7lzA608iFLK5CvMwEKlGBKZghJg8B4Gw13Y";
+static const char valid_b[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2I_"
+    "PiIsImV4cCI6NDEwMjQ0NDgwMH0.7JLpZN0_7lzA608iFLK5CvMwEKlGBKZghJg8B4Gw13Y";
 /* {"sub":"padd",…} with '=' padding on the payload and the signature. */
-static const char padded[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwYWRkIiwiZXhwIjo0MTAyNDQ0ODAwfQ==._6XB0bSB0DXGoPfr9HRnbJAONM8QallLq1KjgDnwHsk=";
+static const char padded[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+                             "eyJzdWIiOiJwYWRkIiwiZXhwIjo0MTAyNDQ0ODAwfQ==._"
+                             "6XB0bSB0DXGoPfr9HRnbJAONM8QallLq1KjgDnwHsk=";
 
 static int
 verify(const char *token, int64_t now, struct auth_claims *c)
@@ -108,8 +188,8 @@ Test(auth, sign_makes_a_standard_header)
 	char *t = auth_sign(SECRET, "alice", 0, 0);
 
 	/* base64url of {"alg":"HS256","typ":"JWT"} */
-	cr_expect(strncmp(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) ==
-	    0, "%s", t);
+	cr_expect(strncmp(t, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) == 0,
+	    "%s", t);
 	cr_expect_null(strchr(t, '='));
 	free(t);
 }
@@ -197,8 +277,8 @@ Test(auth, fractional_exp)
 	cr_expect_str_eq(c.sub, "ops");
 	cr_expect_eq(c.admin, 1);
 	cr_expect_eq(c.exp, NOW);
-	cr_expect_eq(auth_verify(supabase_secret, admin_real_exp, NOW + 1, &c),
-	    -1);
+	cr_expect_eq(
+	    auth_verify(supabase_secret, admin_real_exp, NOW + 1, &c), -1);
 	cr_expect_eq(verify(exp_real, NOW, &c), 0);
 	cr_expect_eq(verify(exp_real, NOW + 1, &c), -1);
 }
@@ -278,7 +358,7 @@ Test(auth, bad_payload)
 Test(auth, strict_base64url)
 {
 	size_t n = strlen(valid_b);
-	char *std = with_char(valid_b, n - 36, '/'); /* the '_' in the MAC */
+	char *std = with_char(valid_b, n - 36, '/');  /* the '_' in the MAC */
 	char *spare = with_char(valid_b, n - 1, 'Z'); /* same bytes, bit set */
 	char *space = with_char(valid_b, n - 5, ' ');
 
@@ -295,8 +375,8 @@ Test(auth, strict_base64url)
 Test(auth, garbage)
 {
 	static const char *const junk[] = {"", ".", "..", "...", "a.b.c",
-	    "Bearer x.y.z", "eyJhbGciOiJIUzI1NiJ9..", "{}.{}.{}", "\xff.\xfe.\xfd",
-	    NULL};
+	    "Bearer x.y.z", "eyJhbGciOiJIUzI1NiJ9..", "{}.{}.{}",
+	    "\xff.\xfe.\xfd", NULL};
 
 	for (size_t i = 0; junk[i] != NULL; i++)
 		refused(junk[i]);

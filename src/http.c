@@ -1,0 +1,1403 @@
+/*
+ * http.c — fila's HTTP/1.1 server, on libevent bufferevents.
+ *
+ * We parse requests ourselves (rather than use evhttp) so that a request is
+ * judged on its head alone: the route, the method and the body limit are
+ * checked from the request line and Content-Length before one byte of the
+ * body is read, and every refusal is API.md's JSON error.
+ *
+ * A connection handles one request at a time and moves through the states
+ * of enum conn_state; bytes of a pipelined request wait in the input buffer
+ * until the current one is answered. Two ideas keep memory safe:
+ *  - a connection never disappears under our own feet: while one of its
+ *    callbacks runs (busy), closing it only marks it dead, and the struct is
+ *    freed when the callback unwinds;
+ *  - a request handed to a handler belongs to the handler until it answers.
+ *    If the client leaves first the request is kept, detached (conn NULL),
+ *    and freed silently by the answer. A stream is told by on_close instead.
+ */
+#include "http.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "util.h"
+
+#define REQLINE_MAX (8 * 1024)
+#define HEAD_MAX (32 * 1024)
+#define HEADERS_MAX 100
+#define STREAM_BUF_MAX (4 * 1024 * 1024)
+/* Pipelined bytes buffered while a request is being answered. */
+#define PENDING_MAX (64 * 1024)
+#define REQUEST_TIMEOUT 30
+#define IDLE_TIMEOUT 60
+#define FLUSH_TIMEOUT 30
+/* Lingering close: discard what the client still sends, for a while. */
+#define LINGER_IDLE 2
+#define LINGER_MAX_MS 30000
+#define BODY_CHUNK (64 * 1024)
+
+enum conn_state {
+	C_IDLE,    /* waiting for the first byte of a request */
+	C_HEAD,    /* reading the request line and headers */
+	C_BODY,    /* reading Content-Length bytes of body */
+	C_HANDLER, /* the handler owns the request until it answers */
+	C_STREAM,  /* a streamed reply is being written */
+	C_CLOSING, /* flushing the last reply, then close */
+	C_LINGER,  /* write side shut, discarding what the client still sends */
+};
+
+struct conn {
+	struct http_server *srv;
+	struct bufferevent *bev;
+	struct event *timer;
+	struct event *resume; /* run the connection again from the loop */
+	struct conn *prev, *next;
+	struct http_req *req;
+	enum conn_state state;
+	int busy;   /* inside one of our callbacks: closing defers the free */
+	int closed; /* closed while busy: free when the callback unwinds */
+	int linger; /* the client may still be sending a body we refused */
+	int drop;   /* a stream over its buffer limit: close from the loop */
+	int64_t linger_start;
+	char peer[64];
+};
+
+struct http_server {
+	struct event_base *base;
+	const struct http_route *routes;
+	size_t nroutes;
+	void *ctx;
+	size_t default_max_body;
+	struct evconnlistener *listener;
+	struct event *accept_retry;
+	int port;
+	struct conn *conns;
+	int draining;
+	void (*drain_done)(void *);
+	void *drain_arg;
+};
+
+struct kv {
+	char *name;
+	char *value;
+};
+
+struct http_req {
+	struct conn *conn; /* NULL once the client is gone */
+	struct event_base *base;
+	const struct http_route *route;
+	int method; /* an HTTP_* flag, 0 for a method we do not serve */
+	int minor;  /* HTTP/1.minor */
+	int keep_alive;
+	int have_line; /* the request line has been read */
+	size_t head_bytes;
+	char *path;     /* percent-decoded */
+	char *rawpath;  /* as sent */
+	char *rawquery; /* NULL when there is no '?' */
+	char **segs;    /* decoded path segments */
+	char **params;  /* the "{}" segments, pointing into segs */
+	int nsegs, nparams;
+	struct kv hdrs[HEADERS_MAX];
+	int nhdrs;
+	struct kv *query;
+	int nquery, query_parsed;
+	size_t content_length;
+	char *body;
+	size_t body_got, body_cap;
+	char peer[64];
+	void *data;
+	struct evbuffer *rhdrs; /* extra reply headers, already formatted */
+	int streaming, chunked, nobody, ended;
+	void (*on_close)(void *);
+	void *close_arg;
+	/* Calls on_close of a stream started after its client left. */
+	struct event *later;
+};
+
+static const struct {
+	const char *name;
+	int flag;
+} methods[] = {
+    {"GET", HTTP_GET},
+    {"HEAD", HTTP_HEAD},
+    {"POST", HTTP_POST},
+    {"PUT", HTTP_PUT},
+    {"DELETE", HTTP_DELETE},
+    {"OPTIONS", HTTP_OPTIONS},
+};
+
+static void conn_process(struct conn *c);
+static void conn_close(struct conn *c);
+
+static const char *
+reason(int status)
+{
+	static const struct {
+		int status;
+		const char *text;
+	} t[] = {
+	    {100, "Continue"},
+	    {200, "OK"},
+	    {201, "Created"},
+	    {202, "Accepted"},
+	    {204, "No Content"},
+	    {301, "Moved Permanently"},
+	    {302, "Found"},
+	    {304, "Not Modified"},
+	    {400, "Bad Request"},
+	    {401, "Unauthorized"},
+	    {402, "Payment Required"},
+	    {403, "Forbidden"},
+	    {404, "Not Found"},
+	    {405, "Method Not Allowed"},
+	    {408, "Request Timeout"},
+	    {409, "Conflict"},
+	    {411, "Length Required"},
+	    {413, "Content Too Large"},
+	    {415, "Unsupported Media Type"},
+	    {422, "Unprocessable Content"},
+	    {429, "Too Many Requests"},
+	    {431, "Request Header Fields Too Large"},
+	    {500, "Internal Server Error"},
+	    {502, "Bad Gateway"},
+	    {503, "Service Unavailable"},
+	    {504, "Gateway Timeout"},
+	    {505, "HTTP Version Not Supported"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (t[i].status == status)
+			return t[i].text;
+	return status < 400   ? "OK"
+	       : status < 500 ? "Client Error"
+	                      : "Server Error";
+}
+
+/* An IMF-fixdate, spelled out by hand so that the locale cannot change it. */
+static char *
+http_date(char buf[64])
+{
+	static const char days[] = "SunMonTueWedThuFriSat";
+	static const char mons[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, 64, "%.3s, %02d %.3s %04d %02d:%02d:%02d GMT",
+	    days + 3 * tm.tm_wday, tm.tm_mday, mons + 3 * tm.tm_mon,
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return buf;
+}
+
+/* --- text helpers --- */
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Percent-decode n bytes of s into a fresh string ('+' is a space when
+ * plus is set). NULL on a malformed escape or an encoded NUL, which would
+ * silently cut every C string made from it.
+ */
+static char *
+pct_decode(const char *s, size_t n, int plus)
+{
+	char *out = xmalloc(n + 1), *p = out;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (s[i] == '+' && plus) {
+			*p++ = ' ';
+			continue;
+		}
+		if (s[i] != '%') {
+			*p++ = s[i];
+			continue;
+		}
+		if (i + 2 >= n)
+			goto fail;
+		hi = hexval((unsigned char)s[i + 1]);
+		lo = hexval((unsigned char)s[i + 2]);
+		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+			goto fail;
+		*p++ = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	*p = '\0';
+	return out;
+fail:
+	free(out);
+	return NULL;
+}
+
+static int
+is_tchar(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int
+is_token(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!is_tchar((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/* Does the comma-separated header list value hold token (any case)? */
+static int
+list_has(const char *value, const char *token)
+{
+	size_t tl = strlen(token);
+	const char *p = value;
+
+	while (*p) {
+		const char *end;
+		size_t n;
+
+		p += strspn(p, " \t,");
+		end = p + strcspn(p, ",");
+		n = end - p;
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == tl && strncasecmp(p, token, n) == 0)
+			return 1;
+		p = end;
+	}
+	return 0;
+}
+
+/* --- requests --- */
+
+static struct http_req *
+req_new(struct conn *c)
+{
+	struct http_req *r = xcalloc(1, sizeof *r);
+
+	r->conn = c;
+	r->base = c->srv->base;
+	memcpy(r->peer, c->peer, sizeof r->peer);
+	r->rhdrs = evbuffer_new();
+	if (r->rhdrs == NULL)
+		abort();
+	return r;
+}
+
+static void
+req_free(struct http_req *r)
+{
+	int i;
+
+	if (r == NULL)
+		return;
+	free(r->path);
+	free(r->rawpath);
+	free(r->rawquery);
+	for (i = 0; i < r->nsegs; i++)
+		free(r->segs[i]);
+	free(r->segs);
+	free(r->params);
+	for (i = 0; i < r->nhdrs; i++) {
+		free(r->hdrs[i].name);
+		free(r->hdrs[i].value);
+	}
+	for (i = 0; i < r->nquery; i++) {
+		free(r->query[i].name);
+		free(r->query[i].value);
+	}
+	free(r->query);
+	free(r->body);
+	evbuffer_free(r->rhdrs);
+	if (r->later)
+		event_free(r->later);
+	free(r);
+}
+
+/* Split the raw path into percent-decoded segments: 0, or -1 if malformed. */
+static int
+req_split_path(struct http_req *r)
+{
+	const char *p = r->rawpath + 1;
+	int n = 1;
+
+	for (const char *q = p; *q; q++)
+		n += *q == '/';
+	r->segs = xcalloc(n, sizeof *r->segs);
+	r->params = xcalloc(n, sizeof *r->params);
+	for (;;) {
+		size_t len = strcspn(p, "/");
+
+		r->segs[r->nsegs] = pct_decode(p, len, 0);
+		if (r->segs[r->nsegs] == NULL)
+			return -1;
+		r->nsegs++;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
+	}
+}
+
+/* Decode the query string once, on first use; bad pairs are skipped. */
+static void
+req_parse_query(struct http_req *r)
+{
+	const char *p = r->rawquery;
+
+	r->query_parsed = 1;
+	while (p != NULL && *p) {
+		size_t len = strcspn(p, "&");
+		const char *eq = memchr(p, '=', len);
+		size_t nlen = eq ? (size_t)(eq - p) : len;
+		char *name = pct_decode(p, nlen, 1);
+		char *value =
+		    eq ? pct_decode(eq + 1, len - nlen - 1, 1) : xstrdup("");
+
+		if (name != NULL && value != NULL) {
+			r->query = xrealloc(
+			    r->query, (r->nquery + 1) * sizeof *r->query);
+			r->query[r->nquery].name = name;
+			r->query[r->nquery].value = value;
+			r->nquery++;
+		} else {
+			free(name);
+			free(value);
+		}
+		p += len + (p[len] == '&');
+	}
+}
+
+int
+http_req_method(const struct http_req *r)
+{
+	return r->method;
+}
+
+const char *
+http_req_path(const struct http_req *r)
+{
+	return r->path;
+}
+
+const char *
+http_req_param(const struct http_req *r, int i)
+{
+	return i >= 0 && i < r->nparams ? r->params[i] : NULL;
+}
+
+const char *
+http_req_query(const struct http_req *r, const char *name)
+{
+	/* Parsing on demand fills a cache; the request is still logically
+	 * unchanged, hence the cast. */
+	struct http_req *w = (struct http_req *)r;
+	int i;
+
+	if (!r->query_parsed)
+		req_parse_query(w);
+	for (i = 0; i < r->nquery; i++)
+		if (strcmp(r->query[i].name, name) == 0)
+			return r->query[i].value;
+	return NULL;
+}
+
+const char *
+http_req_header(const struct http_req *r, const char *name)
+{
+	int i;
+
+	for (i = 0; i < r->nhdrs; i++)
+		if (strcasecmp(r->hdrs[i].name, name) == 0)
+			return r->hdrs[i].value;
+	return NULL;
+}
+
+const char *
+http_req_body(const struct http_req *r, size_t *len)
+{
+	if (len)
+		*len = r->body_got;
+	return r->body ? r->body : "";
+}
+
+const char *
+http_req_peer(const struct http_req *r)
+{
+	return r->peer;
+}
+
+void
+http_req_set_data(struct http_req *r, void *data)
+{
+	r->data = data;
+}
+
+void *
+http_req_data(const struct http_req *r)
+{
+	return r->data;
+}
+
+/* --- connection plumbing --- */
+
+static void
+timer_arm(struct conn *c, int secs)
+{
+	struct timeval tv = {secs, 0};
+
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+conn_schedule(struct conn *c)
+{
+	event_active(c->resume, EV_TIMEOUT, 0);
+}
+
+static void
+server_check_drained(struct http_server *s)
+{
+	void (*done)(void *) = s->drain_done;
+
+	if (!s->draining || s->conns != NULL || done == NULL)
+		return;
+	s->drain_done = NULL;
+	done(s->drain_arg);
+}
+
+/*
+ * The connection's request loses its client. A request the handler owns is
+ * detached and waits for its answer; a stream is told through on_close;
+ * one still being read was ours alone.
+ */
+static void
+req_orphan(struct http_req *r, enum conn_state state)
+{
+	r->conn = NULL;
+	if (r->streaming) {
+		if (r->on_close)
+			r->on_close(r->close_arg);
+		req_free(r);
+	} else if (state != C_HANDLER) {
+		req_free(r);
+	}
+}
+
+static void
+conn_close(struct conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_req *r = c->req;
+
+	if (c->closed)
+		return;
+	c->closed = 1;
+	c->req = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	bufferevent_free(c->bev);
+	event_free(c->timer);
+	event_free(c->resume);
+	if (r)
+		req_orphan(r, c->state);
+	if (!c->busy)
+		free(c);
+	server_check_drained(s);
+}
+
+/* The last reply is flushed: close, or first let the client finish. */
+static void
+conn_flushed(struct conn *c)
+{
+	if (!c->linger) {
+		conn_close(c);
+		return;
+	}
+	/* Closing with unread input would reset the connection and could
+	 * destroy the reply before the client reads it. */
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	c->state = C_LINGER;
+	c->linger_start = mono_ms();
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_enable(c->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(c->bev),
+	    evbuffer_get_length(bufferevent_get_input(c->bev)));
+	timer_arm(c, LINGER_IDLE);
+}
+
+static void
+conn_closing(struct conn *c)
+{
+	c->state = C_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	timer_arm(c, FLUSH_TIMEOUT);
+	/* With nothing left to write no write callback would come. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_schedule(c);
+}
+
+/* The current request has been answered: free it and go on. */
+static void
+conn_req_done(struct conn *c)
+{
+	struct http_req *r = c->req;
+	int keep = r->keep_alive && !c->srv->draining && !c->drop;
+
+	c->req = NULL;
+	req_free(r);
+	if (!keep) {
+		conn_closing(c);
+		return;
+	}
+	c->state = C_IDLE;
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	timer_arm(c, IDLE_TIMEOUT);
+	/* Inside our own callback the processing loop picks up what follows;
+	 * otherwise run it from the loop, not under the caller's feet. */
+	if (!c->busy && evbuffer_get_length(bufferevent_get_input(c->bev)))
+		conn_schedule(c);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (c->state == C_LINGER) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (mono_ms() - c->linger_start < LINGER_MAX_MS)
+			timer_arm(c, LINGER_IDLE);
+		return;
+	}
+	conn_process(c);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == C_CLOSING) {
+		c->busy++;
+		conn_flushed(c);
+		if (--c->busy == 0 && c->closed)
+			free(c);
+	}
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	conn_close(arg);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_close(arg);
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->drop) {
+		conn_close(c);
+	} else if (c->state == C_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			write_cb(c->bev, c);
+	} else {
+		conn_process(c);
+	}
+}
+
+/* --- answering --- */
+
+/* The whole head of a reply; framing holds the header lines that say where
+ * the body ends. */
+static void
+head_write(struct http_req *r, struct evbuffer *out, int status,
+    const char *ctype, const char *framing)
+{
+	char date[64];
+
+	if (r->conn->srv->draining)
+		r->keep_alive = 0;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
+	if (ctype != NULL)
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
+	evbuffer_add_printf(out, "%sDate: %s\r\n", framing, http_date(date));
+	evbuffer_add_buffer(out, r->rhdrs);
+	if (!r->keep_alive)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (r->minor == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+http_reply_header(struct http_req *r, const char *name, const char *value)
+{
+	/* A CR or LF would let a value forge headers of its own. */
+	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+		return;
+	evbuffer_add_printf(r->rhdrs, "%s: %s\r\n", name, value);
+}
+
+void
+http_reply(struct http_req *r, int status, const char *ctype, const void *body,
+    size_t len)
+{
+	struct conn *c = r->conn;
+	struct evbuffer *out;
+	char framing[48] = "";
+
+	if (c == NULL) {
+		req_free(r);
+		return;
+	}
+	out = bufferevent_get_output(c->bev);
+	/* 1xx, 204 and 304 replies have no body, hence no length. */
+	if (status >= 200 && status != 204 && status != 304)
+		snprintf(
+		    framing, sizeof framing, "Content-Length: %zu\r\n", len);
+	head_write(r, out, status, ctype, framing);
+	if (r->method != HTTP_HEAD && len > 0)
+		evbuffer_add(out, body, len);
+	conn_req_done(c);
+}
+
+void
+http_reply_json(struct http_req *r, int status, json_t *body)
+{
+	static const char fallback[] = "{\"error\":{\"code\":\"internal\","
+	                               "\"message\":\"unencodable reply\"}}";
+	char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	json_decref(body);
+	if (text == NULL) {
+		http_reply(
+		    r, 500, "application/json", fallback, sizeof fallback - 1);
+		return;
+	}
+	http_reply(r, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+void
+http_reply_error(struct http_req *r, int status, const char *code,
+    const char *message, json_t *details)
+{
+	json_t *err = json_object();
+
+	json_object_set_new(err, "code", json_string(code));
+	json_object_set_new(
+	    err, "message", json_string(message ? message : reason(status)));
+	if (details != NULL)
+		json_object_set_new(err, "details", details);
+	http_reply_json(r, status, json_pack("{s:o}", "error", err));
+}
+
+/* --- streaming --- */
+
+/* A stream whose client had left before it started: tell the owner from
+ * the loop, as it cannot be ready for on_close inside http_stream_start. */
+static void
+later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_req *r = arg;
+
+	if (!r->ended && r->on_close)
+		r->on_close(r->close_arg);
+	req_free(r);
+}
+
+void
+http_stream_start(struct http_req *r, int status, const char *ctype,
+    void (*on_close)(void *), void *arg)
+{
+	struct conn *c = r->conn;
+	struct evbuffer *out;
+
+	r->streaming = 1;
+	r->on_close = on_close;
+	r->close_arg = arg;
+	if (c == NULL) {
+		r->later = event_new(r->base, -1, 0, later_cb, r);
+		if (r->later == NULL)
+			abort();
+		event_active(r->later, EV_TIMEOUT, 0);
+		return;
+	}
+	c->state = C_STREAM;
+	evtimer_del(c->timer);
+	r->chunked = r->minor >= 1;
+	r->nobody = r->method == HTTP_HEAD;
+	if (!r->chunked)
+		r->keep_alive = 0; /* HTTP/1.0: the end is the close */
+	out = bufferevent_get_output(c->bev);
+	head_write(r, out, status, ctype,
+	    r->chunked ? "Transfer-Encoding: chunked\r\n"
+	                 "Cache-Control: no-cache\r\n"
+	               : "Cache-Control: no-cache\r\n");
+}
+
+void
+http_stream_write(struct http_req *r, const void *buf, size_t len)
+{
+	struct conn *c = r->conn;
+	struct evbuffer *out;
+
+	if (c == NULL || c->drop || r->nobody || len == 0)
+		return;
+	out = bufferevent_get_output(c->bev);
+	if (r->chunked)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add(out, buf, len);
+	if (r->chunked)
+		evbuffer_add(out, "\r\n", 2);
+	/* A reader this far behind is not coming back; dropping it from the
+	 * loop keeps on_close out of the caller's own write. */
+	if (evbuffer_get_length(out) > STREAM_BUF_MAX) {
+		c->drop = 1;
+		conn_schedule(c);
+	}
+}
+
+void
+http_stream_end(struct http_req *r)
+{
+	struct conn *c = r->conn;
+
+	if (c == NULL) {
+		r->ended = 1; /* later_cb frees it */
+		return;
+	}
+	if (r->chunked && !r->nobody)
+		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	conn_req_done(c);
+}
+
+/* --- reading a request --- */
+
+/*
+ * Answer from the head alone. Unless keep is set the client may be sending
+ * a body we will not read, so the connection closes, lingering first.
+ */
+static void
+refuse(struct conn *c, int status, const char *code, const char *message,
+    json_t *details, int keep)
+{
+	if (!keep) {
+		c->req->keep_alive = 0;
+		c->linger = 1;
+	}
+	http_reply_error(c->req, status, code, message, details);
+}
+
+static int
+parse_method(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
+		if (strlen(methods[i].name) == n &&
+		    memcmp(methods[i].name, s, n) == 0)
+			return methods[i].flag;
+	return 0;
+}
+
+/* "METHOD SP target SP HTTP/1.x": 0, or -1 once refused. */
+static int
+parse_request_line(struct conn *c, char *line, size_t n)
+{
+	struct http_req *r = c->req;
+	char *sp1 = memchr(line, ' ', n), *sp2, *target, *q;
+	size_t i;
+
+	sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+	if (sp2 == NULL || strchr(sp2 + 1, ' ') || !is_token(line, sp1 - line))
+		goto bad;
+	r->method = parse_method(line, sp1 - line);
+	if (strcmp(sp2 + 1, "HTTP/1.1") == 0 ||
+	    strcmp(sp2 + 1, "HTTP/1.0") == 0) {
+		r->minor = sp2[8] - '0';
+	} else if (strncmp(sp2 + 1, "HTTP/", 5) == 0) {
+		refuse(c, 505, "http_version_not_supported",
+		    "only HTTP/1.0 and HTTP/1.1 are served", NULL, 0);
+		return -1;
+	} else {
+		goto bad;
+	}
+	target = sp1 + 1;
+	*sp2 = '\0';
+	for (i = 0; target[i]; i++)
+		if ((unsigned char)target[i] <= ' ' || target[i] == 0x7f)
+			goto bad;
+	if (target[0] != '/')
+		goto bad;
+	q = strchr(target, '?');
+	if (q != NULL) {
+		r->rawquery = xstrdup(q + 1);
+		*q = '\0';
+	}
+	r->rawpath = xstrdup(target);
+	r->path = pct_decode(target, strlen(target), 0);
+	if (r->path == NULL || req_split_path(r) < 0)
+		goto bad;
+	r->have_line = 1;
+	return 0;
+bad:
+	refuse(c, 400, "bad_request", "malformed request line", NULL, 0);
+	return -1;
+}
+
+/* "Name: value": 0, or -1 once refused. */
+static int
+parse_header(struct conn *c, char *line, size_t n)
+{
+	struct http_req *r = c->req;
+	char *colon = memchr(line, ':', n), *v, *end;
+
+	if (r->nhdrs == HEADERS_MAX) {
+		refuse(
+		    c, 431, "headers_too_large", "too many headers", NULL, 0);
+		return -1;
+	}
+	/* Folded lines (obs-fold) and spaces before the colon are refused:
+	 * both have been used to smuggle requests past proxies. */
+	if (colon == NULL || !is_token(line, colon - line))
+		goto bad;
+	v = colon + 1;
+	v += strspn(v, " \t");
+	end = line + n;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*end = '\0';
+	for (char *p = v; *p; p++)
+		if (((unsigned char)*p < ' ' && *p != '\t') || *p == 0x7f)
+			goto bad;
+	r->hdrs[r->nhdrs].name = xstrndup(line, colon - line);
+	r->hdrs[r->nhdrs].value = xstrdup(v);
+	r->nhdrs++;
+	return 0;
+bad:
+	refuse(c, 400, "bad_request", "malformed header", NULL, 0);
+	return -1;
+}
+
+/*
+ * The body length from every Content-Length header: 0, or -1 when one is
+ * not a plain number or two disagree. Absurd lengths saturate, to be
+ * refused as too large.
+ */
+static int
+content_length(struct http_req *r)
+{
+	int i, seen = 0;
+
+	for (i = 0; i < r->nhdrs; i++) {
+		const char *p = r->hdrs[i].value;
+		size_t v = 0;
+
+		if (strcasecmp(r->hdrs[i].name, "Content-Length") != 0)
+			continue;
+		if (*p == '\0')
+			return -1;
+		for (; *p; p++) {
+			if (*p < '0' || *p > '9')
+				return -1;
+			v = v > SIZE_MAX / 20 ? SIZE_MAX / 2
+			                      : v * 10 + (*p - '0');
+		}
+		if (seen && v != r->content_length)
+			return -1;
+		r->content_length = v;
+		seen = 1;
+	}
+	return 0;
+}
+
+static int
+route_match(const char *pat, struct http_req *r, int capture)
+{
+	int i, np = 0;
+
+	if (*pat++ != '/')
+		return 0;
+	for (i = 0; i < r->nsegs; i++) {
+		const char *end = strchr(pat, '/');
+		size_t len = end ? (size_t)(end - pat) : strlen(pat);
+
+		if (len == 2 && memcmp(pat, "{}", 2) == 0) {
+			if (r->segs[i][0] == '\0')
+				return 0;
+			if (capture)
+				r->params[np++] = r->segs[i];
+		} else if (strlen(r->segs[i]) != len ||
+		           memcmp(r->segs[i], pat, len) != 0) {
+			return 0;
+		}
+		if ((end == NULL) != (i + 1 == r->nsegs))
+			return 0;
+		if (end)
+			pat = end + 1;
+	}
+	if (capture)
+		r->nparams = np;
+	return 1;
+}
+
+/* Pick the route: 0, or 404, or 405 with the allowed methods in *allow. */
+static int
+route_find(struct conn *c, int *allow)
+{
+	struct http_server *s = c->srv;
+	struct http_req *r = c->req;
+	size_t i;
+
+	*allow = 0;
+	for (i = 0; i < s->nroutes; i++) {
+		if (!route_match(s->routes[i].pattern, r, 0))
+			continue;
+		*allow |= s->routes[i].methods;
+		if (s->routes[i].methods & r->method) {
+			route_match(s->routes[i].pattern, r, 1);
+			r->route = &s->routes[i];
+			return 0;
+		}
+	}
+	return *allow ? 405 : 404;
+}
+
+static void
+refuse_route(struct conn *c, int status, int allow)
+{
+	char buf[64] = "";
+	size_t i;
+	int keep = c->req->content_length == 0;
+
+	if (status == 404) {
+		refuse(c, 404, "not_found", "no such path", NULL, keep);
+		return;
+	}
+	for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+		if (!(allow & methods[i].flag))
+			continue;
+		if (buf[0])
+			strcat(buf, ", ");
+		strcat(buf, methods[i].name);
+	}
+	http_reply_header(c->req, "Allow", buf);
+	refuse(c, 405, "method_not_allowed", "method not allowed here", NULL,
+	    keep);
+}
+
+static void
+dispatch(struct conn *c)
+{
+	struct http_req *r = c->req;
+
+	c->state = C_HANDLER;
+	evtimer_del(c->timer);
+	/* Keep reading, to notice a client that leaves, but bound what a
+	 * pipelining client can make us buffer meanwhile. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, PENDING_MAX);
+	r->route->handler(r, c->srv->ctx);
+}
+
+/* HTTP/1.1 keeps the connection unless told "close"; 1.0 closes it unless
+ * told "keep-alive". */
+static int
+keep_alive(const struct http_req *r)
+{
+	int closing = 0, keep = r->minor >= 1;
+	int i;
+
+	for (i = 0; i < r->nhdrs; i++) {
+		if (strcasecmp(r->hdrs[i].name, "Connection") != 0)
+			continue;
+		closing |= list_has(r->hdrs[i].value, "close");
+		keep |= list_has(r->hdrs[i].value, "keep-alive");
+	}
+	return keep && !closing;
+}
+
+/* The head is complete: check it, then read the body or dispatch. */
+static void
+head_done(struct conn *c)
+{
+	struct http_req *r = c->req;
+	const char *expect = http_req_header(r, "Expect");
+	size_t limit;
+	int status, allow;
+
+	r->keep_alive = keep_alive(r);
+	if (http_req_header(r, "Transfer-Encoding") != NULL) {
+		refuse(c, 411, "length_required",
+		    "send the body with a Content-Length", NULL, 0);
+		return;
+	}
+	if (content_length(r) < 0) {
+		refuse(
+		    c, 400, "bad_request", "invalid Content-Length", NULL, 0);
+		return;
+	}
+	status = route_find(c, &allow);
+	if (status != 0) {
+		refuse_route(c, status, allow);
+		return;
+	}
+	limit =
+	    r->route->max_body ? r->route->max_body : c->srv->default_max_body;
+	if (r->content_length > limit) {
+		char msg[96];
+
+		snprintf(msg, sizeof msg, "the body is over %zu bytes", limit);
+		refuse(c, 413, "too_large", msg,
+		    json_pack("{s:I}", "limit", (json_int_t)limit), 0);
+		return;
+	}
+	if (r->content_length == 0) {
+		dispatch(c);
+		return;
+	}
+	if (expect && r->minor >= 1 && strcasecmp(expect, "100-continue") == 0)
+		evbuffer_add_printf(bufferevent_get_output(c->bev),
+		    "HTTP/1.1 100 Continue\r\n\r\n");
+	c->state = C_BODY;
+}
+
+/*
+ * One line of the head: 0 to go on, 1 at its end, -1 once refused. A NUL
+ * byte anywhere is refused: it would cut the C strings made from the line.
+ */
+static int
+head_line(struct conn *c, char *line, size_t n)
+{
+	struct http_req *r = c->req;
+
+	r->head_bytes += n + 2;
+	if (strlen(line) != n) {
+		refuse(
+		    c, 400, "bad_request", "NUL byte in request head", NULL, 0);
+		return -1;
+	}
+	if (!r->have_line) {
+		if (n > REQLINE_MAX || r->head_bytes > REQLINE_MAX + 2) {
+			refuse(c, 400, "bad_request", "request line too long",
+			    NULL, 0);
+			return -1;
+		}
+		if (n == 0)
+			return 0; /* a stray CRLF between requests */
+		return parse_request_line(c, line, n);
+	}
+	if (n == 0)
+		return 1;
+	if (r->head_bytes > HEAD_MAX) {
+		refuse(c, 431, "headers_too_large", "request head too large",
+		    NULL, 0);
+		return -1;
+	}
+	return parse_header(c, line, n);
+}
+
+static void
+head_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t n, avail;
+	char *line;
+
+	if (c->state == C_IDLE) {
+		if (evbuffer_get_length(in) == 0)
+			return;
+		c->req = req_new(c);
+		c->state = C_HEAD;
+		timer_arm(c, REQUEST_TIMEOUT);
+	}
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+		int rc = head_line(c, line, n);
+
+		free(line);
+		if (rc < 0)
+			return;
+		if (rc > 0) {
+			head_done(c);
+			return;
+		}
+	}
+	/* A partial line: refuse it as soon as it cannot fit. */
+	avail = evbuffer_get_length(in);
+	if (!c->req->have_line && avail > REQLINE_MAX + 2)
+		refuse(c, 400, "bad_request", "request line too long", NULL, 0);
+	else if (c->req->have_line && c->req->head_bytes + avail > HEAD_MAX)
+		refuse(c, 431, "headers_too_large", "request head too large",
+		    NULL, 0);
+}
+
+/* Move what has arrived of the body into the request; grow as it comes,
+ * so a large Content-Length alone costs no memory. */
+static void
+body_read(struct conn *c)
+{
+	struct http_req *r = c->req;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (r->body_got < r->content_length && evbuffer_get_length(in)) {
+		size_t want = r->content_length - r->body_got;
+		int got;
+
+		if (r->body_got == r->body_cap) {
+			size_t cap = r->body_cap ? r->body_cap * 2 : BODY_CHUNK;
+
+			r->body_cap =
+			    cap < r->content_length ? cap : r->content_length;
+			r->body = xrealloc(r->body, r->body_cap + 1);
+		}
+		if (want > r->body_cap - r->body_got)
+			want = r->body_cap - r->body_got;
+		got = evbuffer_remove(in, r->body + r->body_got, want);
+		if (got <= 0)
+			break;
+		r->body_got += got;
+	}
+	if (r->body_got < r->content_length)
+		return;
+	r->body[r->body_got] = '\0';
+	dispatch(c);
+}
+
+/* Read and dispatch as many requests as the input holds, one at a time,
+ * until a pass makes no progress. */
+static void
+conn_process(struct conn *c)
+{
+	c->busy++;
+	while (!c->closed) {
+		enum conn_state before = c->state;
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		size_t left = evbuffer_get_length(in);
+
+		if (before == C_IDLE || before == C_HEAD)
+			head_read(c);
+		else if (before == C_BODY)
+			body_read(c);
+		else
+			break;
+		if (c->closed ||
+		    (c->state == before && evbuffer_get_length(in) == left))
+			break;
+	}
+	if (--c->busy == 0 && c->closed)
+		free(c);
+}
+
+/* --- the server --- */
+
+static void
+peer_text(const struct sockaddr *sa, char out[64])
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+		snprintf(out, 64, "%s:%d", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+		snprintf(out, 64, "[%s]:%d", host, port);
+	} else {
+		snprintf(out, 64, "unknown");
+	}
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct http_server *s = arg;
+	struct conn *c;
+	int one = 1;
+
+	/* Streams write small events; Nagle would hold them back. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c = xcalloc(1, sizeof *c);
+	c->srv = s;
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(s->base, timer_cb, c);
+	c->resume = event_new(s->base, -1, 0, resume_cb, c);
+	if (c->bev == NULL || c->timer == NULL || c->resume == NULL)
+		abort();
+	peer_text(sa, c->peer);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	timer_arm(c, REQUEST_TIMEOUT);
+}
+
+static void
+accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+
+	if (s->listener)
+		evconnlistener_enable(s->listener);
+}
+
+/* accept() failed, likely out of descriptors: retrying at once would spin
+ * the loop, so pause a second. */
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct http_server *s = arg;
+	struct timeval tv = {1, 0};
+
+	evconnlistener_disable(l);
+	evtimer_add(s->accept_retry, &tv);
+}
+
+struct http_server *
+http_server_new(struct event_base *base, const struct http_route *routes,
+    size_t nroutes, void *ctx, size_t default_max_body)
+{
+	struct http_server *s = xcalloc(1, sizeof *s);
+
+	s->base = base;
+	s->routes = routes;
+	s->nroutes = nroutes;
+	s->ctx = ctx;
+	s->default_max_body = default_max_body;
+	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
+	if (s->accept_retry == NULL)
+		abort();
+	return s;
+}
+
+int
+http_server_listen(
+    struct http_server *s, const char *host, int port, char *err, size_t errlen)
+{
+	struct addrinfo hints = {0}, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	char portbuf[16];
+	int rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(portbuf, sizeof portbuf, "%d", port);
+	rc = getaddrinfo(host, portbuf, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	s->listener = evconnlistener_new_bind(s->base, accept_cb, s,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    -1, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (s->listener == NULL) {
+		snprintf(err, errlen, "listen on %s:%d: %s", host, port,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		return -1;
+	}
+	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	getsockname(evconnlistener_get_fd(s->listener), (void *)&ss, &sslen);
+	s->port = ntohs(ss.ss_family == AF_INET6
+	                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                    : ((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
+int
+http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
+
+void
+http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
+{
+	struct conn *c, *next;
+
+	s->draining = 1;
+	s->drain_done = done;
+	s->drain_arg = arg;
+	if (s->listener) {
+		evconnlistener_free(s->listener);
+		s->listener = NULL;
+	}
+	for (c = s->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == C_STREAM ||
+		    (c->state == C_IDLE &&
+		        evbuffer_get_length(bufferevent_get_input(c->bev)) ==
+		            0))
+			conn_close(c);
+	}
+	server_check_drained(s);
+}
+
+void
+http_server_free(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	s->drain_done = NULL;
+	while (s->conns)
+		conn_close(s->conns);
+	if (s->listener)
+		evconnlistener_free(s->listener);
+	event_free(s->accept_retry);
+	free(s);
+}

@@ -1,0 +1,1273 @@
+/*
+ * store_sqlite.c — the SQLite backend ("sqlite:PATH"): one file in WAL
+ * mode, synchronous=FULL, so a committed job survives kill -9 and power
+ * loss.
+ *
+ * Two ideas to read it by. First, the schema is the last line of defence
+ * (DESIGN.md decision 2): CHECKs, UNIQUEs and triggers refuse a negative
+ * balance, a second refund, a job starting without a slot, a move off the
+ * arrows of API.md §3 and any change to a terminal job, whatever the C
+ * above them does. Second, every change runs inside tx(): BEGIN IMMEDIATE
+ * (which takes the write lock up front, so two processes sharing the file
+ * are serialised and never see each other half-way), the change and its
+ * event row, then COMMIT only when the answer is STORE_OK; any other
+ * answer rolls back, so nothing is ever half-written.
+ *
+ * Statements are prepared once per handle (stmt_sql[], on first use) and
+ * reset after each use; arguments are passed as typed arrays (ARGS()).
+ */
+#include "store_backend.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "util.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+#define ACTIVE_SQL "('queued', 'starting', 'running')"
+#define TERMINAL_SQL "('completed', 'failed', 'cancelled')"
+
+/* Version 1: the whole schema. A later change is a new entry, never an
+ * edit of this one: an existing database has already applied it. */
+/* clang-format off */
+static const char migration_1[] =
+	"CREATE TABLE users ("
+	" id TEXT PRIMARY KEY,"
+	" balance INTEGER NOT NULL CHECK (balance >= 0),"
+	" created_at INTEGER NOT NULL);"
+
+	"CREATE TABLE ledger ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" user_id TEXT NOT NULL REFERENCES users (id),"
+	" job_id TEXT,"
+	" kind TEXT NOT NULL CHECK (kind IN ('grant', 'charge', 'refund')),"
+	" amount INTEGER NOT NULL,"
+	" balance_after INTEGER NOT NULL CHECK (balance_after >= 0),"
+	" reason TEXT,"
+	" at INTEGER NOT NULL,"
+	" UNIQUE (job_id, kind));"
+	"CREATE INDEX ledger_user ON ledger (user_id, id);"
+	/* The ledger is history: it is appended to, never rewritten. */
+	"CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN"
+	" SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
+	"CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN"
+	" SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
+
+	"CREATE TABLE uploads ("
+	" id TEXT PRIMARY KEY,"
+	" user_id TEXT NOT NULL,"
+	" type TEXT NOT NULL,"
+	" size INTEGER NOT NULL CHECK (size >= 0),"
+	" sha256 TEXT NOT NULL,"
+	" filename TEXT,"
+	" path TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL);"
+
+	"CREATE TABLE jobs ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT UNIQUE NOT NULL,"
+	" user_id TEXT NOT NULL REFERENCES users (id),"
+	" tool TEXT NOT NULL,"
+	" variant TEXT,"
+	" status TEXT NOT NULL CHECK (status IN"
+	"  ('queued', 'starting', 'running', 'completed', 'failed',"
+	"   'cancelled')),"
+	" inputs TEXT NOT NULL CHECK (json_valid(inputs)),"
+	" outputs TEXT CHECK (outputs IS NULL OR json_valid(outputs)),"
+	" error_code TEXT,"
+	" error_message TEXT,"
+	" cost INTEGER NOT NULL CHECK (cost >= 0),"
+	" charged INTEGER NOT NULL DEFAULT 0 CHECK (charged IN (0, 1)),"
+	" refunded INTEGER NOT NULL DEFAULT 0 CHECK (refunded IN (0, 1)"
+	"  AND refunded <= charged"
+	"  AND (refunded = 0 OR status IN ('failed', 'cancelled'))),"
+	" provider_task_id TEXT,"
+	" webhook_token TEXT UNIQUE NOT NULL,"
+	" session_id TEXT,"
+	" idem_key TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" started_at INTEGER,"
+	" finished_at INTEGER,"
+	" updated_at INTEGER NOT NULL,"
+	" UNIQUE (user_id, idem_key));"
+	"CREATE INDEX jobs_queued ON jobs (seq) WHERE status = 'queued';"
+	"CREATE INDEX jobs_user_seq ON jobs (user_id, seq);"
+	"CREATE INDEX jobs_user_active ON jobs (user_id)"
+	" WHERE status IN " ACTIVE_SQL ";"
+	/* For store_jobs_in() on starting/running, which the partial
+	    * indexes above cannot serve. */
+	"CREATE INDEX jobs_status_seq ON jobs (status, seq);"
+
+	"CREATE TABLE slots ("
+	" id INTEGER PRIMARY KEY,"
+	" job_id TEXT UNIQUE REFERENCES jobs (id));"
+
+	"CREATE TABLE events ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" job_id TEXT NOT NULL,"
+	" user_id TEXT NOT NULL,"
+	" data TEXT NOT NULL,"
+	" at INTEGER NOT NULL);"
+	"CREATE INDEX events_user ON events (user_id, id);"
+	"CREATE INDEX events_job ON events (job_id, id);"
+
+	/* A job is born queued and moves only along API.md §3's arrows. */
+	"CREATE TRIGGER jobs_born_queued BEFORE INSERT ON jobs"
+	" WHEN NEW.status <> 'queued' BEGIN"
+	" SELECT RAISE(ABORT, 'a job is created queued'); END;"
+	"CREATE TRIGGER jobs_terminal BEFORE UPDATE ON jobs"
+	" WHEN OLD.status IN " TERMINAL_SQL " BEGIN"
+	" SELECT RAISE(ABORT, 'a terminal job never changes'); END;"
+	"CREATE TRIGGER jobs_arrows BEFORE UPDATE ON jobs"
+	" WHEN NEW.status <> OLD.status AND NOT ("
+	"  (OLD.status = 'queued'"
+	"   AND NEW.status IN ('starting', 'cancelled', 'failed'))"
+	"  OR (OLD.status = 'starting'"
+	"   AND NEW.status IN ('running', 'failed', 'cancelled'))"
+	"  OR (OLD.status = 'running'"
+	"   AND NEW.status IN ('completed', 'failed', 'cancelled'))) BEGIN"
+	" SELECT RAISE(ABORT, 'not a transition of a job'); END;"
+	"CREATE TRIGGER jobs_need_slot BEFORE UPDATE ON jobs"
+	" WHEN NEW.status IN ('starting', 'running')"
+	" AND NOT EXISTS (SELECT 1 FROM slots WHERE job_id = NEW.id) BEGIN"
+	" SELECT RAISE(ABORT, 'a job starts only by taking a slot'); END;"
+
+	/* A slot goes free → taken by a queued job → free; never from one
+	    * job to another, never away from a starting or running job. */
+	"CREATE TRIGGER slots_born_free BEFORE INSERT ON slots"
+	" WHEN NEW.job_id IS NOT NULL BEGIN"
+	" SELECT RAISE(ABORT, 'a slot is created free'); END;"
+	"CREATE TRIGGER slots_take BEFORE UPDATE OF job_id ON slots"
+	" WHEN NEW.job_id IS NOT NULL AND (OLD.job_id IS NOT NULL"
+	"  OR NOT EXISTS (SELECT 1 FROM jobs"
+	"   WHERE id = NEW.job_id AND status = 'queued')) BEGIN"
+	" SELECT RAISE(ABORT, 'only a free slot is taken, by a queued job');"
+	" END;"
+	"CREATE TRIGGER slots_keep BEFORE UPDATE OF job_id ON slots"
+	" WHEN OLD.job_id IS NOT NULL AND NEW.job_id IS NOT OLD.job_id"
+	" AND EXISTS (SELECT 1 FROM jobs WHERE id = OLD.job_id"
+	"  AND status IN ('starting', 'running')) BEGIN"
+	" SELECT RAISE(ABORT, 'an active job keeps its slot'); END;"
+	"CREATE TRIGGER slots_no_delete_held BEFORE DELETE ON slots"
+	" WHEN OLD.job_id IS NOT NULL BEGIN"
+	" SELECT RAISE(ABORT, 'a held slot is not removed'); END;";
+
+static const char *const migrations[] = {
+	migration_1,
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* The columns row_job() reads, in order; the last is the position. */
+#define JOB_COLS                                                               \
+	"seq, id, user_id, tool, variant, status, inputs, outputs,"            \
+	" error_code, error_message, cost, charged, refunded,"                 \
+	" provider_task_id, webhook_token, session_id, idem_key,"              \
+	" created_at, started_at, finished_at, updated_at"
+#define JOB_POS                                                                \
+	", CASE WHEN status = 'queued' THEN (SELECT count(*) FROM jobs q"      \
+	" WHERE q.status = 'queued' AND q.seq <= jobs.seq) ELSE 0 END"
+#define SELECT_JOB "SELECT " JOB_COLS JOB_POS " FROM jobs "
+
+enum stmt_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_VERSION,
+	ST_VERSION_SET,
+	ST_USER_INSERT,
+	ST_USER_BALANCE,
+	ST_USER_SET,
+	ST_USER_ADD,
+	ST_LEDGER_INSERT,
+	ST_LEDGER_LIST,
+	ST_UPLOAD_INSERT,
+	ST_UPLOAD_GET,
+	ST_JOB_INSERT,
+	ST_JOB_GET,
+	ST_JOB_BY_TOKEN,
+	ST_JOB_BY_IDEM,
+	ST_JOB_ACTIVE,
+	ST_ACTIVE_COUNT,
+	ST_LIST_USER,
+	ST_LIST_ALL,
+	ST_JOBS_IN,
+	ST_QUEUE_HEAD,
+	ST_JOB_START,
+	ST_JOB_RUNNING,
+	ST_JOB_FINISH,
+	ST_SLOT_ADD,
+	ST_SLOT_TRIM,
+	ST_SLOT_FREE,
+	ST_SLOT_TAKE,
+	ST_SLOT_RELEASE,
+	ST_SLOTS_USED,
+	ST_EVENT_INSERT,
+	ST_COUNT,
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_version",
+	[ST_VERSION_SET] =
+	    "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+	[ST_USER_INSERT] = "INSERT INTO users (id, balance, created_at)"
+	    " VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+	[ST_USER_BALANCE] = "SELECT balance FROM users WHERE id = ?1",
+	[ST_USER_SET] = "UPDATE users SET balance = ?2 WHERE id = ?1",
+	[ST_USER_ADD] = "UPDATE users SET balance = balance + ?2 WHERE id = ?1"
+	    " RETURNING balance",
+	[ST_LEDGER_INSERT] =
+	    "INSERT INTO ledger (user_id, job_id, kind, amount,"
+	    " balance_after, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_LEDGER_LIST] = "SELECT id, job_id, kind, amount, balance_after, at"
+	    " FROM ledger WHERE user_id = ?1 ORDER BY id DESC",
+	[ST_UPLOAD_INSERT] =
+	    "INSERT INTO uploads (id, user_id, type, size, sha256, filename,"
+	    " path, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[ST_UPLOAD_GET] = "SELECT id, user_id, type, size, sha256, filename,"
+	    " path, created_at FROM uploads"
+	    " WHERE id = ?1 AND user_id = ?2",
+	[ST_JOB_INSERT] =
+	    "INSERT INTO jobs (id, user_id, tool, variant, status, inputs,"
+	    " cost, charged, webhook_token, session_id, idem_key,"
+	    " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5,"
+	    " ?6, 1, ?7, ?8, ?9, ?10, ?10)",
+	[ST_JOB_GET] =
+	    SELECT_JOB "WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
+	[ST_JOB_BY_TOKEN] = SELECT_JOB "WHERE webhook_token = ?1",
+	[ST_JOB_BY_IDEM] = SELECT_JOB "WHERE user_id = ?1 AND idem_key = ?2",
+	[ST_JOB_ACTIVE] =
+	    SELECT_JOB "WHERE user_id = ?1 AND status IN " ACTIVE_SQL
+	    " ORDER BY seq LIMIT 1",
+	[ST_ACTIVE_COUNT] = "SELECT count(*) FROM jobs WHERE user_id = ?1"
+	    " AND status IN " ACTIVE_SQL,
+	/* Two statements, so that a user's list walks (user_id, seq). */
+	[ST_LIST_USER] =
+	    SELECT_JOB "WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2)"
+	    " AND (?3 IS NULL OR tool = ?3) AND seq < ?4"
+	    " ORDER BY seq DESC LIMIT ?5",
+	[ST_LIST_ALL] = SELECT_JOB "WHERE (?2 IS NULL OR status = ?2)"
+	    " AND (?3 IS NULL OR tool = ?3) AND seq < ?4"
+	    " ORDER BY seq DESC LIMIT ?5",
+	/* Positions of a whole queue are its row numbers: see jobs_in. */
+	[ST_JOBS_IN] = "SELECT " JOB_COLS ", 0 FROM jobs WHERE status = ?1"
+	    " ORDER BY seq",
+	[ST_QUEUE_HEAD] = SELECT_JOB "WHERE status = 'queued'"
+	    " ORDER BY seq LIMIT 1",
+	[ST_JOB_START] = "UPDATE jobs SET status = 'starting', started_at = ?2,"
+	    " updated_at = ?2 WHERE id = ?1 AND status = 'queued'",
+	[ST_JOB_RUNNING] =
+	    "UPDATE jobs SET status = 'running', provider_task_id = ?2,"
+	    " updated_at = ?3 WHERE id = ?1 AND status = 'starting'",
+	[ST_JOB_FINISH] =
+	    "UPDATE jobs SET status = ?2, error_code = ?3, error_message = ?4,"
+	    " outputs = ?5, refunded = ?6, finished_at = ?7, updated_at = ?7"
+	    " WHERE id = ?1 AND status IN " ACTIVE_SQL
+	    " AND (?2 <> 'completed' OR status = 'running')",
+	[ST_SLOT_ADD] = "INSERT INTO slots (id) VALUES (?1)"
+	    " ON CONFLICT (id) DO NOTHING",
+	[ST_SLOT_TRIM] = "DELETE FROM slots WHERE id > ?1 AND job_id IS NULL",
+	[ST_SLOT_FREE] = "SELECT id FROM slots WHERE job_id IS NULL"
+	    " AND id <= ?1 ORDER BY id LIMIT 1",
+	[ST_SLOT_TAKE] =
+	    "UPDATE slots SET job_id = ?2 WHERE id = ?1 AND job_id IS NULL",
+	[ST_SLOT_RELEASE] = "UPDATE slots SET job_id = NULL WHERE job_id = ?1",
+	[ST_SLOTS_USED] = "SELECT count(*) FROM slots WHERE job_id IS NOT NULL",
+	[ST_EVENT_INSERT] = "INSERT INTO events (job_id, user_id, data, at)"
+	    " VALUES (?1, ?2, ?3, ?4)",
+};
+/* clang-format on */
+
+struct sqlite_store {
+	struct store base; /* first: the store.c handle */
+	sqlite3 *db;
+	struct store_opts opts;
+	sqlite3_stmt *stmt[ST_COUNT];
+};
+
+/* A typed statement argument; TXT(NULL) binds SQL NULL. */
+struct sqlarg {
+	enum { ARG_INT, ARG_TEXT } type;
+	int64_t i;
+	const char *s;
+};
+#define I64(x) ((struct sqlarg){ARG_INT, (x), NULL})
+#define TXT(x) ((struct sqlarg){ARG_TEXT, 0, (x)})
+#define ARGS(...)                                                              \
+	(const struct sqlarg[]){__VA_ARGS__},                                  \
+	    sizeof((const struct sqlarg[]){__VA_ARGS__}) /                     \
+	        sizeof(struct sqlarg)
+#define NOARGS NULL, 0
+
+typedef enum store_rc (*tx_fn)(struct sqlite_store *s, void *arg);
+
+static struct sqlite_store *
+lite(struct store *st)
+{
+	return (struct sqlite_store *)st;
+}
+
+/* ---- statements ---------------------------------------------------- */
+
+/* Copy SQLite's message now: it changes with the next call. */
+static enum store_rc
+db_fail(struct sqlite_store *s)
+{
+	return store_set_error(&s->base, "sqlite: %s", sqlite3_errmsg(s->db));
+}
+
+static void
+done(sqlite3_stmt *q)
+{
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+}
+
+/* The cached statement id with args bound, or NULL with the error set. */
+static sqlite3_stmt *
+prep(struct sqlite_store *s, enum stmt_id id, const struct sqlarg *a, size_t n)
+{
+	sqlite3_stmt *q = s->stmt[id];
+	int rc = SQLITE_OK;
+
+	if (q == NULL &&
+	    sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
+	        SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL) != SQLITE_OK) {
+		db_fail(s);
+		return NULL;
+	}
+	q = s->stmt[id];
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		if (a[i].type == ARG_INT)
+			rc = sqlite3_bind_int64(q, (int)i + 1, a[i].i);
+		else if (a[i].s == NULL)
+			rc = sqlite3_bind_null(q, (int)i + 1);
+		else
+			rc = sqlite3_bind_text(
+			    q, (int)i + 1, a[i].s, -1, SQLITE_TRANSIENT);
+	}
+	if (rc != SQLITE_OK) {
+		db_fail(s);
+		done(q);
+		return NULL;
+	}
+	return q;
+}
+
+/* Run a statement that returns no rows; *changes (if asked) the rows it
+ * changed. */
+static enum store_rc
+run(struct sqlite_store *s, enum stmt_id id, int64_t *changes,
+    const struct sqlarg *a, size_t n)
+{
+	sqlite3_stmt *q = prep(s, id, a, n);
+	enum store_rc rc = STORE_OK;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	if (sqlite3_step(q) != SQLITE_DONE)
+		rc = db_fail(s);
+	else if (changes != NULL)
+		*changes = sqlite3_changes64(s->db);
+	done(q);
+	return rc;
+}
+
+/* The first column of the first row as an integer; STORE_NOTFOUND when
+ * there is no row. */
+static enum store_rc
+get_int(struct sqlite_store *s, enum stmt_id id, int64_t *out,
+    const struct sqlarg *a, size_t n)
+{
+	sqlite3_stmt *q = prep(s, id, a, n);
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	step = sqlite3_step(q);
+	if (step == SQLITE_ROW)
+		*out = sqlite3_column_int64(q, 0);
+	else if (step == SQLITE_DONE)
+		rc = STORE_NOTFOUND;
+	else
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+/* A whole SQL text (migrations, pragmas): not worth caching. */
+static enum store_rc
+exec_sql(struct sqlite_store *s, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return STORE_OK;
+	store_set_error(&s->base, "sqlite: %s", msg ? msg : "exec failed");
+	sqlite3_free(msg);
+	return STORE_ERROR;
+}
+
+/*
+ * Run fn inside BEGIN IMMEDIATE; commit only when it answers STORE_OK,
+ * roll back otherwise (its answer stands, and so does its error text).
+ */
+static enum store_rc
+tx(struct sqlite_store *s, tx_fn fn, void *arg)
+{
+	enum store_rc rc = run(s, ST_BEGIN, NULL, NOARGS);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = fn(s, arg);
+	if (rc == STORE_OK)
+		rc = run(s, ST_COMMIT, NULL, NOARGS);
+	/* Some errors end the transaction by themselves. */
+	if (rc != STORE_OK && !sqlite3_get_autocommit(s->db)) {
+		char keep[STORE_ERR_MAX];
+		memcpy(keep, s->base.err, sizeof(keep));
+		run(s, ST_ROLLBACK, NULL, NOARGS);
+		memcpy(s->base.err, keep, sizeof(keep));
+	}
+	return rc;
+}
+
+/* ---- rows ---------------------------------------------------------- */
+
+static char *
+col_text(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+static int64_t
+col_int(sqlite3_stmt *q, int i)
+{
+	return sqlite3_column_int64(q, i);
+}
+
+/* The JSON in column i, or a fresh empty one of the same kind when NULL. */
+static json_t *
+col_json(sqlite3_stmt *q, int i, int array)
+{
+	const char *t = (const char *)sqlite3_column_text(q, i);
+
+	if (t == NULL)
+		return array ? json_array() : json_object();
+	return json_loads(t, JSON_DECODE_ANY, NULL);
+}
+
+/* Fill j (cleaned first) from a row of JOB_COLS plus the position. */
+static enum store_rc
+row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
+{
+	const char *status = (const char *)sqlite3_column_text(q, 5);
+
+	job_cleanup(j);
+	j->seq = col_int(q, 0);
+	j->id = col_text(q, 1);
+	j->user_id = col_text(q, 2);
+	j->tool = col_text(q, 3);
+	j->variant = col_text(q, 4);
+	j->inputs = col_json(q, 6, 0);
+	j->outputs = col_json(q, 7, 1);
+	j->error_code = col_text(q, 8);
+	j->error_message = col_text(q, 9);
+	j->cost = col_int(q, 10);
+	j->charged = col_int(q, 11) != 0;
+	j->refunded = col_int(q, 12) != 0;
+	j->provider_task_id = col_text(q, 13);
+	j->webhook_token = col_text(q, 14);
+	j->session_id = col_text(q, 15);
+	j->idem_key = col_text(q, 16);
+	j->created_at = col_int(q, 17);
+	j->started_at = col_int(q, 18);
+	j->finished_at = col_int(q, 19);
+	j->updated_at = col_int(q, 20);
+	j->position = col_int(q, 21);
+	if (status == NULL || job_status_parse(status, &j->status) < 0 ||
+	    j->inputs == NULL || j->outputs == NULL)
+		return store_set_error(&s->base, "sqlite: job %s is malformed",
+		    j->id ? j->id : "?");
+	return STORE_OK;
+}
+
+/* One job; STORE_NOTFOUND when the statement finds none. */
+static enum store_rc
+get_job(struct sqlite_store *s, enum stmt_id id, struct job *out,
+    const struct sqlarg *a, size_t n)
+{
+	sqlite3_stmt *q = prep(s, id, a, n);
+	enum store_rc rc;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	step = sqlite3_step(q);
+	if (step == SQLITE_ROW)
+		rc = row_job(s, q, out);
+	else if (step == SQLITE_DONE)
+		rc = STORE_NOTFOUND;
+	else
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+/* Every job the statement finds, appended to out. */
+static enum store_rc
+get_jobs(struct sqlite_store *s, enum stmt_id id, struct job_list *out,
+    const struct sqlarg *a, size_t n)
+{
+	sqlite3_stmt *q = prep(s, id, a, n);
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while (rc == STORE_OK && (step = sqlite3_step(q)) == SQLITE_ROW)
+		rc = row_job(s, q, job_list_push(out));
+	if (rc == STORE_OK && step != SQLITE_DONE)
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+static char *
+dump_json(const json_t *v)
+{
+	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (t == NULL)
+		abort(); /* only out of memory makes jansson fail here */
+	return t;
+}
+
+/* ---- shared steps of the transactions ------------------------------ */
+
+static enum store_rc
+ledger_add(struct sqlite_store *s, const char *user_id, const char *job_id,
+    const char *kind, int64_t amount, int64_t balance_after, const char *reason,
+    int64_t at)
+{
+	return run(s, ST_LEDGER_INSERT, NULL,
+	    ARGS(TXT(user_id), TXT(job_id), TXT(kind), I64(amount),
+	        I64(balance_after), TXT(reason), I64(at)));
+}
+
+/* Create the user with the initial grant unless they exist already. */
+static enum store_rc
+user_ensure(struct sqlite_store *s, const char *user_id, int64_t now)
+{
+	int64_t initial = s->opts.credits_initial, created = 0;
+	enum store_rc rc = run(s, ST_USER_INSERT, &created,
+	    ARGS(TXT(user_id), I64(initial), I64(now)));
+
+	if (rc != STORE_OK || created == 0 || initial <= 0)
+		return rc;
+	return ledger_add(
+	    s, user_id, NULL, "grant", initial, initial, "initial", now);
+}
+
+/* Append the event row of job j: the job as clients now see it. */
+static enum store_rc
+emit(struct sqlite_store *s, const struct job *j, int64_t now)
+{
+	json_t *o = job_to_json(j);
+	char *data = dump_json(o);
+	enum store_rc rc = run(s, ST_EVENT_INSERT, NULL,
+	    ARGS(TXT(j->id), TXT(j->user_id), TXT(data), I64(now)));
+
+	json_decref(o);
+	free(data);
+	return rc;
+}
+
+/* Re-read the job just changed into out, and append its event row. */
+static enum store_rc
+changed(struct sqlite_store *s, const char *id, struct job *out, int64_t now)
+{
+	char *key = xstrdup(id); /* id may be out->id, which the read frees */
+	enum store_rc rc =
+	    get_job(s, ST_JOB_GET, out, ARGS(TXT(key), TXT(NULL)));
+
+	if (rc == STORE_NOTFOUND)
+		rc = store_set_error(&s->base, "sqlite: job %s vanished", key);
+	free(key);
+	return rc == STORE_OK ? emit(s, out, now) : rc;
+}
+
+/* Free the job's slot; a row beyond a shrunk slot count goes with it. */
+static enum store_rc
+slot_free(struct sqlite_store *s, const char *job_id)
+{
+	enum store_rc rc = run(s, ST_SLOT_RELEASE, NULL, ARGS(TXT(job_id)));
+
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_TRIM, NULL, ARGS(I64(s->opts.slots)));
+	return rc;
+}
+
+/* ---- users and credits --------------------------------------------- */
+
+struct user_arg {
+	const char *user_id;
+	int64_t amount;
+	const char *reason;
+	int64_t *balance;
+};
+
+static enum store_rc
+balance_tx(struct sqlite_store *s, void *arg)
+{
+	struct user_arg *u = arg;
+	enum store_rc rc = user_ensure(s, u->user_id, now_ms());
+
+	if (rc != STORE_OK)
+		return rc;
+	return get_int(s, ST_USER_BALANCE, u->balance, ARGS(TXT(u->user_id)));
+}
+
+/* Read first: only a user never seen before costs a write. */
+static enum store_rc
+lite_user_balance(struct store *st, const char *user_id, int64_t *balance)
+{
+	struct sqlite_store *s = lite(st);
+	struct user_arg u = {user_id, 0, NULL, balance};
+	enum store_rc rc =
+	    get_int(s, ST_USER_BALANCE, balance, ARGS(TXT(user_id)));
+
+	if (rc != STORE_NOTFOUND)
+		return rc;
+	return tx(s, balance_tx, &u);
+}
+
+static enum store_rc
+grant_tx(struct sqlite_store *s, void *arg)
+{
+	struct user_arg *u = arg;
+	int64_t now = now_ms(), bal, after;
+	enum store_rc rc = balance_tx(s, u);
+
+	if (rc != STORE_OK)
+		return rc;
+	bal = *u->balance;
+	if (__builtin_add_overflow(bal, u->amount, &after))
+		return store_set_error(
+		    &s->base, "grant of %lld overflows", (long long)u->amount);
+	if (after < 0)
+		return STORE_CREDITS;
+	rc = run(s, ST_USER_SET, NULL, ARGS(TXT(u->user_id), I64(after)));
+	if (rc == STORE_OK)
+		rc = ledger_add(s, u->user_id, NULL, "grant", u->amount, after,
+		    u->reason, now);
+	if (rc == STORE_OK)
+		*u->balance = after;
+	return rc;
+}
+
+static enum store_rc
+lite_user_grant(struct store *st, const char *user_id, int64_t amount,
+    const char *reason, int64_t *balance)
+{
+	int64_t bal = 0;
+	struct user_arg u = {user_id, amount, reason, &bal};
+	enum store_rc rc = tx(lite(st), grant_tx, &u);
+
+	if (balance != NULL)
+		*balance = bal;
+	return rc;
+}
+
+static json_t *
+ledger_row(sqlite3_stmt *q)
+{
+	char at[TIME_BUF];
+	const char *job = (const char *)sqlite3_column_text(q, 1);
+	char *id = xasprintf("led_%lld", (long long)col_int(q, 0));
+	json_t *e = json_pack("{s:s, s:o, s:s, s:I, s:I, s:s}", "id", id,
+	    "job_id", job ? json_string(job) : json_null(), "kind",
+	    (const char *)sqlite3_column_text(q, 2), "amount",
+	    (json_int_t)col_int(q, 3), "balance_after",
+	    (json_int_t)col_int(q, 4), "at", fmt_time(col_int(q, 5), at));
+
+	free(id);
+	return e;
+}
+
+/* A user never seen is created first, so their first look at the ledger
+ * already shows the initial grant that /v1/me reports. */
+static enum store_rc
+lite_ledger(struct store *st, const char *user_id, json_t **entries)
+{
+	struct sqlite_store *s = lite(st);
+	int64_t bal = 0;
+	enum store_rc rc = lite_user_balance(st, user_id, &bal);
+	sqlite3_stmt *q;
+	int step;
+
+	if (rc != STORE_OK)
+		return rc;
+	q = prep(s, ST_LEDGER_LIST, ARGS(TXT(user_id)));
+	if (q == NULL)
+		return STORE_ERROR;
+	*entries = json_array();
+	while ((step = sqlite3_step(q)) == SQLITE_ROW)
+		json_array_append_new(*entries, ledger_row(q));
+	if (step != SQLITE_DONE) {
+		rc = db_fail(s);
+		json_decref(*entries);
+		*entries = NULL;
+	}
+	done(q);
+	return rc;
+}
+
+/* ---- uploads ------------------------------------------------------- */
+
+struct upload_arg {
+	const struct upload *u;
+};
+
+static enum store_rc
+upload_tx(struct sqlite_store *s, void *arg)
+{
+	const struct upload *u = ((struct upload_arg *)arg)->u;
+	enum store_rc rc = run(s, ST_UPLOAD_INSERT, NULL,
+	    ARGS(TXT(u->id), TXT(u->user_id), TXT(u->type), I64(u->size),
+	        TXT(u->sha256), TXT(u->filename), TXT(u->path),
+	        I64(u->created_at ? u->created_at : now_ms())));
+
+	if (rc == STORE_ERROR &&
+	    sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return STORE_EXISTS;
+	return rc;
+}
+
+static enum store_rc
+lite_upload_add(struct store *st, const struct upload *u)
+{
+	struct upload_arg a = {u};
+	return tx(lite(st), upload_tx, &a);
+}
+
+static enum store_rc
+lite_upload_get(
+    struct store *st, const char *id, const char *user_id, struct upload *out)
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_UPLOAD_GET, ARGS(TXT(id), TXT(user_id)));
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	step = sqlite3_step(q);
+	if (step == SQLITE_ROW) {
+		out->id = col_text(q, 0);
+		out->user_id = col_text(q, 1);
+		out->type = col_text(q, 2);
+		out->size = col_int(q, 3);
+		out->sha256 = col_text(q, 4);
+		out->filename = col_text(q, 5);
+		out->path = col_text(q, 6);
+		out->created_at = col_int(q, 7);
+	} else if (step == SQLITE_DONE) {
+		rc = STORE_NOTFOUND;
+	} else {
+		rc = db_fail(s);
+	}
+	done(q);
+	return rc;
+}
+
+/* ---- submit -------------------------------------------------------- */
+
+struct submit_arg {
+	const struct job_new *in;
+	struct job *out;
+	int64_t *balance;
+};
+
+/* The rules of admission, in the order store.h gives them. */
+static enum store_rc
+admit(struct sqlite_store *s, const struct job_new *in, struct job *out,
+    int64_t *balance)
+{
+	int64_t active = 0;
+	enum store_rc rc;
+
+	if (in->idem_key != NULL) {
+		rc = get_job(s, ST_JOB_BY_IDEM, out,
+		    ARGS(TXT(in->user_id), TXT(in->idem_key)));
+		if (rc != STORE_NOTFOUND)
+			return rc == STORE_OK ? STORE_EXISTS : rc;
+	}
+	rc = get_int(s, ST_ACTIVE_COUNT, &active, ARGS(TXT(in->user_id)));
+	if (rc != STORE_OK)
+		return rc;
+	if (active >= s->opts.per_user_active) {
+		rc = get_job(s, ST_JOB_ACTIVE, out, ARGS(TXT(in->user_id)));
+		return rc == STORE_OK ? STORE_ACTIVE : rc;
+	}
+	rc = get_int(s, ST_USER_BALANCE, balance, ARGS(TXT(in->user_id)));
+	if (rc != STORE_OK)
+		return rc;
+	return *balance < in->cost ? STORE_CREDITS : STORE_OK;
+}
+
+static enum store_rc
+submit_tx(struct sqlite_store *s, void *arg)
+{
+	struct submit_arg *a = arg;
+	const struct job_new *in = a->in;
+	int64_t now = now_ms();
+	enum store_rc rc = user_ensure(s, in->user_id, now);
+	char *inputs;
+
+	if (rc == STORE_OK)
+		rc = admit(s, in, a->out, a->balance);
+	if (rc != STORE_OK)
+		return rc;
+	inputs = in->inputs ? dump_json(in->inputs) : xstrdup("{}");
+	rc = run(s, ST_JOB_INSERT, NULL,
+	    ARGS(TXT(in->id), TXT(in->user_id), TXT(in->tool), TXT(in->variant),
+	        TXT(inputs), I64(in->cost), TXT(in->webhook_token),
+	        TXT(in->session_id), TXT(in->idem_key), I64(now)));
+	free(inputs);
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_USER_ADD, a->balance,
+		    ARGS(TXT(in->user_id), I64(-in->cost)));
+	if (rc == STORE_OK)
+		rc = ledger_add(s, in->user_id, in->id, "charge", -in->cost,
+		    *a->balance, in->tool, now);
+	if (rc == STORE_OK)
+		rc = changed(s, in->id, a->out, now);
+	return rc;
+}
+
+static enum store_rc
+lite_job_submit(struct store *st, const struct job_new *in, struct job *out,
+    int64_t *balance)
+{
+	int64_t bal = 0;
+	struct submit_arg a = {in, out, &bal};
+	enum store_rc rc = tx(lite(st), submit_tx, &a);
+
+	if (balance != NULL)
+		*balance = bal;
+	return rc;
+}
+
+/* ---- reads --------------------------------------------------------- */
+
+static enum store_rc
+lite_job_get(
+    struct store *st, const char *id, const char *user_id, struct job *out)
+{
+	return get_job(lite(st), ST_JOB_GET, out, ARGS(TXT(id), TXT(user_id)));
+}
+
+static enum store_rc
+lite_job_by_token(struct store *st, const char *token, struct job *out)
+{
+	return get_job(lite(st), ST_JOB_BY_TOKEN, out, ARGS(TXT(token)));
+}
+
+static enum store_rc
+lite_job_active(struct store *st, const char *user_id, struct job *out)
+{
+	return get_job(lite(st), ST_JOB_ACTIVE, out, ARGS(TXT(user_id)));
+}
+
+static enum store_rc
+lite_job_list(
+    struct store *st, const struct job_filter *f, struct job_list *out)
+{
+	const char *status =
+	    f->status >= 0 ? job_status_name((enum job_status)f->status) : NULL;
+	int64_t before = f->before_seq > 0 ? f->before_seq : INT64_MAX;
+	int64_t limit = f->limit > 0 ? f->limit : -1; /* SQLite: no limit */
+
+	return get_jobs(lite(st), f->user_id ? ST_LIST_USER : ST_LIST_ALL, out,
+	    ARGS(TXT(f->user_id), TXT(status), TXT(f->tool), I64(before),
+	        I64(limit)));
+}
+
+/* One statement reads the whole queue as one snapshot, in seq order, so
+ * each queued job's position is its row number: no count per row. */
+static enum store_rc
+lite_jobs_in(struct store *st, enum job_status status, struct job_list *out)
+{
+	size_t first = out->n;
+	enum store_rc rc = get_jobs(
+	    lite(st), ST_JOBS_IN, out, ARGS(TXT(job_status_name(status))));
+
+	if (status == JOB_QUEUED)
+		for (size_t i = first; i < out->n; i++)
+			out->v[i].position = (int64_t)(i - first + 1);
+	return rc;
+}
+
+/* ---- transitions --------------------------------------------------- */
+
+/*
+ * The slot is taken before the job moves, so the jobs_need_slot trigger
+ * sees it. Held slots are counted too: after a shrink, rows beyond the
+ * new count may still be held, and they count against it.
+ */
+static enum store_rc
+promote_tx(struct sqlite_store *s, void *arg)
+{
+	struct job *out = arg;
+	int64_t used = 0, slot = 0, now = now_ms();
+	enum store_rc rc = get_int(s, ST_SLOTS_USED, &used, NOARGS);
+
+	if (rc == STORE_OK && used >= s->opts.slots)
+		return STORE_NOTFOUND;
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_SLOT_FREE, &slot, ARGS(I64(s->opts.slots)));
+	if (rc == STORE_OK)
+		rc = get_job(s, ST_QUEUE_HEAD, out, NOARGS);
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_TAKE, NULL, ARGS(I64(slot), TXT(out->id)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_JOB_START, NULL, ARGS(TXT(out->id), I64(now)));
+	if (rc == STORE_OK)
+		rc = changed(s, out->id, out, now);
+	return rc;
+}
+
+static enum store_rc
+lite_promote(struct store *st, struct job *out)
+{
+	return tx(lite(st), promote_tx, out);
+}
+
+struct change_arg {
+	const char *id;
+	const char *task_id;
+	enum job_status to;
+	const char *code;
+	const char *message;
+	json_t *outputs;
+	int release_slot;
+	struct job *out;
+};
+
+/* A change that did not apply: out is the job as it is. */
+static enum store_rc
+conflict(struct sqlite_store *s, const char *id, struct job *out)
+{
+	enum store_rc rc =
+	    get_job(s, ST_JOB_GET, out, ARGS(TXT(id), TXT(NULL)));
+	return rc == STORE_OK ? STORE_CONFLICT : rc;
+}
+
+static enum store_rc
+running_tx(struct sqlite_store *s, void *arg)
+{
+	struct change_arg *a = arg;
+	int64_t n = 0, now = now_ms();
+	enum store_rc rc = run(
+	    s, ST_JOB_RUNNING, &n, ARGS(TXT(a->id), TXT(a->task_id), I64(now)));
+
+	if (rc != STORE_OK)
+		return rc;
+	if (n == 0)
+		return conflict(s, a->id, a->out);
+	return changed(s, a->id, a->out, now);
+}
+
+static enum store_rc
+lite_job_running(
+    struct store *st, const char *id, const char *task_id, struct job *out)
+{
+	struct change_arg a = {.id = id, .task_id = task_id, .out = out};
+	return tx(lite(st), running_tx, &a);
+}
+
+/* Give a job's cost back; UNIQUE (job_id, kind) refuses a second one. */
+static enum store_rc
+refund(struct sqlite_store *s, const struct job *j, const char *reason,
+    int64_t now)
+{
+	int64_t bal = 0;
+	enum store_rc rc =
+	    get_int(s, ST_USER_ADD, &bal, ARGS(TXT(j->user_id), I64(j->cost)));
+
+	if (rc == STORE_OK)
+		rc = ledger_add(
+		    s, j->user_id, j->id, "refund", j->cost, bal, reason, now);
+	return rc;
+}
+
+static enum store_rc
+finish_tx(struct sqlite_store *s, void *arg)
+{
+	struct change_arg *a = arg;
+	struct job *j = a->out;
+	int64_t n = 0, now = now_ms();
+	enum store_rc rc =
+	    get_job(s, ST_JOB_GET, j, ARGS(TXT(a->id), TXT(NULL)));
+	int give_back;
+	char *outputs;
+
+	if (rc != STORE_OK)
+		return rc;
+	if (job_status_terminal(j->status) ||
+	    (a->to == JOB_COMPLETED && j->status != JOB_RUNNING))
+		return STORE_CONFLICT;
+	give_back = a->to != JOB_COMPLETED && j->charged && !j->refunded;
+	outputs = a->outputs ? dump_json(a->outputs) : NULL;
+	rc = run(s, ST_JOB_FINISH, &n,
+	    ARGS(TXT(a->id), TXT(job_status_name(a->to)), TXT(a->code),
+	        TXT(a->message), TXT(outputs), I64(j->refunded || give_back),
+	        I64(now)));
+	free(outputs);
+	if (rc == STORE_OK && n != 1)
+		rc = store_set_error(
+		    &s->base, "sqlite: job %s did not move", a->id);
+	if (rc == STORE_OK && give_back)
+		rc = refund(s, j, a->code, now);
+	if (rc == STORE_OK && a->release_slot)
+		rc = slot_free(s, a->id);
+	if (rc == STORE_OK)
+		rc = changed(s, a->id, j, now);
+	return rc;
+}
+
+static enum store_rc
+lite_job_finish(struct store *st, const char *id, enum job_status to,
+    const char *error_code, const char *error_message, json_t *outputs,
+    int release_slot, struct job *out)
+{
+	struct change_arg a = {.id = id,
+	    .to = to,
+	    .code = error_code,
+	    .message = error_message,
+	    .outputs = outputs,
+	    .release_slot = release_slot,
+	    .out = out};
+
+	if (!job_status_terminal(to))
+		return store_set_error(st, "finish to %s: not a terminal state",
+		    job_status_name(to));
+	return tx(lite(st), finish_tx, &a);
+}
+
+/* ---- slots --------------------------------------------------------- */
+
+static enum store_rc
+release_tx(struct sqlite_store *s, void *arg)
+{
+	return slot_free(s, arg);
+}
+
+static enum store_rc
+lite_slot_release(struct store *st, const char *id)
+{
+	return tx(lite(st), release_tx, (void *)id);
+}
+
+static enum store_rc
+lite_slots_used(struct store *st, int64_t *used)
+{
+	return get_int(lite(st), ST_SLOTS_USED, used, NOARGS);
+}
+
+/* Add the missing rows 1..slots; drop free rows beyond (held ones stay
+ * until released, so a shrink never evicts a running job). */
+static enum store_rc
+slots_tx(struct sqlite_store *s, void *arg)
+{
+	enum store_rc rc = STORE_OK;
+
+	for (int64_t i = 1; rc == STORE_OK && i <= s->opts.slots; i++)
+		rc = run(s, ST_SLOT_ADD, NULL, ARGS(I64(i)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_TRIM, NULL, ARGS(I64(s->opts.slots)));
+	return rc;
+}
+
+/* ---- open ---------------------------------------------------------- */
+
+/* mkdir -p of the directory holding path: 0, or an errno value. */
+static int
+mkdir_parent(const char *path)
+{
+	char *dir = xstrdup(path);
+	char *end = strrchr(dir, '/');
+	int rc = 0;
+
+	if (end != NULL && end != dir) {
+		*end = '\0';
+		for (char *p = dir + 1; rc == 0; p++) {
+			char c = *p;
+			if (c != '/' && c != '\0')
+				continue;
+			*p = '\0';
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+				rc = errno;
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	free(dir);
+	return rc;
+}
+
+static int
+first_column(void *arg, int n, char **vals, char **names)
+{
+	snprintf(arg, 16, "%s", n > 0 && vals[0] ? vals[0] : "");
+	return 0;
+}
+
+static enum store_rc
+configure(struct sqlite_store *s)
+{
+	char mode[16] = "";
+
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", first_column, mode,
+	        NULL) != SQLITE_OK)
+		return db_fail(s);
+	/* An in-memory database (tests) has no WAL and needs none. */
+	if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)
+		return store_set_error(&s->base,
+		    "sqlite: journal mode is %s,"
+		    " not wal",
+		    mode);
+	return exec_sql(s, "PRAGMA synchronous = FULL;"
+	                   "PRAGMA foreign_keys = ON;");
+}
+
+/* Apply migration want unless another process already has. */
+static enum store_rc
+migrate_tx(struct sqlite_store *s, void *arg)
+{
+	int64_t want = *(int64_t *)arg, have = 0;
+	enum store_rc rc = get_int(s, ST_VERSION, &have, NOARGS);
+
+	if (rc != STORE_OK || have >= want)
+		return rc;
+	rc = exec_sql(s, migrations[want - 1]);
+	if (rc == STORE_OK)
+		rc = run(
+		    s, ST_VERSION_SET, NULL, ARGS(I64(want), I64(now_ms())));
+	return rc;
+}
+
+static enum store_rc
+migrate(struct sqlite_store *s)
+{
+	int64_t have = 0;
+	enum store_rc rc = exec_sql(s,
+	    "CREATE TABLE IF NOT EXISTS schema_version ("
+	    " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_VERSION, &have, NOARGS);
+	if (rc == STORE_OK && have > (int64_t)N_MIGRATIONS)
+		return store_set_error(&s->base,
+		    "schema version %lld is newer than this fila knows (%zu)",
+		    (long long)have, N_MIGRATIONS);
+	for (int64_t v = have + 1; rc == STORE_OK && v <= (int64_t)N_MIGRATIONS;
+	     v++)
+		rc = tx(s, migrate_tx, &v);
+	return rc;
+}
+
+static void
+lite_free(struct store *st)
+{
+	struct sqlite_store *s = lite(st);
+
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+static int
+opts_ok(const struct store_opts *o, char *err, size_t errlen)
+{
+	if (o->slots >= 0 && o->per_user_active >= 1 && o->credits_initial >= 0)
+		return 1;
+	snprintf(err, errlen,
+	    "store: need slots >= 0, per_user_active >= 1, initial >= 0");
+	return 0;
+}
+
+static struct store *
+lite_open(
+    const char *url, const struct store_opts *opts, char *err, size_t errlen)
+{
+	const char *path = url + strlen("sqlite:");
+	struct sqlite_store *s;
+	int e;
+
+	if (!opts_ok(opts, err, errlen))
+		return NULL;
+	if (*path == '\0') {
+		snprintf(err, errlen, "store.url: \"%s\" names no file", url);
+		return NULL;
+	}
+	if ((e = mkdir_parent(path)) != 0) {
+		snprintf(err, errlen, "%s: cannot create its directory: %s",
+		    path, strerror(e));
+		return NULL;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->base.be = &store_sqlite_backend;
+	s->opts = *opts;
+	if (sqlite3_open_v2(path, &s->db,
+	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+	        NULL) != SQLITE_OK) {
+		db_fail(s);
+		goto fail;
+	}
+	if (configure(s) != STORE_OK || migrate(s) != STORE_OK ||
+	    tx(s, slots_tx, NULL) != STORE_OK)
+		goto fail;
+	return &s->base;
+fail:
+	snprintf(err, errlen, "%s: %s", path, s->base.err);
+	lite_free(&s->base);
+	return NULL;
+}
+
+const struct store_backend store_sqlite_backend = {
+    .name = "sqlite",
+    .open = lite_open,
+    .free = lite_free,
+    .user_balance = lite_user_balance,
+    .user_grant = lite_user_grant,
+    .ledger = lite_ledger,
+    .upload_add = lite_upload_add,
+    .upload_get = lite_upload_get,
+    .job_submit = lite_job_submit,
+    .job_get = lite_job_get,
+    .job_by_token = lite_job_by_token,
+    .job_active = lite_job_active,
+    .job_list = lite_job_list,
+    .jobs_in = lite_jobs_in,
+    .promote = lite_promote,
+    .job_running = lite_job_running,
+    .job_finish = lite_job_finish,
+    .slot_release = lite_slot_release,
+    .slots_used = lite_slots_used,
+};

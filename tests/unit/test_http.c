@@ -1,0 +1,1117 @@
+/*
+ * test_http.c — the HTTP server, driven over real sockets.
+ *
+ * Each test runs a server on its own event_base in a second thread, bound
+ * to 127.0.0.1 on a free port, and talks to it with plain blocking sockets,
+ * checking replies byte for byte (the Date header aside). The handlers run
+ * on the loop thread, so they only record what they saw; the assertions
+ * stay in the test thread. The test thread steers the loop (drain, stop)
+ * through a socketpair, as libevent is not built thread-safe here. C11
+ * threads (pthreads underneath) because <pthread.h> pulls in the system
+ * <sched.h>, which -Isrc would shadow with ours.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <threads.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "http.h"
+#include "util.h"
+
+/* --- handlers, on the loop thread --- */
+
+static atomic_int stream_closed;
+static atomic_int gone_answered;
+static atomic_int drained;
+static struct event_base *loop_base;
+
+static void
+h_hello(struct http_req *r, void *ctx)
+{
+	http_reply(r, 200, "text/plain", "hello\n", 6);
+}
+
+static void
+h_job(struct http_req *r, void *ctx)
+{
+	http_reply_json(r, 200,
+	    json_pack("{s:s,s:s,s:s*}", "id", http_req_param(r, 0), "path",
+	        http_req_path(r), "more", http_req_param(r, 1)));
+}
+
+static void
+h_query(struct http_req *r, void *ctx)
+{
+	http_reply_json(r, 200,
+	    json_pack("{s:s*,s:s*,s:s*,s:s*}", "a", http_req_query(r, "a"), "b",
+	        http_req_query(r, "b"), "e", http_req_query(r, "e"), "zz",
+	        http_req_query(r, "zz")));
+}
+
+static void
+h_echo(struct http_req *r, void *ctx)
+{
+	size_t len;
+	const char *body = http_req_body(r, &len);
+
+	http_reply(r, 200, "application/octet-stream", body, len);
+}
+
+static void
+h_length(struct http_req *r, void *ctx)
+{
+	size_t len;
+	char buf[32];
+	const char *body = http_req_body(r, &len);
+
+	snprintf(buf, sizeof buf, "%zu %d", len, body[len] == '\0');
+	http_reply(r, 200, "text/plain", buf, strlen(buf));
+}
+
+static void
+h_headers(struct http_req *r, void *ctx)
+{
+	const char *v = http_req_header(r, "x-test");
+
+	http_reply_header(r, "X-Reply", "yes");
+	http_reply_header(r, "X-Bad", "a\r\nInjected: 1");
+	http_reply(r, 200, "text/plain", v ? v : "-", strlen(v ? v : "-"));
+}
+
+static void
+h_error(struct http_req *r, void *ctx)
+{
+	http_reply_error(r, 402, "insufficient_credits", "not enough",
+	    json_pack("{s:i,s:i}", "balance", 1, "cost", 10));
+}
+
+static void
+h_peer(struct http_req *r, void *ctx)
+{
+	const char *p = http_req_peer(r);
+
+	http_reply(r, 200, "text/plain", p, strlen(p));
+}
+
+static void
+h_nocontent(struct http_req *r, void *ctx)
+{
+	http_reply(r, 204, NULL, NULL, 0);
+}
+
+/* A reply deferred to a timer, as a handler waiting on the store would. */
+struct deferred {
+	struct event *ev;
+	struct http_req *req;
+	int gone;
+};
+
+static void
+deferred_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct deferred *d = arg;
+
+	http_reply(d->req, 200, "text/plain", "late", 4);
+	if (d->gone)
+		atomic_fetch_add(&gone_answered, 1);
+	event_free(d->ev);
+	free(d);
+}
+
+static void
+defer_reply(struct http_req *r, int ms, int gone)
+{
+	struct deferred *d = xcalloc(1, sizeof *d);
+	struct timeval tv = {0, ms * 1000};
+
+	d->req = r;
+	d->gone = gone;
+	d->ev = evtimer_new(loop_base, deferred_fire, d);
+	evtimer_add(d->ev, &tv);
+}
+
+static void
+h_defer(struct http_req *r, void *ctx)
+{
+	defer_reply(r, 100, 0);
+}
+
+static void
+h_defer_gone(struct http_req *r, void *ctx)
+{
+	defer_reply(r, 300, 1);
+}
+
+static void
+on_stream_close(void *arg)
+{
+	atomic_fetch_add(&stream_closed, 1);
+}
+
+static void
+h_stream(struct http_req *r, void *ctx)
+{
+	http_stream_start(r, 200, "text/event-stream", on_stream_close, NULL);
+	http_stream_write(r, "hello", 5);
+	http_stream_write(r, "", 0);
+	http_stream_write(r, "world!", 6);
+}
+
+static void
+h_stream_end(struct http_req *r, void *ctx)
+{
+	http_stream_start(r, 200, "text/plain", on_stream_close, NULL);
+	http_stream_write(r, "abc", 3);
+	http_stream_end(r);
+}
+
+/* Five MiB at once to a client that reads nothing: over the limit. */
+static void
+h_flood(struct http_req *r, void *ctx)
+{
+	static char block[64 * 1024];
+	int i;
+
+	memset(block, 'x', sizeof block);
+	http_stream_start(r, 200, "text/plain", on_stream_close, NULL);
+	for (i = 0; i < 80; i++)
+		http_stream_write(r, block, sizeof block);
+}
+
+static const struct http_route routes[] = {
+    {HTTP_GET | HTTP_HEAD, "/hello", h_hello, 0},
+    {HTTP_GET, "/", h_hello, 0},
+    {HTTP_GET, "/v1/jobs/{}", h_job, 0},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_job, 0},
+    {HTTP_GET, "/v1/{}/x/{}", h_job, 0},
+    {HTTP_GET, "/q", h_query, 0},
+    {HTTP_POST | HTTP_PUT, "/echo", h_echo, 0},
+    {HTTP_POST, "/upload", h_length, 1000},
+    {HTTP_GET, "/hdr", h_headers, 0},
+    {HTTP_GET, "/err", h_error, 0},
+    {HTTP_GET, "/peer", h_peer, 0},
+    {HTTP_DELETE, "/nothing", h_nocontent, 0},
+    {HTTP_GET, "/defer", h_defer, 0},
+    {HTTP_GET, "/defer-gone", h_defer_gone, 0},
+    {HTTP_GET, "/stream", h_stream, 0},
+    {HTTP_GET, "/stream-end", h_stream_end, 0},
+    {HTTP_GET, "/flood", h_flood, 0},
+    {HTTP_GET, "/slash/", h_hello, 0},
+};
+
+/* --- the server thread --- */
+
+static struct event_base *base;
+static struct http_server *srv;
+static thrd_t thread;
+static int ctl[2];
+static struct event *ctl_ev;
+static int port;
+
+static void
+drain_done(void *arg)
+{
+	atomic_store(&drained, 1);
+}
+
+static void
+ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char cmd;
+
+	if (read(fd, &cmd, 1) != 1)
+		return;
+	if (cmd == 'd') {
+		http_server_drain(srv, drain_done, NULL);
+	} else if (cmd == 'q') {
+		http_server_free(srv);
+		srv = NULL;
+		event_base_loopbreak(base);
+	}
+}
+
+static int
+loop_main(void *arg)
+{
+	event_base_dispatch(base);
+	return 0;
+}
+
+static void
+server_start(void)
+{
+	char err[256];
+
+	/* As the daemon does: a write to a client that left is not fatal. */
+	signal(SIGPIPE, SIG_IGN);
+	atomic_store(&stream_closed, 0);
+	atomic_store(&gone_answered, 0);
+	atomic_store(&drained, 0);
+	base = event_base_new();
+	loop_base = base;
+	srv = http_server_new(
+	    base, routes, sizeof routes / sizeof routes[0], NULL, 100);
+	cr_assert_eq(http_server_listen(srv, "127.0.0.1", 0, err, sizeof err),
+	    0, "%s", err);
+	port = http_server_port(srv);
+	cr_assert_gt(port, 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, ctl), 0);
+	ctl_ev = event_new(base, ctl[1], EV_READ | EV_PERSIST, ctl_cb, NULL);
+	event_add(ctl_ev, NULL);
+	cr_assert_eq(thrd_create(&thread, loop_main, NULL), thrd_success);
+}
+
+static void
+server_cmd(char cmd)
+{
+	cr_assert_eq(write(ctl[0], &cmd, 1), 1);
+}
+
+static void
+server_stop(void)
+{
+	server_cmd('q');
+	thrd_join(thread, NULL);
+	event_free(ctl_ev);
+	event_base_free(base);
+	close(ctl[0]);
+	close(ctl[1]);
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Wait up to two seconds for *flag to reach want. */
+static int
+wait_flag(atomic_int *flag, int want)
+{
+	int i;
+
+	for (i = 0; i < 200 && atomic_load(flag) != want; i++)
+		sleep_ms(10);
+	return atomic_load(flag);
+}
+
+/* --- a blocking client --- */
+
+struct client {
+	int fd;
+	size_t len;
+	char buf[256 * 1024];
+};
+
+struct resp {
+	int status;
+	char head[8192]; /* without the Date line */
+	char body[64 * 1024];
+	size_t body_len;
+};
+
+static struct client *
+cl_open(void)
+{
+	struct client *c = xcalloc(1, sizeof *c);
+	struct sockaddr_in sa = {0};
+	struct timeval tv = {3, 0};
+
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	cr_assert_eq(connect(c->fd, (void *)&sa, sizeof sa), 0);
+	return c;
+}
+
+static void
+cl_close(struct client *c)
+{
+	close(c->fd);
+	free(c);
+}
+
+static void
+cl_sendn(struct client *c, const void *buf, size_t len)
+{
+	cr_assert_eq(send(c->fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void
+cl_send(struct client *c, const char *s)
+{
+	cl_sendn(c, s, strlen(s));
+}
+
+/* More bytes into the buffer: how many, 0 at EOF, -1 on timeout. */
+static ssize_t
+cl_fill(struct client *c)
+{
+	ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len - 1, 0);
+
+	if (n > 0)
+		c->len += n;
+	c->buf[c->len] = '\0';
+	return n;
+}
+
+static void
+cl_consume(struct client *c, size_t n)
+{
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+	c->buf[c->len] = '\0';
+}
+
+/* Take n bytes exactly, or fail the test. */
+static void
+cl_take(struct client *c, char *out, size_t n)
+{
+	while (c->len < n)
+		cr_assert_gt(cl_fill(c), 0, "short read");
+	memcpy(out, c->buf, n);
+	cl_consume(c, n);
+}
+
+static void
+cl_expect(struct client *c, const char *want)
+{
+	size_t n = strlen(want);
+	char *got = xmalloc(n + 1);
+
+	cl_take(c, got, n);
+	got[n] = '\0';
+	cr_assert_str_eq(got, want);
+	free(got);
+}
+
+/* Is the server's side closed, with nothing more to read? */
+static int
+cl_eof(struct client *c)
+{
+	return c->len == 0 && cl_fill(c) == 0;
+}
+
+static void
+cl_head(struct client *c, struct resp *r)
+{
+	char *end, *date, *eol;
+	size_t n;
+
+	while ((end = strstr(c->buf, "\r\n\r\n")) == NULL)
+		cr_assert_gt(cl_fill(c), 0, "no complete head: %s", c->buf);
+	n = end + 4 - c->buf;
+	cr_assert_lt(n, sizeof r->head);
+	memcpy(r->head, c->buf, n);
+	r->head[n] = '\0';
+	cl_consume(c, n);
+	r->status = atoi(r->head + 9);
+	date = strstr(r->head, "\r\nDate: ");
+	cr_assert(date != NULL || r->status == 100, "no Date: %s", r->head);
+	if (date) {
+		eol = strstr(date + 2, "\r\n");
+		memmove(date, eol, strlen(eol) + 1);
+	}
+}
+
+static void
+cl_chunked(struct client *c, struct resp *r)
+{
+	for (;;) {
+		char *eol;
+		size_t n;
+
+		while ((eol = strstr(c->buf, "\r\n")) == NULL)
+			cr_assert_gt(cl_fill(c), 0);
+		n = strtoul(c->buf, NULL, 16);
+		cl_consume(c, eol + 2 - c->buf);
+		cl_take(c, r->body + r->body_len, n);
+		r->body_len += n;
+		cl_expect(c, "\r\n");
+		if (n == 0)
+			return;
+	}
+}
+
+/* One whole response, its body framed by length, chunks or close. */
+static void
+cl_resp(struct client *c, struct resp *r, int head_only)
+{
+	const char *cl;
+
+	memset(r, 0, sizeof *r);
+	cl_head(c, r);
+	cl = strstr(r->head, "Content-Length: ");
+	if (head_only || r->status == 204) {
+		return;
+	} else if (cl != NULL) {
+		r->body_len = strtoul(cl + 16, NULL, 10);
+		cl_take(c, r->body, r->body_len);
+	} else if (strstr(r->head, "Transfer-Encoding: chunked")) {
+		cl_chunked(c, r);
+	} else {
+		while (cl_fill(c) > 0)
+			;
+		memcpy(r->body, c->buf, c->len);
+		r->body_len = c->len;
+		cl_consume(c, c->len);
+	}
+	r->body[r->body_len] = '\0';
+}
+
+/* One request on a fresh connection; the response in r. */
+static void
+roundtrip(const char *req, struct resp *r)
+{
+	struct client *c = cl_open();
+
+	cl_send(c, req);
+	cl_resp(c, r, strncmp(req, "HEAD", 4) == 0);
+	cl_close(c);
+}
+
+TestSuite(http, .init = server_start, .fini = server_stop, .timeout = 30);
+
+/* --- routing and reading --- */
+
+Test(http, exact_reply)
+{
+	struct resp r;
+
+	roundtrip("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	cr_assert_str_eq(r.head, "HTTP/1.1 200 OK\r\n"
+	                         "Content-Type: text/plain\r\n"
+	                         "Content-Length: 6\r\n"
+	                         "\r\n");
+	cr_assert_str_eq(r.body, "hello\n");
+}
+
+Test(http, params_are_decoded)
+{
+	struct resp r;
+
+	roundtrip("GET /v1/jobs/a%20b%2Fc HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(
+	    r.body, "{\"id\":\"a b/c\",\"path\":\"/v1/jobs/a b/c\"}");
+	roundtrip("POST /v1/jobs/j%41/cancel HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(
+	    r.body, "{\"id\":\"jA\",\"path\":\"/v1/jobs/jA/cancel\"}");
+	roundtrip("GET /v1/one/x/two HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(r.body,
+	    "{\"id\":\"one\",\"path\":\"/v1/one/x/two\",\"more\":\"two\"}");
+	roundtrip("GET /%761/jobs/z HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(r.body, "{\"id\":\"z\",\"path\":\"/v1/jobs/z\"}");
+	roundtrip("GET / HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(r.body, "hello\n");
+}
+
+Test(http, segments_and_slashes)
+{
+	static const char *missing[] = {
+	    "GET /v1/jobs/ HTTP/1.1\r\n\r\n",
+	    "GET /v1/jobs HTTP/1.1\r\n\r\n",
+	    "GET /v1/jobs/a/ HTTP/1.1\r\n\r\n",
+	    "GET /v1/jobs//cancel HTTP/1.1\r\n\r\n",
+	    "GET /hello/ HTTP/1.1\r\n\r\n",
+	    "GET //hello HTTP/1.1\r\n\r\n",
+	    "GET /slash HTTP/1.1\r\n\r\n",
+	    "GET /v1/x/x/ HTTP/1.1\r\n\r\n",
+	};
+	struct resp r;
+	size_t i;
+
+	for (i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+		roundtrip(missing[i], &r);
+		cr_assert_eq(r.status, 404, "%s", missing[i]);
+	}
+	roundtrip("GET /slash/ HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+}
+
+Test(http, bad_escapes)
+{
+	static const char *bad[] = {
+	    "GET /v1/jobs/a%00 HTTP/1.1\r\n\r\n",
+	    "GET /v1/jobs/a%2 HTTP/1.1\r\n\r\n",
+	    "GET /v1/jobs/a% HTTP/1.1\r\n\r\n",
+	    "GET /v1/jobs/a%zz HTTP/1.1\r\n\r\n",
+	};
+	struct resp r;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		roundtrip(bad[i], &r);
+		cr_assert_eq(r.status, 400, "%s", bad[i]);
+		cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"bad_request\","
+		                         "\"message\":\"malformed request "
+		                         "line\"}}");
+	}
+}
+
+Test(http, query)
+{
+	struct resp r;
+
+	roundtrip(
+	    "GET /q?a=1+2%2B&b=%41%42&a=second&e&bad=%G1 HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(r.body, "{\"a\":\"1 2+\",\"b\":\"AB\",\"e\":\"\"}");
+	roundtrip("GET /q HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(r.body, "{}");
+}
+
+Test(http, headers_and_reply_headers)
+{
+	struct resp r;
+
+	roundtrip("GET /hdr HTTP/1.1\r\nx-TEST:  spaced value \t\r\n\r\n", &r);
+	cr_assert_str_eq(r.head, "HTTP/1.1 200 OK\r\n"
+	                         "Content-Type: text/plain\r\n"
+	                         "Content-Length: 12\r\n"
+	                         "X-Reply: yes\r\n"
+	                         "\r\n");
+	cr_assert_str_eq(r.body, "spaced value");
+}
+
+Test(http, not_found_and_method)
+{
+	struct resp r;
+
+	roundtrip("GET /nope HTTP/1.1\r\n\r\n", &r);
+	cr_assert_str_eq(r.head, "HTTP/1.1 404 Not Found\r\n"
+	                         "Content-Type: application/json\r\n"
+	                         "Content-Length: 55\r\n"
+	                         "\r\n");
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"not_found\","
+	                         "\"message\":\"no such path\"}}");
+	roundtrip("DELETE /echo HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 405);
+	cr_assert(strstr(r.head, "\r\nAllow: POST, PUT\r\n"), "%s", r.head);
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"method_not_allowed\","
+	                         "\"message\":\"method not allowed here\"}}");
+	roundtrip("PATCH /hello HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 405);
+	cr_assert(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"), "%s", r.head);
+}
+
+Test(http, error_shape)
+{
+	struct resp r;
+
+	roundtrip("GET /err HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 402);
+	cr_assert(strstr(r.head, "402 Payment Required\r\n"));
+	cr_assert_str_eq(r.body,
+	    "{\"error\":{\"code\":\"insufficient_credits\","
+	    "\"message\":\"not enough\",\"details\":{"
+	    "\"balance\":1,\"cost\":10}}}");
+}
+
+Test(http, head_and_no_content)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "HEAD /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 1);
+	cr_assert_str_eq(r.head, "HTTP/1.1 200 OK\r\n"
+	                         "Content-Type: text/plain\r\n"
+	                         "Content-Length: 6\r\n"
+	                         "\r\n");
+	cl_send(c, "DELETE /nothing HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.head, "HTTP/1.1 204 No Content\r\n\r\n");
+	cl_send(c, "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "hello\n");
+	cl_close(c);
+}
+
+Test(http, peer)
+{
+	struct client *c = cl_open();
+	struct sockaddr_in sa;
+	socklen_t len = sizeof sa;
+	char want[64];
+	struct resp r;
+
+	getsockname(c->fd, (void *)&sa, &len);
+	snprintf(want, sizeof want, "127.0.0.1:%d", ntohs(sa.sin_port));
+	cl_send(c, "GET /peer HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, want);
+	cl_close(c);
+}
+
+/* --- bodies and limits --- */
+
+Test(http, too_large_from_content_length)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 101\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.head, "HTTP/1.1 413 Content Too Large\r\n"
+	                         "Content-Type: application/json\r\n"
+	                         "Content-Length: 93\r\n"
+	                         "Connection: close\r\n"
+	                         "\r\n");
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"too_large\","
+	                         "\"message\":\"the body is over 100 bytes\","
+	                         "\"details\":{\"limit\":100}}}");
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, too_large_huge_length)
+{
+	struct resp r;
+
+	roundtrip("POST /upload HTTP/1.1\r\n"
+	          "Content-Length: 99999999999999999999999999\r\n\r\n",
+	    &r);
+	cr_assert_eq(r.status, 413);
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"too_large\","
+	                         "\"message\":\"the body is over 1000 bytes\","
+	                         "\"details\":{\"limit\":1000}}}");
+}
+
+Test(http, too_large_while_body_is_sent)
+{
+	/* A client that sends the body anyway still reads the 413, then a
+	 * clean end of stream rather than a reset. */
+	struct client *c = cl_open();
+	char body[5000];
+	struct resp r;
+
+	memset(body, 'b', sizeof body);
+	cl_send(c, "POST /upload HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
+	cl_sendn(c, body, sizeof body);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 413);
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, body_at_limit)
+{
+	struct client *c = cl_open();
+	char body[100];
+	struct resp r;
+
+	memset(body, 'a', sizeof body);
+	body[50] = '\0';
+	cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n");
+	cl_sendn(c, body, sizeof body);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(r.body_len, 100);
+	cr_assert_eq(memcmp(r.body, body, 100), 0);
+	/* The connection stays usable after a body. */
+	cl_send(c, "PUT /echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(r.body_len, 0);
+	cl_close(c);
+}
+
+Test(http, per_route_limit)
+{
+	struct client *c = cl_open();
+	char body[1000];
+	struct resp r;
+
+	memset(body, 'z', sizeof body);
+	cl_send(c, "POST /upload HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+	/* In pieces, as a slow client would. */
+	cl_sendn(c, body, 10);
+	sleep_ms(20);
+	cl_sendn(c, body + 10, 990);
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "1000 1");
+	cl_close(c);
+	roundtrip("POST /upload HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", &r);
+	cr_assert_eq(r.status, 413);
+}
+
+Test(http, expect_continue)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "POST /upload HTTP/1.1\r\nContent-Length: 10\r\n"
+	           "Expect: 100-continue\r\n\r\n");
+	cl_expect(c, "HTTP/1.1 100 Continue\r\n\r\n");
+	cl_send(c, "0123456789");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "10 1");
+	cl_close(c);
+
+	/* Over the limit: no 100, the 413 at once, then the close. */
+	c = cl_open();
+	cl_send(c, "POST /upload HTTP/1.1\r\nContent-Length: 31457280\r\n"
+	           "Expect: 100-continue\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 413);
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, bad_content_length)
+{
+	static const char *bad[] = {
+	    "POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+	    "POST /echo HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+	    "POST /echo HTTP/1.1\r\nContent-Length: \r\n\r\n",
+	    "POST /echo HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+	    "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n"
+	    "Content-Length: 6\r\n\r\n",
+	};
+	struct resp r;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		roundtrip(bad[i], &r);
+		cr_assert_eq(r.status, 400, "%s", bad[i]);
+	}
+	roundtrip("POST /echo HTTP/1.1\r\nContent-Length: 2\r\n"
+	          "Content-Length: 2\r\n\r\nok",
+	    &r);
+	cr_assert_str_eq(r.body, "ok");
+}
+
+Test(http, chunked_request_refused)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	           "2\r\nok\r\n0\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 411);
+	cr_assert(strstr(r.head, "Connection: close\r\n"));
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"length_required\","
+	                         "\"message\":\"send the body with a "
+	                         "Content-Length\"}}");
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+/* --- connections --- */
+
+Test(http, keep_alive)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "hello\n");
+	cr_assert_null(strstr(r.head, "Connection"));
+	cl_send(c, "GET /v1/jobs/2 HTTP/1.1\r\nConnection: close\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert(strstr(r.head, "Connection: close\r\n"));
+	cr_assert_str_eq(r.body, "{\"id\":\"2\",\"path\":\"/v1/jobs/2\"}");
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, pipelining)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /defer HTTP/1.1\r\n\r\n"
+	           "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+	           "\r\n" /* a stray CRLF between requests is tolerated */
+	           "GET /v1/jobs/p HTTP/1.1\r\n\r\n"
+	           "GET /nope HTTP/1.1\r\n\r\n"
+	           "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "late");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "abc");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "{\"id\":\"p\",\"path\":\"/v1/jobs/p\"}");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 404);
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "hello\n");
+	cl_close(c);
+}
+
+Test(http, http10)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /hello HTTP/1.0\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.head, "HTTP/1.1 200 OK\r\n"
+	                         "Content-Type: text/plain\r\n"
+	                         "Content-Length: 6\r\n"
+	                         "Connection: close\r\n"
+	                         "\r\n");
+	cr_assert(cl_eof(c));
+	cl_close(c);
+
+	c = cl_open();
+	cl_send(c, "GET /hello HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert(strstr(r.head, "Connection: keep-alive\r\n"));
+	cl_send(c, "GET /hello HTTP/1.0\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert(strstr(r.head, "Connection: close\r\n"));
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+/* --- malformed input --- */
+
+static void
+expect_refused(const char *req, size_t len, int status)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_sendn(c, req, len);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, status, "%.60s: %d", req, r.status);
+	cr_assert(strstr(r.head, "Connection: close\r\n"));
+	cr_assert(strstr(r.body, "{\"error\":{\"code\":\""));
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, malformed)
+{
+	static const char *bad[] = {
+	    "GARBAGE\r\n\r\n",
+	    "GET /\r\n\r\n",
+	    "GET  / HTTP/1.1\r\n\r\n",
+	    "GET / HTTP/1.1 \r\n\r\n",
+	    "GET hello HTTP/1.1\r\n\r\n",
+	    "GET / FTP/1.1\r\n\r\n",
+	    "G(T / HTTP/1.1\r\n\r\n",
+	    "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+	    "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+	    "GET / HTTP/1.1\r\nName : x\r\n\r\n",
+	    "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+	    "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",
+	    "\x16\x03\x01\x02\xff\x01\x7f\r\n\r\n",
+	};
+	static const char nul[] = "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n";
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		expect_refused(bad[i], strlen(bad[i]), 400);
+	expect_refused(nul, sizeof nul - 1, 400);
+	expect_refused("GET / HTTP/2.0\r\n\r\n", 18, 505);
+}
+
+Test(http, limits)
+{
+	size_t n = 40 * 1024, i;
+	char *big = xmalloc(n + 64);
+	char *p;
+
+	/* A request line over 8 KiB, with and without its end. */
+	memcpy(big, "GET /", 5);
+	memset(big + 5, 'a', 9000);
+	strcpy(big + 9005, " HTTP/1.1\r\n\r\n");
+	expect_refused(big, strlen(big), 400);
+	expect_refused(big, 9005, 400);
+
+	/* A header block over 32 KiB. */
+	p = big + sprintf(big, "GET / HTTP/1.1\r\nX: ");
+	memset(p, 'v', n - 30);
+	strcpy(p + n - 30, "\r\n\r\n");
+	expect_refused(big, strlen(big), 431);
+	expect_refused(big, strlen(big) - 4, 431);
+
+	/* More than 100 headers. */
+	p = big + sprintf(big, "GET / HTTP/1.1\r\n");
+	for (i = 0; i < 101; i++)
+		p += sprintf(p, "H%zu: v\r\n", i);
+	strcpy(p, "\r\n");
+	expect_refused(big, strlen(big), 431);
+	free(big);
+}
+
+Test(http, client_leaves_mid_request)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /hello HTTP/1.1\r\nHost: x");
+	cl_close(c);
+	c = cl_open();
+	cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 50\r\n\r\nhalf");
+	cl_close(c);
+	sleep_ms(50);
+	roundtrip("GET /hello HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+}
+
+/* --- deferred replies and streams --- */
+
+Test(http, deferred_reply)
+{
+	struct resp r;
+
+	roundtrip("GET /defer HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "late");
+}
+
+Test(http, client_gone_before_deferred_reply)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /defer-gone HTTP/1.1\r\n\r\n");
+	sleep_ms(50);
+	cl_close(c);
+	cr_assert_eq(wait_flag(&gone_answered, 1), 1);
+	roundtrip("GET /hello HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+}
+
+Test(http, stream_and_client_leaves)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /stream HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 1);
+	cr_assert_str_eq(r.head, "HTTP/1.1 200 OK\r\n"
+	                         "Content-Type: text/event-stream\r\n"
+	                         "Transfer-Encoding: chunked\r\n"
+	                         "Cache-Control: no-cache\r\n"
+	                         "\r\n");
+	cl_expect(c, "5\r\nhello\r\n6\r\nworld!\r\n");
+	cr_assert_eq(atomic_load(&stream_closed), 0);
+	cl_close(c);
+	cr_assert_eq(wait_flag(&stream_closed, 1), 1);
+}
+
+Test(http, stream_end_keeps_connection)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /stream-end HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 1);
+	cl_expect(c, "3\r\nabc\r\n0\r\n\r\n");
+	cl_send(c, "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "hello\n");
+	cl_close(c);
+	cr_assert_eq(atomic_load(&stream_closed), 0);
+}
+
+Test(http, stream_http10)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /stream-end HTTP/1.0\r\n\r\n");
+	cl_resp(c, &r, 1);
+	cr_assert_str_eq(r.head, "HTTP/1.1 200 OK\r\n"
+	                         "Content-Type: text/plain\r\n"
+	                         "Cache-Control: no-cache\r\n"
+	                         "Connection: close\r\n"
+	                         "\r\n");
+	cl_expect(c, "abc");
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, slow_stream_reader_dropped)
+{
+	struct client *c = cl_open();
+	int rcv = 4096;
+
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+	cl_send(c, "GET /flood HTTP/1.1\r\n\r\n");
+	cr_assert_eq(wait_flag(&stream_closed, 1), 1);
+	cl_close(c);
+}
+
+/* --- drain --- */
+
+Test(http, drain)
+{
+	struct client *idle = cl_open(), *stream = cl_open(), *busy = cl_open();
+	struct resp r;
+	struct sockaddr_in sa = {0};
+	int fd;
+
+	cl_send(idle, "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(idle, &r, 0);
+	cl_send(stream, "GET /stream HTTP/1.1\r\n\r\n");
+	cl_resp(stream, &r, 1);
+	cl_send(busy, "GET /defer-gone HTTP/1.1\r\n\r\n");
+	sleep_ms(50);
+	server_cmd('d');
+
+	cr_assert(cl_eof(idle));
+	cr_assert_eq(wait_flag(&stream_closed, 1), 1);
+	cl_resp(busy, &r, 0);
+	cr_assert_str_eq(r.body, "late");
+	cr_assert(strstr(r.head, "Connection: close\r\n"));
+	cr_assert(cl_eof(busy));
+	cr_assert_eq(wait_flag(&drained, 1), 1);
+
+	/* No longer accepting. */
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_neq(connect(fd, (void *)&sa, sizeof sa), 0);
+	close(fd);
+	cl_close(idle);
+	cl_close(stream);
+	cl_close(busy);
+}
+
+Test(http, drain_with_nothing_open)
+{
+	server_cmd('d');
+	cr_assert_eq(wait_flag(&drained, 1), 1);
+}
+
+Test(http, free_with_open_connections)
+{
+	struct client *idle = cl_open(), *stream = cl_open();
+	struct resp r;
+
+	cl_send(stream, "GET /stream HTTP/1.1\r\n\r\n");
+	cl_resp(stream, &r, 1);
+	cl_send(idle, "GET /hel");
+	sleep_ms(50);
+	server_stop();
+	cr_assert_eq(atomic_load(&stream_closed), 1);
+	cl_close(idle);
+	cl_close(stream);
+	/* .fini stops the server again: start a fresh one for it. */
+	server_start();
+}

@@ -1,0 +1,1032 @@
+/*
+ * test_store.c — the store through store.h on the SQLite backend, each test
+ * on a fresh temporary file. Where the schema is what protects a rule, a
+ * second raw sqlite3 connection tries to break it behind the store's back.
+ */
+#include <criterion/criterion.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "util.h"
+
+static char dir[64];
+static char path[128];
+static char url[160];
+static struct store *st;
+
+static struct store *
+open_with(int64_t slots, int64_t per_user, int64_t initial)
+{
+	struct store_opts o = {slots, per_user, initial};
+	char err[256] = "";
+	struct store *s = store_open(url, &o, err, sizeof(err));
+
+	cr_assert_not_null(s, "store_open: %s", err);
+	return s;
+}
+
+static void
+setup(void)
+{
+	strcpy(dir, "/tmp/fila-store-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	/* A missing parent directory is created by store_open. */
+	snprintf(path, sizeof(path), "%s/var/fila.db", dir);
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	st = open_with(3, 1, 100);
+}
+
+static int
+rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static void
+teardown(void)
+{
+	store_free(st);
+	st = NULL;
+	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+/* ---- helpers ------------------------------------------------------- */
+
+static enum store_rc
+submit_to(struct store *s, const char *id, const char *user, const char *tool,
+    int64_t cost, const char *idem, struct job *out)
+{
+	char token[64];
+	json_t *inputs = json_pack("{s:s, s:i}", "prompt", "a cat", "n", 2);
+	struct job_new in = {.id = id,
+	    .user_id = user,
+	    .tool = tool,
+	    .variant = "pro",
+	    .inputs = inputs,
+	    .cost = cost,
+	    .session_id = "tab-1",
+	    .idem_key = idem,
+	    .webhook_token = token};
+	int64_t balance;
+	enum store_rc rc;
+
+	snprintf(token, sizeof(token), "tok_%s", id);
+	rc = store_job_submit(s, &in, out, &balance);
+	json_decref(inputs);
+	return rc;
+}
+
+static enum store_rc
+submit(const char *id, const char *user, int64_t cost, struct job *out)
+{
+	return submit_to(st, id, user, "upscaler", cost, NULL, out);
+}
+
+/* Submit and check it went in; the job itself is not kept. */
+static void
+submit_ok(const char *id, const char *user, const char *tool)
+{
+	struct job j;
+	cr_assert_eq(submit_to(st, id, user, tool, 10, NULL, &j), STORE_OK,
+	    "%s", store_error(st));
+	job_cleanup(&j);
+}
+
+static int64_t
+balance_of(const char *user)
+{
+	int64_t b = -1;
+	cr_assert_eq(store_user_balance(st, user, &b), STORE_OK);
+	return b;
+}
+
+static enum store_rc
+finish(const char *id, enum job_status to, int release, struct job *out)
+{
+	return store_job_finish(st, id, to,
+	    to == JOB_COMPLETED ? NULL : JOB_ERR_PROVIDER,
+	    to == JOB_COMPLETED ? NULL : "boom", NULL, release, out);
+}
+
+static enum job_status
+status_of(const char *id)
+{
+	struct job j;
+	enum job_status s;
+
+	cr_assert_eq(store_job_get(st, id, NULL, &j), STORE_OK);
+	s = j.status;
+	job_cleanup(&j);
+	return s;
+}
+
+/* promote → running: the job is then running with task "t_<id>". */
+static void
+run_next(const char *want_id)
+{
+	struct job j;
+	char task[64];
+
+	cr_assert_eq(store_promote(st, &j), STORE_OK, "%s", store_error(st));
+	cr_assert_str_eq(j.id, want_id);
+	job_cleanup(&j);
+	snprintf(task, sizeof(task), "t_%s", want_id);
+	cr_assert_eq(store_job_running(st, want_id, task, &j), STORE_OK);
+	cr_assert_eq(j.status, JOB_RUNNING);
+	job_cleanup(&j);
+}
+
+static sqlite3 *
+raw_open(void)
+{
+	sqlite3 *db;
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	return db;
+}
+
+/* The SQLite result of sql run on a second connection. */
+static int
+raw_exec(const char *sql)
+{
+	sqlite3 *db = raw_open();
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static int64_t
+raw_int(const char *sql)
+{
+	sqlite3 *db = raw_open();
+	sqlite3_stmt *q;
+	int64_t v = -1;
+
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s",
+	    sqlite3_errmsg(db));
+	if (sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+static int64_t
+count_of(const char *table)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	return raw_int(sql);
+}
+
+static json_t *
+ledger_of(const char *user)
+{
+	json_t *e = NULL;
+	cr_assert_eq(store_ledger(st, user, &e), STORE_OK);
+	cr_assert(json_is_array(e));
+	return e;
+}
+
+/* ---- open, migrate, slots ------------------------------------------ */
+
+Test(store, open_migrate_reopen)
+{
+	struct job j;
+
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 1);
+	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
+	job_cleanup(&j);
+	store_free(st);
+
+	st = open_with(3, 1, 100);
+	cr_assert_eq(count_of("schema_version"), 1);
+	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
+	cr_assert_eq(j.status, JOB_QUEUED);
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 90);
+
+	sqlite3 *db = raw_open();
+	sqlite3_stmt *q;
+	sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL);
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "wal");
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+}
+
+Test(store, open_refuses_unknown_scheme_and_bad_opts)
+{
+	struct store_opts o = {3, 1, 100}, bad = {-1, 1, 100};
+	char err[256] = "";
+
+	cr_assert_null(store_open("mysql://x", &o, err, sizeof(err)));
+	cr_assert(strstr(err, "scheme") != NULL, "%s", err);
+	cr_assert_null(store_open(url, &bad, err, sizeof(err)));
+	cr_assert_null(store_open("sqlite:", &o, err, sizeof(err)));
+}
+
+Test(store, slot_rows_follow_the_config)
+{
+	struct job j;
+
+	cr_assert_eq(count_of("slots"), 3);
+	store_free(st);
+	st = open_with(5, 1, 100);
+	cr_assert_eq(count_of("slots"), 5);
+	for (int i = 0; i < 3; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "job_%d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		submit_ok(id, user, "upscaler");
+		cr_assert_eq(store_promote(st, &j), STORE_OK);
+		job_cleanup(&j);
+	}
+	submit_ok("job_q", "uq", "upscaler");
+
+	/* Shrink to 2 with 3 held: the held row 3 stays, 4 and 5 go. */
+	store_free(st);
+	st = open_with(2, 1, 100);
+	cr_assert_eq(count_of("slots"), 3);
+	cr_assert_eq(raw_int("SELECT max(id) FROM slots"), 3);
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
+
+	/* Released, row 3 goes too; one slot freed is still not enough. */
+	cr_assert_eq(finish("job_2", JOB_FAILED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(count_of("slots"), 2);
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
+	cr_assert_eq(finish("job_0", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_q");
+	job_cleanup(&j);
+	cr_assert_eq(raw_int("SELECT id FROM slots WHERE job_id = 'job_q'"), 1);
+}
+
+/* ---- users and credits --------------------------------------------- */
+
+Test(store, new_user_gets_the_initial_grant_once)
+{
+	json_t *e;
+
+	cr_assert_eq(balance_of("alice"), 100);
+	cr_assert_eq(balance_of("alice"), 100);
+	e = ledger_of("alice");
+	cr_assert_eq(json_array_size(e), 1);
+	json_t *g = json_array_get(e, 0);
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(g, "kind")), "grant");
+	cr_assert_eq(json_integer_value(json_object_get(g, "amount")), 100);
+	cr_assert_eq(
+	    json_integer_value(json_object_get(g, "balance_after")), 100);
+	cr_assert(json_is_null(json_object_get(g, "job_id")));
+	json_decref(e);
+	cr_assert_eq(raw_int("SELECT count(*) FROM ledger WHERE reason ="
+	                     " 'initial'"),
+	    1);
+}
+
+Test(store, zero_initial_writes_no_grant)
+{
+	store_free(st);
+	st = open_with(3, 1, 0);
+	cr_assert_eq(balance_of("bob"), 0);
+	cr_assert_eq(count_of("ledger"), 0);
+	cr_assert_eq(count_of("users"), 1);
+}
+
+Test(store, grants_positive_negative_and_never_below_zero)
+{
+	int64_t b = -1;
+
+	cr_assert_eq(store_user_grant(st, "alice", 50, "promo", &b), STORE_OK);
+	cr_assert_eq(b, 150);
+	cr_assert_eq(store_user_grant(st, "alice", -120, "fix", &b), STORE_OK);
+	cr_assert_eq(b, 30);
+	cr_assert_eq(
+	    store_user_grant(st, "alice", -31, "too much", &b), STORE_CREDITS);
+	cr_assert_eq(b, 30);
+	cr_assert_eq(balance_of("alice"), 30);
+	cr_assert_eq(count_of("ledger"), 3);
+
+	/* A grant to a new user creates them first (initial + grant). */
+	cr_assert_eq(store_user_grant(st, "carol", -100, "all", &b), STORE_OK);
+	cr_assert_eq(b, 0);
+	cr_assert_eq(count_of("ledger"), 5);
+
+	/* The schema refuses a negative balance whatever C does. */
+	cr_assert_neq(raw_exec("UPDATE users SET balance = -1"), SQLITE_OK);
+}
+
+/* ---- submit -------------------------------------------------------- */
+
+Test(store, submit_charges_and_logs_one_event)
+{
+	struct job j;
+	json_t *e;
+	int64_t b = 0;
+	json_t *inputs = json_pack("{s:s}", "prompt", "x");
+	struct job_new in = {.id = "job_1",
+	    .user_id = "alice",
+	    .tool = "upscaler",
+	    .inputs = inputs,
+	    .cost = 10,
+	    .webhook_token = "tok_1"};
+
+	cr_assert_eq(
+	    store_job_submit(st, &in, &j, &b), STORE_OK, "%s", store_error(st));
+	json_decref(inputs);
+	cr_assert_eq(b, 90);
+	cr_assert_str_eq(j.id, "job_1");
+	cr_assert_eq(j.status, JOB_QUEUED);
+	cr_assert_eq(j.position, 1);
+	cr_assert(j.charged && !j.refunded);
+	cr_assert_null(j.variant);
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(j.inputs, "prompt")), "x");
+	cr_assert(json_is_array(j.outputs));
+	cr_assert(j.created_at > 0 && j.updated_at == j.created_at);
+	job_cleanup(&j);
+
+	e = ledger_of("alice");
+	cr_assert_eq(json_array_size(e), 2);
+	json_t *c = json_array_get(e, 0);
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(c, "kind")), "charge");
+	cr_assert_eq(json_integer_value(json_object_get(c, "amount")), -10);
+	cr_assert_eq(
+	    json_integer_value(json_object_get(c, "balance_after")), 90);
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(c, "job_id")), "job_1");
+	json_decref(e);
+
+	cr_assert_eq(count_of("events"), 1);
+	cr_assert_eq(raw_int("SELECT json_extract(data, '$.position')"
+	                     " FROM events WHERE job_id = 'job_1'"),
+	    1);
+
+	/* The second user's job queues behind. */
+	cr_assert_eq(submit("job_2", "bob", 10, &j), STORE_OK);
+	cr_assert_eq(j.position, 2);
+	job_cleanup(&j);
+}
+
+Test(store, insufficient_credits_writes_nothing)
+{
+	struct job j;
+	int64_t b = -1;
+
+	cr_assert_eq(store_user_grant(st, "alice", -95, "x", &b), STORE_OK);
+	int64_t jobs = count_of("jobs"), ledger = count_of("ledger"),
+	        events = count_of("events");
+
+	json_t *inputs = json_object();
+	struct job_new in = {.id = "job_1",
+	    .user_id = "alice",
+	    .tool = "upscaler",
+	    .inputs = inputs,
+	    .cost = 10,
+	    .webhook_token = "tok_1"};
+	cr_assert_eq(store_job_submit(st, &in, &j, &b), STORE_CREDITS);
+	cr_assert_eq(b, 5);
+	cr_assert_null(j.id);
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 5);
+	cr_assert_eq(count_of("jobs"), jobs);
+	cr_assert_eq(count_of("ledger"), ledger);
+	cr_assert_eq(count_of("events"), events);
+
+	/* A new user who cannot pay is not even created. */
+	in.id = "job_2", in.user_id = "dave", in.cost = 500;
+	in.webhook_token = "tok_2";
+	cr_assert_eq(store_job_submit(st, &in, &j, &b), STORE_CREDITS);
+	cr_assert_eq(b, 100);
+	job_cleanup(&j);
+	json_decref(inputs);
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM users WHERE id = 'dave'"), 0);
+}
+
+Test(store, a_failure_half_way_writes_nothing)
+{
+	struct job j;
+	int64_t b = -1;
+	json_t *inputs = json_object();
+	/* The token is taken: the insert fails after the user was created. */
+	struct job_new in = {.id = "job_2",
+	    .user_id = "erin",
+	    .tool = "upscaler",
+	    .inputs = inputs,
+	    .cost = 10,
+	    .webhook_token = "tok_job_1"};
+
+	submit_ok("job_1", "alice", "upscaler");
+	int64_t ledger = count_of("ledger"), events = count_of("events");
+	cr_assert_eq(store_job_submit(st, &in, &j, &b), STORE_ERROR);
+	cr_assert(
+	    strstr(store_error(st), "UNIQUE") != NULL, "%s", store_error(st));
+	job_cleanup(&j);
+	json_decref(inputs);
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM users WHERE id = 'erin'"), 0);
+	cr_assert_eq(count_of("jobs"), 1);
+	cr_assert_eq(count_of("ledger"), ledger);
+	cr_assert_eq(count_of("events"), events);
+
+	/* The handle is usable afterwards, and the error text is gone. */
+	cr_assert_eq(balance_of("erin"), 100);
+	cr_assert_str_eq(store_error(st), "");
+}
+
+Test(store, idempotent_repeat_returns_the_first_and_charges_once)
+{
+	struct job j;
+
+	cr_assert_eq(submit_to(st, "job_1", "alice", "upscaler", 10, "k1", &j),
+	    STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(submit_to(st, "job_2", "alice", "upscaler", 10, "k1", &j),
+	    STORE_EXISTS);
+	cr_assert_str_eq(j.id, "job_1");
+	cr_assert_str_eq(j.idem_key, "k1");
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 90);
+	cr_assert_eq(count_of("jobs"), 1);
+	cr_assert_eq(count_of("events"), 1);
+
+	/* Still the first once it ended. */
+	cr_assert_eq(finish("job_1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(submit_to(st, "job_3", "alice", "upscaler", 10, "k1", &j),
+	    STORE_EXISTS);
+	cr_assert_str_eq(j.id, "job_1");
+	cr_assert_eq(j.status, JOB_CANCELLED);
+	job_cleanup(&j);
+
+	/* Keys belong to their user. */
+	cr_assert_eq(
+	    submit_to(st, "job_4", "bob", "upscaler", 10, "k1", &j), STORE_OK);
+	job_cleanup(&j);
+}
+
+Test(store, one_active_job_per_user)
+{
+	struct job j;
+
+	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(submit_to(st, "job_2", "alice", "relight", 10, NULL, &j),
+	    STORE_ACTIVE);
+	cr_assert_str_eq(j.id, "job_1");
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 90);
+	cr_assert_eq(store_job_active(st, "alice", &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_1");
+	job_cleanup(&j);
+	cr_assert_eq(store_job_active(st, "bob", &j), STORE_NOTFOUND);
+
+	/* Over once the first one ends. */
+	cr_assert_eq(finish("job_1", JOB_FAILED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(submit("job_2", "alice", 10, &j), STORE_OK);
+	job_cleanup(&j);
+}
+
+Test(store, per_user_active_above_one_answers_the_oldest)
+{
+	struct job j;
+
+	store_free(st);
+	st = open_with(3, 2, 100);
+	submit_ok("job_1", "alice", "upscaler");
+	submit_ok("job_2", "alice", "relight");
+	cr_assert_eq(submit("job_3", "alice", 10, &j), STORE_ACTIVE);
+	cr_assert_str_eq(j.id, "job_1");
+	job_cleanup(&j);
+}
+
+/* ---- promote ------------------------------------------------------- */
+
+Test(store, promote_is_fifo_across_tools)
+{
+	struct job j;
+
+	store_free(st);
+	st = open_with(1, 1, 100);
+	submit_ok("job_a", "u1", "upscaler");
+	submit_ok("job_b", "u2", "pose");
+	submit_ok("job_c", "u3", "tryon");
+	cr_assert_eq(store_job_get(st, "job_c", NULL, &j), STORE_OK);
+	cr_assert_eq(j.position, 3);
+	job_cleanup(&j);
+
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_a");
+	cr_assert_eq(j.status, JOB_STARTING);
+	cr_assert_eq(j.position, 0);
+	cr_assert(j.started_at > 0);
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
+	cr_assert_eq(store_job_get(st, "job_c", NULL, &j), STORE_OK);
+	cr_assert_eq(j.position, 2);
+	job_cleanup(&j);
+
+	cr_assert_eq(finish("job_a", JOB_FAILED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_b");
+	job_cleanup(&j);
+
+	struct job_list l = {0};
+	cr_assert_eq(store_jobs_in(st, JOB_QUEUED, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "job_c");
+	cr_assert_eq(l.v[0].position, 1);
+	job_list_cleanup(&l);
+}
+
+Test(store, never_more_promotions_than_slots)
+{
+	struct job j;
+	struct job_list l = {0};
+	int64_t used = -1;
+	int started = 0;
+
+	for (int i = 0; i < 10; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "job_%d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		submit_ok(id, user, i % 2 ? "pose" : "upscaler");
+	}
+	while (store_promote(st, &j) == STORE_OK) {
+		started++;
+		job_cleanup(&j);
+	}
+	job_cleanup(&j);
+	cr_assert_eq(started, 3);
+	cr_assert_eq(store_slots_used(st, &used), STORE_OK);
+	cr_assert_eq(used, 3);
+	cr_assert_eq(store_jobs_in(st, JOB_STARTING, &l), STORE_OK);
+	cr_assert_eq(l.n, 3);
+	for (size_t i = 0; i < l.n; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "job_%zu", i);
+		cr_assert_str_eq(l.v[i].id, id);
+	}
+	job_list_cleanup(&l);
+	cr_assert_eq(store_jobs_in(st, JOB_QUEUED, &l), STORE_OK);
+	cr_assert_eq(l.n, 7);
+	cr_assert_eq(l.v[6].position, 7);
+	job_list_cleanup(&l);
+}
+
+/* ---- finish -------------------------------------------------------- */
+
+Test(store, failed_refunds_once)
+{
+	struct job j;
+
+	submit_ok("job_1", "alice", "upscaler");
+	run_next("job_1");
+	cr_assert_eq(store_job_finish(st, "job_1", JOB_FAILED, JOB_ERR_PROVIDER,
+	                 "out of VRAM", NULL, 1, &j),
+	    STORE_OK);
+	cr_assert_eq(j.status, JOB_FAILED);
+	cr_assert(j.refunded);
+	cr_assert_str_eq(j.error_code, JOB_ERR_PROVIDER);
+	cr_assert_str_eq(j.error_message, "out of VRAM");
+	cr_assert(j.finished_at > 0);
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 100);
+
+	cr_assert_eq(finish("job_1", JOB_FAILED, 1, &j), STORE_CONFLICT);
+	cr_assert_eq(j.status, JOB_FAILED);
+	cr_assert_str_eq(j.error_message, "out of VRAM");
+	job_cleanup(&j);
+	cr_assert_eq(finish("job_1", JOB_CANCELLED, 1, &j), STORE_CONFLICT);
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 100);
+	cr_assert_eq(raw_int("SELECT count(*) FROM ledger WHERE kind ="
+	                     " 'refund'"),
+	    1);
+
+	/* Even a raw second refund is refused by UNIQUE (job_id, kind). */
+	cr_assert_neq(
+	    raw_exec("INSERT INTO ledger (user_id, job_id, kind, amount,"
+	             " balance_after, at) VALUES ('alice', 'job_1', 'refund',"
+	             " 10, 110, 0)"),
+	    SQLITE_OK);
+}
+
+Test(store, cancelled_from_queued)
+{
+	struct job j;
+	int64_t used = -1;
+
+	submit_ok("job_1", "alice", "upscaler");
+	cr_assert_eq(
+	    store_job_finish(st, "job_1", JOB_CANCELLED, JOB_ERR_CANCELLED,
+	        "cancelled by the user", NULL, 1, &j),
+	    STORE_OK);
+	cr_assert_eq(j.status, JOB_CANCELLED);
+	cr_assert_eq(j.position, 0);
+	cr_assert(j.refunded);
+	cr_assert_str_eq(j.error_code, JOB_ERR_CANCELLED);
+	job_cleanup(&j);
+	cr_assert_eq(balance_of("alice"), 100);
+	cr_assert_eq(store_slots_used(st, &used), STORE_OK);
+	cr_assert_eq(used, 0);
+	cr_assert_eq(finish("nope", JOB_CANCELLED, 1, &j), STORE_NOTFOUND);
+}
+
+Test(store, completed_only_from_running)
+{
+	struct job j;
+	json_t *outs =
+	    json_pack("[{s:s, s:s}]", "url", "http://x/1.png", "type", "png");
+
+	submit_ok("job_1", "alice", "upscaler");
+	cr_assert_eq(store_job_finish(
+	                 st, "job_1", JOB_COMPLETED, NULL, NULL, outs, 1, &j),
+	    STORE_CONFLICT);
+	cr_assert_eq(j.status, JOB_QUEUED);
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_job_finish(
+	                 st, "job_1", JOB_COMPLETED, NULL, NULL, outs, 1, &j),
+	    STORE_CONFLICT);
+	cr_assert_eq(j.status, JOB_STARTING);
+	job_cleanup(&j);
+
+	cr_assert_eq(store_job_running(st, "job_1", "task-9", &j), STORE_OK);
+	cr_assert_str_eq(j.provider_task_id, "task-9");
+	job_cleanup(&j);
+	cr_assert_eq(
+	    store_job_running(st, "job_1", "task-9", &j), STORE_CONFLICT);
+	cr_assert_eq(j.status, JOB_RUNNING);
+	job_cleanup(&j);
+
+	cr_assert_eq(store_job_finish(
+	                 st, "job_1", JOB_COMPLETED, NULL, NULL, outs, 1, &j),
+	    STORE_OK);
+	cr_assert_eq(j.status, JOB_COMPLETED);
+	cr_assert(json_equal(j.outputs, outs));
+	cr_assert(!j.refunded);
+	job_cleanup(&j);
+	json_decref(outs);
+	cr_assert_eq(balance_of("alice"), 90);
+	cr_assert_eq(
+	    store_job_finish(st, "job_1", JOB_QUEUED, NULL, NULL, NULL, 1, &j),
+	    STORE_ERROR);
+	cr_assert_eq(status_of("job_1"), JOB_COMPLETED);
+}
+
+Test(store, the_schema_refuses_what_c_must_never_do)
+{
+	struct job j;
+
+	submit_ok("job_1", "alice", "upscaler");
+	submit_ok("job_2", "bob", "upscaler");
+	run_next("job_1");
+	cr_assert_eq(finish("job_1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+
+	/* A terminal job never changes, whoever asks. */
+	cr_assert_neq(raw_exec("UPDATE jobs SET status = 'queued'"
+	                       " WHERE id = 'job_1'"),
+	    SQLITE_OK);
+	cr_assert_neq(raw_exec("UPDATE jobs SET error_message = 'x'"
+	                       " WHERE id = 'job_1'"),
+	    SQLITE_OK);
+	cr_assert_eq(status_of("job_1"), JOB_COMPLETED);
+
+	/* No start without a slot; no move off the arrows. */
+	cr_assert_neq(raw_exec("UPDATE jobs SET status = 'starting'"
+	                       " WHERE id = 'job_2'"),
+	    SQLITE_OK);
+	cr_assert_neq(raw_exec("UPDATE jobs SET status = 'completed'"
+	                       " WHERE id = 'job_2'"),
+	    SQLITE_OK);
+	cr_assert_neq(raw_exec("INSERT INTO jobs (id, user_id, tool, status,"
+	                       " inputs, cost, webhook_token, created_at,"
+	                       " updated_at) VALUES ('job_x', 'bob', 't',"
+	                       " 'running', '{}', 0, 'tx', 0, 0)"),
+	    SQLITE_OK);
+	cr_assert_eq(status_of("job_2"), JOB_QUEUED);
+
+	/* The raw sequence that is legal passes: the arrows allow it. */
+	cr_assert_eq(raw_exec("UPDATE slots SET job_id = 'job_2' WHERE id = 1;"
+	                      "UPDATE jobs SET status = 'starting'"
+	                      " WHERE id = 'job_2'"),
+	    SQLITE_OK);
+	/* ...and a starting job keeps its slot. */
+	cr_assert_neq(raw_exec("UPDATE slots SET job_id = NULL"
+	                       " WHERE job_id = 'job_2'"),
+	    SQLITE_OK);
+	cr_assert_eq(store_slot_release(st, "job_2"), STORE_ERROR);
+	cr_assert_neq(
+	    raw_exec("DELETE FROM slots WHERE job_id = 'job_2'"), SQLITE_OK);
+	cr_assert_neq(raw_exec("UPDATE ledger SET amount = 1000"), SQLITE_OK);
+}
+
+Test(store, slot_stays_held_until_released)
+{
+	struct job j;
+	int64_t used = -1;
+
+	store_free(st);
+	st = open_with(1, 1, 100);
+	submit_ok("job_1", "alice", "upscaler");
+	submit_ok("job_2", "bob", "upscaler");
+	run_next("job_1");
+	cr_assert_eq(finish("job_1", JOB_FAILED, 0, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_slots_used(st, &used), STORE_OK);
+	cr_assert_eq(used, 1);
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
+
+	cr_assert_eq(store_slot_release(st, "job_1"), STORE_OK);
+	cr_assert_eq(store_slots_used(st, &used), STORE_OK);
+	cr_assert_eq(used, 0);
+	cr_assert_eq(store_slot_release(st, "job_1"), STORE_OK); /* no-op */
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_2");
+	job_cleanup(&j);
+}
+
+/* ---- reads --------------------------------------------------------- */
+
+Test(store, job_list_filters_and_cursor)
+{
+	struct job_list l = {0};
+	struct job_filter f = {.user_id = "alice", .status = -1, .limit = 2};
+	struct job j;
+
+	store_free(st);
+	st = open_with(3, 10, 100);
+	for (int i = 1; i <= 5; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "job_%d", i);
+		submit_ok(id, "alice", i % 2 ? "upscaler" : "pose");
+	}
+	submit_ok("job_b", "bob", "upscaler");
+	cr_assert_eq(finish("job_2", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "job_5");
+	cr_assert_str_eq(l.v[1].id, "job_4");
+	f.before_seq = l.v[1].seq;
+	job_list_cleanup(&l);
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "job_3");
+	cr_assert_str_eq(l.v[1].id, "job_2");
+	cr_assert_eq(l.v[0].position, 2); /* job_2 left the queue */
+	job_list_cleanup(&l);
+
+	f = (struct job_filter){
+	    .user_id = "alice", .status = -1, .tool = "pose", .limit = 10};
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "job_4");
+	job_list_cleanup(&l);
+
+	f.tool = NULL, f.status = JOB_CANCELLED;
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "job_2");
+	job_list_cleanup(&l);
+
+	f = (struct job_filter){.status = JOB_QUEUED, .limit = 100};
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 5);
+	cr_assert_str_eq(l.v[0].id, "job_b");
+	cr_assert_eq(l.v[0].position, 5);
+	job_list_cleanup(&l);
+}
+
+Test(store, ledger_newest_first_with_signed_amounts)
+{
+	struct job j;
+	json_t *e;
+	const char *kinds[] = {"refund", "charge", "grant"};
+	const json_int_t amounts[] = {10, -10, 100}, after[] = {100, 90, 100};
+
+	submit_ok("job_1", "alice", "upscaler");
+	cr_assert_eq(finish("job_1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	e = ledger_of("alice");
+	cr_assert_eq(json_array_size(e), 3);
+	for (size_t i = 0; i < 3; i++) {
+		json_t *x = json_array_get(e, i);
+		const char *id = json_string_value(json_object_get(x, "id"));
+		const char *at = json_string_value(json_object_get(x, "at"));
+		cr_assert(id && strncmp(id, "led_", 4) == 0);
+		cr_assert_str_eq(
+		    json_string_value(json_object_get(x, "kind")), kinds[i]);
+		cr_assert_eq(json_integer_value(json_object_get(x, "amount")),
+		    amounts[i]);
+		cr_assert_eq(
+		    json_integer_value(json_object_get(x, "balance_after")),
+		    after[i]);
+		cr_assert(at && strlen(at) == 24 && at[23] == 'Z', "%s", at);
+	}
+	json_decref(e);
+	/* Another user's ledger is theirs alone. */
+	e = ledger_of("bob");
+	cr_assert_eq(json_array_size(e), 1);
+	json_decref(e);
+}
+
+Test(store, job_by_token_and_by_owner)
+{
+	struct job j;
+
+	submit_ok("job_1", "alice", "upscaler");
+	cr_assert_eq(store_job_by_token(st, "tok_job_1", &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_1");
+	cr_assert_str_eq(j.webhook_token, "tok_job_1");
+	cr_assert_str_eq(j.session_id, "tab-1");
+	cr_assert_str_eq(j.variant, "pro");
+	job_cleanup(&j);
+	cr_assert_eq(store_job_by_token(st, "tok_nope", &j), STORE_NOTFOUND);
+	cr_assert_eq(store_job_get(st, "job_1", "bob", &j), STORE_NOTFOUND);
+	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
+	job_cleanup(&j);
+}
+
+Test(store, uploads_belong_to_their_user)
+{
+	struct upload u = {.id = "upl_1",
+	    .user_id = "alice",
+	    .type = "png",
+	    .size = 42,
+	    .sha256 = "ab",
+	    .filename = NULL,
+	    .path = "var/uploads/upl_1",
+	    .created_at = 1000};
+	struct upload got;
+
+	cr_assert_eq(store_upload_add(st, &u), STORE_OK);
+	cr_assert_eq(store_upload_add(st, &u), STORE_EXISTS);
+	cr_assert_eq(store_upload_get(st, "upl_1", "alice", &got), STORE_OK);
+	cr_assert_str_eq(got.type, "png");
+	cr_assert_eq(got.size, 42);
+	cr_assert_null(got.filename);
+	cr_assert_str_eq(got.path, "var/uploads/upl_1");
+	cr_assert_eq(got.created_at, 1000);
+	upload_cleanup(&got);
+	cr_assert_eq(
+	    store_upload_get(st, "upl_1", "bob", &got), STORE_NOTFOUND);
+	cr_assert_eq(
+	    store_upload_get(st, "upl_2", "alice", &got), STORE_NOTFOUND);
+}
+
+Test(store, one_event_per_change_with_increasing_ids)
+{
+	static const char *const want[] = {
+	    "queued", "starting", "running", "completed"};
+	struct job j;
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int64_t last = 0;
+	size_t n = 0;
+
+	submit_ok("job_1", "alice", "upscaler");
+	run_next("job_1");
+	cr_assert_eq(finish("job_1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(finish("job_1", JOB_FAILED, 1, &j), STORE_CONFLICT);
+	job_cleanup(&j);
+
+	db = raw_open();
+	cr_assert_eq(sqlite3_prepare_v2(db,
+	                 "SELECT id, job_id, user_id, data FROM events"
+	                 " ORDER BY id",
+	                 -1, &q, NULL),
+	    SQLITE_OK);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		json_t *d = json_loads(
+		    (const char *)sqlite3_column_text(q, 3), 0, NULL);
+		cr_assert_lt(n, 4);
+		cr_assert_gt(sqlite3_column_int64(q, 0), last);
+		last = sqlite3_column_int64(q, 0);
+		cr_assert_str_eq(
+		    (const char *)sqlite3_column_text(q, 1), "job_1");
+		cr_assert_str_eq(
+		    (const char *)sqlite3_column_text(q, 2), "alice");
+		cr_assert_str_eq(
+		    json_string_value(json_object_get(d, "status")), want[n]);
+		cr_assert_null(json_object_get(d, "webhook_token"));
+		json_decref(d);
+		n++;
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	cr_assert_eq(n, 4);
+}
+
+/* ---- several handles on one file ----------------------------------- */
+
+Test(store, two_handles_never_exceed_the_slots)
+{
+	struct store *other = open_with(3, 1, 100);
+	struct store *h[2] = {st, other};
+	struct job j;
+	int started = 0, idle = 0;
+	int64_t used = -1;
+
+	for (int i = 0; i < 10; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "job_%d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		cr_assert_eq(
+		    submit_to(h[i % 2], id, user, "upscaler", 10, NULL, &j),
+		    STORE_OK);
+		job_cleanup(&j);
+	}
+	/* Alternate until both handles find nothing to promote. */
+	for (int i = 0; idle < 2; i++) {
+		enum store_rc rc = store_promote(h[i % 2], &j);
+		cr_assert(rc == STORE_OK || rc == STORE_NOTFOUND);
+		started += rc == STORE_OK;
+		idle = rc == STORE_OK ? 0 : idle + 1;
+		job_cleanup(&j);
+	}
+	cr_assert_eq(started, 3);
+	cr_assert_eq(store_slots_used(other, &used), STORE_OK);
+	cr_assert_eq(used, 3);
+
+	/* A slot freed through one handle is taken through the other. */
+	cr_assert_eq(
+	    store_job_finish(other, "job_1", JOB_FAILED, "x", "y", NULL, 1, &j),
+	    STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	cr_assert_str_eq(j.id, "job_3");
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(other, &j), STORE_NOTFOUND);
+	cr_assert_eq(raw_int("SELECT count(*) FROM jobs WHERE status IN"
+	                     " ('starting', 'running')"),
+	    3);
+	store_free(other);
+}
+
+/* Real processes racing: each child promotes as fast as it can. */
+Test(store, racing_processes_never_exceed_the_slots)
+{
+	enum { CHILDREN = 4, JOBS = 20 };
+	pid_t pid[CHILDREN];
+
+	for (int i = 0; i < JOBS; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "job_%02d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		submit_ok(id, user, "upscaler");
+	}
+	for (int c = 0; c < CHILDREN; c++) {
+		pid[c] = fork();
+		cr_assert_neq(pid[c], -1);
+		if (pid[c] == 0) {
+			struct store_opts o = {3, 1, 100};
+			char err[256];
+			struct store *s = store_open(url, &o, err, sizeof(err));
+			struct job j;
+			int ok = s != NULL;
+			for (int k = 0; ok && k < 20; k++) {
+				enum store_rc rc = store_promote(s, &j);
+				ok = rc == STORE_OK || rc == STORE_NOTFOUND;
+				job_cleanup(&j);
+			}
+			store_free(s);
+			_exit(ok ? 0 : 1);
+		}
+	}
+	for (int c = 0; c < CHILDREN; c++) {
+		int status;
+		cr_assert_eq(waitpid(pid[c], &status, 0), pid[c]);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	cr_assert_eq(raw_int("SELECT count(*) FROM jobs WHERE status ="
+	                     " 'starting'"),
+	    3);
+	cr_assert_eq(raw_int("SELECT count(*) FROM jobs WHERE status ="
+	                     " 'starting' AND id IN ('job_00', 'job_01',"
+	                     " 'job_02')"),
+	    3);
+}

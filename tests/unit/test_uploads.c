@@ -1,0 +1,318 @@
+/*
+ * test_uploads.c — the type of an upload comes from its bytes, and a saved
+ * upload is on disk whole under its name, or not at all.
+ */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uploads.h"
+
+#define SNIFF(lit) uploads_sniff(lit, sizeof(lit) - 1)
+
+static char tmpdir[64];
+
+static void
+make_tmpdir(void)
+{
+	strcpy(tmpdir, "/tmp/fila-test-uploads-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+remove_tmpdir(void)
+{
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Number of entries in dir besides "." and "..". */
+static int
+count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static char *
+read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	cr_assert_not_null(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+Test(uploads_sniff, images)
+{
+	cr_expect_str_eq(SNIFF("\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "png");
+	cr_expect_str_eq(SNIFF("\xff\xd8\xff\xe0\0\x10JFIF"), "jpeg");
+	cr_expect_str_eq(SNIFF("\xff\xd8\xff"), "jpeg");
+	cr_expect_str_eq(SNIFF("RIFF\x24\0\0\0WEBPVP8 "), "webp");
+}
+
+Test(uploads_sniff, mp4_brands)
+{
+	static const char *const brands[] = {"isom", "iso2", "mp41", "mp42",
+	    "avc1", "M4V ", "dash", "3gp5", NULL};
+	unsigned char b[16] = {0, 0, 0, 0x18, 'f', 't', 'y', 'p'};
+
+	for (size_t i = 0; brands[i] != NULL; i++) {
+		memcpy(b + 8, brands[i], 4);
+		cr_expect_str_eq(
+		    uploads_sniff(b, sizeof(b)), "mp4", "%s", brands[i]);
+	}
+}
+
+Test(uploads_sniff, quicktime)
+{
+	static const char *const atoms[] = {
+	    "moov", "mdat", "wide", "free", "skip", "pnot", NULL};
+	unsigned char b[12] = {0, 0, 0, 8};
+
+	cr_expect_str_eq(SNIFF("\0\0\0\x14"
+	                       "ftypqt  \0\0\0\0qt  "),
+	    "mov");
+	for (size_t i = 0; atoms[i] != NULL; i++) {
+		memcpy(b + 4, atoms[i], 4);
+		cr_expect_str_eq(
+		    uploads_sniff(b, sizeof(b)), "mov", "%s", atoms[i]);
+	}
+}
+
+Test(uploads_sniff, truncated_headers)
+{
+	cr_expect_null(uploads_sniff("", 0));
+	cr_expect_null(uploads_sniff(NULL, 0));
+	cr_expect_null(SNIFF("\x89PNG\r\n\x1a"));
+	cr_expect_null(SNIFF("\xff\xd8"));
+	cr_expect_null(SNIFF("RIFF\x24\0\0\0WEB"));
+	cr_expect_null(SNIFF("\0\0\0\x18"
+	                     "ftypis"));
+	cr_expect_null(SNIFF("\0\0\0\x18"
+	                     "ftyp"));
+	cr_expect_null(SNIFF("\0\0\0\x08"
+	                     "moo"));
+}
+
+Test(uploads_sniff, lookalikes)
+{
+	cr_expect_null(SNIFF("GIF89a\x01\0\x01\0"));
+	cr_expect_null(SNIFF("%PDF-1.7\n%\xe2\xe3"));
+	cr_expect_null(SNIFF("hello, world\n"));
+	cr_expect_null(SNIFF("\x89PNG\r\n\x1a\r"));      /* one byte off */
+	cr_expect_null(SNIFF("\xff\xd8\xfe\xe0"));       /* not a JPEG marker */
+	cr_expect_null(SNIFF("RIFF\x24\0\0\0WAVEfmt ")); /* audio */
+	cr_expect_null(SNIFF("RIFX\x24\0\0\0WEBPVP8 "));
+	cr_expect_null(SNIFF("\0\0\0\x04"
+	                     "moov\0\0\0\0")); /* size < 8 */
+	cr_expect_null(SNIFF("\0\0\0\0"
+	                     "mdat\0\0\0\0"));
+	cr_expect_null(SNIFF("\0\0\0\x08"
+	                     "trak\0\0\0\0")); /* not first */
+	cr_expect_null(SNIFF("\0\0\0\x08"
+	                     "ftypisom")); /* size too small */
+	cr_expect_null(SNIFF("\0\0\0\x18"
+	                     "ftyp\x01\x02\x03\x04\0\0\0\0"));
+}
+
+Test(uploads_sniff, heif_is_not_video)
+{
+	cr_expect_null(SNIFF("\0\0\0\x18"
+	                     "ftypheic\0\0\0\0mif1heic"));
+	cr_expect_null(SNIFF("\0\0\0\x1c"
+	                     "ftypavif\0\0\0\0avifmif1"));
+	cr_expect_null(SNIFF("\0\0\0\x18"
+	                     "ftypmif1\0\0\0\0mif1heic"));
+}
+
+Test(uploads_kind, image_or_video)
+{
+	cr_expect(uploads_is_image("png"));
+	cr_expect(uploads_is_image("jpeg"));
+	cr_expect(uploads_is_image("webp"));
+	cr_expect_not(uploads_is_image("mp4"));
+	cr_expect_not(uploads_is_image("gif"));
+	cr_expect_not(uploads_is_image(NULL));
+	cr_expect(uploads_is_video("mp4"));
+	cr_expect(uploads_is_video("mov"));
+	cr_expect_not(uploads_is_video("png"));
+	cr_expect_not(uploads_is_video(""));
+	cr_expect_not(uploads_is_video(NULL));
+}
+
+Test(uploads_record, init_cleanup)
+{
+	struct upload u;
+
+	upload_init(&u);
+	cr_expect_null(u.id);
+	upload_cleanup(&u); /* empty: safe */
+	u.id = strdup("upl_1");
+	u.user_id = strdup("alice");
+	u.type = strdup("png");
+	u.sha256 = strdup("00");
+	u.filename = strdup("cat.png");
+	u.path = strdup("/tmp/x");
+	u.size = 3;
+	upload_cleanup(&u);
+	cr_expect_null(u.id);
+	cr_expect_null(u.path);
+	cr_expect_eq(u.size, 0);
+	upload_cleanup(&u); /* twice: safe */
+}
+
+TestSuite(uploads_save, .init = make_tmpdir, .fini = remove_tmpdir);
+
+Test(uploads_save, writes_and_reads_back)
+{
+	static const char data[] = "\x89PNG\r\n\x1a\n some bytes\0 and more";
+	char err[256] = "";
+	char *path = uploads_save(
+	    tmpdir, "upl_abc", data, sizeof(data), err, sizeof(err));
+	char want[128];
+	struct stat st;
+	size_t len;
+	char *back;
+
+	cr_assert_not_null(path, "%s", err);
+	snprintf(want, sizeof(want), "%s/upl_abc", tmpdir);
+	cr_expect_str_eq(path, want);
+	back = read_all(path, &len);
+	cr_expect_eq(len, sizeof(data));
+	cr_expect_eq(memcmp(back, data, len), 0);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0644);
+	cr_expect_eq(count_entries(tmpdir), 1, "a temporary file was left");
+	free(back);
+	free(path);
+}
+
+Test(uploads_save, empty_file_and_trailing_slash)
+{
+	char dir[128], want[128], err[256] = "";
+	char *path;
+	size_t len;
+	char *back;
+
+	snprintf(dir, sizeof(dir), "%s/", tmpdir);
+	snprintf(want, sizeof(want), "%s/empty", tmpdir);
+	path = uploads_save(dir, "empty", "", 0, err, sizeof(err));
+	cr_assert_not_null(path, "%s", err);
+	cr_expect_str_eq(path, want);
+	back = read_all(path, &len);
+	cr_expect_eq(len, 0);
+	free(back);
+	free(path);
+}
+
+Test(uploads_save, creates_missing_nested_dirs)
+{
+	char dir[128], err[256] = "";
+	char *path;
+	struct stat st;
+	size_t len;
+	char *back;
+
+	snprintf(dir, sizeof(dir), "%s/a/b/c", tmpdir);
+	path = uploads_save(dir, "upl_1", "abc", 3, err, sizeof(err));
+	cr_assert_not_null(path, "%s", err);
+	cr_assert_eq(stat(dir, &st), 0);
+	cr_expect(S_ISDIR(st.st_mode));
+	cr_expect_eq(st.st_mode & 0777, 0755);
+	back = read_all(path, &len);
+	cr_expect_eq(len, 3);
+	cr_expect_eq(memcmp(back, "abc", 3), 0);
+	free(back);
+	free(path);
+}
+
+Test(uploads_save, refuses_bad_names)
+{
+	static const char *const bad[] = {
+	    "", ".", "..", "../x", "a/b", "/etc", "x/", NULL};
+	char err[256];
+
+	for (size_t i = 0; bad[i] != NULL; i++) {
+		err[0] = '\0';
+		cr_expect_null(
+		    uploads_save(tmpdir, bad[i], "x", 1, err, sizeof(err)),
+		    "saved as \"%s\"", bad[i]);
+		cr_expect(
+		    strstr(err, "uploads: bad file name") == err, "%s", err);
+	}
+	cr_expect_null(uploads_save(tmpdir, NULL, "x", 1, err, sizeof(err)));
+	cr_expect_eq(count_entries(tmpdir), 0);
+}
+
+Test(uploads_save, dir_is_a_file)
+{
+	char file[128], dir[160], err[256] = "";
+	FILE *f;
+
+	snprintf(file, sizeof(file), "%s/plain", tmpdir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_expect_null(uploads_save(file, "x", "x", 1, err, sizeof(err)));
+	cr_expect(strstr(err, "Not a directory") != NULL, "%s", err);
+	snprintf(dir, sizeof(dir), "%s/sub", file);
+	cr_expect_null(uploads_save(dir, "x", "x", 1, err, sizeof(err)));
+	cr_expect(
+	    strstr(err, "uploads: cannot create directory") == err, "%s", err);
+}
+
+/* A write that fails half-way (file size limit) leaves nothing behind. */
+Test(uploads_save, failed_write_leaves_nothing)
+{
+	static char big[65536];
+	struct rlimit rl = {4096, 4096};
+	char want[160], err[256] = "";
+
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	memset(big, 'x', sizeof(big));
+	cr_expect_null(uploads_save(
+	    tmpdir, "upl_big", big, sizeof(big), err, sizeof(err)));
+	snprintf(want, sizeof(want),
+	    "uploads: cannot write %s/upl_big: File "
+	    "too large",
+	    tmpdir);
+	cr_expect_str_eq(err, want);
+	cr_expect_eq(count_entries(tmpdir), 0, "a temporary file was left");
+}
+
+Test(uploads_save, null_err_is_fine)
+{
+	cr_expect_null(uploads_save(tmpdir, "..", "x", 1, NULL, 0));
+}

@@ -1,0 +1,175 @@
+/*
+ * test_util.c — the small helpers: formatting, time, randomness, hashing,
+ * comparison and number parsing.
+ */
+#include <criterion/criterion.h>
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static int
+all_lower_hex(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return 0;
+	return 1;
+}
+
+Test(util, xasprintf)
+{
+	char *s = xasprintf("%s-%d-%05.1f", "job", 42, 3.14159);
+	char *big;
+
+	cr_expect_str_eq(s, "job-42-003.1");
+	free(s);
+	big = xasprintf("%5000s|", "x");
+	cr_expect_eq(strlen(big), 5001);
+	cr_expect_eq(big[4999], 'x');
+	free(big);
+}
+
+Test(util, string_copies)
+{
+	char *a = xstrdup("hello");
+	char *b = xstrndup("hello", 3);
+
+	cr_expect_str_eq(a, "hello");
+	cr_expect_str_eq(b, "hel");
+	cr_expect_null(xstrdup_or_null(NULL));
+	free(a);
+	free(b);
+	a = xstrdup_or_null("x");
+	cr_expect_str_eq(a, "x");
+	free(a);
+}
+
+Test(util, allocation)
+{
+	int *v = xcalloc(16, sizeof(int));
+
+	for (int i = 0; i < 16; i++)
+		cr_expect_eq(v[i], 0);
+	v[15] = 7;
+	v = xrealloc(v, 1024 * sizeof(int));
+	cr_expect_eq(v[15], 7);
+	free(v);
+	free(xmalloc(0)); /* a real, freeable pointer */
+}
+
+Test(util, fmt_time_known_values)
+{
+	char buf[TIME_BUF];
+
+	cr_expect_str_eq(fmt_time(0, buf), "1970-01-01T00:00:00.000Z");
+	cr_expect_str_eq(
+	    fmt_time(1764405951123, buf), "2025-11-29T08:45:51.123Z");
+	cr_expect_str_eq(
+	    fmt_time(951782400000, buf), "2000-02-29T00:00:00.000Z");
+	cr_expect_str_eq(
+	    fmt_time(4102444799999, buf), "2099-12-31T23:59:59.999Z");
+	cr_expect_str_eq(fmt_time(1005, buf), "1970-01-01T00:00:01.005Z");
+	cr_expect_eq(fmt_time(0, buf), buf);
+}
+
+Test(util, fmt_time_before_epoch_is_epoch)
+{
+	char buf[TIME_BUF];
+
+	cr_expect_str_eq(fmt_time(-1, buf), "1970-01-01T00:00:00.000Z");
+}
+
+Test(util, clocks)
+{
+	int64_t a = mono_ms(), b = mono_ms();
+
+	cr_expect_gt(now_ms(), 1700000000000LL); /* after 2023-11 */
+	cr_expect_geq(b, a);
+}
+
+Test(util, random_hex)
+{
+	char a[201], b[201], z[1];
+
+	random_hex(a, 16);
+	random_hex(b, 16);
+	cr_expect_eq(strlen(a), 32);
+	cr_expect(all_lower_hex(a), "%s", a);
+	cr_expect_str_neq(a, b);
+	random_hex(a, 100); /* more than one read from the kernel */
+	cr_expect_eq(strlen(a), 200);
+	cr_expect(all_lower_hex(a), "%s", a);
+	random_hex(z, 0);
+	cr_expect_eq(z[0], '\0');
+}
+
+Test(util, new_id)
+{
+	char *a = new_id("job_");
+	char *b = new_id("job_");
+
+	cr_expect_eq(strlen(a), 4 + 24);
+	cr_expect_eq(strncmp(a, "job_", 4), 0);
+	cr_expect(all_lower_hex(a + 4), "%s", a);
+	cr_expect_str_neq(a, b);
+	free(a);
+	free(b);
+	a = new_id("");
+	cr_expect_eq(strlen(a), 24);
+	free(a);
+}
+
+Test(util, sha256_hex)
+{
+	char out[65];
+
+	sha256_hex("abc", 3, out);
+	cr_expect_str_eq(out,
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	sha256_hex("", 0, out);
+	cr_expect_str_eq(out,
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+Test(util, ct_equal)
+{
+	cr_expect(ct_equal("abcdef", "abcdef", 6));
+	cr_expect_not(ct_equal("abcdef", "xbcdef", 6));
+	cr_expect_not(ct_equal("abcdef", "abcdex", 6));
+	cr_expect(ct_equal("abcdef", "abcxyz", 3)); /* only n bytes count */
+	cr_expect(ct_equal("a", "b", 0));
+	cr_expect_not(ct_equal("\x80", "\x00", 1));
+}
+
+Test(util, parse_ll_good)
+{
+	long long v = 0;
+
+	cr_expect_eq(parse_ll("42", &v), 0);
+	cr_expect_eq(v, 42);
+	cr_expect_eq(parse_ll("-7", &v), 0);
+	cr_expect_eq(v, -7);
+	cr_expect_eq(parse_ll("0", &v), 0);
+	cr_expect_eq(v, 0);
+	cr_expect_eq(parse_ll("9223372036854775807", &v), 0);
+	cr_expect_eq(v, LLONG_MAX);
+	cr_expect_eq(parse_ll("-9223372036854775808", &v), 0);
+	cr_expect_eq(v, LLONG_MIN);
+}
+
+Test(util, parse_ll_bad)
+{
+	static const char *const bad[] = {"", "abc", "12a", "1.5", "0x10",
+	    "10 ", "-", "9223372036854775808", "-9223372036854775809",
+	    "99999999999999999999999", NULL};
+	long long v = 1234;
+
+	for (size_t i = 0; bad[i] != NULL; i++)
+		cr_expect_eq(
+		    parse_ll(bad[i], &v), -1, "accepted \"%s\"", bad[i]);
+	cr_expect_eq(parse_ll(NULL, &v), -1);
+	cr_expect_eq(v, 1234, "out written on failure");
+}
