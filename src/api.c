@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "job.h"
+#include "stats.h"
 #include "tools.h"
 #include "uploads.h"
 #include "util.h"
@@ -589,6 +590,39 @@ h_ledger(struct http_req *r, void *ctx)
 	http_reply_json(r, 200, json_pack("{s:o}", "entries", entries));
 }
 
+/* Leaving the page: the session's queued jobs end (running ones go on). */
+static void
+h_leave(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job_filter f = { .status = JOB_QUEUED };
+	struct job_list l = { 0 };
+	const char *session = http_req_param(r, 0);
+	enum store_rc rc;
+
+	if (authed(a, r, &c))
+		return;
+	f.user_id = c.sub;
+	rc = store_job_list(a->st, &f, &l);
+	for (size_t i = l.n; rc == STORE_OK && i-- > 0;) {
+		struct job j;
+		if (l.v[i].session_id == NULL ||
+		    strcmp(l.v[i].session_id, session) != 0)
+			continue;
+		job_init(&j);
+		if (sched_cancel(a->sc, l.v[i].id, c.sub, JOB_ERR_SESSION,
+			&j) == STORE_ERROR)
+			rc = STORE_ERROR;
+		job_cleanup(&j);
+	}
+	job_list_cleanup(&l);
+	if (rc != STORE_OK)
+		unavailable(r);
+	else
+		http_reply(r, 204, NULL, NULL, 0);
+}
+
 /* ---- the provider's callbacks -------------------------------------- */
 
 static void
@@ -679,6 +713,29 @@ h_admin_credits(struct http_req *r, void *ctx)
 }
 
 static void
+h_admin_stats(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job_list done = { 0 };
+	const char *h = http_req_query(r, "hours");
+	long long hours = 24;
+
+	if (admin(a, r, &c))
+		return;
+	if (h && *h && (parse_ll(h, &hours) || hours < 1 || hours > 24 * 366)) {
+		invalid1(r, "hours", "must be an integer from 1 to 8784");
+		return;
+	}
+	if (store_jobs_finished(a->st, now_ms() - hours * 3600 * 1000,
+		&done) != STORE_OK)
+		unavailable(r);
+	else
+		http_reply_json(r, 200, stats_by_tool(&a->cfg->tools, &done));
+	job_list_cleanup(&done);
+}
+
+static void
 h_admin_cancel(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
@@ -700,8 +757,10 @@ static const struct http_route routes[] = {
 	{ HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, 0 },
 	{ HTTP_GET, "/v1/me", h_me, 0 },
 	{ HTTP_GET, "/v1/me/ledger", h_ledger, 0 },
+	{ HTTP_POST, "/v1/sessions/{}/leave", h_leave, 0 },
 	{ HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, 0 },
 	{ HTTP_GET, "/v1/admin/queue", h_admin_queue, 0 },
+	{ HTTP_GET, "/v1/admin/stats", h_admin_stats, 0 },
 	{ HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, 0 },
 	{ HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, 0 },
 };

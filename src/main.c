@@ -18,9 +18,11 @@
 #include "runninghub.h"
 #include "sched.h"
 #include "store.h"
+#include "watchdog.h"
 #include "util.h"
 
 #define PROVIDER_TIMEOUT_MS 30000
+#define WATCHDOG_TICK_MS 500
 
 struct args {
 	const char *config;
@@ -149,6 +151,9 @@ cmd_serve(const struct config *cfg)
 			cfg->listen_port, err, sizeof(err)) == 0)
 			rc = 0;
 	}
+	struct watchdog *wd = rc == 0 ? watchdog_new(d.base, cfg, st, sc, p,
+						    WATCHDOG_TICK_MS)
+				      : NULL;
 	if (rc == 0) {
 		struct event *term = evsignal_new(d.base, SIGTERM, on_signal, &d);
 		struct event *intr = evsignal_new(d.base, SIGINT, on_signal, &d);
@@ -165,6 +170,7 @@ cmd_serve(const struct config *cfg)
 		fprintf(stderr, "fila: %s\n", err);
 	}
 	http_server_free(d.http);
+	watchdog_free(wd);
 	api_free(api);
 	sched_free(sc);
 	provider_free(p);

@@ -44,6 +44,7 @@ struct start {
 struct release {
 	struct sched *s;
 	char *job_id;
+	struct release *next;
 };
 
 struct sched {
@@ -52,6 +53,7 @@ struct sched {
 	struct store *st;
 	struct provider *prov;
 	struct start *starts;
+	struct release *releases;
 };
 
 static void start_job(struct sched *s, const struct job *j);
@@ -88,6 +90,12 @@ sched_free(struct sched *s)
 		struct start *a = s->starts;
 		s->starts = a->next;
 		start_free(a);
+	}
+	while (s->releases) {
+		struct release *r = s->releases;
+		s->releases = r->next;
+		free(r->job_id);
+		free(r);
 	}
 	free(s);
 }
@@ -146,6 +154,12 @@ on_released(void *arg, const struct provider_result *res)
 	struct release *r = arg;
 	struct sched *s = r->s;
 
+	for (struct release **pp = &s->releases; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	}
 	if (store_slot_release(s->st, r->job_id) != STORE_OK)
 		log_store(s, "release", r->job_id);
 	free(r->job_id);
@@ -162,6 +176,8 @@ cancel_task(struct sched *s, const char *job_id, const char *task_id)
 
 	r->s = s;
 	r->job_id = xstrdup(job_id);
+	r->next = s->releases;
+	s->releases = r;
 	if (task_id == NULL ||
 	    provider_cancel(s->prov, task_id, on_released, r) != 0) {
 		struct provider_result none = { .rc = PROVIDER_OK };
@@ -180,8 +196,12 @@ number_text(json_t *v, char *buf, size_t len)
 		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
 	else if (d == floor(d) && fabs(d) < 1e15)
 		snprintf(buf, len, "%.0f", d);
-	else
-		snprintf(buf, len, "%.17g", d);
+	else /* the shortest text that reads back as the same double */
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(buf, len, "%.*g", prec, d);
+			if (strtod(buf, NULL) == d)
+				break;
+		}
 }
 
 static int
@@ -461,30 +481,30 @@ sched_submit(struct sched *s, const struct job_new *in, struct job *out,
 	return STORE_OK;
 }
 
-enum store_rc
-sched_cancel(struct sched *s, const char *id, const char *user_id,
-    const char *code, struct job *out)
+/*
+ * End an active job (cancelled, or failed by the watchdog). A queued job,
+ * or a starting one with nothing at the provider, gives its slot back at
+ * once; otherwise the slot is held until the provider let go of the task.
+ */
+static enum store_rc
+end_active(struct sched *s, const char *id, const char *user_id,
+    enum job_status to, const char *code, const char *msg, struct job *out)
 {
 	enum store_rc rc = store_job_get(s->st, id, user_id, out);
 	struct start *a;
 	int release;
-	const char *msg = strcmp(code, JOB_ERR_ADMIN) == 0
-	    ? "cancelled by an administrator"
-	    : "cancelled by the user";
 
 	if (rc != STORE_OK)
 		return rc;
 	if (job_status_terminal(out->status))
 		return STORE_CONFLICT;
 	a = start_find(s, id);
-	/* The slot stays held while the provider may still hold a task. */
 	release = out->status == JOB_QUEUED ||
 	    (out->status == JOB_STARTING && (a == NULL || !a->in_flight));
 	char *task = xstrdup_or_null(out->provider_task_id);
 	enum job_status was = out->status;
 	job_cleanup(out);
-	rc = store_job_finish(s->st, id, JOB_CANCELLED, code, msg, NULL,
-	    release, out);
+	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
 	if (rc == STORE_OK) {
 		if (a && !a->in_flight)
 			start_remove(s, a);
@@ -496,12 +516,38 @@ sched_cancel(struct sched *s, const char *id, const char *user_id,
 	return rc;
 }
 
-static void
-finish_from(struct sched *s, const struct job *j,
+enum store_rc
+sched_cancel(struct sched *s, const char *id, const char *user_id,
+    const char *code, struct job *out)
+{
+	const char *msg = strcmp(code, JOB_ERR_ADMIN) == 0
+	    ? "cancelled by an administrator"
+	    : strcmp(code, JOB_ERR_SESSION) == 0 ? "the session was left"
+						 : "cancelled by the user";
+
+	return end_active(s, id, user_id, JOB_CANCELLED, code, msg, out);
+}
+
+enum store_rc
+sched_expire(struct sched *s, const char *id, const char *msg)
+{
+	struct job j;
+
+	job_init(&j);
+	enum store_rc rc = end_active(s, id, NULL, JOB_FAILED,
+	    JOB_ERR_TIMEOUT, msg, &j);
+	job_cleanup(&j);
+	return rc;
+}
+
+void
+sched_outcome(struct sched *s, const struct job *j,
     const struct provider_outcome *o)
 {
 	struct job done;
 
+	if (o->state != TASK_COMPLETED && o->state != TASK_FAILED)
+		return;
 	job_init(&done);
 	if (j->status == JOB_STARTING) {
 		/* The callback overtook the submit's answer. */
@@ -543,8 +589,7 @@ sched_webhook(struct sched *s, const char *token, const char *body,
 		    j.id, o.task_id, j.provider_task_id);
 		goto out;
 	}
-	if (o.state == TASK_COMPLETED || o.state == TASK_FAILED)
-		finish_from(s, &j, &o);
+	sched_outcome(s, &j, &o);
 out:
 	provider_outcome_cleanup(&o);
 	job_cleanup(&j);

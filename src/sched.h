@@ -45,6 +45,17 @@ enum store_rc sched_cancel(struct sched *s, const char *id,
 enum store_rc sched_webhook(struct sched *s, const char *token,
     const char *body, size_t len, char *msg, size_t msglen);
 
+/*
+ * End an active job failed with "timeout" (rule 6), msg saying which limit;
+ * a task at the provider is cancelled and its slot held until it let go.
+ */
+enum store_rc sched_expire(struct sched *s, const char *id, const char *msg);
+
+/* Apply what the provider says of job j's task (callback or poll): a
+ * completed or failed task ends the job; anything else changes nothing. */
+void sched_outcome(struct sched *s, const struct job *j,
+    const struct provider_outcome *o);
+
 /* Fill free slots from the queue (FIFO) and start what was promoted. */
 void sched_pump(struct sched *s);
 

@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store_backend.h"
@@ -179,4 +180,37 @@ enum store_rc
 store_slots_used(struct store *st, int64_t *used)
 {
 	return enter(st)->be->slots_used(st, used);
+}
+
+enum store_rc
+store_jobs_finished(struct store *st, int64_t since, struct job_list *out)
+{
+	return enter(st)->be->jobs_finished(st, since, out);
+}
+
+void
+store_event_list_cleanup(struct store_event_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].job_id);
+		free(l->v[i].user_id);
+		free(l->v[i].data);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+enum store_rc
+store_events_after(struct store *st, int64_t after, const char *user_id,
+    const char *job_id, int limit, struct store_event_list *out)
+{
+	return enter(st)->be->events_after(st, after, user_id, job_id, limit,
+	    out);
+}
+
+enum store_rc
+store_events_last(struct store *st, int64_t *id)
+{
+	*id = 0;
+	return enter(st)->be->events_last(st, id);
 }

@@ -154,4 +154,35 @@ enum store_rc store_slot_release(struct store *st, const char *id);
 /* Slots in use (held by any job). */
 enum store_rc store_slots_used(struct store *st, int64_t *used);
 
+/* Jobs that finished at or after since (ms), oldest first, appended. */
+enum store_rc store_jobs_finished(struct store *st, int64_t since,
+    struct job_list *out);
+
+/* --- the event log --- */
+
+/* One committed change: data is the job's JSON right after it. */
+struct store_event {
+	int64_t id;
+	char *job_id;
+	char *user_id;
+	char *data;
+};
+
+struct store_event_list {
+	struct store_event *v;
+	size_t n, cap;
+};
+void store_event_list_cleanup(struct store_event_list *l);
+
+/*
+ * Events with id > after, oldest first, at most limit (0: no limit),
+ * only user_id's when non-NULL and only job_id's when non-NULL; appended.
+ */
+enum store_rc store_events_after(struct store *st, int64_t after,
+    const char *user_id, const char *job_id, int limit,
+    struct store_event_list *out);
+
+/* The id of the newest event (0 when there is none). */
+enum store_rc store_events_last(struct store *st, int64_t *id);
+
 #endif

@@ -61,6 +61,12 @@ struct store_backend {
 	    struct job *out);
 	enum store_rc (*slot_release)(struct store *st, const char *id);
 	enum store_rc (*slots_used)(struct store *st, int64_t *used);
+	enum store_rc (*jobs_finished)(
+	    struct store *st, int64_t since, struct job_list *out);
+	enum store_rc (*events_after)(struct store *st, int64_t after,
+	    const char *user_id, const char *job_id, int limit,
+	    struct store_event_list *out);
+	enum store_rc (*events_last)(struct store *st, int64_t *id);
 };
 
 /* Set st's error text (printf-style); returns STORE_ERROR for tail calls. */

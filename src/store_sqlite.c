@@ -117,6 +117,8 @@ static const char migration_1[] =
 	" at INTEGER NOT NULL);"
 	"CREATE INDEX events_user ON events (user_id, id);"
 	"CREATE INDEX events_job ON events (job_id, id);"
+	"CREATE INDEX jobs_finished ON jobs (finished_at)"
+	" WHERE finished_at IS NOT NULL;"
 
 	/* A job is born queued and moves only along API.md §3's arrows. */
 	"CREATE TRIGGER jobs_born_queued BEFORE INSERT ON jobs"
@@ -209,6 +211,9 @@ enum stmt_id {
 	ST_SLOT_RELEASE,
 	ST_SLOTS_USED,
 	ST_EVENT_INSERT,
+	ST_JOBS_FINISHED,
+	ST_EVENTS_AFTER,
+	ST_EVENTS_LAST,
 	ST_COUNT,
 };
 
@@ -284,6 +289,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SLOTS_USED] = "SELECT count(*) FROM slots WHERE job_id IS NOT NULL",
 	[ST_EVENT_INSERT] = "INSERT INTO events (job_id, user_id, data, at)"
 	    " VALUES (?1, ?2, ?3, ?4)",
+	[ST_JOBS_FINISHED] = "SELECT " JOB_COLS ", 0 FROM jobs"
+	    " WHERE finished_at >= ?1 ORDER BY finished_at",
+	[ST_EVENTS_AFTER] = "SELECT id, job_id, user_id, data FROM events"
+	    " WHERE id > ?1 AND (?2 IS NULL OR user_id = ?2)"
+	    " AND (?3 IS NULL OR job_id = ?3) ORDER BY id LIMIT ?4",
+	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
 };
 /* clang-format on */
 
@@ -1086,6 +1097,55 @@ lite_slots_used(struct store *st, int64_t *used)
 	return get_int(lite(st), ST_SLOTS_USED, used, NOARGS);
 }
 
+static enum store_rc
+lite_jobs_finished(struct store *st, int64_t since, struct job_list *out)
+{
+	return get_jobs(lite(st), ST_JOBS_FINISHED, out, ARGS(I64(since)));
+}
+
+static char *
+column_dup(sqlite3_stmt *q, int i)
+{
+	const unsigned char *t = sqlite3_column_text(q, i);
+	return xstrdup(t ? (const char *)t : "");
+}
+
+static enum store_rc
+lite_events_after(struct store *st, int64_t after, const char *user_id,
+    const char *job_id, int limit, struct store_event_list *out)
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_EVENTS_AFTER,
+	    ARGS(I64(after), TXT(user_id), TXT(job_id),
+		I64(limit > 0 ? limit : -1)));
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		if (out->n == out->cap) {
+			out->cap = out->cap ? 2 * out->cap : 16;
+			out->v = xrealloc(out->v, out->cap * sizeof(*out->v));
+		}
+		struct store_event *e = &out->v[out->n++];
+		e->id = sqlite3_column_int64(q, 0);
+		e->job_id = column_dup(q, 1);
+		e->user_id = column_dup(q, 2);
+		e->data = column_dup(q, 3);
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+static enum store_rc
+lite_events_last(struct store *st, int64_t *id)
+{
+	return get_int(lite(st), ST_EVENTS_LAST, id, NOARGS);
+}
+
 /* Add the missing rows 1..slots; drop free rows beyond (held ones stay
  * until released, so a shrink never evicts a running job). */
 static enum store_rc
@@ -1270,4 +1330,7 @@ const struct store_backend store_sqlite_backend = {
     .job_finish = lite_job_finish,
     .slot_release = lite_slot_release,
     .slots_used = lite_slots_used,
+    .jobs_finished = lite_jobs_finished,
+    .events_after = lite_events_after,
+    .events_last = lite_events_last,
 };

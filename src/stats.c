@@ -1,0 +1,77 @@
+/*
+ * stats.c — counts and medians of finished jobs per tool. The wait is
+ * from creation to start (the queue), the run from start to the end of a
+ * completed job (the provider).
+ */
+#include "stats.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct acc {
+	json_int_t completed, failed, cancelled, timeout;
+	double *wait, *run;
+	size_t nwait, nrun;
+};
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static json_t *
+median(double *v, size_t n)
+{
+	if (n == 0)
+		return json_null();
+	qsort(v, n, sizeof(*v), cmp_double);
+	return json_real(n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
+}
+
+static void
+add(struct acc *a, const struct job *j)
+{
+	if (j->status == JOB_COMPLETED)
+		a->completed++;
+	else if (j->status == JOB_CANCELLED)
+		a->cancelled++;
+	else if (j->error_code && strcmp(j->error_code, JOB_ERR_TIMEOUT) == 0)
+		a->timeout++;
+	else
+		a->failed++;
+	if (j->started_at && j->started_at >= j->created_at)
+		a->wait[a->nwait++] = (double)(j->started_at - j->created_at) /
+		    1000.0;
+	if (j->status == JOB_COMPLETED && j->started_at &&
+	    j->finished_at >= j->started_at)
+		a->run[a->nrun++] = (double)(j->finished_at - j->started_at) /
+		    1000.0;
+}
+
+json_t *
+stats_by_tool(const struct tools *t, const struct job_list *done)
+{
+	json_t *tools = json_object();
+
+	for (size_t i = 0; i < t->n; i++) {
+		struct acc a = { 0 };
+		a.wait = xcalloc(done->n + 1, sizeof(double));
+		a.run = xcalloc(done->n + 1, sizeof(double));
+		for (size_t k = 0; k < done->n; k++)
+			if (strcmp(done->v[k].tool, t->v[i].name) == 0)
+				add(&a, &done->v[k]);
+		json_object_set_new(tools, t->v[i].name,
+		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "completed",
+			a.completed, "failed", a.failed, "cancelled",
+			a.cancelled, "timeout", a.timeout, "wait_p50_s",
+			median(a.wait, a.nwait), "run_p50_s",
+			median(a.run, a.nrun)));
+		free(a.wait);
+		free(a.run);
+	}
+	return json_pack("{s:o}", "tools", tools);
+}

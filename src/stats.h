@@ -1,0 +1,20 @@
+/*
+ * stats.h — the admin's view of recent work (GET /v1/admin/stats).
+ */
+#ifndef FILA_STATS_H
+#define FILA_STATS_H
+
+#include <jansson.h>
+
+#include "job.h"
+#include "tools.h"
+
+/*
+ * {"tools": {NAME: {completed, failed, cancelled, timeout, wait_p50_s,
+ * run_p50_s}}} over the finished jobs given: every configured tool is
+ * listed (zeros when idle), "failed" leaves out timeouts, a median with
+ * no sample is null. New reference.
+ */
+json_t *stats_by_tool(const struct tools *t, const struct job_list *done);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * watchdog.c — the timers that keep jobs moving when nothing else does.
+ *
+ * Each tick reads the active jobs from the store (the truth, so a restart
+ * re-arms everything from the stored times) and:
+ * - ends queued jobs older than queue_timeout and starting/running ones
+ *   older than run_timeout (failed, "timeout", refunded by the store);
+ * - polls the provider for a running job with no callback after
+ *   poll_after seconds, then again with a growing interval, a bounded
+ *   number of times; what the provider says finishes the job.
+ */
+#include "watchdog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "util.h"
+
+#define POLL_MAX 12
+#define POLL_INTERVAL_MAX_MS 60000
+
+/* A running job being polled. */
+struct poll {
+	struct watchdog *w;
+	char *job_id;
+	int64_t next_ms; /* wall clock of the next poll */
+	int polls;
+	int in_flight;
+	int seen; /* still running at the last tick */
+	struct poll *next;
+};
+
+struct watchdog {
+	const struct config *cfg;
+	struct store *st;
+	struct sched *sc;
+	struct provider *prov;
+	struct event *tick;
+	struct poll *polls;
+};
+
+static void
+poll_unlink(struct watchdog *w, struct poll *p)
+{
+	for (struct poll **pp = &w->polls; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			free(p->job_id);
+			free(p);
+			return;
+		}
+	}
+}
+
+static struct poll *
+poll_get(struct watchdog *w, const struct job *j)
+{
+	struct poll *p;
+
+	for (p = w->polls; p; p = p->next)
+		if (strcmp(p->job_id, j->id) == 0)
+			return p;
+	p = xcalloc(1, sizeof(*p));
+	p->w = w;
+	p->job_id = xstrdup(j->id);
+	p->next_ms = j->started_at + w->cfg->rh_poll_after * 1000;
+	p->next = w->polls;
+	w->polls = p;
+	return p;
+}
+
+static void
+on_polled(void *arg, const struct provider_outcome *o)
+{
+	struct poll *p = arg;
+	struct watchdog *w = p->w;
+	struct job j;
+	int64_t wait = w->cfg->rh_poll_after * 1000;
+
+	p->in_flight = 0;
+	p->polls++;
+	for (int i = 1; i < p->polls && wait < POLL_INTERVAL_MAX_MS; i++)
+		wait *= 2;
+	p->next_ms = now_ms() + (wait < POLL_INTERVAL_MAX_MS
+						? wait
+						: POLL_INTERVAL_MAX_MS);
+	job_init(&j);
+	if (store_job_get(w->st, p->job_id, NULL, &j) == STORE_OK &&
+	    j.status == JOB_RUNNING)
+		sched_outcome(w->sc, &j, o);
+	job_cleanup(&j);
+}
+
+static void
+poll_due(struct watchdog *w, const struct job *j, int64_t now)
+{
+	struct poll *p = poll_get(w, j);
+
+	p->seen = 1;
+	if (p->in_flight || p->polls >= POLL_MAX || now < p->next_ms ||
+	    j->provider_task_id == NULL)
+		return;
+	p->in_flight = 1;
+	if (provider_poll(w->prov, j->provider_task_id, on_polled, p) != 0)
+		p->in_flight = 0;
+}
+
+static void
+expire(struct watchdog *w, const struct job *j, const char *limit)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "the job was %s longer than %s",
+	    job_status_name(j->status), limit);
+	if (sched_expire(w->sc, j->id, msg) == STORE_ERROR)
+		fprintf(stderr, "fila: expire %s: %s\n", j->id,
+		    store_error(w->st));
+}
+
+static void
+check_queued(struct watchdog *w, int64_t now)
+{
+	struct job_list l = { 0 };
+	int64_t limit = w->cfg->queue_timeout * 1000;
+
+	if (store_jobs_in(w->st, JOB_QUEUED, &l) == STORE_OK)
+		for (size_t i = 0; i < l.n && now - l.v[i].created_at >= limit;
+		     i++)
+			expire(w, &l.v[i], "queue_timeout");
+	job_list_cleanup(&l);
+}
+
+static void
+check_active(struct watchdog *w, enum job_status s, int64_t now)
+{
+	struct job_list l = { 0 };
+	int64_t limit = w->cfg->run_timeout * 1000;
+
+	if (store_jobs_in(w->st, s, &l) != STORE_OK)
+		goto out;
+	for (size_t i = 0; i < l.n; i++) {
+		const struct job *j = &l.v[i];
+		if (j->started_at && now - j->started_at >= limit)
+			expire(w, j, "run_timeout");
+		else if (s == JOB_RUNNING)
+			poll_due(w, j, now);
+	}
+out:
+	job_list_cleanup(&l);
+}
+
+/* Forget polls of jobs that are no longer running (unless in flight). */
+static void
+prune(struct watchdog *w)
+{
+	struct poll *p = w->polls, *next;
+
+	for (; p; p = next) {
+		next = p->next;
+		if (!p->seen && !p->in_flight)
+			poll_unlink(w, p);
+		else
+			p->seen = 0;
+	}
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct watchdog *w = arg;
+	int64_t now = now_ms();
+
+	check_queued(w, now);
+	check_active(w, JOB_STARTING, now);
+	check_active(w, JOB_RUNNING, now);
+	prune(w);
+}
+
+struct watchdog *
+watchdog_new(struct event_base *base, const struct config *cfg,
+    struct store *st, struct sched *sc, struct provider *p, int tick_ms)
+{
+	struct watchdog *w = xcalloc(1, sizeof(*w));
+	struct timeval tv = { tick_ms / 1000, (tick_ms % 1000) * 1000 };
+
+	w->cfg = cfg;
+	w->st = st;
+	w->sc = sc;
+	w->prov = p;
+	w->tick = event_new(base, -1, EV_PERSIST, on_tick, w);
+	event_add(w->tick, &tv);
+	return w;
+}
+
+void
+watchdog_free(struct watchdog *w)
+{
+	if (w == NULL)
+		return;
+	event_free(w->tick);
+	while (w->polls) {
+		struct poll *p = w->polls;
+		w->polls = p->next;
+		free(p->job_id);
+		free(p);
+	}
+	free(w);
+}
