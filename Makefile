@@ -12,7 +12,10 @@ LDFLAGS += $(SAN)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
-OBJ     := $(SRC:src/%.c=$(B)/obj/%.o) $(B)/obj/builtin_conf.o
+WEB     := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg web/*.png)) \
+           $(wildcard clients/js/fila.js clients/js/fila.d.ts)
+OBJ     := $(SRC:src/%.c=$(B)/obj/%.o) $(B)/obj/builtin_conf.o \
+           $(B)/obj/web_files.o
 UNIT    := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 HDR     := $(wildcard src/*.h)
 
@@ -30,6 +33,12 @@ $(B)/obj/builtin_conf.c: fila.conf scripts/embed | $(B)/obj
 
 $(B)/obj/builtin_conf.o: $(B)/obj/builtin_conf.c
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(B)/obj/web_files.c: $(WEB) scripts/embed-web | $(B)/obj
+	scripts/embed-web $(WEB) > $@
+
+$(B)/obj/web_files.o: $(B)/obj/web_files.c src/web.h
+	$(CC) $(CFLAGS) -iquote src -c -o $@ $<
 
 $(B)/fila: $(B)/obj/main.o $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

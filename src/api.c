@@ -19,6 +19,7 @@
 #include "tools.h"
 #include "uploads.h"
 #include "util.h"
+#include "web.h"
 
 #define LIST_DEFAULT 20
 #define LIST_MAX 100
@@ -28,6 +29,8 @@ struct api {
 	const struct config *cfg;
 	struct store *st;
 	struct sched *sc;
+	struct events *ev;
+	struct metrics *m;
 	struct http_route *routes;
 	size_t nroutes;
 };
@@ -407,8 +410,10 @@ h_submit(struct http_req *r, void *ctx)
 		.webhook_token = token,
 	};
 	job_init(&j);
+	int64_t t0 = mono_ms();
 	enum store_rc rc = sched_submit(a->sc, &in, &j, &balance);
 	submit_answer(r, rc, &j, balance, t->cost);
+	metrics_observe(a->m, HIST_SUBMIT, (double)(mono_ms() - t0) / 1000.0);
 	job_cleanup(&j);
 	free(id);
 	json_decref(body);
@@ -538,6 +543,60 @@ h_cancel(struct http_req *r, void *ctx)
 
 	if (authed(a, r, &c) == 0)
 		cancel(a, r, c.sub, JOB_ERR_CANCELLED);
+}
+
+/* ---- event streams ------------------------------------------------ */
+
+/* Where a stream starts: Last-Event-ID, else ?after=, else -1 (now). */
+static int
+stream_after(struct http_req *r, int64_t *after)
+{
+	const char *v = http_req_header(r, "Last-Event-ID");
+	long long n;
+
+	if (v == NULL || *v == '\0')
+		v = http_req_query(r, "after");
+	*after = -1;
+	if (v == NULL || *v == '\0')
+		return 0;
+	if (parse_ll(v, &n) || n < 0) {
+		invalid1(r, "after", "must be an event id");
+		return -1;
+	}
+	*after = n;
+	return 0;
+}
+
+static void
+h_events(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	int64_t after;
+
+	if (authed(a, r, &c) == 0 && stream_after(r, &after) == 0)
+		events_stream(a->ev, r, c.sub, NULL, after);
+}
+
+static void
+h_job_events(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	struct job j;
+	int64_t after;
+
+	if (authed(a, r, &c) || stream_after(r, &after))
+		return;
+	job_init(&j);
+	enum store_rc rc = store_job_get(a->st, http_req_param(r, 0), c.sub, &j);
+	job_cleanup(&j);
+	if (rc == STORE_OK)
+		events_stream(a->ev, r, c.sub, http_req_param(r, 0), after);
+	else if (rc == STORE_NOTFOUND)
+		not_found(r, "job");
+	else
+		unavailable(r);
 }
 
 /* ---- the caller ---------------------------------------------------- */
@@ -745,10 +804,52 @@ h_admin_cancel(struct http_req *r, void *ctx)
 		cancel(a, r, NULL, JOB_ERR_ADMIN);
 }
 
+static void
+h_metrics(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	struct auth_claims c;
+	char *text;
+
+	if (admin(a, r, &c))
+		return;
+	text = metrics_render(a->m, a->st, a->cfg, events_streams(a->ev));
+	if (text == NULL) {
+		unavailable(r);
+		return;
+	}
+	http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+	    strlen(text));
+	free(text);
+}
+
+/* ---- the browser's files ------------------------------------------- */
+
+static void
+h_static(struct http_req *r, void *ctx)
+{
+	const struct web_file *f = web_find(http_req_path(r));
+
+	if (f == NULL) {
+		not_found(r, "file");
+		return;
+	}
+	http_reply_header(r, "Cache-Control", "no-cache");
+	http_reply(r, 200, f->type, f->data, f->len);
+}
+
 /* ---- the table ----------------------------------------------------- */
 
 static const struct http_route routes[] = {
+	{ HTTP_GET | HTTP_HEAD, "/", h_static, 0 },
+	{ HTTP_GET | HTTP_HEAD, "/admin", h_static, 0 },
+	{ HTTP_GET | HTTP_HEAD, "/fila.js", h_static, 0 },
+	{ HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, 0 },
+	{ HTTP_GET | HTTP_HEAD, "/web/{}", h_static, 0 },
 	{ HTTP_GET | HTTP_HEAD, "/healthz", h_health, 0 },
+	{ HTTP_GET, "/metrics", h_metrics, 0 },
+	{ HTTP_GET, "/v1/events", h_events, 0 },
+	{ HTTP_GET, "/v1/jobs/{}/events", h_job_events, 0 },
 	{ HTTP_GET, "/v1/tools", h_tools, 0 },
 	{ HTTP_POST, "/v1/uploads", h_upload, 0 },
 	{ HTTP_POST, "/v1/jobs", h_submit, 0 },
@@ -766,13 +867,16 @@ static const struct http_route routes[] = {
 };
 
 struct api *
-api_new(const struct config *cfg, struct store *st, struct sched *sc)
+api_new(const struct config *cfg, struct store *st, struct sched *sc,
+    struct events *ev, struct metrics *m)
 {
 	struct api *a = xcalloc(1, sizeof(*a));
 
 	a->cfg = cfg;
 	a->st = st;
 	a->sc = sc;
+	a->ev = ev;
+	a->m = m;
 	a->nroutes = sizeof(routes) / sizeof(routes[0]);
 	a->routes = xmalloc(sizeof(routes));
 	memcpy(a->routes, routes, sizeof(routes));

@@ -8,14 +8,16 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "events.h"
 #include "http.h"
+#include "metrics.h"
 #include "sched.h"
 #include "store.h"
 
 struct api;
 
 struct api *api_new(const struct config *cfg, struct store *st,
-    struct sched *sc);
+    struct sched *sc, struct events *ev, struct metrics *m);
 void api_free(struct api *a);
 
 /* The route table, valid as long as a lives. */

@@ -14,7 +14,9 @@
 #include "api.h"
 #include "auth.h"
 #include "config.h"
+#include "events.h"
 #include "http.h"
+#include "metrics.h"
 #include "runninghub.h"
 #include "sched.h"
 #include "store.h"
@@ -139,8 +141,10 @@ cmd_serve(const struct config *cfg)
 	}
 	struct provider *p = runninghub_new(d.base, cfg->rh_base_url,
 	    cfg->rh_api_key, PROVIDER_TIMEOUT_MS, err, sizeof(err));
-	struct sched *sc = p ? sched_new(d.base, cfg, st, p) : NULL;
-	struct api *api = sc ? api_new(cfg, st, sc) : NULL;
+	struct metrics *m = metrics_new();
+	struct events *ev = events_new(d.base, cfg, st);
+	struct sched *sc = p ? sched_new(d.base, cfg, st, p, m) : NULL;
+	struct api *api = sc ? api_new(cfg, st, sc, ev, m) : NULL;
 	size_t nroutes = 0;
 	const struct http_route *routes = api ? api_routes(api, &nroutes) : 0;
 
@@ -172,8 +176,10 @@ cmd_serve(const struct config *cfg)
 	http_server_free(d.http);
 	watchdog_free(wd);
 	api_free(api);
+	events_free(ev);
 	sched_free(sc);
 	provider_free(p);
+	metrics_free(m);
 	store_free(st);
 	event_base_free(d.base);
 	return rc;

@@ -52,6 +52,7 @@ struct sched {
 	const struct config *cfg;
 	struct store *st;
 	struct provider *prov;
+	struct metrics *m;
 	struct start *starts;
 	struct release *releases;
 };
@@ -62,9 +63,10 @@ static void fail_job(struct sched *s, const char *id, const char *code,
 
 struct sched *
 sched_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct provider *p)
+    struct store *st, struct provider *p, struct metrics *m)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
+	s->m = m;
 	s->base = base;
 	s->cfg = cfg;
 	s->st = st;
@@ -154,6 +156,7 @@ on_released(void *arg, const struct provider_result *res)
 	struct release *r = arg;
 	struct sched *s = r->s;
 
+	metrics_provider(s->m, "cancel", res->code ? res->code : res->http_status == 200 ? 0 : res->http_status);
 	for (struct release **pp = &s->releases; *pp; pp = &(*pp)->next) {
 		if (*pp == r) {
 			*pp = r->next;
@@ -386,6 +389,8 @@ on_submitted(void *arg, const struct provider_result *res)
 
 	a->in_flight = 0;
 	job_init(&j);
+	metrics_provider(s->m, "submit",
+	    res->code ? res->code : res->rc == PROVIDER_OK ? 0 : res->http_status);
 	switch (res->rc) {
 	case PROVIDER_OK:
 		start_remove(s, a);
@@ -394,6 +399,9 @@ on_submitted(void *arg, const struct provider_result *res)
 			cancel_task(s, id, res->task_id);
 		else if (rc != STORE_OK)
 			log_store(s, "running", id);
+		else if (j.started_at)
+			metrics_observe(s->m, HIST_HANDOFF,
+			    (double)(now_ms() - j.started_at) / 1000.0);
 		break;
 	case PROVIDER_BUSY:
 	case PROVIDER_RETRY:

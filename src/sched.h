@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "job.h"
+#include "metrics.h"
 #include "provider.h"
 #include "store.h"
 
@@ -15,7 +16,7 @@ struct event_base;
 struct sched;
 
 struct sched *sched_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct provider *p);
+    struct store *st, struct provider *p, struct metrics *m);
 void sched_free(struct sched *s);
 
 /* Resume after a start: starting jobs are sent again, free slots filled. */

@@ -42,6 +42,15 @@ enter(struct store *st)
 	return st;
 }
 
+/* A change with events was committed: tell whoever reads the log. */
+static enum store_rc
+committed(struct store *st, enum store_rc rc)
+{
+	if (rc == STORE_OK && st->on_commit)
+		st->on_commit(st->on_commit_arg);
+	return rc;
+}
+
 struct store *
 store_open(
     const char *url, const struct store_opts *opts, char *err, size_t errlen)
@@ -107,7 +116,7 @@ store_job_submit(struct store *st, const struct job_new *in, struct job *out,
     int64_t *balance)
 {
 	job_init(out);
-	return enter(st)->be->job_submit(st, in, out, balance);
+	return committed(st, enter(st)->be->job_submit(st, in, out, balance));
 }
 
 enum store_rc
@@ -149,7 +158,7 @@ enum store_rc
 store_promote(struct store *st, struct job *out)
 {
 	job_init(out);
-	return enter(st)->be->promote(st, out);
+	return committed(st, enter(st)->be->promote(st, out));
 }
 
 enum store_rc
@@ -157,7 +166,7 @@ store_job_running(
     struct store *st, const char *id, const char *task_id, struct job *out)
 {
 	job_init(out);
-	return enter(st)->be->job_running(st, id, task_id, out);
+	return committed(st, enter(st)->be->job_running(st, id, task_id, out));
 }
 
 enum store_rc
@@ -166,8 +175,8 @@ store_job_finish(struct store *st, const char *id, enum job_status to,
     int release_slot, struct job *out)
 {
 	job_init(out);
-	return enter(st)->be->job_finish(
-	    st, id, to, error_code, error_message, outputs, release_slot, out);
+	return committed(st, enter(st)->be->job_finish(st, id, to, error_code,
+				 error_message, outputs, release_slot, out));
 }
 
 enum store_rc
@@ -213,4 +222,26 @@ store_events_last(struct store *st, int64_t *id)
 {
 	*id = 0;
 	return enter(st)->be->events_last(st, id);
+}
+
+enum store_rc
+store_positions_publish(struct store *st, int *n)
+{
+	*n = 0;
+	enum store_rc rc = enter(st)->be->positions_publish(st, n);
+	return *n ? committed(st, rc) : rc;
+}
+
+void
+store_on_commit(struct store *st, void (*fn)(void *), void *arg)
+{
+	st->on_commit = fn;
+	st->on_commit_arg = arg;
+}
+
+enum store_rc
+store_job_counts(struct store *st, json_t **counts)
+{
+	*counts = NULL;
+	return enter(st)->be->job_counts(st, counts);
 }

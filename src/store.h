@@ -158,6 +158,9 @@ enum store_rc store_slots_used(struct store *st, int64_t *used);
 enum store_rc store_jobs_finished(struct store *st, int64_t since,
     struct job_list *out);
 
+/* Jobs counted by tool and status: {"tool": {"status": n}} (new ref). */
+enum store_rc store_job_counts(struct store *st, json_t **counts);
+
 /* --- the event log --- */
 
 /* One committed change: data is the job's JSON right after it. */
@@ -184,5 +187,15 @@ enum store_rc store_events_after(struct store *st, int64_t after,
 
 /* The id of the newest event (0 when there is none). */
 enum store_rc store_events_last(struct store *st, int64_t *id);
+
+/*
+ * Append an event for each queued job whose position changed since its
+ * last event (the queue moved); *n is how many.
+ */
+enum store_rc store_positions_publish(struct store *st, int *n);
+
+/* Call fn(arg) after each committed change that appended events (NULL
+ * to stop). The event log is then worth reading again. */
+void store_on_commit(struct store *st, void (*fn)(void *), void *arg);
 
 #endif

@@ -19,6 +19,8 @@
 struct store {
 	const struct store_backend *be;
 	char err[STORE_ERR_MAX];
+	void (*on_commit)(void *arg); /* after a change that added events */
+	void *on_commit_arg;
 };
 
 struct store_backend {
@@ -67,6 +69,8 @@ struct store_backend {
 	    const char *user_id, const char *job_id, int limit,
 	    struct store_event_list *out);
 	enum store_rc (*events_last)(struct store *st, int64_t *id);
+	enum store_rc (*positions_publish)(struct store *st, int *n);
+	enum store_rc (*job_counts)(struct store *st, json_t **counts);
 };
 
 /* Set st's error text (printf-style); returns STORE_ERROR for tail calls. */

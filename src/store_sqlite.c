@@ -92,6 +92,7 @@ static const char migration_1[] =
 	" webhook_token TEXT UNIQUE NOT NULL,"
 	" session_id TEXT,"
 	" idem_key TEXT,"
+	" shown_position INTEGER," /* the position its last event showed */
 	" created_at INTEGER NOT NULL,"
 	" started_at INTEGER,"
 	" finished_at INTEGER,"
@@ -214,6 +215,9 @@ enum stmt_id {
 	ST_JOBS_FINISHED,
 	ST_EVENTS_AFTER,
 	ST_EVENTS_LAST,
+	ST_QUEUE_SHOWN,
+	ST_JOB_COUNTS,
+	ST_SHOW_POSITION,
 	ST_COUNT,
 };
 
@@ -244,8 +248,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_JOB_INSERT] =
 	    "INSERT INTO jobs (id, user_id, tool, variant, status, inputs,"
 	    " cost, charged, webhook_token, session_id, idem_key,"
-	    " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5,"
-	    " ?6, 1, ?7, ?8, ?9, ?10, ?10)",
+	    " shown_position, created_at, updated_at)"
+	    " VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 1, ?7, ?8, ?9,"
+	    " (SELECT count(*) FROM jobs WHERE status = 'queued') + 1,"
+	    " ?10, ?10)",
 	[ST_JOB_GET] =
 	    SELECT_JOB "WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
 	[ST_JOB_BY_TOKEN] = SELECT_JOB "WHERE webhook_token = ?1",
@@ -295,6 +301,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " WHERE id > ?1 AND (?2 IS NULL OR user_id = ?2)"
 	    " AND (?3 IS NULL OR job_id = ?3) ORDER BY id LIMIT ?4",
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
+	[ST_JOB_COUNTS] = "SELECT tool, status, count(*) FROM jobs"
+	    " GROUP BY tool, status",
+	[ST_QUEUE_SHOWN] = "SELECT " JOB_COLS ", COALESCE(shown_position, 0)"
+	    " FROM jobs WHERE status = 'queued' ORDER BY seq",
+	[ST_SHOW_POSITION] = "UPDATE jobs SET shown_position = ?2"
+	    " WHERE id = ?1 AND status = 'queued'",
 };
 /* clang-format on */
 
@@ -1140,6 +1152,66 @@ lite_events_after(struct store *st, int64_t after, const char *user_id,
 	return rc;
 }
 
+/* One event for each queued job whose place differs from what its last
+ * event showed: the whole queue is read once, positions are row numbers. */
+static enum store_rc
+positions_tx(struct sqlite_store *s, void *arg)
+{
+	int *n = arg;
+	struct job_list l = { 0 };
+	int64_t now = now_ms();
+	enum store_rc rc = get_jobs(s, ST_QUEUE_SHOWN, &l, NOARGS);
+
+	for (size_t i = 0; rc == STORE_OK && i < l.n; i++) {
+		struct job *j = &l.v[i];
+		if (j->position == (int64_t)i + 1)
+			continue;
+		j->position = (int64_t)i + 1;
+		rc = run(s, ST_SHOW_POSITION, NULL,
+		    ARGS(TXT(j->id), I64(j->position)));
+		if (rc == STORE_OK)
+			rc = emit(s, j, now);
+		(*n)++;
+	}
+	job_list_cleanup(&l);
+	return rc;
+}
+
+static enum store_rc
+lite_job_counts(struct store *st, json_t **counts)
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_JOB_COUNTS, NOARGS);
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	*counts = json_object();
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *tool = (const char *)sqlite3_column_text(q, 0);
+		const char *status = (const char *)sqlite3_column_text(q, 1);
+		json_t *t = json_object_get(*counts, tool);
+		if (t == NULL)
+			json_object_set_new(*counts, tool, t = json_object());
+		json_object_set_new(t, status,
+		    json_integer(sqlite3_column_int64(q, 2)));
+	}
+	if (step != SQLITE_DONE) {
+		rc = db_fail(s);
+		json_decref(*counts);
+		*counts = NULL;
+	}
+	done(q);
+	return rc;
+}
+
+static enum store_rc
+lite_positions_publish(struct store *st, int *n)
+{
+	return tx(lite(st), positions_tx, n);
+}
+
 static enum store_rc
 lite_events_last(struct store *st, int64_t *id)
 {
@@ -1333,4 +1405,6 @@ const struct store_backend store_sqlite_backend = {
     .jobs_finished = lite_jobs_finished,
     .events_after = lite_events_after,
     .events_last = lite_events_last,
+    .positions_publish = lite_positions_publish,
+    .job_counts = lite_job_counts,
 };

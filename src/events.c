@@ -1,0 +1,419 @@
+/*
+ * events.c — Server-Sent Events from the event log.
+ *
+ * The log is the truth: a stream first replays the rows after the client's
+ * last id, then receives live rows. Live rows are read once per loop turn
+ * after a commit (the store's commit hook schedules a flush; a slow timer
+ * also catches commits of other processes sharing the store) and handed to
+ * the streams of their user, found through a hash of user ids. Each stream
+ * remembers the last id it sent, so replay and live never overlap.
+ *
+ * When the queue moves, the positions of waiting jobs change: a short
+ * timer coalesces a burst of moves into one store_positions_publish(),
+ * whose events then flow like any other. Queued events carry an ETA from
+ * the recent run times of their tool.
+ */
+#include "events.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "job.h"
+#include "util.h"
+
+#define BUCKETS 4096
+#define REPLAY_PAGE 500
+#define KEEPALIVE_MS 10000
+#define POLL_MS 1000
+#define POSITIONS_MS 100
+#define ETA_REFRESH_MS 60000
+#define ETA_WINDOW_MS (3600 * 1000)
+
+struct sub {
+	struct events *e;
+	struct http_req *req;
+	char *user_id;
+	char *job_id; /* NULL: every job of the user */
+	int64_t last;  /* the last event id sent */
+	int ended;
+	struct sub *next;   /* in its bucket */
+	struct sub **pprev; /* the pointer to it */
+};
+
+struct eta {
+	char *tool;
+	double run_s; /* median run time of recent completed jobs */
+};
+
+struct events {
+	const struct config *cfg;
+	struct store *st;
+	struct event *flush_ev;    /* next loop turn, after a commit */
+	struct event *poll_ev;     /* slow timer: other processes' commits */
+	struct event *keep_ev;     /* keep-alive comments */
+	struct event *pos_ev;      /* coalesced position publishing */
+	int64_t cursor;            /* the last event id dispatched */
+	int nsubs;
+	struct sub *bucket[BUCKETS];
+	struct eta *etas;
+	size_t netas;
+	int64_t etas_at;
+};
+
+static uint32_t
+hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % BUCKETS;
+}
+
+/* ---- ETA ------------------------------------------------------------ */
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static void
+etas_clear(struct events *e)
+{
+	for (size_t i = 0; i < e->netas; i++)
+		free(e->etas[i].tool);
+	free(e->etas);
+	e->etas = NULL;
+	e->netas = 0;
+}
+
+/* Median run time per tool over the last hour, refreshed now and then. */
+static void
+etas_refresh(struct events *e)
+{
+	struct job_list l = { 0 };
+	int64_t now = now_ms();
+
+	if (e->etas_at && now - e->etas_at < ETA_REFRESH_MS)
+		return;
+	e->etas_at = now;
+	etas_clear(e);
+	if (store_jobs_finished(e->st, now - ETA_WINDOW_MS, &l) != STORE_OK)
+		goto out;
+	e->etas = xcalloc(e->cfg->tools.n + 1, sizeof(*e->etas));
+	double *v = xcalloc(l.n + 1, sizeof(double));
+	for (size_t t = 0; t < e->cfg->tools.n; t++) {
+		const char *name = e->cfg->tools.v[t].name;
+		size_t n = 0;
+		for (size_t i = 0; i < l.n; i++)
+			if (l.v[i].status == JOB_COMPLETED &&
+			    l.v[i].started_at && strcmp(l.v[i].tool, name) == 0)
+				v[n++] = (double)(l.v[i].finished_at -
+					     l.v[i].started_at) /
+				    1000.0;
+		if (n == 0)
+			continue;
+		qsort(v, n, sizeof(*v), cmp_double);
+		e->etas[e->netas].tool = xstrdup(name);
+		e->etas[e->netas++].run_s = v[n / 2];
+	}
+	free(v);
+out:
+	job_list_cleanup(&l);
+}
+
+/* Seconds until a job of tool at position starts: the rounds of slots
+ * ahead of it, each as long as a typical run; < 0 when unknown. */
+static double
+eta_for(struct events *e, const char *tool, int64_t position)
+{
+	etas_refresh(e);
+	for (size_t i = 0; i < e->netas; i++)
+		if (strcmp(e->etas[i].tool, tool) == 0)
+			return (double)((position - 1) / e->cfg->slots + 1) *
+			    e->etas[i].run_s;
+	return -1;
+}
+
+/* ---- writing events ------------------------------------------------- */
+
+/* The event text; queued jobs get "eta_s" added to their JSON. */
+static char *
+format(struct events *e, const struct store_event *ev, int *terminal)
+{
+	json_error_t err;
+	json_t *j = json_loads(ev->data, 0, &err);
+	const char *status = json_string_value(json_object_get(j, "status"));
+	enum job_status s = JOB_QUEUED;
+	char *text, *data;
+
+	if (status)
+		job_status_parse(status, &s);
+	*terminal = job_status_terminal(s);
+	if (s == JOB_QUEUED) {
+		json_t *pos = json_object_get(j, "position");
+		double eta = eta_for(e,
+		    json_string_value(json_object_get(j, "tool")),
+		    json_integer_value(pos));
+		if (eta >= 0)
+			json_object_set_new(j, "eta_s", json_real(eta));
+	}
+	data = j ? json_dumps(j, JSON_COMPACT) : xstrdup(ev->data);
+	text = xasprintf("id: %lld\nevent: job\ndata: %s\n\n",
+	    (long long)ev->id, data);
+	free(data);
+	json_decref(j);
+	return text;
+}
+
+static void
+sub_unlink(struct sub *s)
+{
+	if (s->pprev == NULL)
+		return;
+	*s->pprev = s->next;
+	if (s->next)
+		s->next->pprev = s->pprev;
+	s->pprev = NULL;
+	s->e->nsubs--;
+}
+
+static void
+sub_free(struct sub *s)
+{
+	sub_unlink(s);
+	free(s->user_id);
+	free(s->job_id);
+	free(s);
+}
+
+/* The client went away (or the server is closing). */
+static void
+on_close(void *arg)
+{
+	sub_free(arg);
+}
+
+/* Send one event to s; a job stream ends after its terminal event. */
+static void
+send_event(struct sub *s, const struct store_event *ev, const char *text,
+    int terminal)
+{
+	http_stream_write(s->req, text, strlen(text));
+	s->last = ev->id;
+	if (terminal && s->job_id) {
+		s->ended = 1;
+		sub_unlink(s);
+		http_stream_end(s->req);
+		free(s->user_id);
+		free(s->job_id);
+		free(s);
+	}
+}
+
+static int
+wants(const struct sub *s, const struct store_event *ev)
+{
+	return ev->id > s->last && strcmp(s->user_id, ev->user_id) == 0 &&
+	    (s->job_id == NULL || strcmp(s->job_id, ev->job_id) == 0);
+}
+
+static void
+dispatch(struct events *e, const struct store_event *ev)
+{
+	struct sub *s = e->bucket[hash(ev->user_id)], *next;
+	char *text = NULL;
+	int terminal = 0;
+
+	for (; s; s = next) {
+		next = s->next;
+		if (!wants(s, ev))
+			continue;
+		if (text == NULL)
+			text = format(e, ev, &terminal);
+		send_event(s, ev, text, terminal);
+	}
+	free(text);
+}
+
+/* Read what was committed since the cursor and hand it out. */
+static void
+flush(struct events *e)
+{
+	struct store_event_list l = { 0 };
+
+	do {
+		store_event_list_cleanup(&l);
+		if (store_events_after(e->st, e->cursor, NULL, NULL,
+			REPLAY_PAGE, &l) != STORE_OK)
+			break;
+		for (size_t i = 0; i < l.n; i++) {
+			if (e->nsubs)
+				dispatch(e, &l.v[i]);
+			e->cursor = l.v[i].id;
+		}
+	} while (l.n == REPLAY_PAGE);
+	store_event_list_cleanup(&l);
+}
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	flush(arg);
+}
+
+static void
+on_positions(evutil_socket_t fd, short what, void *arg)
+{
+	struct events *e = arg;
+	int n;
+
+	store_positions_publish(e->st, &n);
+}
+
+/* The commit hook: flush on the next turn, publish positions soon. */
+static void
+on_commit(void *arg)
+{
+	struct events *e = arg;
+	struct timeval tv = { 0, POSITIONS_MS * 1000 };
+
+	event_active(e->flush_ev, 0, 0);
+	if (!evtimer_pending(e->pos_ev, NULL))
+		evtimer_add(e->pos_ev, &tv);
+}
+
+static void
+on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+	struct events *e = arg;
+	static const char ping[] = ": keep-alive\n\n";
+
+	for (size_t b = 0; b < BUCKETS; b++)
+		for (struct sub *s = e->bucket[b]; s; s = s->next)
+			http_stream_write(s->req, ping, sizeof(ping) - 1);
+}
+
+/* ---- streams -------------------------------------------------------- */
+
+/* Send the events after s->last from the log; 0, or -1 when the stream
+ * ended (a job stream reached its terminal event). */
+static int
+replay(struct events *e, struct sub *s)
+{
+	struct store_event_list l = { 0 };
+	int rc = 0;
+
+	do {
+		store_event_list_cleanup(&l);
+		if (store_events_after(e->st, s->last, s->user_id, s->job_id,
+			REPLAY_PAGE, &l) != STORE_OK)
+			break;
+		for (size_t i = 0; i < l.n && rc == 0; i++) {
+			int terminal;
+			char *text = format(e, &l.v[i], &terminal);
+			if (terminal && s->job_id)
+				rc = -1;
+			send_event(s, &l.v[i], text, terminal);
+			free(text);
+		}
+	} while (rc == 0 && l.n == REPLAY_PAGE);
+	store_event_list_cleanup(&l);
+	return rc;
+}
+
+void
+events_stream(struct events *e, struct http_req *r, const char *user_id,
+    const char *job_id, int64_t after)
+{
+	struct sub *s = xcalloc(1, sizeof(*s));
+	struct job j;
+	int terminal = 0;
+
+	s->e = e;
+	s->req = r;
+	s->user_id = xstrdup(user_id);
+	s->job_id = xstrdup_or_null(job_id);
+	s->last = after > 0 ? after : 0;
+	if (after < 0 && job_id == NULL)
+		store_events_last(e->st, &s->last);
+	if (job_id) {
+		job_init(&j);
+		if (store_job_get(e->st, job_id, user_id, &j) == STORE_OK)
+			terminal = job_status_terminal(j.status);
+		job_cleanup(&j);
+	}
+	if (terminal && after >= 0) {
+		/* Reconnected after the end: nothing more will come. */
+		struct store_event_list l = { 0 };
+		store_events_after(e->st, s->last, user_id, job_id, 1, &l);
+		int none = l.n == 0;
+		store_event_list_cleanup(&l);
+		if (none) {
+			sub_free(s);
+			http_reply(r, 204, NULL, NULL, 0);
+			return;
+		}
+	}
+	http_reply_header(r, "X-Accel-Buffering", "no");
+	http_stream_start(r, 200, "text/event-stream", on_close, s);
+	http_stream_write(r, "retry: 2000\n\n", 13);
+	uint32_t h = hash(user_id);
+	s->next = e->bucket[h];
+	if (s->next)
+		s->next->pprev = &s->next;
+	s->pprev = &e->bucket[h];
+	e->bucket[h] = s;
+	e->nsubs++;
+	replay(e, s);
+}
+
+int
+events_streams(const struct events *e)
+{
+	return e->nsubs;
+}
+
+struct events *
+events_new(struct event_base *base, const struct config *cfg,
+    struct store *st)
+{
+	struct events *e = xcalloc(1, sizeof(*e));
+	struct timeval poll = { POLL_MS / 1000, (POLL_MS % 1000) * 1000 };
+	struct timeval keep = { KEEPALIVE_MS / 1000, 0 };
+
+	e->cfg = cfg;
+	e->st = st;
+	store_events_last(st, &e->cursor);
+	e->flush_ev = event_new(base, -1, 0, on_flush, e);
+	e->poll_ev = event_new(base, -1, EV_PERSIST, on_flush, e);
+	e->keep_ev = event_new(base, -1, EV_PERSIST, on_keepalive, e);
+	e->pos_ev = evtimer_new(base, on_positions, e);
+	event_add(e->poll_ev, &poll);
+	event_add(e->keep_ev, &keep);
+	store_on_commit(st, on_commit, e);
+	/* Positions may have moved while no one published them. */
+	on_commit(e);
+	return e;
+}
+
+void
+events_free(struct events *e)
+{
+	if (e == NULL)
+		return;
+	store_on_commit(e->st, NULL, NULL);
+	for (size_t b = 0; b < BUCKETS; b++)
+		while (e->bucket[b])
+			sub_unlink(e->bucket[b]); /* http frees via on_close */
+	event_free(e->flush_ev);
+	event_free(e->poll_ev);
+	event_free(e->keep_ev);
+	event_free(e->pos_ev);
+	etas_clear(e);
+	free(e);
+}
