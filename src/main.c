@@ -4,6 +4,7 @@
  * (stop accepting, answer what is in flight, close the store).
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,18 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	http_server_drain(d->http, drained, d);
 }
 
+/* Every event stream is a socket: allow as many as the hard limit does. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int
 cmd_serve(const struct config *cfg)
 {
@@ -132,6 +145,7 @@ cmd_serve(const struct config *cfg)
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	d.base = event_base_new();
 	struct store *st = store_open(cfg->store_url, &so, err, sizeof(err));
 	if (st == NULL) {
