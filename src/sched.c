@@ -573,6 +573,21 @@ sched_outcome(struct sched *s, const struct job *j,
 	sched_pump(s);
 }
 
+static const char *
+state_name(enum provider_state s)
+{
+	switch (s) {
+	case TASK_COMPLETED:
+		return "completed";
+	case TASK_FAILED:
+		return "failed";
+	case TASK_RUNNING:
+		return "running";
+	default:
+		return "unknown";
+	}
+}
+
 enum store_rc
 sched_webhook(struct sched *s, const char *token, const char *body,
     size_t len, char *msg, size_t msglen)
@@ -580,6 +595,7 @@ sched_webhook(struct sched *s, const char *token, const char *body,
 	struct provider_outcome o = { 0 };
 	struct job j;
 	enum store_rc rc;
+	int applied = 0;
 
 	job_init(&j);
 	rc = store_job_by_token(s->st, token, &j);
@@ -589,15 +605,18 @@ sched_webhook(struct sched *s, const char *token, const char *body,
 		rc = STORE_CONFLICT;
 		goto out;
 	}
-	if (job_status_terminal(j.status))
-		goto out; /* applied once already: nothing changes */
 	if (j.provider_task_id && o.task_id &&
 	    strcmp(j.provider_task_id, o.task_id) != 0) {
 		fprintf(stderr, "fila: callback for %s names task %s, not %s\n",
 		    j.id, o.task_id, j.provider_task_id);
-		goto out;
+	} else if (!job_status_terminal(j.status)) {
+		/* A terminal job was applied once already: nothing changes. */
+		applied = o.state == TASK_COMPLETED || o.state == TASK_FAILED;
+		sched_outcome(s, &j, &o);
 	}
-	sched_outcome(s, &j, &o);
+	if (store_callback_add(s->st, j.id, o.task_id, state_name(o.state),
+		applied) != STORE_OK)
+		log_store(s, "callback", j.id);
 out:
 	provider_outcome_cleanup(&o);
 	job_cleanup(&j);

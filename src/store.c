@@ -245,3 +245,11 @@ store_job_counts(struct store *st, json_t **counts)
 	*counts = NULL;
 	return enter(st)->be->job_counts(st, counts);
 }
+
+enum store_rc
+store_callback_add(struct store *st, const char *job_id, const char *task_id,
+    const char *outcome, int applied)
+{
+	return enter(st)->be->callback_add(st, job_id, task_id, outcome,
+	    applied);
+}

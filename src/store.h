@@ -161,6 +161,11 @@ enum store_rc store_jobs_finished(struct store *st, int64_t since,
 /* Jobs counted by tool and status: {"tool": {"status": n}} (new ref). */
 enum store_rc store_job_counts(struct store *st, json_t **counts);
 
+/* Record a provider callback for job_id: what it said (outcome: "completed",
+ * "failed", "running", "unknown") and whether it changed the job. */
+enum store_rc store_callback_add(struct store *st, const char *job_id,
+    const char *task_id, const char *outcome, int applied);
+
 /* --- the event log --- */
 
 /* One committed change: data is the job's JSON right after it. */

@@ -71,6 +71,8 @@ struct store_backend {
 	enum store_rc (*events_last)(struct store *st, int64_t *id);
 	enum store_rc (*positions_publish)(struct store *st, int *n);
 	enum store_rc (*job_counts)(struct store *st, json_t **counts);
+	enum store_rc (*callback_add)(struct store *st, const char *job_id,
+	    const char *task_id, const char *outcome, int applied);
 };
 
 /* Set st's error text (printf-style); returns STORE_ERROR for tail calls. */

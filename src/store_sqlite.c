@@ -118,6 +118,16 @@ static const char migration_1[] =
 	" at INTEGER NOT NULL);"
 	"CREATE INDEX events_user ON events (user_id, id);"
 	"CREATE INDEX events_job ON events (job_id, id);"
+	/* Every provider callback, applied or not: the audit of late,
+	 * duplicate and contradicting ones (the events stay the job's own). */
+	"CREATE TABLE callbacks ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" job_id TEXT NOT NULL,"
+	" task_id TEXT,"
+	" outcome TEXT NOT NULL,"
+	" applied INTEGER NOT NULL,"
+	" at INTEGER NOT NULL);"
+	"CREATE INDEX callbacks_job ON callbacks (job_id, id);"
 	"CREATE INDEX jobs_finished ON jobs (finished_at)"
 	" WHERE finished_at IS NOT NULL;"
 
@@ -217,6 +227,7 @@ enum stmt_id {
 	ST_EVENTS_LAST,
 	ST_QUEUE_SHOWN,
 	ST_JOB_COUNTS,
+	ST_CALLBACK_INSERT,
 	ST_SHOW_POSITION,
 	ST_COUNT,
 };
@@ -301,6 +312,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " WHERE id > ?1 AND (?2 IS NULL OR user_id = ?2)"
 	    " AND (?3 IS NULL OR job_id = ?3) ORDER BY id LIMIT ?4",
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
+	[ST_CALLBACK_INSERT] = "INSERT INTO callbacks (job_id, task_id,"
+	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_JOB_COUNTS] = "SELECT tool, status, count(*) FROM jobs"
 	    " GROUP BY tool, status",
 	[ST_QUEUE_SHOWN] = "SELECT " JOB_COLS ", COALESCE(shown_position, 0)"
@@ -1178,6 +1191,15 @@ positions_tx(struct sqlite_store *s, void *arg)
 }
 
 static enum store_rc
+lite_callback_add(struct store *st, const char *job_id, const char *task_id,
+    const char *outcome, int applied)
+{
+	return run(lite(st), ST_CALLBACK_INSERT, NULL,
+	    ARGS(TXT(job_id), TXT(task_id), TXT(outcome), I64(applied),
+		I64(now_ms())));
+}
+
+static enum store_rc
 lite_job_counts(struct store *st, json_t **counts)
 {
 	struct sqlite_store *s = lite(st);
@@ -1407,4 +1429,5 @@ const struct store_backend store_sqlite_backend = {
     .events_last = lite_events_last,
     .positions_publish = lite_positions_publish,
     .job_counts = lite_job_counts,
+    .callback_add = lite_callback_add,
 };

@@ -1030,3 +1030,123 @@ Test(store, racing_processes_never_exceed_the_slots)
 	                     " 'job_02')"),
 	    3);
 }
+
+/* ---- the event log, positions, counts, callbacks ------------------- */
+
+Test(store, events_after_filters_and_orders)
+{
+	struct store_event_list l = { 0 };
+	struct job j;
+	int64_t last = -1;
+
+	submit_ok("ja", "ann", "upscaler");
+	submit_ok("jb", "bob", "veste_ai");
+	cr_assert_eq(finish("ja", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_events_last(st, &last), STORE_OK);
+	cr_assert_eq(last, 3);
+
+	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 3);
+	for (size_t i = 1; i < l.n; i++)
+		cr_assert_gt(l.v[i].id, l.v[i - 1].id);
+	store_event_list_cleanup(&l);
+
+	cr_assert_eq(store_events_after(st, 0, "ann", NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert(strstr(l.v[1].data, "\"cancelled\"") != NULL);
+	store_event_list_cleanup(&l);
+
+	cr_assert_eq(store_events_after(st, 1, "ann", "ja", 1, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].job_id, "ja");
+	store_event_list_cleanup(&l);
+}
+
+Test(store, positions_publish_only_what_moved)
+{
+	struct job j;
+	int n = -1;
+
+	submit_ok("p1", "u1", "upscaler");
+	submit_ok("p2", "u2", "upscaler");
+	submit_ok("p3", "u3", "upscaler");
+	/* Each submit's own event showed its place: nothing moved yet. */
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 0);
+
+	cr_assert_eq(finish("p1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	int64_t before = count_of("events");
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(count_of("events"), before + 2);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'p3'"
+			     " AND data LIKE '%\"position\":2%'"),
+	    1);
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 0);
+}
+
+static int commits;
+static void
+count_commit(void *arg)
+{
+	commits++;
+}
+
+Test(store, commit_hook_runs_after_changes_with_events)
+{
+	struct job j;
+	int n;
+
+	commits = 0;
+	store_on_commit(st, count_commit, NULL);
+	submit_ok("h1", "u1", "upscaler");
+	cr_assert_eq(commits, 1);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(commits, 2);
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(commits, 2, "nothing moved, nothing committed");
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
+	cr_assert_eq(commits, 2);
+	store_on_commit(st, NULL, NULL);
+}
+
+Test(store, job_counts_and_finished_window)
+{
+	struct job j;
+	struct job_list l = { 0 };
+	json_t *c = NULL;
+
+	submit_ok("c1", "u1", "upscaler");
+	submit_ok("c2", "u2", "veste_ai");
+	cr_assert_eq(finish("c2", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_job_counts(st, &c), STORE_OK);
+	cr_assert_eq(json_integer_value(json_object_get(
+			 json_object_get(c, "upscaler"), "queued")),
+	    1);
+	cr_assert_eq(json_integer_value(json_object_get(
+			 json_object_get(c, "veste_ai"), "cancelled")),
+	    1);
+	json_decref(c);
+	cr_assert_eq(store_jobs_finished(st, now_ms() - 60000, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "c2");
+	job_list_cleanup(&l);
+	cr_assert_eq(store_jobs_finished(st, now_ms() + 60000, &l), STORE_OK);
+	cr_assert_eq(l.n, 0);
+}
+
+Test(store, callbacks_are_recorded)
+{
+	submit_ok("cb", "u1", "upscaler");
+	cr_assert_eq(store_callback_add(st, "cb", "t1", "failed", 1), STORE_OK);
+	cr_assert_eq(store_callback_add(st, "cb", "t1", "failed", 0), STORE_OK);
+	cr_assert_eq(raw_int("SELECT count(*) FROM callbacks WHERE job_id ="
+			     " 'cb' AND applied = 0"),
+	    1);
+	cr_assert_eq(count_of("callbacks"), 2);
+}
