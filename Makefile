@@ -3,8 +3,8 @@
 B       ?= build
 PKGS    := libevent libcurl jansson sqlite3 inih openssl
 SAN     ?=
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+OPT     ?= -O2 -g
+CFLAGS  += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
            -fno-omit-frame-pointer $(SAN) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -67,7 +67,7 @@ api: all
 	    node --test --test-concurrency=2 tests/api/
 
 asan: deps
-	@$(MAKE) --no-print-directory B=build-asan CFLAGS="-O1 -g" \
+	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test
 
 fmt:
