@@ -404,10 +404,19 @@ export class Env {
     return exit;
   }
 
+  // Stops everything; a daemon that did not exit 0 on SIGTERM, or that
+  // printed a sanitizer report, fails the test file that started it.
   async stop() {
-    await Promise.all([this.fila?.stop(), ...this.extra.map((f) => f.stop())]);
+    const procs = [this.fila, ...this.extra].filter(Boolean);
+    const exits = await Promise.all(procs.map((f) => f.stop()));
     await this.emu?.stop();
     if (this.dir && !process.env.FILA_KEEP) fs.rmSync(this.dir, { recursive: true, force: true });
+    procs.forEach((f, i) => {
+      const bad = /Sanitizer|runtime error:/.test(f.stderr());
+      if (bad || exits[i].code !== 0) {
+        throw new Error(`fila did not stop cleanly (${JSON.stringify(exits[i])})\n${f.stderr().slice(-4000)}`);
+      }
+    });
   }
 
   // api(method, path, {token, body, raw, headers, base}) → {status, json, text, headers}
