@@ -19,7 +19,7 @@ OBJ     := $(SRC:src/%.c=$(B)/obj/%.o) $(B)/obj/builtin_conf.o \
 UNIT    := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 HDR     := $(wildcard src/*.h)
 
-.PHONY: all run test unit api asan fmt deps clean
+.PHONY: all run test unit api browser asan fmt deps clean
 all: $(B)/fila $(B)/rhemu
 
 deps:
@@ -57,7 +57,7 @@ run: deps all
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT)
-	@$(MAKE) --no-print-directory unit api
+	@$(MAKE) --no-print-directory unit api browser
 
 unit: $(UNIT)
 	@set -e; for t in $(UNIT); do echo "== $$t"; $$t --jobs 2; done
@@ -65,6 +65,11 @@ unit: $(UNIT)
 api: all
 	FILA_BIN=$(abspath $(B)/fila) RHEMU_BIN=$(abspath $(B)/rhemu) \
 	    node --test --test-concurrency=2 tests/api/
+
+browser: all
+	@scripts/browser-deps
+	FILA_BIN=$(abspath $(B)/fila) RHEMU_BIN=$(abspath $(B)/rhemu) \
+	    node --test --test-concurrency=1 tests/browser/
 
 asan: deps
 	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g" \

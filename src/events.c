@@ -159,8 +159,9 @@ format(struct events *e, const struct store_event *ev, int *terminal)
 		double eta = eta_for(e,
 		    json_string_value(json_object_get(j, "tool")),
 		    json_integer_value(pos));
-		if (eta >= 0)
-			json_object_set_new(j, "eta_s", json_real(eta));
+		if (eta >= 0) /* whole seconds: an estimate, not a measure */
+			json_object_set_new(j, "eta_s",
+			    json_integer((json_int_t)(eta + 0.5)));
 	}
 	data = j ? json_dumps(j, JSON_COMPACT) : xstrdup(ev->data);
 	text = xasprintf("id: %lld\nevent: job\ndata: %s\n\n",

@@ -52,6 +52,18 @@ add(struct acc *a, const struct job *j)
 		    1000.0;
 }
 
+/* The newest failed jobs first (done is in finishing order). */
+static json_t *
+recent_failures(const struct job_list *done)
+{
+	json_t *a = json_array();
+
+	for (size_t i = done->n; i-- > 0 && json_array_size(a) < STATS_FAILURES;)
+		if (done->v[i].status == JOB_FAILED)
+			json_array_append_new(a, job_to_json(&done->v[i]));
+	return a;
+}
+
 json_t *
 stats_by_tool(const struct tools *t, const struct job_list *done)
 {
@@ -73,5 +85,6 @@ stats_by_tool(const struct tools *t, const struct job_list *done)
 		free(a.wait);
 		free(a.run);
 	}
-	return json_pack("{s:o}", "tools", tools);
+	return json_pack("{s:o, s:o}", "tools", tools, "recent_failures",
+	    recent_failures(done));
 }

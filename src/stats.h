@@ -9,11 +9,15 @@
 #include "job.h"
 #include "tools.h"
 
+#define STATS_FAILURES 20
+
 /*
  * {"tools": {NAME: {completed, failed, cancelled, timeout, wait_p50_s,
- * run_p50_s}}} over the finished jobs given: every configured tool is
- * listed (zeros when idle), "failed" leaves out timeouts, a median with
- * no sample is null. New reference.
+ * run_p50_s}}, "recent_failures": [job]} over the finished jobs given (in
+ * the order they finished): every configured tool is listed (zeros when
+ * idle), "failed" leaves out timeouts, a median with no sample is null;
+ * the newest STATS_FAILURES failed jobs, with the provider's messages.
+ * New reference.
  */
 json_t *stats_by_tool(const struct tools *t, const struct job_list *done);
 
