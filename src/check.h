@@ -1,0 +1,21 @@
+/*
+ * check.h — `fila check`: verify every invariant of API.md §4 on a store,
+ * independently of the daemon's code.
+ */
+#ifndef FILA_CHECK_H
+#define FILA_CHECK_H
+
+#include <stdio.h>
+#include "config.h"
+
+/*
+ * Open cfg->store_url read-only and check it: one "breach: …" line on out
+ * per broken invariant, "warning: …" lines for what is suspicious but
+ * allowed, then a summary line ("check: 3 users, 12 jobs, 0 breaches").
+ * Returns the number of breaches (0: clean), or -1 with a "check: …"
+ * message on out when the store cannot be opened or read (postgres URLs
+ * included, for now). The store is never written.
+ */
+int check_store(const struct config *cfg, FILE *out);
+
+#endif
