@@ -28,7 +28,7 @@
 #define REPLAY_PAGE 500
 #define KEEPALIVE_MS 10000
 #define POLL_MS 1000
-#define POSITIONS_MS 100
+#define POSITIONS_MS 50 /* at most one publication of positions per … */
 #define ETA_REFRESH_MS 60000
 #define ETA_WINDOW_MS (3600 * 1000)
 
@@ -55,6 +55,7 @@ struct events {
 	struct event *poll_ev;     /* slow timer: other processes' commits */
 	struct event *keep_ev;     /* keep-alive comments */
 	struct event *pos_ev;      /* coalesced position publishing */
+	int64_t pos_at;            /* when positions were last published */
 	int64_t cursor;            /* the last event id dispatched */
 	int nsubs;
 	struct sub *bucket[BUCKETS];
@@ -131,7 +132,6 @@ out:
 static double
 eta_for(struct events *e, const char *tool, int64_t position)
 {
-	etas_refresh(e);
 	for (size_t i = 0; i < e->netas; i++)
 		if (strcmp(e->etas[i].tool, tool) == 0)
 			return (double)((position - 1) / e->cfg->slots + 1) *
@@ -141,34 +141,66 @@ eta_for(struct events *e, const char *tool, int64_t position)
 
 /* ---- writing events ------------------------------------------------- */
 
-/* The event text; queued jobs get "eta_s" added to their JSON. */
+/* The job's status from its JSON text: the first "status" member is the
+ * job's own (job_to_json writes it before inputs and outputs). */
+static enum job_status
+status_of(const char *data)
+{
+	static const char key[] = "\"status\":\"";
+	const char *p = strstr(data, key), *q;
+	enum job_status s = JOB_QUEUED;
+	char name[16];
+
+	if (p && (q = strchr(p += sizeof(key) - 1, '"')) && q - p < 16) {
+		memcpy(name, p, (size_t)(q - p));
+		name[q - p] = '\0';
+		job_status_parse(name, &s);
+	}
+	return s;
+}
+
+/* The ETA of the queued job whose JSON is data, or < 0 when unknown. */
+static double
+queued_eta(struct events *e, const char *data)
+{
+	json_error_t err;
+	const char *tool = NULL;
+	json_int_t position = 0;
+	json_t *j;
+	double eta = -1;
+
+	etas_refresh(e);
+	if (e->netas == 0)
+		return -1; /* no recent runs: no need to read the job */
+	j = json_loads(data, 0, &err);
+	if (json_unpack(j, "{s:s, s:I}", "tool", &tool, "position",
+		&position) == 0)
+		eta = eta_for(e, tool, position);
+	json_decref(j);
+	return eta;
+}
+
+/*
+ * The event text. The data is the store's compact JSON of the job, so its
+ * status can be read as text; a queued job gets "eta_s" spliced in before
+ * the closing brace, without parsing the whole object again.
+ */
 static char *
 format(struct events *e, const struct store_event *ev, int *terminal)
 {
-	json_error_t err;
-	json_t *j = json_loads(ev->data, 0, &err);
-	const char *status = json_string_value(json_object_get(j, "status"));
-	enum job_status s = JOB_QUEUED;
-	char *text, *data;
+	const char *data = ev->data;
+	size_t len = strlen(data);
+	enum job_status s = status_of(data);
+	double eta = -1;
 
-	if (status)
-		job_status_parse(status, &s);
 	*terminal = job_status_terminal(s);
-	if (s == JOB_QUEUED) {
-		json_t *pos = json_object_get(j, "position");
-		double eta = eta_for(e,
-		    json_string_value(json_object_get(j, "tool")),
-		    json_integer_value(pos));
-		if (eta >= 0) /* whole seconds: an estimate, not a measure */
-			json_object_set_new(j, "eta_s",
-			    json_integer((json_int_t)(eta + 0.5)));
-	}
-	data = j ? json_dumps(j, JSON_COMPACT) : xstrdup(ev->data);
-	text = xasprintf("id: %lld\nevent: job\ndata: %s\n\n",
-	    (long long)ev->id, data);
-	free(data);
-	json_decref(j);
-	return text;
+	if (s == JOB_QUEUED && len > 2 && data[len - 1] == '}')
+		eta = queued_eta(e, data);
+	if (eta < 0)
+		return xasprintf("id: %lld\nevent: job\ndata: %s\n\n",
+		    (long long)ev->id, data);
+	return xasprintf("id: %lld\nevent: job\ndata: %.*s,\"eta_s\":%lld}\n\n",
+	    (long long)ev->id, (int)(len - 1), data, (long long)(eta + 0.5));
 }
 
 static void
@@ -273,19 +305,29 @@ on_positions(evutil_socket_t fd, short what, void *arg)
 	struct events *e = arg;
 	int n;
 
+	e->pos_at = mono_ms();
 	store_positions_publish(e->st, &n);
 }
 
-/* The commit hook: flush on the next turn, publish positions soon. */
+/*
+ * The commit hook: flush on the next turn. When the queue moved, publish
+ * positions on the next turn too (so the moves of one turn make one
+ * publication), or, right after a publication, once POSITIONS_MS has
+ * passed since it: a burst of moves costs one read of the queue per window.
+ */
 static void
-on_commit(void *arg)
+on_commit(void *arg, int moved)
 {
 	struct events *e = arg;
-	struct timeval tv = { 0, POSITIONS_MS * 1000 };
+	int64_t wait = e->pos_at + POSITIONS_MS - mono_ms();
+	struct timeval tv = { 0, 0 };
 
 	event_active(e->flush_ev, 0, 0);
-	if (!evtimer_pending(e->pos_ev, NULL))
-		evtimer_add(e->pos_ev, &tv);
+	if (!moved || evtimer_pending(e->pos_ev, NULL))
+		return;
+	if (wait > 0)
+		tv.tv_usec = (suseconds_t)wait * 1000;
+	evtimer_add(e->pos_ev, &tv);
 }
 
 static void
@@ -398,7 +440,7 @@ events_new(struct event_base *base, const struct config *cfg,
 	event_add(e->keep_ev, &keep);
 	store_on_commit(st, on_commit, e);
 	/* Positions may have moved while no one published them. */
-	on_commit(e);
+	on_commit(e, 1);
 	return e;
 }
 

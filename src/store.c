@@ -42,12 +42,13 @@ enter(struct store *st)
 	return st;
 }
 
-/* A change with events was committed: tell whoever reads the log. */
+/* A change with events was committed: tell whoever reads the log, and
+ * whether a job left the queue. */
 static enum store_rc
-committed(struct store *st, enum store_rc rc)
+committed(struct store *st, enum store_rc rc, int moved)
 {
 	if (rc == STORE_OK && st->on_commit)
-		st->on_commit(st->on_commit_arg);
+		st->on_commit(st->on_commit_arg, moved);
 	return rc;
 }
 
@@ -116,7 +117,8 @@ store_job_submit(struct store *st, const struct job_new *in, struct job *out,
     int64_t *balance)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->job_submit(st, in, out, balance));
+	return committed(st, enter(st)->be->job_submit(st, in, out, balance),
+	    0);
 }
 
 enum store_rc
@@ -158,7 +160,7 @@ enum store_rc
 store_promote(struct store *st, struct job *out)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->promote(st, out));
+	return committed(st, enter(st)->be->promote(st, out), 1);
 }
 
 enum store_rc
@@ -166,7 +168,8 @@ store_job_running(
     struct store *st, const char *id, const char *task_id, struct job *out)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->job_running(st, id, task_id, out));
+	return committed(st, enter(st)->be->job_running(st, id, task_id, out),
+	    0);
 }
 
 enum store_rc
@@ -175,8 +178,10 @@ store_job_finish(struct store *st, const char *id, enum job_status to,
     int release_slot, struct job *out)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->job_finish(st, id, to, error_code,
-				 error_message, outputs, release_slot, out));
+	enum store_rc rc = enter(st)->be->job_finish(st, id, to, error_code,
+	    error_message, outputs, release_slot, out);
+	/* A job that never started ended while queued. */
+	return committed(st, rc, out->started_at == 0);
 }
 
 enum store_rc
@@ -229,11 +234,11 @@ store_positions_publish(struct store *st, int *n)
 {
 	*n = 0;
 	enum store_rc rc = enter(st)->be->positions_publish(st, n);
-	return *n ? committed(st, rc) : rc;
+	return *n ? committed(st, rc, 0) : rc;
 }
 
 void
-store_on_commit(struct store *st, void (*fn)(void *), void *arg)
+store_on_commit(struct store *st, void (*fn)(void *, int), void *arg)
 {
 	st->on_commit = fn;
 	st->on_commit_arg = arg;

@@ -199,8 +199,9 @@ enum store_rc store_events_last(struct store *st, int64_t *id);
  */
 enum store_rc store_positions_publish(struct store *st, int *n);
 
-/* Call fn(arg) after each committed change that appended events (NULL
- * to stop). The event log is then worth reading again. */
-void store_on_commit(struct store *st, void (*fn)(void *), void *arg);
+/* Call fn(arg, moved) after each committed change that appended events
+ * (NULL to stop): the event log is then worth reading again, and when
+ * moved, a job left the queue, so the positions behind it changed. */
+void store_on_commit(struct store *st, void (*fn)(void *, int), void *arg);
 
 #endif

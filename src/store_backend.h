@@ -19,7 +19,7 @@
 struct store {
 	const struct store_backend *be;
 	char err[STORE_ERR_MAX];
-	void (*on_commit)(void *arg); /* after a change that added events */
+	void (*on_commit)(void *arg, int moved); /* after events were added */
 	void *on_commit_arg;
 };
 

@@ -1088,11 +1088,12 @@ Test(store, positions_publish_only_what_moved)
 	cr_assert_eq(n, 0);
 }
 
-static int commits;
+static int commits, moves;
 static void
-count_commit(void *arg)
+count_commit(void *arg, int moved)
 {
 	commits++;
+	moves += moved;
 }
 
 Test(store, commit_hook_runs_after_changes_with_events)
@@ -1100,17 +1101,26 @@ Test(store, commit_hook_runs_after_changes_with_events)
 	struct job j;
 	int n;
 
-	commits = 0;
+	commits = moves = 0;
 	store_on_commit(st, count_commit, NULL);
 	submit_ok("h1", "u1", "upscaler");
 	cr_assert_eq(commits, 1);
+	cr_assert_eq(moves, 0, "a new job moves no one");
 	cr_assert_eq(store_promote(st, &j), STORE_OK);
 	job_cleanup(&j);
 	cr_assert_eq(commits, 2);
+	cr_assert_eq(moves, 1, "a promotion moves the queue");
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
 	cr_assert_eq(commits, 2, "nothing moved, nothing committed");
 	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
 	cr_assert_eq(commits, 2);
+	submit_ok("h2", "u2", "upscaler");
+	cr_assert_eq(finish("h2", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(moves, 2, "a job cancelled while queued moves the queue");
+	cr_assert_eq(finish("h1", JOB_FAILED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(moves, 2, "a job ending after it started does not");
 	store_on_commit(st, NULL, NULL);
 }
 
