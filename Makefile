@@ -19,7 +19,7 @@ OBJ     := $(SRC:src/%.c=$(B)/obj/%.o) $(B)/obj/builtin_conf.o \
 UNIT    := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
 HDR     := $(wildcard src/*.h)
 
-.PHONY: all run test unit api browser asan fmt deps clean
+.PHONY: all run test unit api browser asan fuzz fmt deps clean
 all: $(B)/fila $(B)/rhemu
 
 deps:
@@ -75,8 +75,12 @@ asan: deps
 	@$(MAKE) --no-print-directory B=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test
 
+FUZZ_SECONDS ?= 20
+fuzz: deps
+	@scripts/fuzz $(FUZZ_SECONDS)
+
 fmt:
 	clang-format -i src/*.c src/*.h tools/*.c tests/unit/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
