@@ -188,6 +188,33 @@ static const char *const migrations[] = {
 	" WHERE q.status = 'queued' AND q.seq <= jobs.seq) ELSE 0 END"
 #define SELECT_JOB "SELECT " JOB_COLS JOB_POS " FROM jobs "
 
+/* Every queued job with its place (1 = next to start). */
+#define QUEUE_SQL                                                              \
+	"(SELECT id, row_number() OVER (ORDER BY seq) AS pos"                  \
+	" FROM jobs WHERE status = 'queued')"
+/* A time as job_to_json() writes it: RFC 3339 UTC with milliseconds. */
+#define TIME_SQL(c)                                                            \
+	"CASE WHEN " c " IS NULL OR " c " = 0 THEN NULL ELSE printf('%s.%03dZ',"\
+	" strftime('%Y-%m-%dT%H:%M:%S', " c " / 1000, 'unixepoch'),"            \
+	" " c " % 1000) END"
+/* A job's JSON, exactly as job_to_json() builds it (same members, same
+ * order; test_store checks the two agree), with its position from pos.
+ * Built by SQLite so a queue move needs no round trip per job. */
+#define JOB_JSON_SQL                                                           \
+	"json_object('id', id, 'user_id', user_id, 'tool', tool,"             \
+	" 'variant', variant, 'status', status, 'position', pos,"             \
+	" 'inputs', json(inputs), 'outputs', json(COALESCE(outputs, '[]')),"  \
+	" 'error', CASE WHEN error_code IS NULL THEN NULL ELSE json_object("  \
+	"  'code', error_code, 'message', COALESCE(error_message, '')) END,"  \
+	" 'cost', cost, 'credits_charged', json(CASE WHEN charged"            \
+	"  THEN 'true' ELSE 'false' END), 'credits_refunded', json(CASE WHEN" \
+	"  refunded THEN 'true' ELSE 'false' END),"                           \
+	" 'provider_task_id', provider_task_id, 'session_id', session_id,"    \
+	" 'created_at', " TIME_SQL("created_at") ","                          \
+	" 'started_at', " TIME_SQL("started_at") ","                          \
+	" 'finished_at', " TIME_SQL("finished_at") ","                        \
+	" 'updated_at', " TIME_SQL("updated_at") ")"
+
 enum stmt_id {
 	ST_BEGIN,
 	ST_COMMIT,
@@ -225,10 +252,10 @@ enum stmt_id {
 	ST_JOBS_FINISHED,
 	ST_EVENTS_AFTER,
 	ST_EVENTS_LAST,
-	ST_QUEUE_SHOWN,
+	ST_POSITION_EVENTS,
+	ST_POSITIONS_SHOWN,
 	ST_JOB_COUNTS,
 	ST_CALLBACK_INSERT,
-	ST_SHOW_POSITION,
 	ST_COUNT,
 };
 
@@ -316,10 +343,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_JOB_COUNTS] = "SELECT tool, status, count(*) FROM jobs"
 	    " GROUP BY tool, status",
-	[ST_QUEUE_SHOWN] = "SELECT " JOB_COLS ", COALESCE(shown_position, 0)"
-	    " FROM jobs WHERE status = 'queued' ORDER BY seq",
-	[ST_SHOW_POSITION] = "UPDATE jobs SET shown_position = ?2"
-	    " WHERE id = ?1 AND status = 'queued'",
+	[ST_POSITION_EVENTS] = "INSERT INTO events (job_id, user_id, data, at)"
+	    " SELECT id, user_id, " JOB_JSON_SQL ", ?1 FROM jobs"
+	    " JOIN " QUEUE_SQL " USING (id)"
+	    " WHERE shown_position IS NOT pos ORDER BY seq",
+	[ST_POSITIONS_SHOWN] = "UPDATE jobs SET shown_position = pos"
+	    " FROM " QUEUE_SQL " AS q WHERE jobs.id = q.id"
+	    " AND shown_position IS NOT pos",
 };
 /* clang-format on */
 
@@ -1166,27 +1196,18 @@ lite_events_after(struct store *st, int64_t after, const char *user_id,
 }
 
 /* One event for each queued job whose place differs from what its last
- * event showed: the whole queue is read once, positions are row numbers. */
+ * event showed, then the places remembered: two statements for the whole
+ * queue, whatever its length. */
 static enum store_rc
 positions_tx(struct sqlite_store *s, void *arg)
 {
-	int *n = arg;
-	struct job_list l = { 0 };
-	int64_t now = now_ms();
-	enum store_rc rc = get_jobs(s, ST_QUEUE_SHOWN, &l, NOARGS);
+	int64_t added = 0;
+	enum store_rc rc = run(s, ST_POSITION_EVENTS, &added,
+	    ARGS(I64(now_ms())));
 
-	for (size_t i = 0; rc == STORE_OK && i < l.n; i++) {
-		struct job *j = &l.v[i];
-		if (j->position == (int64_t)i + 1)
-			continue;
-		j->position = (int64_t)i + 1;
-		rc = run(s, ST_SHOW_POSITION, NULL,
-		    ARGS(TXT(j->id), I64(j->position)));
-		if (rc == STORE_OK)
-			rc = emit(s, j, now);
-		(*n)++;
-	}
-	job_list_cleanup(&l);
+	if (rc == STORE_OK && added > 0)
+		rc = run(s, ST_POSITIONS_SHOWN, NULL, NOARGS);
+	*(int *)arg = (int)added;
 	return rc;
 }
 

@@ -1160,3 +1160,46 @@ Test(store, callbacks_are_recorded)
 	    1);
 	cr_assert_eq(count_of("callbacks"), 2);
 }
+
+/* Position events are built by SQL: they must say exactly what
+ * job_to_json() says of the same job. */
+Test(store, position_events_match_job_to_json)
+{
+	struct store_event_list l = { 0 };
+	struct job j;
+	json_error_t err;
+	int n;
+
+	submit_ok("m1", "u1", "upscaler");
+	submit_ok("m2", "u2", "veste_ai");
+	cr_assert_eq(finish("m1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(store_events_after(st, 0, "u2", "m2", 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_eq(store_job_get(st, "m2", NULL, &j), STORE_OK);
+	cr_assert_eq(j.position, 1);
+	json_t *want = job_to_json(&j);
+	json_t *got = json_loads(l.v[1].data, 0, &err);
+	char *w = json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT);
+	char *g = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+	cr_assert(json_equal(want, got), "want %s\n got %s", w, g);
+	/* The same members in the same order, as clients may rely on. */
+	const char *k1, *k2;
+	json_t *v;
+	void *it = json_object_iter(got);
+	json_object_foreach(want, k1, v)
+	{
+		cr_assert_not_null(it);
+		k2 = json_object_iter_key(it);
+		cr_assert_str_eq(k1, k2);
+		it = json_object_iter_next(got, it);
+	}
+	free(w);
+	free(g);
+	json_decref(want);
+	json_decref(got);
+	job_cleanup(&j);
+	store_event_list_cleanup(&l);
+}
