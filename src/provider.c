@@ -76,6 +76,12 @@ provider_parse_callback(struct provider *p, const char *body, size_t len,
 }
 
 int
+provider_tasks(struct provider *p, provider_cb cb, void *arg)
+{
+	return p->ops->tasks(p->impl, cb, arg);
+}
+
+int
 provider_pending(const struct provider *p)
 {
 	return p->ops->pending(p->impl);

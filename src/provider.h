@@ -26,7 +26,8 @@ struct provider_result {
 	const char *task_id; /* submit: the provider's task id */
 	const char *message; /* the provider's own text on failure */
 	long http_status;
-	long code; /* the provider's business code */
+	long code;  /* the provider's business code */
+	long count; /* tasks: the account's tasks running now */
 };
 
 typedef void (*provider_cb)(void *arg, const struct provider_result *res);
@@ -80,6 +81,7 @@ struct provider_ops {
 	    void *arg);
 	int (*parse_callback)(void *impl, const char *body, size_t len,
 	    struct provider_outcome *out, char *err, size_t errlen);
+	int (*tasks)(void *impl, provider_cb cb, void *arg);
 	int (*pending)(const void *impl);
 	void (*free)(void *impl);
 };
@@ -107,6 +109,10 @@ int provider_poll(struct provider *p, const char *task_id,
  */
 int provider_parse_callback(struct provider *p, const char *body,
     size_t len, struct provider_outcome *out, char *err, size_t errlen);
+
+/* Ask how many tasks the account has running at the provider (any app):
+ * res->count on PROVIDER_OK. */
+int provider_tasks(struct provider *p, provider_cb cb, void *arg);
 
 /* Calls in flight (for tests and draining). */
 int provider_pending(const struct provider *p);

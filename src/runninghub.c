@@ -722,6 +722,47 @@ rh_cancel(void *impl, const char *task_id, provider_cb cb, void *arg)
 	return 0;
 }
 
+/* ---- the account's running tasks ---- */
+
+static void
+account_done(struct call *c, CURLcode rc)
+{
+	struct provider_result res;
+	json_t *root, *data, *n;
+	long long v;
+
+	call_answer(c, rc, &res, &root, &data);
+	if (res.rc == PROVIDER_OK) {
+		n = json_object_get(data, "currentTaskCounts");
+		if (json_is_integer(n) && json_integer_value(n) >= 0) {
+			res.count = (long)json_integer_value(n);
+		} else if (json_is_string(n) &&
+		    parse_ll(json_string_value(n), &v) == 0 && v >= 0) {
+			res.count = (long)v;
+		} else {
+			res.rc = PROVIDER_RETRY;
+			res.message = "the account answer has no task count";
+		}
+	}
+	call_finish(c, &res);
+	json_decref(root);
+}
+
+static int
+rh_tasks(void *impl, provider_cb cb, void *arg)
+{
+	struct call *c = call_new(impl, arg);
+
+	c->cb = cb;
+	if (call_post_json(c, "/uc/openapi/accountStatus",
+		json_pack("{s:s}", "apikey", c->rh->api_key),
+		account_done) < 0) {
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- poll: status, then outputs ---- */
 
 static void
@@ -876,6 +917,7 @@ static const struct provider_ops rh_ops = {
     .submit = rh_submit,
     .cancel = rh_cancel,
     .poll = rh_poll,
+    .tasks = rh_tasks,
     .parse_callback = rh_parse_callback,
     .pending = rh_pending,
     .free = rh_free,

@@ -29,6 +29,7 @@
 #define RETRY_BASE_MS 1000
 #define RETRY_MAX_MS 30000
 #define RETRY_TRANSPORT_MAX 8
+#define RECOVER_MS 2000
 
 struct start {
 	struct sched *s;
@@ -55,9 +56,14 @@ struct sched {
 	struct metrics *m;
 	struct start *starts;
 	struct release *releases;
+	/* jobs found starting at start-up, not yet sent again */
+	char **recovering;
+	size_t nrecovering;
+	struct event *recover_ev;
 };
 
 static void start_job(struct sched *s, const struct job *j);
+static void on_recover(evutil_socket_t fd, short what, void *arg);
 static void fail_job(struct sched *s, const char *id, const char *code,
     const char *msg);
 
@@ -71,6 +77,7 @@ sched_new(struct event_base *base, const struct config *cfg,
 	s->cfg = cfg;
 	s->st = st;
 	s->prov = p;
+	s->recover_ev = evtimer_new(base, on_recover, s);
 	return s;
 }
 
@@ -99,6 +106,11 @@ sched_free(struct sched *s)
 		free(r->job_id);
 		free(r);
 	}
+	for (size_t i = 0; i < s->nrecovering; i++)
+		free(s->recovering[i]);
+	free(s->recovering);
+	if (s->recover_ev)
+		event_free(s->recover_ev);
 	free(s);
 }
 
@@ -455,17 +467,114 @@ fail_job(struct sched *s, const char *id, const char *code, const char *msg)
 
 /* ---- the rules' entry points --------------------------------------- */
 
+/* ---- recovery ------------------------------------------------------ */
+
+/*
+ * A job left starting by a stop may or may not have reached the provider
+ * before it: its first submit may have created a task there. Sending it
+ * again at once could run one task more than there are slots. So the rule:
+ * such a job keeps its slot and waits while the account runs more tasks
+ * than fila knows of (its running jobs and the submits in flight), and is
+ * sent again once the provider's count leaves room for it. If the first
+ * task does run, its callback (this job's own webhook token) ends the job
+ * as usual; if the provider never makes room, run_timeout ends it
+ * refunded. Either way it is charged once: the charge belongs to the job.
+ */
+
+static void ask_tasks(struct sched *s);
+
+static void
+recover_later(struct sched *s)
+{
+	struct timeval tv = { RECOVER_MS / 1000, (RECOVER_MS % 1000) * 1000 };
+	evtimer_add(s->recover_ev, &tv);
+}
+
+/* Forget recovered jobs that are no longer starting (a callback, a
+ * cancel or the watchdog ended them). */
+static void
+recover_prune(struct sched *s)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < s->nrecovering; i++) {
+		struct job j;
+		job_init(&j);
+		if (store_job_get(s->st, s->recovering[i], NULL, &j) ==
+			STORE_OK &&
+		    j.status == JOB_STARTING)
+			s->recovering[k++] = s->recovering[i];
+		else
+			free(s->recovering[i]);
+		job_cleanup(&j);
+	}
+	s->nrecovering = k;
+}
+
+/* Send the first n recovered jobs again. */
+static void
+recover_send(struct sched *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct job j;
+		job_init(&j);
+		if (store_job_get(s->st, s->recovering[i], NULL, &j) ==
+		    STORE_OK)
+			start_job(s, &j);
+		job_cleanup(&j);
+		free(s->recovering[i]);
+	}
+	memmove(s->recovering, s->recovering + n,
+	    (s->nrecovering - n) * sizeof(*s->recovering));
+	s->nrecovering -= n;
+}
+
+static void
+on_tasks(void *arg, const struct provider_result *res)
+{
+	struct sched *s = arg;
+	struct job_list running = { 0 };
+	long known = 0, unknown;
+
+	recover_prune(s);
+	if (res->rc == PROVIDER_OK &&
+	    store_jobs_in(s->st, JOB_RUNNING, &running) == STORE_OK) {
+		known = (long)running.n;
+		for (struct start *a = s->starts; a; a = a->next)
+			known += a->in_flight;
+		unknown = res->count > known ? res->count - known : 0;
+		if ((size_t)unknown < s->nrecovering)
+			recover_send(s, s->nrecovering - (size_t)unknown);
+	}
+	job_list_cleanup(&running);
+	if (s->nrecovering)
+		recover_later(s);
+}
+
+static void
+ask_tasks(struct sched *s)
+{
+	if (provider_tasks(s->prov, on_tasks, s) != 0)
+		recover_later(s);
+}
+
+static void
+on_recover(evutil_socket_t fd, short what, void *arg)
+{
+	ask_tasks(arg);
+}
+
 void
 sched_recover(struct sched *s)
 {
 	struct job_list l = { 0 };
 
-	/* A job left starting may or may not have reached the provider; it
-	 * holds its slot, so sending it again never exceeds the slots and
-	 * never charges twice (the charge belongs to the job, not the try). */
-	if (store_jobs_in(s->st, JOB_STARTING, &l) == STORE_OK)
+	if (store_jobs_in(s->st, JOB_STARTING, &l) == STORE_OK && l.n) {
+		s->recovering = xcalloc(l.n, sizeof(*s->recovering));
 		for (size_t i = 0; i < l.n; i++)
-			start_job(s, &l.v[i]);
+			s->recovering[s->nrecovering++] = xstrdup(l.v[i].id);
+		ask_tasks(s);
+	}
 	job_list_cleanup(&l);
 	sched_pump(s);
 }

@@ -63,9 +63,16 @@ enum hook_mode {
 static const char *const hook_mode_names[] = {
     "normal", "duplicate", "lost", "late", "malformed", NULL};
 
-enum run_mode { RUN_NORMAL, RUN_BUSY, RUN_ERROR500, RUN_HANG, RUN_REFUSE };
-static const char *const run_mode_names[] = {
-    "normal", "busy", "error500", "hang", "refuse", NULL};
+enum run_mode {
+	RUN_NORMAL,
+	RUN_BUSY,
+	RUN_ERROR500,
+	RUN_HANG,
+	RUN_REFUSE,
+	RUN_ACCEPT_HANG, /* the task starts, but the run call never answers */
+};
+static const char *const run_mode_names[] = {"normal", "busy", "error500",
+    "hang", "refuse", "accept_hang", NULL};
 
 /* What /emu/config changes; a running task keeps the duration it began with. */
 struct config {
@@ -1114,6 +1121,11 @@ rh_run(struct call *c)
 		return;
 	}
 	t = task_start(emu, webapp, nodes, hook ? hook : "");
+	if (emu->cfg.run_mode == RUN_ACCEPT_HANG) {
+		/* The caller cannot know the task exists: a lost answer. */
+		hang_start(c, 0);
+		return;
+	}
 	rng_hex(emu, client, 32);
 	reply_envelope(c, 0, "success",
 	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "taskId", t->id, "clientId",

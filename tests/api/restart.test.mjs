@@ -85,3 +85,36 @@ test('a cancelled job stays cancelled and refunded once across a restart', async
   await env.waitStatus(A.tok, a.id, TERMINAL, 20000);
   await waitFor(async () => (await env.queue()).active.length === 0, 10000, 'idle');
 });
+
+test('a job whose submit reached the provider before a crash is not sent again while its task runs', async () => {
+  // The provider starts the task but its answer is lost: fila dies with
+  // the job starting and no task id. After the restart the account runs
+  // one task fila does not know of, so the job waits in its slot; the
+  // task's own callback then ends it. One task, one charge.
+  await env.emu.config({ run_mode: 'accept_hang', duration_ms: 2500 });
+  try {
+    const U = newUser('lost');
+    const before = (await env.emu.stats()).tasks.length;
+    const j = await env.submitTool(U.tok, 'upscaler');
+    assert.equal(j.status, 'starting');
+    await waitFor(async () => (await env.emu.stats()).running === 1, 5000, 'the task to start at the provider');
+    await env.restart({ signal: 'SIGKILL' });
+    await env.emu.config({ run_mode: 'normal' });
+    const seen = [];
+    const f = await waitFor(async () => {
+      const s = await env.emu.stats();
+      seen.push(s.running);
+      const g = await env.job(U.tok, j.id);
+      return TERMINAL.includes(g.status) ? g : null;
+    }, 15000, 'the job to end by its first task');
+    assert.equal(f.status, 'completed', JSON.stringify(f));
+    const mine = (await env.emu.stats()).tasks.slice(before);
+    assert.equal(mine.length, 1, `one task for the job, not a second: ${JSON.stringify(mine)}`);
+    assert.equal(f.provider_task_id, mine[0].taskId);
+    assert.ok(Math.max(...seen) <= 1, `never more tasks than slots: ${seen}`);
+    const entries = (await env.ledger(U.tok)).filter((e) => e.job_id === j.id);
+    assert.deepEqual(entries.map((e) => e.kind), ['charge']);
+  } finally {
+    await env.emu.config({ run_mode: 'normal', duration_ms: 1200 });
+  }
+});
