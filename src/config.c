@@ -54,6 +54,7 @@ static const struct key keys[] = {
     {"runninghub", "base_url", K_URL, OFF(rh_base_url), 0, 0},
     {"runninghub", "api_key", K_STR, OFF(rh_api_key), 0, 1},
     {"runninghub", "poll_after", K_INT, OFF(rh_poll_after), 1, 0},
+    {"runninghub", "timeout", K_INT, OFF(rh_timeout), 1, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(*keys))

@@ -33,6 +33,7 @@ struct config {
 	char *rh_base_url; /* no trailing slash */
 	char *rh_api_key;
 	int64_t rh_poll_after; /* seconds */
+	int64_t rh_timeout;    /* seconds a provider call may take */
 
 	struct tools tools;
 };

@@ -25,7 +25,6 @@
 #include "watchdog.h"
 #include "util.h"
 
-#define PROVIDER_TIMEOUT_MS 30000
 #define WATCHDOG_TICK_MS 500
 
 struct args {
@@ -165,7 +164,7 @@ cmd_serve(const struct config *cfg)
 		return 1;
 	}
 	struct provider *p = runninghub_new(d.base, cfg->rh_base_url,
-	    cfg->rh_api_key, PROVIDER_TIMEOUT_MS, err, sizeof(err));
+	    cfg->rh_api_key, cfg->rh_timeout * 1000, err, sizeof(err));
 	struct metrics *m = metrics_new();
 	struct events *ev = events_new(d.base, cfg, st);
 	struct sched *sc = p ? sched_new(d.base, cfg, st, p, m) : NULL;

@@ -102,6 +102,7 @@ Test(config, defaults_are_api_section_8)
 	cr_assert_str_eq(cfg.rh_base_url, "http://127.0.0.1:8090");
 	cr_assert_str_eq(cfg.rh_api_key, "demo");
 	cr_assert_eq(cfg.rh_poll_after, 120);
+	cr_assert_eq(cfg.rh_timeout, 30);
 }
 
 Test(config, builtin_tools)
