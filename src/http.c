@@ -781,6 +781,52 @@ http_stream_start(struct http_req *r, int status, const char *ctype,
 	               : "Cache-Control: no-cache\r\n");
 }
 
+/*
+ * With nothing queued before it, a stream's write goes straight to the
+ * socket: an event to thousands of streams then costs one sendmsg each,
+ * not a write event armed and disarmed per stream. What the socket does
+ * not take is queued on the bufferevent, which also meets any error.
+ */
+static void
+stream_write_now(struct conn *c, struct http_req *r, const void *buf,
+    size_t len)
+{
+	char head[24];
+	struct iovec iov[3];
+	size_t total = 0, n = 0;
+	ssize_t done;
+
+	if (r->chunked) {
+		iov[n].iov_base = head;
+		iov[n++].iov_len = (size_t)snprintf(head, sizeof(head),
+		    "%zx\r\n", len);
+	}
+	iov[n].iov_base = (void *)buf;
+	iov[n++].iov_len = len;
+	if (r->chunked) {
+		iov[n].iov_base = (void *)"\r\n";
+		iov[n++].iov_len = 2;
+	}
+	for (size_t i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = n };
+	done = sendmsg(bufferevent_getfd(c->bev), &msg,
+	    MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (done == (ssize_t)total)
+		return;
+	if (done < 0)
+		done = 0; /* EAGAIN, or an error the bufferevent will meet */
+	/* Queue the rest of the frame, from where the socket stopped. */
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	for (size_t i = 0; i < n; i++) {
+		size_t skip = (size_t)done < iov[i].iov_len ? (size_t)done
+							     : iov[i].iov_len;
+		evbuffer_add(out, (char *)iov[i].iov_base + skip,
+		    iov[i].iov_len - skip);
+		done -= (ssize_t)skip;
+	}
+}
+
 void
 http_stream_write(struct http_req *r, const void *buf, size_t len)
 {
@@ -790,11 +836,15 @@ http_stream_write(struct http_req *r, const void *buf, size_t len)
 	if (c == NULL || c->drop || r->nobody || len == 0)
 		return;
 	out = bufferevent_get_output(c->bev);
-	if (r->chunked)
-		evbuffer_add_printf(out, "%zx\r\n", len);
-	evbuffer_add(out, buf, len);
-	if (r->chunked)
-		evbuffer_add(out, "\r\n", 2);
+	if (evbuffer_get_length(out) == 0) {
+		stream_write_now(c, r, buf, len);
+	} else {
+		if (r->chunked)
+			evbuffer_add_printf(out, "%zx\r\n", len);
+		evbuffer_add(out, buf, len);
+		if (r->chunked)
+			evbuffer_add(out, "\r\n", 2);
+	}
 	/* A reader this far behind is not coming back; dropping it from the
 	 * loop keeps on_close out of the caller's own write. */
 	if (evbuffer_get_length(out) > STREAM_BUF_MAX) {

@@ -258,3 +258,10 @@ store_callback_add(struct store *st, const char *job_id, const char *task_id,
 	return enter(st)->be->callback_add(st, job_id, task_id, outcome,
 	    applied);
 }
+
+enum store_rc
+store_jobs_older(struct store *st, enum job_status s, int64_t before_ms,
+    int limit, struct job_list *out)
+{
+	return enter(st)->be->jobs_older(st, s, before_ms, limit, out);
+}

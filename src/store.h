@@ -126,6 +126,14 @@ enum store_rc store_jobs_in(struct store *st, enum job_status s,
     struct job_list *out);
 
 /*
+ * Jobs with status s that entered it before before_ms (created_at for
+ * queued jobs, started_at otherwise), oldest first, at most limit;
+ * appended to out. What the watchdog needs, without reading the queue.
+ */
+enum store_rc store_jobs_older(struct store *st, enum job_status s,
+    int64_t before_ms, int limit, struct job_list *out);
+
+/*
  * Take a free slot for the oldest queued job: it becomes starting and holds
  * the slot. STORE_NOTFOUND when no slot is free or nothing is queued.
  */

@@ -255,6 +255,7 @@ enum stmt_id {
 	ST_POSITION_EVENTS,
 	ST_POSITIONS_SHOWN,
 	ST_JOB_COUNTS,
+	ST_JOBS_OLDER,
 	ST_CALLBACK_INSERT,
 	ST_COUNT,
 };
@@ -341,6 +342,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
 	[ST_CALLBACK_INSERT] = "INSERT INTO callbacks (job_id, task_id,"
 	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_JOBS_OLDER] = "SELECT " JOB_COLS ", 0 FROM jobs WHERE status = ?1"
+	    " AND CASE WHEN status = 'queued' THEN created_at"
+	    " ELSE started_at END < ?2 ORDER BY seq LIMIT ?3",
 	[ST_JOB_COUNTS] = "SELECT tool, status, count(*) FROM jobs"
 	    " GROUP BY tool, status",
 	[ST_POSITION_EVENTS] = "INSERT INTO events (job_id, user_id, data, at)"
@@ -1221,6 +1225,15 @@ lite_callback_add(struct store *st, const char *job_id, const char *task_id,
 }
 
 static enum store_rc
+lite_jobs_older(struct store *st, enum job_status status, int64_t before_ms,
+    int limit, struct job_list *out)
+{
+	return get_jobs(lite(st), ST_JOBS_OLDER, out,
+	    ARGS(TXT(job_status_name(status)), I64(before_ms),
+		I64(limit > 0 ? limit : -1)));
+}
+
+static enum store_rc
 lite_job_counts(struct store *st, json_t **counts)
 {
 	struct sqlite_store *s = lite(st);
@@ -1458,5 +1471,6 @@ const struct store_backend store_sqlite_backend = {
     .events_last = lite_events_last,
     .positions_publish = lite_positions_publish,
     .job_counts = lite_job_counts,
+    .jobs_older = lite_jobs_older,
     .callback_add = lite_callback_add,
 };

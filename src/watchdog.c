@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define POLL_MAX 12
+#define EXPIRE_BATCH 100 /* jobs expired per tick at most */
 #define POLL_INTERVAL_MAX_MS 60000
 
 /* A running job being polled. */
@@ -120,35 +121,29 @@ expire(struct watchdog *w, const struct job *j, const char *limit)
 		    store_error(w->st));
 }
 
+/* Expire what waited past its limit: only those jobs are read. */
 static void
-check_queued(struct watchdog *w, int64_t now)
+check_expired(struct watchdog *w, enum job_status s, int64_t limit_s,
+    const char *limit, int64_t now)
 {
 	struct job_list l = { 0 };
-	int64_t limit = w->cfg->queue_timeout * 1000;
 
-	if (store_jobs_in(w->st, JOB_QUEUED, &l) == STORE_OK)
-		for (size_t i = 0; i < l.n && now - l.v[i].created_at >= limit;
-		     i++)
-			expire(w, &l.v[i], "queue_timeout");
+	if (store_jobs_older(w->st, s, now - limit_s * 1000, EXPIRE_BATCH,
+		&l) == STORE_OK)
+		for (size_t i = 0; i < l.n; i++)
+			expire(w, &l.v[i], limit);
 	job_list_cleanup(&l);
 }
 
+/* Poll the running jobs whose callback is due (a few: one per slot). */
 static void
-check_active(struct watchdog *w, enum job_status s, int64_t now)
+check_running(struct watchdog *w, int64_t now)
 {
 	struct job_list l = { 0 };
-	int64_t limit = w->cfg->run_timeout * 1000;
 
-	if (store_jobs_in(w->st, s, &l) != STORE_OK)
-		goto out;
-	for (size_t i = 0; i < l.n; i++) {
-		const struct job *j = &l.v[i];
-		if (j->started_at && now - j->started_at >= limit)
-			expire(w, j, "run_timeout");
-		else if (s == JOB_RUNNING)
-			poll_due(w, j, now);
-	}
-out:
+	if (store_jobs_in(w->st, JOB_RUNNING, &l) == STORE_OK)
+		for (size_t i = 0; i < l.n; i++)
+			poll_due(w, &l.v[i], now);
 	job_list_cleanup(&l);
 }
 
@@ -173,9 +168,11 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	struct watchdog *w = arg;
 	int64_t now = now_ms();
 
-	check_queued(w, now);
-	check_active(w, JOB_STARTING, now);
-	check_active(w, JOB_RUNNING, now);
+	check_expired(w, JOB_QUEUED, w->cfg->queue_timeout, "queue_timeout",
+	    now);
+	check_expired(w, JOB_STARTING, w->cfg->run_timeout, "run_timeout", now);
+	check_expired(w, JOB_RUNNING, w->cfg->run_timeout, "run_timeout", now);
+	check_running(w, now);
 	prune(w);
 }
 
