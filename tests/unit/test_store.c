@@ -1203,3 +1203,39 @@ Test(store, position_events_match_job_to_json)
 	job_cleanup(&j);
 	store_event_list_cleanup(&l);
 }
+
+Test(store, jobs_older_reads_only_what_waited_too_long)
+{
+	struct job_list l = { 0 };
+	struct job j;
+
+	submit_ok("o1", "u1", "upscaler");
+	submit_ok("o2", "u2", "upscaler");
+	submit_ok("o3", "u3", "upscaler");
+	cr_assert_eq(raw_exec("UPDATE jobs SET created_at = created_at - 600000"
+			      " WHERE id IN ('o1', 'o2')"),
+	    SQLITE_OK);
+	cr_assert_eq(store_jobs_older(st, JOB_QUEUED, now_ms() - 60000, 0, &l),
+	    STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "o1");
+	cr_assert_str_eq(l.v[1].id, "o2");
+	job_list_cleanup(&l);
+	cr_assert_eq(store_jobs_older(st, JOB_QUEUED, now_ms() - 60000, 1, &l),
+	    STORE_OK);
+	cr_assert_eq(l.n, 1, "the limit holds");
+	job_list_cleanup(&l);
+
+	/* Running jobs count from when they started, not when created. */
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_jobs_older(st, JOB_STARTING, now_ms() - 60000, 0,
+			 &l),
+	    STORE_OK);
+	cr_assert_eq(l.n, 0);
+	cr_assert_eq(store_jobs_older(st, JOB_STARTING, now_ms() + 1000, 0, &l),
+	    STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "o1");
+	job_list_cleanup(&l);
+}
