@@ -30,6 +30,8 @@
 #define RETRY_MAX_MS 30000
 #define RETRY_TRANSPORT_MAX 8
 #define RECOVER_MS 2000
+#define CANCEL_TRIES 4
+#define CANCEL_RETRY_MS 1000
 
 struct start {
 	struct sched *s;
@@ -45,6 +47,9 @@ struct start {
 struct release {
 	struct sched *s;
 	char *job_id;
+	char *task_id;
+	int tries;
+	struct event *retry;
 	struct release *next;
 };
 
@@ -64,6 +69,7 @@ struct sched {
 
 static void start_job(struct sched *s, const struct job *j);
 static void on_recover(evutil_socket_t fd, short what, void *arg);
+static void release_free(struct sched *s, struct release *r);
 static void fail_job(struct sched *s, const char *id, const char *code,
     const char *msg);
 
@@ -100,12 +106,8 @@ sched_free(struct sched *s)
 		s->starts = a->next;
 		start_free(a);
 	}
-	while (s->releases) {
-		struct release *r = s->releases;
-		s->releases = r->next;
-		free(r->job_id);
-		free(r);
-	}
+	while (s->releases)
+		release_free(s, s->releases);
 	for (size_t i = 0; i < s->nrecovering; i++)
 		free(s->recovering[i]);
 	free(s->recovering);
@@ -163,41 +165,84 @@ sched_pump(struct sched *s)
 /* ---- the provider's answer to a cancel: the task is let go ---------- */
 
 static void
-on_released(void *arg, const struct provider_result *res)
+release_free(struct sched *s, struct release *r)
 {
-	struct release *r = arg;
-	struct sched *s = r->s;
-
-	metrics_provider(s->m, "cancel", res->code ? res->code : res->http_status == 200 ? 0 : res->http_status);
 	for (struct release **pp = &s->releases; *pp; pp = &(*pp)->next) {
 		if (*pp == r) {
 			*pp = r->next;
 			break;
 		}
 	}
+	if (r->retry)
+		event_free(r->retry);
+	free(r->job_id);
+	free(r->task_id);
+	free(r);
+}
+
+static void on_released(void *arg, const struct provider_result *res);
+
+/* Send the cancel (again); when it cannot even be sent, the slot goes. */
+static void
+cancel_send(struct release *r)
+{
+	struct provider_result none = { .rc = PROVIDER_OK };
+
+	r->tries++;
+	if (r->task_id == NULL ||
+	    provider_cancel(r->s->prov, r->task_id, on_released, r) != 0)
+		on_released(r, &none);
+}
+
+static void
+on_cancel_retry(evutil_socket_t fd, short what, void *arg)
+{
+	cancel_send(arg);
+}
+
+/*
+ * The provider answered a cancel. An answer (done, or "no such task")
+ * means the task let go: the slot is free. A transport error or a 5xx
+ * confirms nothing, so the cancel is sent again, a bounded number of
+ * times; each try is bounded by runninghub.timeout.
+ */
+static void
+on_released(void *arg, const struct provider_result *res)
+{
+	struct release *r = arg;
+	struct sched *s = r->s;
+
+	metrics_provider(s->m, "cancel",
+	    res->code ? res->code
+		      : res->rc == PROVIDER_OK ? 0 : res->http_status);
+	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY) &&
+	    r->tries < CANCEL_TRIES) {
+		struct timeval tv = { CANCEL_RETRY_MS / 1000,
+			(CANCEL_RETRY_MS % 1000) * 1000 };
+		if (r->retry == NULL)
+			r->retry = evtimer_new(s->base, on_cancel_retry, r);
+		evtimer_add(r->retry, &tv);
+		return;
+	}
 	if (store_slot_release(s->st, r->job_id) != STORE_OK)
 		log_store(s, "release", r->job_id);
-	free(r->job_id);
-	free(r);
+	release_free(s, r);
 	sched_pump(s);
 }
 
-/* Cancel task_id at the provider; the job's slot is freed on the answer
- * (or now, when the cancel cannot even be sent). */
+/* Cancel task_id at the provider; the job's slot is freed once the
+ * provider answers (or now, when there is no task or no way to ask). */
 static void
 cancel_task(struct sched *s, const char *job_id, const char *task_id)
 {
-	struct release *r = xmalloc(sizeof(*r));
+	struct release *r = xcalloc(1, sizeof(*r));
 
 	r->s = s;
 	r->job_id = xstrdup(job_id);
+	r->task_id = xstrdup_or_null(task_id);
 	r->next = s->releases;
 	s->releases = r;
-	if (task_id == NULL ||
-	    provider_cancel(s->prov, task_id, on_released, r) != 0) {
-		struct provider_result none = { .rc = PROVIDER_OK };
-		on_released(r, &none);
-	}
+	cancel_send(r);
 }
 
 /* ---- starting a job at the provider --------------------------------- */
@@ -569,6 +614,12 @@ sched_recover(struct sched *s)
 {
 	struct job_list l = { 0 };
 
+	/* Slots still held by ended jobs: their provider's answer was lost
+	 * with the stop. Ask again; the answer frees them. */
+	if (store_jobs_holding_ended(s->st, &l) == STORE_OK)
+		for (size_t i = 0; i < l.n; i++)
+			cancel_task(s, l.v[i].id, l.v[i].provider_task_id);
+	job_list_cleanup(&l);
 	if (store_jobs_in(s->st, JOB_STARTING, &l) == STORE_OK && l.n) {
 		s->recovering = xcalloc(l.n, sizeof(*s->recovering));
 		for (size_t i = 0; i < l.n; i++)
@@ -671,13 +722,17 @@ sched_outcome(struct sched *s, const struct job *j,
 		store_job_running(s->st, j->id, o->task_id, &done);
 		job_cleanup(&done);
 	}
+	/* A submit still out may yet create a task: its answer frees the
+	 * slot (cancelling that task) instead. */
+	struct start *a = start_find(s, j->id);
+	int release = a == NULL || !a->in_flight;
 	if (o->state == TASK_COMPLETED)
 		store_job_finish(s->st, j->id, JOB_COMPLETED, NULL, NULL,
-		    o->outputs, 1, &done);
+		    o->outputs, release, &done);
 	else
 		store_job_finish(s->st, j->id, JOB_FAILED, JOB_ERR_PROVIDER,
 		    o->message ? o->message : "the provider failed the task",
-		    NULL, 1, &done);
+		    NULL, release, &done);
 	job_cleanup(&done);
 	sched_pump(s);
 }

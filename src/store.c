@@ -265,3 +265,9 @@ store_jobs_older(struct store *st, enum job_status s, int64_t before_ms,
 {
 	return enter(st)->be->jobs_older(st, s, before_ms, limit, out);
 }
+
+enum store_rc
+store_jobs_holding_ended(struct store *st, struct job_list *out)
+{
+	return enter(st)->be->jobs_holding_ended(st, out);
+}

@@ -156,6 +156,11 @@ enum store_rc store_job_finish(struct store *st, const char *id,
     enum job_status to, const char *error_code, const char *error_message,
     json_t *outputs, int release_slot, struct job *out);
 
+/* Ended jobs that still hold a slot (waiting for the provider to let go
+ * of their task), appended to out. */
+enum store_rc store_jobs_holding_ended(struct store *st,
+    struct job_list *out);
+
 /* Free the slot held by job id, if any. */
 enum store_rc store_slot_release(struct store *st, const char *id);
 

@@ -56,6 +56,8 @@ struct store_backend {
 
 	enum store_rc (*jobs_older)(struct store *st, enum job_status s,
 	    int64_t before_ms, int limit, struct job_list *out);
+	enum store_rc (*jobs_holding_ended)(
+	    struct store *st, struct job_list *out);
 	enum store_rc (*promote)(struct store *st, struct job *out);
 	enum store_rc (*job_running)(struct store *st, const char *id,
 	    const char *task_id, struct job *out);

@@ -256,6 +256,7 @@ enum stmt_id {
 	ST_POSITIONS_SHOWN,
 	ST_JOB_COUNTS,
 	ST_JOBS_OLDER,
+	ST_JOBS_HOLDING_ENDED,
 	ST_CALLBACK_INSERT,
 	ST_COUNT,
 };
@@ -342,6 +343,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
 	[ST_CALLBACK_INSERT] = "INSERT INTO callbacks (job_id, task_id,"
 	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_JOBS_HOLDING_ENDED] = "SELECT " JOB_COLS ", 0 FROM jobs"
+	    " WHERE status IN " TERMINAL_SQL " AND id IN"
+	    " (SELECT job_id FROM slots WHERE job_id IS NOT NULL) ORDER BY seq",
 	[ST_JOBS_OLDER] = "SELECT " JOB_COLS ", 0 FROM jobs WHERE status = ?1"
 	    " AND CASE WHEN status = 'queued' THEN created_at"
 	    " ELSE started_at END < ?2 ORDER BY seq LIMIT ?3",
@@ -1225,6 +1229,12 @@ lite_callback_add(struct store *st, const char *job_id, const char *task_id,
 }
 
 static enum store_rc
+lite_jobs_holding_ended(struct store *st, struct job_list *out)
+{
+	return get_jobs(lite(st), ST_JOBS_HOLDING_ENDED, out, NOARGS);
+}
+
+static enum store_rc
 lite_jobs_older(struct store *st, enum job_status status, int64_t before_ms,
     int limit, struct job_list *out)
 {
@@ -1472,5 +1482,6 @@ const struct store_backend store_sqlite_backend = {
     .positions_publish = lite_positions_publish,
     .job_counts = lite_job_counts,
     .jobs_older = lite_jobs_older,
+    .jobs_holding_ended = lite_jobs_holding_ended,
     .callback_add = lite_callback_add,
 };
