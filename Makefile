@@ -80,7 +80,7 @@ fuzz: deps
 	@scripts/fuzz $(FUZZ_SECONDS)
 
 fmt:
-	clang-format -i src/*.c src/*.h tools/*.c tests/unit/*.c
+	clang-format -i src/*.c src/*.h tools/*.c tests/unit/*.c fuzz/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -121,8 +121,8 @@ body_object(struct http_req *r)
 	}
 	if (!json_is_object(v)) {
 		json_decref(v);
-		http_reply_error(r, 400, "invalid_json",
-		    "body must be a JSON object", NULL);
+		http_reply_error(
+		    r, 400, "invalid_json", "body must be a JSON object", NULL);
 		return NULL;
 	}
 	return v;
@@ -207,8 +207,8 @@ h_upload(struct http_req *r, void *ctx)
 	u.filename = clean_filename(http_req_query(r, "filename"));
 	u.created_at = now_ms();
 	char *name = xasprintf("%s.%s", u.id, type);
-	u.path = uploads_save(a->cfg->uploads_dir, name, body, len, err,
-	    sizeof(err));
+	u.path = uploads_save(
+	    a->cfg->uploads_dir, name, body, len, err, sizeof(err));
 	free(name);
 	if (u.path == NULL) {
 		fprintf(stderr, "fila: %s\n", err);
@@ -219,8 +219,8 @@ h_upload(struct http_req *r, void *ctx)
 	} else {
 		http_reply_json(r, 201,
 		    json_pack("{s:s, s:s, s:I, s:s}", "id", u.id, "type",
-			u.type, "size", (json_int_t)u.size, "sha256",
-			u.sha256));
+		        u.type, "size", (json_int_t)u.size, "sha256",
+		        u.sha256));
 	}
 	upload_cleanup(&u);
 }
@@ -234,13 +234,13 @@ check_string(json_t *body, const char *key, int required, json_t *fields)
 
 	if (v == NULL || json_is_null(v)) {
 		if (required)
-			json_object_set_new(fields, key,
-			    json_string("required"));
+			json_object_set_new(
+			    fields, key, json_string("required"));
 	} else if (!json_is_string(v) || json_string_length(v) == 0 ||
-	    json_string_length(v) > KEY_MAX) {
+	           json_string_length(v) > KEY_MAX) {
 		json_object_set_new(fields, key,
 		    json_string("must be a non-empty string of at most 255 "
-				"bytes"));
+		                "bytes"));
 	}
 }
 
@@ -255,8 +255,8 @@ check_envelope(json_t *body, json_t *fields)
 	{
 		if (strcmp(key, "tool") && strcmp(key, "variant") &&
 		    strcmp(key, "inputs") && strcmp(key, "session_id"))
-			json_object_set_new(fields, key,
-			    json_string("unknown field"));
+			json_object_set_new(
+			    fields, key, json_string("unknown field"));
 	}
 	check_string(body, "tool", 1, fields);
 	check_string(body, "variant", 0, fields);
@@ -265,8 +265,8 @@ check_envelope(json_t *body, json_t *fields)
 	if (v == NULL)
 		json_object_set_new(fields, "inputs", json_string("required"));
 	else if (!json_is_object(v))
-		json_object_set_new(fields, "inputs",
-		    json_string("must be an object"));
+		json_object_set_new(
+		    fields, "inputs", json_string("must be an object"));
 }
 
 /* Every file input names an upload of the caller's of the right kind. */
@@ -283,15 +283,15 @@ check_uploads(struct api *a, const struct tool *t, json_t *inputs,
 		    !json_is_string(v))
 			continue;
 		upload_init(&u);
-		enum store_rc rc = store_upload_get(a->st, json_string_value(v),
-		    user, &u);
+		enum store_rc rc =
+		    store_upload_get(a->st, json_string_value(v), user, &u);
 		if (rc == STORE_ERROR) {
 			upload_cleanup(&u);
 			return -1;
 		}
 		if (rc != STORE_OK)
-			json_object_set_new(fields, in->name,
-			    json_string("upload not found"));
+			json_object_set_new(
+			    fields, in->name, json_string("upload not found"));
 		else if (in->type == INPUT_IMAGE && !uploads_is_image(u.type))
 			json_object_set_new(fields, in->name,
 			    json_string("expected an image upload"));
@@ -313,10 +313,11 @@ check_job(struct api *a, json_t *body, const char **variant, json_t *fields)
 	check_envelope(body, fields);
 	if (json_object_size(fields))
 		return NULL;
-	t = tools_find(&a->cfg->tools,
-	    json_string_value(json_object_get(body, "tool")));
+	t = tools_find(
+	    &a->cfg->tools, json_string_value(json_object_get(body, "tool")));
 	if (t == NULL) {
-		json_object_set_new(fields, "tool", json_string("unknown tool"));
+		json_object_set_new(
+		    fields, "tool", json_string("unknown tool"));
 		return NULL;
 	}
 	*variant = json_string_value(json_object_get(body, "variant"));
@@ -324,8 +325,8 @@ check_job(struct api *a, json_t *body, const char **variant, json_t *fields)
 	if (v == NULL) {
 		json_object_set_new(fields, "variant",
 		    json_string(t->variants[0].name ? "unknown variant"
-						    : "this tool has no "
-						      "variants"));
+		                                    : "this tool has no "
+		                                      "variants"));
 		return NULL;
 	}
 	*variant = v->name;
@@ -349,13 +350,13 @@ submit_answer(struct http_req *r, enum store_rc rc, const struct job *j,
 		http_reply_error(r, 409, "active_job_exists",
 		    "you already have an active job",
 		    json_pack("{s:s, s:s, s:s}", "job_id", j->id, "tool",
-			j->tool, "status", job_status_name(j->status)));
+		        j->tool, "status", job_status_name(j->status)));
 		break;
 	case STORE_CREDITS:
 		http_reply_error(r, 402, "insufficient_credits",
 		    "not enough credits for this tool",
 		    json_pack("{s:I, s:I}", "balance", (json_int_t)balance,
-			"cost", (json_int_t)cost));
+		        "cost", (json_int_t)cost));
 		break;
 	default:
 		unavailable(r);
@@ -398,16 +399,16 @@ h_submit(struct http_req *r, void *ctx)
 	random_hex(token, 32);
 	char *id = new_id("job_");
 	struct job_new in = {
-		.id = id,
-		.user_id = c.sub,
-		.tool = t->name,
-		.variant = variant,
-		.inputs = inputs,
-		.cost = t->cost,
-		.session_id = json_string_value(
-		    json_object_get(body, "session_id")),
-		.idem_key = key,
-		.webhook_token = token,
+	    .id = id,
+	    .user_id = c.sub,
+	    .tool = t->name,
+	    .variant = variant,
+	    .inputs = inputs,
+	    .cost = t->cost,
+	    .session_id =
+	        json_string_value(json_object_get(body, "session_id")),
+	    .idem_key = key,
+	    .webhook_token = token,
 	};
 	job_init(&j);
 	int64_t t0 = mono_ms();
@@ -468,7 +469,8 @@ list_filter(struct http_req *r, struct job_filter *f)
 	}
 	if (limit && *limit) {
 		if (parse_ll(limit, &n) || n < 1 || n > LIST_MAX) {
-			invalid1(r, "limit", "must be an integer from 1 to 100");
+			invalid1(
+			    r, "limit", "must be an integer from 1 to 100");
 			return -1;
 		}
 		f->limit = (int)n;
@@ -488,8 +490,8 @@ h_jobs(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	struct auth_claims c;
-	struct job_filter f = { 0 };
-	struct job_list l = { 0 };
+	struct job_filter f = {0};
+	struct job_list l = {0};
 	json_t *next = json_null();
 
 	if (authed(a, r, &c) || list_filter(r, &f))
@@ -506,8 +508,8 @@ h_jobs(struct http_req *r, void *ctx)
 		next = json_sprintf("%lld", (long long)l.v[l.n - 1].seq);
 	}
 	http_reply_json(r, 200,
-	    json_pack("{s:o, s:o}", "jobs", job_list_to_json(&l),
-		"next_cursor", next));
+	    json_pack("{s:o, s:o}", "jobs", job_list_to_json(&l), "next_cursor",
+	        next));
 	job_list_cleanup(&l);
 }
 
@@ -589,7 +591,8 @@ h_job_events(struct http_req *r, void *ctx)
 	if (authed(a, r, &c) || stream_after(r, &after))
 		return;
 	job_init(&j);
-	enum store_rc rc = store_job_get(a->st, http_req_param(r, 0), c.sub, &j);
+	enum store_rc rc =
+	    store_job_get(a->st, http_req_param(r, 0), c.sub, &j);
 	job_cleanup(&j);
 	if (rc == STORE_OK)
 		events_stream(a->ev, r, c.sub, http_req_param(r, 0), after);
@@ -627,7 +630,7 @@ h_me(struct http_req *r, void *ctx)
 	}
 	http_reply_json(r, 200,
 	    json_pack("{s:s, s:I, s:o}", "user_id", c.sub, "credits",
-		(json_int_t)balance, "active_job", active));
+	        (json_int_t)balance, "active_job", active));
 }
 
 static void
@@ -655,8 +658,8 @@ h_leave(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	struct auth_claims c;
-	struct job_filter f = { .status = JOB_QUEUED };
-	struct job_list l = { 0 };
+	struct job_filter f = {.status = JOB_QUEUED};
+	struct job_list l = {0};
 	const char *session = http_req_param(r, 0);
 	enum store_rc rc;
 
@@ -671,7 +674,7 @@ h_leave(struct http_req *r, void *ctx)
 			continue;
 		job_init(&j);
 		if (sched_cancel(a->sc, l.v[i].id, c.sub, JOB_ERR_SESSION,
-			&j) == STORE_ERROR)
+		        &j) == STORE_ERROR)
 			rc = STORE_ERROR;
 		job_cleanup(&j);
 	}
@@ -692,8 +695,8 @@ h_webhook(struct http_req *r, void *ctx)
 	const char *body = http_req_body(r, &len);
 	char msg[256] = "malformed callback";
 
-	switch (sched_webhook(a->sc, http_req_param(r, 0), body, len, msg,
-	    sizeof(msg))) {
+	switch (sched_webhook(
+	    a->sc, http_req_param(r, 0), body, len, msg, sizeof(msg))) {
 	case STORE_OK:
 		http_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
 		break;
@@ -715,7 +718,7 @@ h_admin_queue(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	struct auth_claims c;
-	struct job_list active = { 0 }, queued = { 0 };
+	struct job_list active = {0}, queued = {0};
 	int64_t used = 0;
 
 	if (admin(a, r, &c))
@@ -728,9 +731,9 @@ h_admin_queue(struct http_req *r, void *ctx)
 	} else {
 		http_reply_json(r, 200,
 		    json_pack("{s:{s:I, s:I}, s:o, s:o}", "slots", "total",
-			(json_int_t)a->cfg->slots, "used", (json_int_t)used,
-			"active", job_list_to_json(&active), "queued",
-			job_list_to_json(&queued)));
+		        (json_int_t)a->cfg->slots, "used", (json_int_t)used,
+		        "active", job_list_to_json(&active), "queued",
+		        job_list_to_json(&queued)));
 	}
 	job_list_cleanup(&active);
 	job_list_cleanup(&queued);
@@ -763,8 +766,8 @@ h_admin_credits(struct http_req *r, void *ctx)
 			http_reply_error(r, 402, "insufficient_credits",
 			    "the balance cannot go below 0",
 			    json_pack("{s:I, s:I}", "balance",
-				(json_int_t)balance, "cost",
-				(json_int_t)-json_integer_value(amount)));
+			        (json_int_t)balance, "cost",
+			        (json_int_t)-json_integer_value(amount)));
 		else
 			unavailable(r);
 	}
@@ -776,7 +779,7 @@ h_admin_stats(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	struct auth_claims c;
-	struct job_list done = { 0 };
+	struct job_list done = {0};
 	const char *h = http_req_query(r, "hours");
 	long long hours = 24;
 
@@ -786,8 +789,8 @@ h_admin_stats(struct http_req *r, void *ctx)
 		invalid1(r, "hours", "must be an integer from 1 to 8784");
 		return;
 	}
-	if (store_jobs_finished(a->st, now_ms() - hours * 3600 * 1000,
-		&done) != STORE_OK)
+	if (store_jobs_finished(a->st, now_ms() - hours * 3600 * 1000, &done) !=
+	    STORE_OK)
 		unavailable(r);
 	else
 		http_reply_json(r, 200, stats_by_tool(&a->cfg->tools, &done));
@@ -841,29 +844,29 @@ h_static(struct http_req *r, void *ctx)
 /* ---- the table ----------------------------------------------------- */
 
 static const struct http_route routes[] = {
-	{ HTTP_GET | HTTP_HEAD, "/", h_static, 0 },
-	{ HTTP_GET | HTTP_HEAD, "/admin", h_static, 0 },
-	{ HTTP_GET | HTTP_HEAD, "/fila.js", h_static, 0 },
-	{ HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, 0 },
-	{ HTTP_GET | HTTP_HEAD, "/web/{}", h_static, 0 },
-	{ HTTP_GET | HTTP_HEAD, "/healthz", h_health, 0 },
-	{ HTTP_GET, "/metrics", h_metrics, 0 },
-	{ HTTP_GET, "/v1/events", h_events, 0 },
-	{ HTTP_GET, "/v1/jobs/{}/events", h_job_events, 0 },
-	{ HTTP_GET, "/v1/tools", h_tools, 0 },
-	{ HTTP_POST, "/v1/uploads", h_upload, 0 },
-	{ HTTP_POST, "/v1/jobs", h_submit, 0 },
-	{ HTTP_GET, "/v1/jobs", h_jobs, 0 },
-	{ HTTP_GET, "/v1/jobs/{}", h_job, 0 },
-	{ HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, 0 },
-	{ HTTP_GET, "/v1/me", h_me, 0 },
-	{ HTTP_GET, "/v1/me/ledger", h_ledger, 0 },
-	{ HTTP_POST, "/v1/sessions/{}/leave", h_leave, 0 },
-	{ HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, 0 },
-	{ HTTP_GET, "/v1/admin/queue", h_admin_queue, 0 },
-	{ HTTP_GET, "/v1/admin/stats", h_admin_stats, 0 },
-	{ HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, 0 },
-	{ HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, 0 },
+    {HTTP_GET | HTTP_HEAD, "/", h_static, 0},
+    {HTTP_GET | HTTP_HEAD, "/admin", h_static, 0},
+    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, 0},
+    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, 0},
+    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, 0},
+    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, 0},
+    {HTTP_GET, "/metrics", h_metrics, 0},
+    {HTTP_GET, "/v1/events", h_events, 0},
+    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, 0},
+    {HTTP_GET, "/v1/tools", h_tools, 0},
+    {HTTP_POST, "/v1/uploads", h_upload, 0},
+    {HTTP_POST, "/v1/jobs", h_submit, 0},
+    {HTTP_GET, "/v1/jobs", h_jobs, 0},
+    {HTTP_GET, "/v1/jobs/{}", h_job, 0},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, 0},
+    {HTTP_GET, "/v1/me", h_me, 0},
+    {HTTP_GET, "/v1/me/ledger", h_ledger, 0},
+    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, 0},
+    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, 0},
+    {HTTP_GET, "/v1/admin/queue", h_admin_queue, 0},
+    {HTTP_GET, "/v1/admin/stats", h_admin_stats, 0},
+    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, 0},
+    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, 0},
 };
 
 struct api *

@@ -37,7 +37,7 @@ struct sub {
 	struct http_req *req;
 	char *user_id;
 	char *job_id; /* NULL: every job of the user */
-	int64_t last;  /* the last event id sent */
+	int64_t last; /* the last event id sent */
 	int ended;
 	struct sub *next;   /* in its bucket */
 	struct sub **pprev; /* the pointer to it */
@@ -51,12 +51,12 @@ struct eta {
 struct events {
 	const struct config *cfg;
 	struct store *st;
-	struct event *flush_ev;    /* next loop turn, after a commit */
-	struct event *poll_ev;     /* slow timer: other processes' commits */
-	struct event *keep_ev;     /* keep-alive comments */
-	struct event *pos_ev;      /* coalesced position publishing */
-	int64_t pos_at;            /* when positions were last published */
-	int64_t cursor;            /* the last event id dispatched */
+	struct event *flush_ev; /* next loop turn, after a commit */
+	struct event *poll_ev;  /* slow timer: other processes' commits */
+	struct event *keep_ev;  /* keep-alive comments */
+	struct event *pos_ev;   /* coalesced position publishing */
+	int64_t pos_at;         /* when positions were last published */
+	int64_t cursor;         /* the last event id dispatched */
 	int nsubs;
 	struct sub *bucket[BUCKETS];
 	struct eta *etas;
@@ -96,7 +96,7 @@ etas_clear(struct events *e)
 static void
 etas_refresh(struct events *e)
 {
-	struct job_list l = { 0 };
+	struct job_list l = {0};
 	int64_t now = now_ms();
 
 	if (e->etas_at && now - e->etas_at < ETA_REFRESH_MS)
@@ -114,8 +114,8 @@ etas_refresh(struct events *e)
 			if (l.v[i].status == JOB_COMPLETED &&
 			    l.v[i].started_at && strcmp(l.v[i].tool, name) == 0)
 				v[n++] = (double)(l.v[i].finished_at -
-					     l.v[i].started_at) /
-				    1000.0;
+				                  l.v[i].started_at) /
+				         1000.0;
 		if (n == 0)
 			continue;
 		qsort(v, n, sizeof(*v), cmp_double);
@@ -135,7 +135,7 @@ eta_for(struct events *e, const char *tool, int64_t position)
 	for (size_t i = 0; i < e->netas; i++)
 		if (strcmp(e->etas[i].tool, tool) == 0)
 			return (double)((position - 1) / e->cfg->slots + 1) *
-			    e->etas[i].run_s;
+			       e->etas[i].run_s;
 	return -1;
 }
 
@@ -173,8 +173,8 @@ queued_eta(struct events *e, const char *data)
 	if (e->netas == 0)
 		return -1; /* no recent runs: no need to read the job */
 	j = json_loads(data, 0, &err);
-	if (json_unpack(j, "{s:s, s:I}", "tool", &tool, "position",
-		&position) == 0)
+	if (json_unpack(
+	        j, "{s:s, s:I}", "tool", &tool, "position", &position) == 0)
 		eta = eta_for(e, tool, position);
 	json_decref(j);
 	return eta;
@@ -233,8 +233,8 @@ on_close(void *arg)
 
 /* Send one event to s; a job stream ends after its terminal event. */
 static void
-send_event(struct sub *s, const struct store_event *ev, const char *text,
-    int terminal)
+send_event(
+    struct sub *s, const struct store_event *ev, const char *text, int terminal)
 {
 	http_stream_write(s->req, text, strlen(text));
 	s->last = ev->id;
@@ -252,7 +252,7 @@ static int
 wants(const struct sub *s, const struct store_event *ev)
 {
 	return ev->id > s->last && strcmp(s->user_id, ev->user_id) == 0 &&
-	    (s->job_id == NULL || strcmp(s->job_id, ev->job_id) == 0);
+	       (s->job_id == NULL || strcmp(s->job_id, ev->job_id) == 0);
 }
 
 static void
@@ -277,12 +277,12 @@ dispatch(struct events *e, const struct store_event *ev)
 static void
 flush(struct events *e)
 {
-	struct store_event_list l = { 0 };
+	struct store_event_list l = {0};
 
 	do {
 		store_event_list_cleanup(&l);
 		if (store_events_after(e->st, e->cursor, NULL, NULL,
-			REPLAY_PAGE, &l) != STORE_OK)
+		        REPLAY_PAGE, &l) != STORE_OK)
 			break;
 		for (size_t i = 0; i < l.n; i++) {
 			if (e->nsubs)
@@ -320,7 +320,7 @@ on_commit(void *arg, int moved)
 {
 	struct events *e = arg;
 	int64_t wait = e->pos_at + POSITIONS_MS - mono_ms();
-	struct timeval tv = { 0, 0 };
+	struct timeval tv = {0, 0};
 
 	event_active(e->flush_ev, 0, 0);
 	if (!moved || evtimer_pending(e->pos_ev, NULL))
@@ -348,13 +348,13 @@ on_keepalive(evutil_socket_t fd, short what, void *arg)
 static int
 replay(struct events *e, struct sub *s)
 {
-	struct store_event_list l = { 0 };
+	struct store_event_list l = {0};
 	int rc = 0;
 
 	do {
 		store_event_list_cleanup(&l);
 		if (store_events_after(e->st, s->last, s->user_id, s->job_id,
-			REPLAY_PAGE, &l) != STORE_OK)
+		        REPLAY_PAGE, &l) != STORE_OK)
 			break;
 		for (size_t i = 0; i < l.n && rc == 0; i++) {
 			int terminal;
@@ -392,7 +392,7 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 	}
 	if (terminal && after >= 0) {
 		/* Reconnected after the end: nothing more will come. */
-		struct store_event_list l = { 0 };
+		struct store_event_list l = {0};
 		store_events_after(e->st, s->last, user_id, job_id, 1, &l);
 		int none = l.n == 0;
 		store_event_list_cleanup(&l);
@@ -422,12 +422,11 @@ events_streams(const struct events *e)
 }
 
 struct events *
-events_new(struct event_base *base, const struct config *cfg,
-    struct store *st)
+events_new(struct event_base *base, const struct config *cfg, struct store *st)
 {
 	struct events *e = xcalloc(1, sizeof(*e));
-	struct timeval poll = { POLL_MS / 1000, (POLL_MS % 1000) * 1000 };
-	struct timeval keep = { KEEPALIVE_MS / 1000, 0 };
+	struct timeval poll = {POLL_MS / 1000, (POLL_MS % 1000) * 1000};
+	struct timeval keep = {KEEPALIVE_MS / 1000, 0};
 
 	e->cfg = cfg;
 	e->st = st;

@@ -16,8 +16,8 @@ struct event_base;
 struct events;
 
 /* Follow st's event log on base; registers itself as st's commit hook. */
-struct events *events_new(struct event_base *base, const struct config *cfg,
-    struct store *st);
+struct events *events_new(
+    struct event_base *base, const struct config *cfg, struct store *st);
 /* Close every stream and free. NULL is a no-op. */
 void events_free(struct events *e);
 

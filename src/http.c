@@ -788,8 +788,8 @@ http_stream_start(struct http_req *r, int status, const char *ctype,
  * not take is queued on the bufferevent, which also meets any error.
  */
 static void
-stream_write_now(struct conn *c, struct http_req *r, const void *buf,
-    size_t len)
+stream_write_now(
+    struct conn *c, struct http_req *r, const void *buf, size_t len)
 {
 	char head[24];
 	struct iovec iov[3];
@@ -798,8 +798,8 @@ stream_write_now(struct conn *c, struct http_req *r, const void *buf,
 
 	if (r->chunked) {
 		iov[n].iov_base = head;
-		iov[n++].iov_len = (size_t)snprintf(head, sizeof(head),
-		    "%zx\r\n", len);
+		iov[n++].iov_len =
+		    (size_t)snprintf(head, sizeof(head), "%zx\r\n", len);
 	}
 	iov[n].iov_base = (void *)buf;
 	iov[n++].iov_len = len;
@@ -809,9 +809,9 @@ stream_write_now(struct conn *c, struct http_req *r, const void *buf,
 	}
 	for (size_t i = 0; i < n; i++)
 		total += iov[i].iov_len;
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = n };
-	done = sendmsg(bufferevent_getfd(c->bev), &msg,
-	    MSG_NOSIGNAL | MSG_DONTWAIT);
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
+	done = sendmsg(
+	    bufferevent_getfd(c->bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (done == (ssize_t)total)
 		return;
 	if (done < 0)
@@ -820,9 +820,9 @@ stream_write_now(struct conn *c, struct http_req *r, const void *buf,
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	for (size_t i = 0; i < n; i++) {
 		size_t skip = (size_t)done < iov[i].iov_len ? (size_t)done
-							     : iov[i].iov_len;
-		evbuffer_add(out, (char *)iov[i].iov_base + skip,
-		    iov[i].iov_len - skip);
+		                                            : iov[i].iov_len;
+		evbuffer_add(
+		    out, (char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
 		done -= (ssize_t)skip;
 	}
 }

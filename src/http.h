@@ -61,8 +61,7 @@ int http_server_port(const struct http_server *s);
  * answered (idle ones at once, streams at once). done(arg) runs when none
  * is left (maybe before this returns).
  */
-void http_server_drain(struct http_server *s, void (*done)(void *),
-    void *arg);
+void http_server_drain(struct http_server *s, void (*done)(void *), void *arg);
 
 /* Close everything and free the server. NULL is a no-op. */
 void http_server_free(struct http_server *s);
@@ -90,8 +89,7 @@ void *http_req_data(const struct http_req *r);
 /* --- answering (each ends the request unless it says otherwise) --- */
 
 /* Add a response header to the coming reply. */
-void http_reply_header(struct http_req *r, const char *name,
-    const char *value);
+void http_reply_header(struct http_req *r, const char *name, const char *value);
 /* A whole reply; ctype NULL when there is no body. */
 void http_reply(struct http_req *r, int status, const char *ctype,
     const void *body, size_t len);

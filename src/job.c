@@ -11,12 +11,12 @@
 #include "util.h"
 
 static const char *const status_names[] = {
-	[JOB_QUEUED] = "queued",
-	[JOB_STARTING] = "starting",
-	[JOB_RUNNING] = "running",
-	[JOB_COMPLETED] = "completed",
-	[JOB_FAILED] = "failed",
-	[JOB_CANCELLED] = "cancelled",
+    [JOB_QUEUED] = "queued",
+    [JOB_STARTING] = "starting",
+    [JOB_RUNNING] = "running",
+    [JOB_COMPLETED] = "completed",
+    [JOB_FAILED] = "failed",
+    [JOB_CANCELLED] = "cancelled",
 };
 
 void
@@ -96,28 +96,28 @@ job_to_json(const struct job *j)
 	json_t *err = json_null();
 
 	if (j->error_code)
-		err = json_pack("{s:s, s:s}", "code", j->error_code,
-		    "message", j->error_message ? j->error_message : "");
+		err = json_pack("{s:s, s:s}", "code", j->error_code, "message",
+		    j->error_message ? j->error_message : "");
 	json_object_set_new(o, "id", json_string(j->id));
 	json_object_set_new(o, "user_id", json_string(j->user_id));
 	json_object_set_new(o, "tool", json_string(j->tool));
 	json_object_set_new(o, "variant", str_or_null(j->variant));
-	json_object_set_new(o, "status",
-	    json_string(job_status_name(j->status)));
+	json_object_set_new(
+	    o, "status", json_string(job_status_name(j->status)));
 	json_object_set_new(o, "position",
 	    j->status == JOB_QUEUED && j->position > 0
-		? json_integer(j->position)
-		: json_null());
-	json_object_set_new(o, "inputs",
-	    j->inputs ? json_incref(j->inputs) : json_object());
-	json_object_set_new(o, "outputs",
-	    j->outputs ? json_incref(j->outputs) : json_array());
+	        ? json_integer(j->position)
+	        : json_null());
+	json_object_set_new(
+	    o, "inputs", j->inputs ? json_incref(j->inputs) : json_object());
+	json_object_set_new(
+	    o, "outputs", j->outputs ? json_incref(j->outputs) : json_array());
 	json_object_set_new(o, "error", err);
 	json_object_set_new(o, "cost", json_integer(j->cost));
 	json_object_set_new(o, "credits_charged", json_boolean(j->charged));
 	json_object_set_new(o, "credits_refunded", json_boolean(j->refunded));
-	json_object_set_new(o, "provider_task_id",
-	    str_or_null(j->provider_task_id));
+	json_object_set_new(
+	    o, "provider_task_id", str_or_null(j->provider_task_id));
 	json_object_set_new(o, "session_id", str_or_null(j->session_id));
 	json_object_set_new(o, "created_at", time_or_null(j->created_at));
 	json_object_set_new(o, "started_at", time_or_null(j->started_at));

@@ -36,9 +36,10 @@ struct job {
 	char *tool;
 	char *variant;
 	enum job_status status;
-	int64_t position; /* 1-based place among queued jobs; 0 when not queued */
-	json_t *inputs;   /* object */
-	json_t *outputs;  /* array of {url, type} */
+	int64_t
+	    position;   /* 1-based place among queued jobs; 0 when not queued */
+	json_t *inputs; /* object */
+	json_t *outputs; /* array of {url, type} */
 	char *error_code;
 	char *error_message;
 	int64_t cost;

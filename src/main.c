@@ -148,9 +148,9 @@ raise_fd_limit(void)
 static int
 cmd_serve(const struct config *cfg)
 {
-	struct daemon d = { 0 };
-	struct store_opts so = { cfg->slots, cfg->per_user_active,
-		cfg->credits_initial };
+	struct daemon d = {0};
+	struct store_opts so = {
+	    cfg->slots, cfg->per_user_active, cfg->credits_initial};
 	char err[512];
 	int rc = 1;
 
@@ -173,18 +173,20 @@ cmd_serve(const struct config *cfg)
 	const struct http_route *routes = api ? api_routes(api, &nroutes) : 0;
 
 	if (api) {
-		d.http = http_server_new(d.base, routes, nroutes, api,
-		    (size_t)cfg->max_body);
+		d.http = http_server_new(
+		    d.base, routes, nroutes, api, (size_t)cfg->max_body);
 		if (http_server_listen(d.http, cfg->listen_host,
-			cfg->listen_port, err, sizeof(err)) == 0)
+		        cfg->listen_port, err, sizeof(err)) == 0)
 			rc = 0;
 	}
-	struct watchdog *wd = rc == 0 ? watchdog_new(d.base, cfg, st, sc, p,
-						    WATCHDOG_TICK_MS)
-				      : NULL;
+	struct watchdog *wd =
+	    rc == 0 ? watchdog_new(d.base, cfg, st, sc, p, WATCHDOG_TICK_MS)
+	            : NULL;
 	if (rc == 0) {
-		struct event *term = evsignal_new(d.base, SIGTERM, on_signal, &d);
-		struct event *intr = evsignal_new(d.base, SIGINT, on_signal, &d);
+		struct event *term =
+		    evsignal_new(d.base, SIGTERM, on_signal, &d);
+		struct event *intr =
+		    evsignal_new(d.base, SIGINT, on_signal, &d);
 		evsignal_add(term, NULL);
 		evsignal_add(intr, NULL);
 		printf("fila listening on http://%s:%d\n", cfg->listen_host,
@@ -212,7 +214,7 @@ cmd_serve(const struct config *cfg)
 int
 main(int argc, char **argv)
 {
-	struct args a = { 0 };
+	struct args a = {0};
 	struct config cfg;
 	char err[1024];
 	int rc;
@@ -221,7 +223,7 @@ main(int argc, char **argv)
 		usage();
 	parse_args(argc, argv, &a);
 	if (config_load(&cfg, a.config, !a.config_given, a.sets, a.nsets, err,
-		sizeof(err))) {
+	        sizeof(err))) {
 		fprintf(stderr, "fila: %s\n", err);
 		free(a.sets);
 		return 2;

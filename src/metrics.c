@@ -13,17 +13,17 @@
 #include "job.h"
 #include "util.h"
 
-static const double bounds[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-	0.25, 0.5, 1, 2.5, 5, 10, 30 };
+static const double bounds[] = {
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
 
 static const char *const hist_names[HIST_COUNT] = {
-	[HIST_SUBMIT] = "fila_submit_seconds",
-	[HIST_HANDOFF] = "fila_handoff_seconds",
+    [HIST_SUBMIT] = "fila_submit_seconds",
+    [HIST_HANDOFF] = "fila_handoff_seconds",
 };
 static const char *const hist_help[HIST_COUNT] = {
-	[HIST_SUBMIT] = "Time to answer POST /v1/jobs.",
-	[HIST_HANDOFF] = "Time from a slot taken to the provider's task id.",
+    [HIST_SUBMIT] = "Time to answer POST /v1/jobs.",
+    [HIST_HANDOFF] = "Time from a slot taken to the provider's task id.",
 };
 
 struct hist {
@@ -88,8 +88,9 @@ metrics_provider(struct metrics *m, const char *call, long code)
 			return;
 		}
 	}
-	m->answers = xrealloc(m->answers, (m->nanswers + 1) * sizeof(*m->answers));
-	m->answers[m->nanswers++] = (struct answer){ xstrdup(call), code, 1 };
+	m->answers =
+	    xrealloc(m->answers, (m->nanswers + 1) * sizeof(*m->answers));
+	m->answers[m->nanswers++] = (struct answer){xstrdup(call), code, 1};
 }
 
 static void
@@ -103,8 +104,8 @@ render_hist(FILE *f, const char *name, const char *help, const struct hist *h)
 		fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], cum);
 	}
 	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, h->count);
-	fprintf(f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name,
-	    h->count);
+	fprintf(
+	    f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name, h->count);
 }
 
 static int
@@ -132,26 +133,29 @@ render_jobs(FILE *f, struct store *st)
 }
 
 char *
-metrics_render(struct metrics *m, struct store *st, const struct config *cfg,
-    int streams)
+metrics_render(
+    struct metrics *m, struct store *st, const struct config *cfg, int streams)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	struct job_list q = { 0 };
+	struct job_list q = {0};
 	int64_t used = 0;
 	int ok = render_jobs(f, st) == 0 &&
-	    store_slots_used(st, &used) == STORE_OK &&
-	    store_jobs_in(st, JOB_QUEUED, &q) == STORE_OK;
+	         store_slots_used(st, &used) == STORE_OK &&
+	         store_jobs_in(st, JOB_QUEUED, &q) == STORE_OK;
 
-	fprintf(f, "# HELP fila_slots_total Slots configured.\n"
-		   "# TYPE fila_slots_total gauge\nfila_slots_total %lld\n",
+	fprintf(f,
+	    "# HELP fila_slots_total Slots configured.\n"
+	    "# TYPE fila_slots_total gauge\nfila_slots_total %lld\n",
 	    (long long)cfg->slots);
-	fprintf(f, "# HELP fila_slots_used Slots held now.\n"
-		   "# TYPE fila_slots_used gauge\nfila_slots_used %lld\n",
+	fprintf(f,
+	    "# HELP fila_slots_used Slots held now.\n"
+	    "# TYPE fila_slots_used gauge\nfila_slots_used %lld\n",
 	    (long long)used);
-	fprintf(f, "# HELP fila_queue_length Jobs waiting.\n"
-		   "# TYPE fila_queue_length gauge\nfila_queue_length %zu\n",
+	fprintf(f,
+	    "# HELP fila_queue_length Jobs waiting.\n"
+	    "# TYPE fila_queue_length gauge\nfila_queue_length %zu\n",
 	    q.n);
 	for (int h = 0; h < HIST_COUNT; h++)
 		render_hist(f, hist_names[h], hist_help[h], &m->hist[h]);
@@ -164,8 +168,9 @@ metrics_render(struct metrics *m, struct store *st, const struct config *cfg,
 		    "fila_provider_answers_total{call=\"%s\",code=\"%ld\"} "
 		    "%llu\n",
 		    m->answers[i].call, m->answers[i].code, m->answers[i].n);
-	fprintf(f, "# HELP fila_sse_streams Event streams open.\n"
-		   "# TYPE fila_sse_streams gauge\nfila_sse_streams %d\n",
+	fprintf(f,
+	    "# HELP fila_sse_streams Event streams open.\n"
+	    "# TYPE fila_sse_streams gauge\nfila_sse_streams %d\n",
 	    streams);
 	fclose(f);
 	job_list_cleanup(&q);

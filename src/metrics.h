@@ -27,7 +27,7 @@ void metrics_provider(struct metrics *m, const char *call, long code);
 /* The Prometheus text of everything, with the store's job counts and
  * slots, and streams SSE streams open. The caller frees it; NULL when
  * the store cannot be read. */
-char *metrics_render(struct metrics *m, struct store *st,
-    const struct config *cfg, int streams);
+char *metrics_render(
+    struct metrics *m, struct store *st, const struct config *cfg, int streams);
 
 #endif

@@ -15,8 +15,8 @@ struct provider;
 
 enum provider_rc {
 	PROVIDER_OK,
-	PROVIDER_BUSY,     /* refused for capacity (RunningHub 421/415): retry */
-	PROVIDER_RETRY,    /* transport error or 5xx: worth retrying */
+	PROVIDER_BUSY,  /* refused for capacity (RunningHub 421/415): retry */
+	PROVIDER_RETRY, /* transport error or 5xx: worth retrying */
 	PROVIDER_REJECTED, /* refused for good: the message says why */
 };
 
@@ -66,19 +66,18 @@ struct provider_outcome {
 };
 void provider_outcome_cleanup(struct provider_outcome *o);
 
-typedef void (*provider_poll_cb)(void *arg,
-    const struct provider_outcome *out);
+typedef void (*provider_poll_cb)(void *arg, const struct provider_outcome *out);
 
 /* A backend: its functions take the backend's own state as first argument
  * and keep the contracts of the provider_* calls below. */
 struct provider_ops {
 	const char *name;
-	int (*submit)(void *impl, const struct provider_task *t,
-	    provider_cb cb, void *arg);
-	int (*cancel)(void *impl, const char *task_id, provider_cb cb,
+	int (*submit)(void *impl, const struct provider_task *t, provider_cb cb,
 	    void *arg);
-	int (*poll)(void *impl, const char *task_id, provider_poll_cb cb,
-	    void *arg);
+	int (*cancel)(
+	    void *impl, const char *task_id, provider_cb cb, void *arg);
+	int (*poll)(
+	    void *impl, const char *task_id, provider_poll_cb cb, void *arg);
 	int (*parse_callback)(void *impl, const char *body, size_t len,
 	    struct provider_outcome *out, char *err, size_t errlen);
 	int (*tasks)(void *impl, provider_cb cb, void *arg);
@@ -98,17 +97,17 @@ const char *provider_name(const struct provider *p);
 int provider_submit(struct provider *p, const struct provider_task *t,
     provider_cb cb, void *arg);
 /* Ask the provider to cancel task_id. */
-int provider_cancel(struct provider *p, const char *task_id, provider_cb cb,
-    void *arg);
+int provider_cancel(
+    struct provider *p, const char *task_id, provider_cb cb, void *arg);
 /* Ask what became of task_id (status, then outputs). */
-int provider_poll(struct provider *p, const char *task_id,
-    provider_poll_cb cb, void *arg);
+int provider_poll(
+    struct provider *p, const char *task_id, provider_poll_cb cb, void *arg);
 /*
  * Read a webhook body (eventData a JSON string or an object). 0 with out
  * filled (caller cleans up), or -1 with err set when malformed.
  */
-int provider_parse_callback(struct provider *p, const char *body,
-    size_t len, struct provider_outcome *out, char *err, size_t errlen);
+int provider_parse_callback(struct provider *p, const char *body, size_t len,
+    struct provider_outcome *out, char *err, size_t errlen);
 
 /* Ask how many tasks the account has running at the provider (any app):
  * res->count on PROVIDER_OK. */

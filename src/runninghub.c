@@ -737,7 +737,7 @@ account_done(struct call *c, CURLcode rc)
 		if (json_is_integer(n) && json_integer_value(n) >= 0) {
 			res.count = (long)json_integer_value(n);
 		} else if (json_is_string(n) &&
-		    parse_ll(json_string_value(n), &v) == 0 && v >= 0) {
+		           parse_ll(json_string_value(n), &v) == 0 && v >= 0) {
 			res.count = (long)v;
 		} else {
 			res.rc = PROVIDER_RETRY;
@@ -755,8 +755,8 @@ rh_tasks(void *impl, provider_cb cb, void *arg)
 
 	c->cb = cb;
 	if (call_post_json(c, "/uc/openapi/accountStatus",
-		json_pack("{s:s}", "apikey", c->rh->api_key),
-		account_done) < 0) {
+	        json_pack("{s:s}", "apikey", c->rh->api_key),
+	        account_done) < 0) {
 		call_free(c);
 		return -1;
 	}

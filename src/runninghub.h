@@ -12,9 +12,8 @@ struct event_base;
 
 /* A provider talking to base_url with api_key; calls time out after
  * timeout_ms. NULL with err set when curl cannot be set up. */
-struct provider *runninghub_new(struct event_base *base,
-    const char *base_url, const char *api_key, long timeout_ms, char *err,
-    size_t errlen);
+struct provider *runninghub_new(struct event_base *base, const char *base_url,
+    const char *api_key, long timeout_ms, char *err, size_t errlen);
 
 /*
  * Classify one answer of RunningHub's API: HTTP status plus body, the

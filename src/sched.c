@@ -36,9 +36,9 @@
 struct start {
 	struct sched *s;
 	char *job_id;
-	int attempts;     /* transport failures so far */
-	int busy;         /* capacity refusals so far */
-	int in_flight;    /* a provider submit is under way */
+	int attempts;  /* transport failures so far */
+	int busy;      /* capacity refusals so far */
+	int in_flight; /* a provider submit is under way */
 	struct event *retry;
 	struct start *next;
 };
@@ -70,12 +70,12 @@ struct sched {
 static void start_job(struct sched *s, const struct job *j);
 static void on_recover(evutil_socket_t fd, short what, void *arg);
 static void release_free(struct sched *s, struct release *r);
-static void fail_job(struct sched *s, const char *id, const char *code,
-    const char *msg);
+static void fail_job(
+    struct sched *s, const char *id, const char *code, const char *msg);
 
 struct sched *
-sched_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct provider *p, struct metrics *m)
+sched_new(struct event_base *base, const struct config *cfg, struct store *st,
+    struct provider *p, struct metrics *m)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 	s->m = m;
@@ -186,7 +186,7 @@ static void on_released(void *arg, const struct provider_result *res);
 static void
 cancel_send(struct release *r)
 {
-	struct provider_result none = { .rc = PROVIDER_OK };
+	struct provider_result none = {.rc = PROVIDER_OK};
 
 	r->tries++;
 	if (r->task_id == NULL ||
@@ -213,12 +213,13 @@ on_released(void *arg, const struct provider_result *res)
 	struct sched *s = r->s;
 
 	metrics_provider(s->m, "cancel",
-	    res->code ? res->code
-		      : res->rc == PROVIDER_OK ? 0 : res->http_status);
+	    res->code                ? res->code
+	    : res->rc == PROVIDER_OK ? 0
+	                             : res->http_status);
 	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY) &&
 	    r->tries < CANCEL_TRIES) {
-		struct timeval tv = { CANCEL_RETRY_MS / 1000,
-			(CANCEL_RETRY_MS % 1000) * 1000 };
+		struct timeval tv = {
+		    CANCEL_RETRY_MS / 1000, (CANCEL_RETRY_MS % 1000) * 1000};
 		if (r->retry == NULL)
 			r->retry = evtimer_new(s->base, on_cancel_retry, r);
 		evtimer_add(r->retry, &tv);
@@ -270,7 +271,7 @@ input_is_file(const struct tool *tool, const char *name)
 	for (size_t i = 0; i < tool->ninputs; i++)
 		if (strcmp(tool->inputs[i].name, name) == 0)
 			return tool->inputs[i].type == INPUT_IMAGE ||
-			    tool->inputs[i].type == INPUT_VIDEO;
+			       tool->inputs[i].type == INPUT_VIDEO;
 	return 0;
 }
 
@@ -289,8 +290,8 @@ build_task(struct sched *s, const struct job *j, struct provider_task *t,
 	size_t n = 0;
 
 	if (tool == NULL || (v = tool_variant(tool, j->variant)) == NULL) {
-		snprintf(msg, msglen, "tool %s is no longer configured",
-		    j->tool);
+		snprintf(
+		    msg, msglen, "tool %s is no longer configured", j->tool);
 		return -1;
 	}
 	for (size_t i = 0; i < v->nnodes; i++) {
@@ -311,7 +312,7 @@ build_task(struct sched *s, const struct job *j, struct provider_task *t,
 		} else if (!input_is_file(tool, tn->input)) {
 			pn->value = json_string_value(val);
 		} else if (store_upload_get(s->st, json_string_value(val),
-			       j->user_id, &ups[n]) == STORE_OK) {
+		               j->user_id, &ups[n]) == STORE_OK) {
 			pn->path = ups[n].path;
 			pn->file_type = ups[n].type;
 		} else {
@@ -334,7 +335,7 @@ submit(struct start *a)
 {
 	struct sched *s = a->s;
 	struct job j;
-	struct provider_task t = { 0 };
+	struct provider_task t = {0};
 	size_t cap;
 	char msg[256];
 	int rc = -1;
@@ -342,7 +343,8 @@ submit(struct start *a)
 	job_init(&j);
 	if (store_job_get(s->st, a->job_id, NULL, &j) != STORE_OK ||
 	    j.status != JOB_STARTING) {
-		/* Cancelled while waiting to retry: nothing is at the provider. */
+		/* Cancelled while waiting to retry: nothing is at the provider.
+		 */
 		store_slot_release(s->st, a->job_id);
 		start_remove(s, a);
 		job_cleanup(&j);
@@ -447,7 +449,9 @@ on_submitted(void *arg, const struct provider_result *res)
 	a->in_flight = 0;
 	job_init(&j);
 	metrics_provider(s->m, "submit",
-	    res->code ? res->code : res->rc == PROVIDER_OK ? 0 : res->http_status);
+	    res->code                ? res->code
+	    : res->rc == PROVIDER_OK ? 0
+	                             : res->http_status);
 	switch (res->rc) {
 	case PROVIDER_OK:
 		start_remove(s, a);
@@ -474,9 +478,9 @@ on_submitted(void *arg, const struct provider_result *res)
 			start_remove(s, a);
 			fail_job(s, id, JOB_ERR_PROVIDER,
 			    res->message ? res->message
-					 : "provider unreachable");
+			                 : "provider unreachable");
 		} else if (store_job_get(s->st, id, NULL, &j) == STORE_OK &&
-		    j.status != JOB_STARTING) {
+		           j.status != JOB_STARTING) {
 			store_slot_release(s->st, id); /* cancelled meanwhile */
 			start_remove(s, a);
 		} else {
@@ -501,8 +505,8 @@ fail_job(struct sched *s, const char *id, const char *code, const char *msg)
 	struct job j;
 
 	job_init(&j);
-	enum store_rc rc = store_job_finish(s->st, id, JOB_FAILED, code, msg,
-	    NULL, 1, &j);
+	enum store_rc rc =
+	    store_job_finish(s->st, id, JOB_FAILED, code, msg, NULL, 1, &j);
 	if (rc == STORE_CONFLICT)
 		store_slot_release(s->st, id);
 	else if (rc != STORE_OK)
@@ -531,7 +535,7 @@ static void ask_tasks(struct sched *s);
 static void
 recover_later(struct sched *s)
 {
-	struct timeval tv = { RECOVER_MS / 1000, (RECOVER_MS % 1000) * 1000 };
+	struct timeval tv = {RECOVER_MS / 1000, (RECOVER_MS % 1000) * 1000};
 	evtimer_add(s->recover_ev, &tv);
 }
 
@@ -546,7 +550,7 @@ recover_prune(struct sched *s)
 		struct job j;
 		job_init(&j);
 		if (store_job_get(s->st, s->recovering[i], NULL, &j) ==
-			STORE_OK &&
+		        STORE_OK &&
 		    j.status == JOB_STARTING)
 			s->recovering[k++] = s->recovering[i];
 		else
@@ -578,7 +582,7 @@ static void
 on_tasks(void *arg, const struct provider_result *res)
 {
 	struct sched *s = arg;
-	struct job_list running = { 0 };
+	struct job_list running = {0};
 	long known = 0, unknown;
 
 	recover_prune(s);
@@ -612,7 +616,7 @@ on_recover(evutil_socket_t fd, short what, void *arg)
 void
 sched_recover(struct sched *s)
 {
-	struct job_list l = { 0 };
+	struct job_list l = {0};
 
 	/* Slots still held by ended jobs: their provider's answer was lost
 	 * with the stop. Ask again; the answer frees them. */
@@ -668,7 +672,7 @@ end_active(struct sched *s, const char *id, const char *user_id,
 		return STORE_CONFLICT;
 	a = start_find(s, id);
 	release = out->status == JOB_QUEUED ||
-	    (out->status == JOB_STARTING && (a == NULL || !a->in_flight));
+	          (out->status == JOB_STARTING && (a == NULL || !a->in_flight));
 	char *task = xstrdup_or_null(out->provider_task_id);
 	enum job_status was = out->status;
 	job_cleanup(out);
@@ -688,10 +692,10 @@ enum store_rc
 sched_cancel(struct sched *s, const char *id, const char *user_id,
     const char *code, struct job *out)
 {
-	const char *msg = strcmp(code, JOB_ERR_ADMIN) == 0
-	    ? "cancelled by an administrator"
+	const char *msg =
+	    strcmp(code, JOB_ERR_ADMIN) == 0 ? "cancelled by an administrator"
 	    : strcmp(code, JOB_ERR_SESSION) == 0 ? "the session was left"
-						 : "cancelled by the user";
+	                                         : "cancelled by the user";
 
 	return end_active(s, id, user_id, JOB_CANCELLED, code, msg, out);
 }
@@ -702,15 +706,15 @@ sched_expire(struct sched *s, const char *id, const char *msg)
 	struct job j;
 
 	job_init(&j);
-	enum store_rc rc = end_active(s, id, NULL, JOB_FAILED,
-	    JOB_ERR_TIMEOUT, msg, &j);
+	enum store_rc rc =
+	    end_active(s, id, NULL, JOB_FAILED, JOB_ERR_TIMEOUT, msg, &j);
 	job_cleanup(&j);
 	return rc;
 }
 
 void
-sched_outcome(struct sched *s, const struct job *j,
-    const struct provider_outcome *o)
+sched_outcome(
+    struct sched *s, const struct job *j, const struct provider_outcome *o)
 {
 	struct job done;
 
@@ -753,10 +757,10 @@ state_name(enum provider_state s)
 }
 
 enum store_rc
-sched_webhook(struct sched *s, const char *token, const char *body,
-    size_t len, char *msg, size_t msglen)
+sched_webhook(struct sched *s, const char *token, const char *body, size_t len,
+    char *msg, size_t msglen)
 {
-	struct provider_outcome o = { 0 };
+	struct provider_outcome o = {0};
 	struct job j;
 	enum store_rc rc;
 	int applied = 0;
@@ -779,7 +783,7 @@ sched_webhook(struct sched *s, const char *token, const char *body,
 		sched_outcome(s, &j, &o);
 	}
 	if (store_callback_add(s->st, j.id, o.task_id, state_name(o.state),
-		applied) != STORE_OK)
+	        applied) != STORE_OK)
 		log_store(s, "callback", j.id);
 out:
 	provider_outcome_cleanup(&o);

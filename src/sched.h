@@ -35,8 +35,8 @@ enum store_rc sched_submit(struct sched *s, const struct job_new *in,
  * slot held until the provider let go. STORE_CONFLICT when already
  * terminal (out is the job as it is).
  */
-enum store_rc sched_cancel(struct sched *s, const char *id,
-    const char *user_id, const char *code, struct job *out);
+enum store_rc sched_cancel(struct sched *s, const char *id, const char *user_id,
+    const char *code, struct job *out);
 
 /*
  * A provider callback for the job whose webhook token is token.
@@ -54,8 +54,8 @@ enum store_rc sched_expire(struct sched *s, const char *id, const char *msg);
 
 /* Apply what the provider says of job j's task (callback or poll): a
  * completed or failed task ends the job; anything else changes nothing. */
-void sched_outcome(struct sched *s, const struct job *j,
-    const struct provider_outcome *o);
+void sched_outcome(
+    struct sched *s, const struct job *j, const struct provider_outcome *o);
 
 /* Fill free slots from the queue (FIFO) and start what was promoted. */
 void sched_pump(struct sched *s);

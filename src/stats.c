@@ -44,12 +44,12 @@ add(struct acc *a, const struct job *j)
 	else
 		a->failed++;
 	if (j->started_at && j->started_at >= j->created_at)
-		a->wait[a->nwait++] = (double)(j->started_at - j->created_at) /
-		    1000.0;
+		a->wait[a->nwait++] =
+		    (double)(j->started_at - j->created_at) / 1000.0;
 	if (j->status == JOB_COMPLETED && j->started_at &&
 	    j->finished_at >= j->started_at)
-		a->run[a->nrun++] = (double)(j->finished_at - j->started_at) /
-		    1000.0;
+		a->run[a->nrun++] =
+		    (double)(j->finished_at - j->started_at) / 1000.0;
 }
 
 /* The newest failed jobs first (done is in finishing order). */
@@ -58,7 +58,8 @@ recent_failures(const struct job_list *done)
 {
 	json_t *a = json_array();
 
-	for (size_t i = done->n; i-- > 0 && json_array_size(a) < STATS_FAILURES;)
+	for (size_t i = done->n;
+	     i-- > 0 && json_array_size(a) < STATS_FAILURES;)
 		if (done->v[i].status == JOB_FAILED)
 			json_array_append_new(a, job_to_json(&done->v[i]));
 	return a;
@@ -70,7 +71,7 @@ stats_by_tool(const struct tools *t, const struct job_list *done)
 	json_t *tools = json_object();
 
 	for (size_t i = 0; i < t->n; i++) {
-		struct acc a = { 0 };
+		struct acc a = {0};
 		a.wait = xcalloc(done->n + 1, sizeof(double));
 		a.run = xcalloc(done->n + 1, sizeof(double));
 		for (size_t k = 0; k < done->n; k++)
@@ -78,10 +79,10 @@ stats_by_tool(const struct tools *t, const struct job_list *done)
 				add(&a, &done->v[k]);
 		json_object_set_new(tools, t->v[i].name,
 		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "completed",
-			a.completed, "failed", a.failed, "cancelled",
-			a.cancelled, "timeout", a.timeout, "wait_p50_s",
-			median(a.wait, a.nwait), "run_p50_s",
-			median(a.run, a.nrun)));
+		        a.completed, "failed", a.failed, "cancelled",
+		        a.cancelled, "timeout", a.timeout, "wait_p50_s",
+		        median(a.wait, a.nwait), "run_p50_s",
+		        median(a.run, a.nrun)));
 		free(a.wait);
 		free(a.run);
 	}

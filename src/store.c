@@ -117,8 +117,8 @@ store_job_submit(struct store *st, const struct job_new *in, struct job *out,
     int64_t *balance)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->job_submit(st, in, out, balance),
-	    0);
+	return committed(
+	    st, enter(st)->be->job_submit(st, in, out, balance), 0);
 }
 
 enum store_rc
@@ -168,8 +168,8 @@ store_job_running(
     struct store *st, const char *id, const char *task_id, struct job *out)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->job_running(st, id, task_id, out),
-	    0);
+	return committed(
+	    st, enter(st)->be->job_running(st, id, task_id, out), 0);
 }
 
 enum store_rc
@@ -178,8 +178,8 @@ store_job_finish(struct store *st, const char *id, enum job_status to,
     int release_slot, struct job *out)
 {
 	job_init(out);
-	enum store_rc rc = enter(st)->be->job_finish(st, id, to, error_code,
-	    error_message, outputs, release_slot, out);
+	enum store_rc rc = enter(st)->be->job_finish(
+	    st, id, to, error_code, error_message, outputs, release_slot, out);
 	/* A job that never started ended while queued. */
 	return committed(st, rc, out->started_at == 0);
 }
@@ -218,8 +218,8 @@ enum store_rc
 store_events_after(struct store *st, int64_t after, const char *user_id,
     const char *job_id, int limit, struct store_event_list *out)
 {
-	return enter(st)->be->events_after(st, after, user_id, job_id, limit,
-	    out);
+	return enter(st)->be->events_after(
+	    st, after, user_id, job_id, limit, out);
 }
 
 enum store_rc
@@ -255,8 +255,8 @@ enum store_rc
 store_callback_add(struct store *st, const char *job_id, const char *task_id,
     const char *outcome, int applied)
 {
-	return enter(st)->be->callback_add(st, job_id, task_id, outcome,
-	    applied);
+	return enter(st)->be->callback_add(
+	    st, job_id, task_id, outcome, applied);
 }
 
 enum store_rc

@@ -43,8 +43,8 @@ struct store_opts {
  * Open (creating and migrating) the store at url and size the slot table
  * to opts->slots. NULL with err set on failure.
  */
-struct store *store_open(const char *url, const struct store_opts *opts,
-    char *err, size_t errlen);
+struct store *store_open(
+    const char *url, const struct store_opts *opts, char *err, size_t errlen);
 void store_free(struct store *st);
 /* The last error's text (valid until the next call). */
 const char *store_error(struct store *st);
@@ -53,8 +53,8 @@ const char *store_error(struct store *st);
 
 /* The user's balance, creating the user with the initial grant (a ledger
  * entry) if never seen before. */
-enum store_rc store_user_balance(struct store *st, const char *user_id,
-    int64_t *balance);
+enum store_rc store_user_balance(
+    struct store *st, const char *user_id, int64_t *balance);
 
 /* Add amount (may be negative) as a "grant" ledger entry with reason.
  * STORE_CREDITS when the balance would go below 0 (nothing written). */
@@ -62,15 +62,15 @@ enum store_rc store_user_grant(struct store *st, const char *user_id,
     int64_t amount, const char *reason, int64_t *balance);
 
 /* The user's ledger, newest first, as API.md §5 shows it (new reference). */
-enum store_rc store_ledger(struct store *st, const char *user_id,
-    json_t **entries);
+enum store_rc store_ledger(
+    struct store *st, const char *user_id, json_t **entries);
 
 /* --- uploads --- */
 
 enum store_rc store_upload_add(struct store *st, const struct upload *u);
 /* The upload id if it belongs to user_id; STORE_NOTFOUND otherwise. */
-enum store_rc store_upload_get(struct store *st, const char *id,
-    const char *user_id, struct upload *out);
+enum store_rc store_upload_get(
+    struct store *st, const char *id, const char *user_id, struct upload *out);
 
 /* --- jobs --- */
 
@@ -101,29 +101,29 @@ enum store_rc store_job_submit(struct store *st, const struct job_new *in,
     struct job *out, int64_t *balance);
 
 /* The job by id; when user_id is non-NULL it must be theirs. */
-enum store_rc store_job_get(struct store *st, const char *id,
-    const char *user_id, struct job *out);
-enum store_rc store_job_by_token(struct store *st, const char *token,
-    struct job *out);
+enum store_rc store_job_get(
+    struct store *st, const char *id, const char *user_id, struct job *out);
+enum store_rc store_job_by_token(
+    struct store *st, const char *token, struct job *out);
 
 /* The oldest active job of the user, or STORE_NOTFOUND. */
-enum store_rc store_job_active(struct store *st, const char *user_id,
-    struct job *out);
+enum store_rc store_job_active(
+    struct store *st, const char *user_id, struct job *out);
 
 struct job_filter {
 	const char *user_id; /* NULL: every user */
 	int status;          /* an enum job_status, or -1 for any */
 	const char *tool;    /* NULL: any */
-	int64_t before_seq;  /* 0: from the newest; else only seq < before_seq */
+	int64_t before_seq; /* 0: from the newest; else only seq < before_seq */
 	int limit;
 };
 /* Jobs newest first (seq descending) matching f, appended to out. */
-enum store_rc store_job_list(struct store *st, const struct job_filter *f,
-    struct job_list *out);
+enum store_rc store_job_list(
+    struct store *st, const struct job_filter *f, struct job_list *out);
 
 /* Every job with status s, oldest first (FIFO order), appended to out. */
-enum store_rc store_jobs_in(struct store *st, enum job_status s,
-    struct job_list *out);
+enum store_rc store_jobs_in(
+    struct store *st, enum job_status s, struct job_list *out);
 
 /*
  * Jobs with status s that entered it before before_ms (created_at for
@@ -141,8 +141,8 @@ enum store_rc store_promote(struct store *st, struct job *out);
 
 /* starting → running with the provider's task id. STORE_CONFLICT when the
  * job is not starting any more. */
-enum store_rc store_job_running(struct store *st, const char *id,
-    const char *task_id, struct job *out);
+enum store_rc store_job_running(
+    struct store *st, const char *id, const char *task_id, struct job *out);
 
 /*
  * End the job: to completed (outputs set) from running; to failed or
@@ -158,8 +158,7 @@ enum store_rc store_job_finish(struct store *st, const char *id,
 
 /* Ended jobs that still hold a slot (waiting for the provider to let go
  * of their task), appended to out. */
-enum store_rc store_jobs_holding_ended(struct store *st,
-    struct job_list *out);
+enum store_rc store_jobs_holding_ended(struct store *st, struct job_list *out);
 
 /* Free the slot held by job id, if any. */
 enum store_rc store_slot_release(struct store *st, const char *id);
@@ -168,8 +167,8 @@ enum store_rc store_slot_release(struct store *st, const char *id);
 enum store_rc store_slots_used(struct store *st, int64_t *used);
 
 /* Jobs that finished at or after since (ms), oldest first, appended. */
-enum store_rc store_jobs_finished(struct store *st, int64_t since,
-    struct job_list *out);
+enum store_rc store_jobs_finished(
+    struct store *st, int64_t since, struct job_list *out);
 
 /* Jobs counted by tool and status: {"tool": {"status": n}} (new ref). */
 enum store_rc store_job_counts(struct store *st, json_t **counts);

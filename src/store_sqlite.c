@@ -1180,7 +1180,7 @@ lite_events_after(struct store *st, int64_t after, const char *user_id,
 	struct sqlite_store *s = lite(st);
 	sqlite3_stmt *q = prep(s, ST_EVENTS_AFTER,
 	    ARGS(I64(after), TXT(user_id), TXT(job_id),
-		I64(limit > 0 ? limit : -1)));
+	        I64(limit > 0 ? limit : -1)));
 	enum store_rc rc = STORE_OK;
 	int step;
 
@@ -1210,8 +1210,8 @@ static enum store_rc
 positions_tx(struct sqlite_store *s, void *arg)
 {
 	int64_t added = 0;
-	enum store_rc rc = run(s, ST_POSITION_EVENTS, &added,
-	    ARGS(I64(now_ms())));
+	enum store_rc rc =
+	    run(s, ST_POSITION_EVENTS, &added, ARGS(I64(now_ms())));
 
 	if (rc == STORE_OK && added > 0)
 		rc = run(s, ST_POSITIONS_SHOWN, NULL, NOARGS);
@@ -1225,7 +1225,7 @@ lite_callback_add(struct store *st, const char *job_id, const char *task_id,
 {
 	return run(lite(st), ST_CALLBACK_INSERT, NULL,
 	    ARGS(TXT(job_id), TXT(task_id), TXT(outcome), I64(applied),
-		I64(now_ms())));
+	        I64(now_ms())));
 }
 
 static enum store_rc
@@ -1240,7 +1240,7 @@ lite_jobs_older(struct store *st, enum job_status status, int64_t before_ms,
 {
 	return get_jobs(lite(st), ST_JOBS_OLDER, out,
 	    ARGS(TXT(job_status_name(status)), I64(before_ms),
-		I64(limit > 0 ? limit : -1)));
+	        I64(limit > 0 ? limit : -1)));
 }
 
 static enum store_rc
@@ -1260,8 +1260,8 @@ lite_job_counts(struct store *st, json_t **counts)
 		json_t *t = json_object_get(*counts, tool);
 		if (t == NULL)
 			json_object_set_new(*counts, tool, t = json_object());
-		json_object_set_new(t, status,
-		    json_integer(sqlite3_column_int64(q, 2)));
+		json_object_set_new(
+		    t, status, json_integer(sqlite3_column_int64(q, 2)));
 	}
 	if (step != SQLITE_DONE) {
 		rc = db_fail(s);

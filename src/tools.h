@@ -77,8 +77,8 @@ const struct tool *tools_find(const struct tools *t, const char *name);
 
 /* The variant named, or the first (default) one when name is NULL;
  * NULL when there is no such variant. */
-const struct tool_variant *tool_variant(const struct tool *tool,
-    const char *name);
+const struct tool_variant *tool_variant(
+    const struct tool *tool, const char *name);
 
 /* GET /v1/tools body: {"tools": [...]} (new reference). */
 json_t *tools_to_json(const struct tools *t);

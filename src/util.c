@@ -123,8 +123,8 @@ random_hex(char *out, size_t nbytes)
 	size_t done = 0;
 
 	while (done < nbytes) {
-		size_t want = nbytes - done < sizeof(b) ? nbytes - done
-							: sizeof(b);
+		size_t want =
+		    nbytes - done < sizeof(b) ? nbytes - done : sizeof(b);
 		ssize_t got = getrandom(b, want, 0);
 		if (got < 0) {
 			if (errno == EINTR)

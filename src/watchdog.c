@@ -85,9 +85,9 @@ on_polled(void *arg, const struct provider_outcome *o)
 	p->polls++;
 	for (int i = 1; i < p->polls && wait < POLL_INTERVAL_MAX_MS; i++)
 		wait *= 2;
-	p->next_ms = now_ms() + (wait < POLL_INTERVAL_MAX_MS
-						? wait
-						: POLL_INTERVAL_MAX_MS);
+	p->next_ms =
+	    now_ms() +
+	    (wait < POLL_INTERVAL_MAX_MS ? wait : POLL_INTERVAL_MAX_MS);
 	job_init(&j);
 	if (store_job_get(w->st, p->job_id, NULL, &j) == STORE_OK &&
 	    j.status == JOB_RUNNING)
@@ -117,8 +117,8 @@ expire(struct watchdog *w, const struct job *j, const char *limit)
 	snprintf(msg, sizeof(msg), "the job was %s longer than %s",
 	    job_status_name(j->status), limit);
 	if (sched_expire(w->sc, j->id, msg) == STORE_ERROR)
-		fprintf(stderr, "fila: expire %s: %s\n", j->id,
-		    store_error(w->st));
+		fprintf(
+		    stderr, "fila: expire %s: %s\n", j->id, store_error(w->st));
 }
 
 /* Expire what waited past its limit: only those jobs are read. */
@@ -126,10 +126,10 @@ static void
 check_expired(struct watchdog *w, enum job_status s, int64_t limit_s,
     const char *limit, int64_t now)
 {
-	struct job_list l = { 0 };
+	struct job_list l = {0};
 
-	if (store_jobs_older(w->st, s, now - limit_s * 1000, EXPIRE_BATCH,
-		&l) == STORE_OK)
+	if (store_jobs_older(
+	        w->st, s, now - limit_s * 1000, EXPIRE_BATCH, &l) == STORE_OK)
 		for (size_t i = 0; i < l.n; i++)
 			expire(w, &l.v[i], limit);
 	job_list_cleanup(&l);
@@ -139,7 +139,7 @@ check_expired(struct watchdog *w, enum job_status s, int64_t limit_s,
 static void
 check_running(struct watchdog *w, int64_t now)
 {
-	struct job_list l = { 0 };
+	struct job_list l = {0};
 
 	if (store_jobs_in(w->st, JOB_RUNNING, &l) == STORE_OK)
 		for (size_t i = 0; i < l.n; i++)
@@ -168,8 +168,8 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	struct watchdog *w = arg;
 	int64_t now = now_ms();
 
-	check_expired(w, JOB_QUEUED, w->cfg->queue_timeout, "queue_timeout",
-	    now);
+	check_expired(
+	    w, JOB_QUEUED, w->cfg->queue_timeout, "queue_timeout", now);
 	check_expired(w, JOB_STARTING, w->cfg->run_timeout, "run_timeout", now);
 	check_expired(w, JOB_RUNNING, w->cfg->run_timeout, "run_timeout", now);
 	check_running(w, now);
@@ -181,7 +181,7 @@ watchdog_new(struct event_base *base, const struct config *cfg,
     struct store *st, struct sched *sc, struct provider *p, int tick_ms)
 {
 	struct watchdog *w = xcalloc(1, sizeof(*w));
-	struct timeval tv = { tick_ms / 1000, (tick_ms % 1000) * 1000 };
+	struct timeval tv = {tick_ms / 1000, (tick_ms % 1000) * 1000};
 
 	w->cfg = cfg;
 	w->st = st;

@@ -15,9 +15,8 @@ struct event_base;
 struct watchdog;
 
 /* Start watching every tick_ms milliseconds. */
-struct watchdog *watchdog_new(struct event_base *base,
-    const struct config *cfg, struct store *st, struct sched *sc,
-    struct provider *p, int tick_ms);
+struct watchdog *watchdog_new(struct event_base *base, const struct config *cfg,
+    struct store *st, struct sched *sc, struct provider *p, int tick_ms);
 /* Stop; polls in flight are forgotten (free the provider after). */
 void watchdog_free(struct watchdog *w);
 

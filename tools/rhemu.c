@@ -71,8 +71,8 @@ enum run_mode {
 	RUN_REFUSE,
 	RUN_ACCEPT_HANG, /* the task starts, but the run call never answers */
 };
-static const char *const run_mode_names[] = {"normal", "busy", "error500",
-    "hang", "refuse", "accept_hang", NULL};
+static const char *const run_mode_names[] = {
+    "normal", "busy", "error500", "hang", "refuse", "accept_hang", NULL};
 
 /* What /emu/config changes; a running task keeps the duration it began with. */
 struct config {

@@ -1035,7 +1035,7 @@ Test(store, racing_processes_never_exceed_the_slots)
 
 Test(store, events_after_filters_and_orders)
 {
-	struct store_event_list l = { 0 };
+	struct store_event_list l = {0};
 	struct job j;
 	int64_t last = -1;
 
@@ -1082,7 +1082,7 @@ Test(store, positions_publish_only_what_moved)
 	cr_assert_eq(n, 2);
 	cr_assert_eq(count_of("events"), before + 2);
 	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'p3'"
-			     " AND data LIKE '%\"position\":2%'"),
+	                     " AND data LIKE '%\"position\":2%'"),
 	    1);
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
 	cr_assert_eq(n, 0);
@@ -1127,7 +1127,7 @@ Test(store, commit_hook_runs_after_changes_with_events)
 Test(store, job_counts_and_finished_window)
 {
 	struct job j;
-	struct job_list l = { 0 };
+	struct job_list l = {0};
 	json_t *c = NULL;
 
 	submit_ok("c1", "u1", "upscaler");
@@ -1136,10 +1136,10 @@ Test(store, job_counts_and_finished_window)
 	job_cleanup(&j);
 	cr_assert_eq(store_job_counts(st, &c), STORE_OK);
 	cr_assert_eq(json_integer_value(json_object_get(
-			 json_object_get(c, "upscaler"), "queued")),
+	                 json_object_get(c, "upscaler"), "queued")),
 	    1);
 	cr_assert_eq(json_integer_value(json_object_get(
-			 json_object_get(c, "veste_ai"), "cancelled")),
+	                 json_object_get(c, "veste_ai"), "cancelled")),
 	    1);
 	json_decref(c);
 	cr_assert_eq(store_jobs_finished(st, now_ms() - 60000, &l), STORE_OK);
@@ -1156,7 +1156,7 @@ Test(store, callbacks_are_recorded)
 	cr_assert_eq(store_callback_add(st, "cb", "t1", "failed", 1), STORE_OK);
 	cr_assert_eq(store_callback_add(st, "cb", "t1", "failed", 0), STORE_OK);
 	cr_assert_eq(raw_int("SELECT count(*) FROM callbacks WHERE job_id ="
-			     " 'cb' AND applied = 0"),
+	                     " 'cb' AND applied = 0"),
 	    1);
 	cr_assert_eq(count_of("callbacks"), 2);
 }
@@ -1165,7 +1165,7 @@ Test(store, callbacks_are_recorded)
  * job_to_json() says of the same job. */
 Test(store, position_events_match_job_to_json)
 {
-	struct store_event_list l = { 0 };
+	struct store_event_list l = {0};
 	struct job j;
 	json_error_t err;
 	int n;
@@ -1206,14 +1206,14 @@ Test(store, position_events_match_job_to_json)
 
 Test(store, jobs_older_reads_only_what_waited_too_long)
 {
-	struct job_list l = { 0 };
+	struct job_list l = {0};
 	struct job j;
 
 	submit_ok("o1", "u1", "upscaler");
 	submit_ok("o2", "u2", "upscaler");
 	submit_ok("o3", "u3", "upscaler");
 	cr_assert_eq(raw_exec("UPDATE jobs SET created_at = created_at - 600000"
-			      " WHERE id IN ('o1', 'o2')"),
+	                      " WHERE id IN ('o1', 'o2')"),
 	    SQLITE_OK);
 	cr_assert_eq(store_jobs_older(st, JOB_QUEUED, now_ms() - 60000, 0, &l),
 	    STORE_OK);
@@ -1229,8 +1229,8 @@ Test(store, jobs_older_reads_only_what_waited_too_long)
 	/* Running jobs count from when they started, not when created. */
 	cr_assert_eq(store_promote(st, &j), STORE_OK);
 	job_cleanup(&j);
-	cr_assert_eq(store_jobs_older(st, JOB_STARTING, now_ms() - 60000, 0,
-			 &l),
+	cr_assert_eq(
+	    store_jobs_older(st, JOB_STARTING, now_ms() - 60000, 0, &l),
 	    STORE_OK);
 	cr_assert_eq(l.n, 0);
 	cr_assert_eq(store_jobs_older(st, JOB_STARTING, now_ms() + 1000, 0, &l),
