@@ -92,7 +92,6 @@ static const char migration_1[] =
 	" webhook_token TEXT UNIQUE NOT NULL,"
 	" session_id TEXT,"
 	" idem_key TEXT,"
-	" shown_position INTEGER," /* the position its last event showed */
 	" created_at INTEGER NOT NULL,"
 	" started_at INTEGER,"
 	" finished_at INTEGER,"
@@ -116,8 +115,14 @@ static const char migration_1[] =
 	" user_id TEXT NOT NULL,"
 	" data TEXT NOT NULL,"
 	" at INTEGER NOT NULL);"
+	/* Every reader of the log names the user (a job's stream too), so
+	 * one index serves them all and each append updates only two trees. */
 	"CREATE INDEX events_user ON events (user_id, id);"
-	"CREATE INDEX events_job ON events (job_id, id);"
+	/* The place each queued job's last event showed: narrow rows, so a
+	 * queue move rewrites little besides its events. */
+	"CREATE TABLE shown ("
+	" job_id TEXT PRIMARY KEY,"
+	" position INTEGER NOT NULL) WITHOUT ROWID;"
 	/* Every provider callback, applied or not: the audit of late,
 	 * duplicate and contradicting ones (the events stay the job's own). */
 	"CREATE TABLE callbacks ("
@@ -254,6 +259,8 @@ enum stmt_id {
 	ST_EVENTS_LAST,
 	ST_POSITION_EVENTS,
 	ST_POSITIONS_SHOWN,
+	ST_SHOWN_ADD,
+	ST_SHOWN_PRUNE,
 	ST_JOB_COUNTS,
 	ST_JOBS_OLDER,
 	ST_JOBS_HOLDING_ENDED,
@@ -288,10 +295,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_JOB_INSERT] =
 	    "INSERT INTO jobs (id, user_id, tool, variant, status, inputs,"
 	    " cost, charged, webhook_token, session_id, idem_key,"
-	    " shown_position, created_at, updated_at)"
+	    " created_at, updated_at)"
 	    " VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 1, ?7, ?8, ?9,"
-	    " (SELECT count(*) FROM jobs WHERE status = 'queued') + 1,"
 	    " ?10, ?10)",
+	[ST_SHOWN_ADD] = "INSERT OR REPLACE INTO shown (job_id, position)"
+	    " SELECT ?1, count(*) FROM jobs WHERE status = 'queued'",
 	[ST_JOB_GET] =
 	    SELECT_JOB "WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
 	[ST_JOB_BY_TOKEN] = SELECT_JOB "WHERE webhook_token = ?1",
@@ -354,10 +362,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_POSITION_EVENTS] = "INSERT INTO events (job_id, user_id, data, at)"
 	    " SELECT id, user_id, " JOB_JSON_SQL ", ?1 FROM jobs"
 	    " JOIN " QUEUE_SQL " USING (id)"
-	    " WHERE shown_position IS NOT pos ORDER BY seq",
-	[ST_POSITIONS_SHOWN] = "UPDATE jobs SET shown_position = pos"
-	    " FROM " QUEUE_SQL " AS q WHERE jobs.id = q.id"
-	    " AND shown_position IS NOT pos",
+	    " LEFT JOIN shown ON shown.job_id = jobs.id"
+	    " WHERE shown.position IS NOT pos ORDER BY seq",
+	[ST_POSITIONS_SHOWN] = "INSERT OR REPLACE INTO shown (job_id, position)"
+	    " SELECT q.id, q.pos FROM " QUEUE_SQL " AS q"
+	    " LEFT JOIN shown ON shown.job_id = q.id"
+	    " WHERE shown.position IS NOT q.pos",
+	[ST_SHOWN_PRUNE] = "DELETE FROM shown WHERE job_id NOT IN"
+	    " (SELECT id FROM jobs WHERE status = 'queued')",
 };
 /* clang-format on */
 
@@ -919,6 +931,8 @@ submit_tx(struct sqlite_store *s, void *arg)
 	        TXT(inputs), I64(in->cost), TXT(in->webhook_token),
 	        TXT(in->session_id), TXT(in->idem_key), I64(now)));
 	free(inputs);
+	if (rc == STORE_OK) /* its own event shows its place */
+		rc = run(s, ST_SHOWN_ADD, NULL, ARGS(TXT(in->id)));
 	if (rc == STORE_OK)
 		rc = get_int(s, ST_USER_ADD, a->balance,
 		    ARGS(TXT(in->user_id), I64(-in->cost)));
@@ -1215,6 +1229,8 @@ positions_tx(struct sqlite_store *s, void *arg)
 
 	if (rc == STORE_OK && added > 0)
 		rc = run(s, ST_POSITIONS_SHOWN, NULL, NOARGS);
+	if (rc == STORE_OK) /* jobs that left the queue show nothing more */
+		rc = run(s, ST_SHOWN_PRUNE, NULL, NOARGS);
 	*(int *)arg = (int)added;
 	return rc;
 }
