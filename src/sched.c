@@ -39,6 +39,9 @@ struct start {
 	int attempts;  /* transport failures so far */
 	int busy;      /* capacity refusals so far */
 	int in_flight; /* a provider submit is under way */
+	int checking;  /* asking the provider's task count (unsure) */
+	int unsure;    /* the last submit failed in transport: it may have
+	                * started a task all the same */
 	struct event *retry;
 	struct start *next;
 };
@@ -382,10 +385,59 @@ submit(struct start *a)
 	}
 }
 
+/* Tasks fila knows the provider runs: its running jobs and the submits
+ * under way. -1 when the store cannot tell. */
+static long
+known_tasks(struct sched *s)
+{
+	struct job_list running = {0};
+	long n = -1;
+
+	if (store_jobs_in(s->st, JOB_RUNNING, &running) == STORE_OK) {
+		n = (long)running.n;
+		for (struct start *a = s->starts; a; a = a->next)
+			n += a->in_flight;
+	}
+	job_list_cleanup(&running);
+	return n;
+}
+
+static void retry_later(struct start *a, int tries);
+
+/* The account's count of tasks tells whether an unsure submit started
+ * one: while the provider runs more than fila knows of, the job waits. */
+static void
+on_verified(void *arg, const struct provider_result *res)
+{
+	struct start *a = arg;
+	long known;
+
+	a->checking = 0;
+	if (res->rc == PROVIDER_OK && (known = known_tasks(a->s)) >= 0 &&
+	    res->count <= known) {
+		a->unsure = 0;
+		submit(a);
+	} else {
+		retry_later(a, a->busy + a->attempts);
+	}
+}
+
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
-	submit(arg);
+	struct start *a = arg;
+
+	if (!a->unsure) {
+		submit(a);
+		return;
+	}
+	/* checking keeps a cancel from freeing the record under the check;
+	 * submit() then finds the job ended and lets it go. */
+	a->checking = 1;
+	if (provider_tasks(a->s->prov, on_verified, a) != 0) {
+		a->checking = 0;
+		retry_later(a, a->busy + a->attempts);
+	}
 }
 
 static void
@@ -466,10 +518,12 @@ on_submitted(void *arg, const struct provider_result *res)
 		break;
 	case PROVIDER_BUSY:
 	case PROVIDER_RETRY:
-		if (res->rc == PROVIDER_BUSY)
+		if (res->rc == PROVIDER_BUSY) {
 			a->busy++;
-		else
+		} else {
 			a->attempts++;
+			a->unsure = 1;
+		}
 		if (past_run_timeout(s, id)) {
 			start_remove(s, a);
 			fail_job(s, id, JOB_ERR_TIMEOUT,
@@ -672,13 +726,14 @@ end_active(struct sched *s, const char *id, const char *user_id,
 		return STORE_CONFLICT;
 	a = start_find(s, id);
 	release = out->status == JOB_QUEUED ||
-	          (out->status == JOB_STARTING && (a == NULL || !a->in_flight));
+	          (out->status == JOB_STARTING &&
+	              (a == NULL || (!a->in_flight && !a->unsure)));
 	char *task = xstrdup_or_null(out->provider_task_id);
 	enum job_status was = out->status;
 	job_cleanup(out);
 	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
 	if (rc == STORE_OK) {
-		if (a && !a->in_flight)
+		if (a && !a->in_flight && !a->checking)
 			start_remove(s, a);
 		if (was == JOB_RUNNING)
 			cancel_task(s, id, task);

@@ -844,6 +844,13 @@ retried_later(enum provider_rc rc)
 	spin(100);
 	cr_assert_eq(ncalls(C_SUBMIT), 1, "retried without a backoff");
 
+	if (rc == PROVIDER_RETRY) {
+		/* Unsure whether the failed submit started a task: the
+		 * provider's count is asked first; 0 unknown tasks, so send. */
+		SPIN_UNTIL(ncalls(C_TASKS) == 1, 2500);
+		cr_assert_eq(ncalls(C_SUBMIT), 1, "sent before the check");
+		fake_answer_tasks(0, 0);
+	}
 	SPIN_UNTIL(ncalls(C_SUBMIT) == 2, 2500);
 	cr_assert_eq(ncalls(C_SUBMIT), 2, "not retried");
 	cr_assert_geq(mono_ms() - t0, 400);
@@ -1628,4 +1635,48 @@ Test(sched, restart_frees_slots_held_for_lost_provider_answers)
 	}
 	assert_status("j3", JOB_STARTING);
 	cr_assert_eq(slots_used(), 1);
+}
+
+/* A submit that failed in transport may have started a task all the
+ * same: while the provider runs a task fila does not know of, the job is
+ * not sent again (one slot, one task). */
+Test(sched, unsure_submit_waits_while_the_provider_runs_an_unknown_task)
+{
+	env("queue.slots=1", NULL);
+	submit_job("j1", "alice", "upscaler");
+	fake_answer_submit(0, PROVIDER_RETRY, "operation timed out");
+	assert_status("j1", JOB_STARTING);
+
+	SPIN_UNTIL(ncalls(C_TASKS) == 1, 2500);
+	fake_answer_tasks(0, 1);
+	spin(200);
+	cr_assert_eq(ncalls(C_SUBMIT), 1, "sent again beside an unknown task");
+	cr_assert_eq(slots_used(), 1);
+
+	SPIN_UNTIL(ncalls(C_TASKS) == 2, 5000);
+	fake_answer_tasks(1, 0);
+	SPIN_UNTIL(ncalls(C_SUBMIT) == 2, 2500);
+	cr_assert_eq(ncalls(C_SUBMIT), 2);
+}
+
+Test(sched, cancel_during_the_check_of_an_unsure_submit)
+{
+	struct job j;
+
+	env("queue.slots=1", NULL);
+	submit_job("j1", "alice", "upscaler");
+	submit_job("j2", "bob", "upscaler");
+	fake_answer_submit(0, PROVIDER_RETRY, "operation timed out");
+	SPIN_UNTIL(ncalls(C_TASKS) == 1, 2500);
+	cr_assert_eq(cancel("j1", "alice", &j), STORE_OK);
+	job_cleanup(&j);
+	/* Its slot waits until the provider says no task of it runs. */
+	assert_status("j2", JOB_QUEUED);
+	fake_answer_tasks(0, 0);
+	spin(100);
+	assert_status("j2", JOB_STARTING);
+	/* j2's submit only: j1 is never sent again. */
+	cr_assert_eq(ncalls(C_SUBMIT), 2);
+	cr_assert_str_eq(call_of(C_SUBMIT, 1)->webhook,
+	    "http://127.0.0.1:8080/v1/webhooks/runninghub/tok_j2");
 }
