@@ -71,6 +71,8 @@ struct sched {
 };
 
 static void start_job(struct sched *s, const struct job *j);
+static void give_up(struct sched *s, struct start *a, const char *id,
+    const char *code, const char *msg);
 static void on_recover(evutil_socket_t fd, short what, void *arg);
 static void release_free(struct sched *s, struct release *r);
 static void fail_job(
@@ -404,6 +406,22 @@ known_tasks(struct sched *s)
 
 static void retry_later(struct start *a, int tries);
 
+/* An ended job waited long enough for an unknown task of it to end too:
+ * no provider runs a task past run_timeout for fila's sake. */
+static int
+waited_enough(struct sched *s, const char *id)
+{
+	struct job j;
+	int done = 0;
+
+	job_init(&j);
+	if (store_job_get(s->st, id, NULL, &j) == STORE_OK)
+		done = job_status_terminal(j.status) &&
+		       now_ms() - j.finished_at >= s->cfg->run_timeout * 1000;
+	job_cleanup(&j);
+	return done;
+}
+
 /* The account's count of tasks tells whether an unsure submit started
  * one: while the provider runs more than fila knows of, the job waits. */
 static void
@@ -413,8 +431,9 @@ on_verified(void *arg, const struct provider_result *res)
 	long known;
 
 	a->checking = 0;
-	if (res->rc == PROVIDER_OK && (known = known_tasks(a->s)) >= 0 &&
-	    res->count <= known) {
+	if (waited_enough(a->s, a->job_id) ||
+	    (res->rc == PROVIDER_OK && (known = known_tasks(a->s)) >= 0 &&
+	        res->count <= known)) {
 		a->unsure = 0;
 		submit(a);
 	} else {
@@ -524,20 +543,19 @@ on_submitted(void *arg, const struct provider_result *res)
 			a->attempts++;
 			a->unsure = 1;
 		}
-		if (past_run_timeout(s, id)) {
-			start_remove(s, a);
-			fail_job(s, id, JOB_ERR_TIMEOUT,
+		if (past_run_timeout(s, id))
+			give_up(s, a, id, JOB_ERR_TIMEOUT,
 			    "the provider had no capacity before run_timeout");
-		} else if (a->attempts >= RETRY_TRANSPORT_MAX) {
-			start_remove(s, a);
-			fail_job(s, id, JOB_ERR_PROVIDER,
+		else if (a->attempts >= RETRY_TRANSPORT_MAX)
+			give_up(s, a, id, JOB_ERR_PROVIDER,
 			    res->message ? res->message
 			                 : "provider unreachable");
-		} else if (store_job_get(s->st, id, NULL, &j) == STORE_OK &&
-		           j.status != JOB_STARTING) {
+		else if (!a->unsure &&
+		         store_job_get(s->st, id, NULL, &j) == STORE_OK &&
+		         j.status != JOB_STARTING) {
 			store_slot_release(s->st, id); /* cancelled meanwhile */
 			start_remove(s, a);
-		} else {
+		} else { /* unsure and cancelled: on_retry's check frees it */
 			retry_later(a, a->busy + a->attempts);
 		}
 		break;
@@ -550,6 +568,30 @@ on_submitted(void *arg, const struct provider_result *res)
 	job_cleanup(&j);
 	free(id);
 	sched_pump(s);
+}
+
+/*
+ * End a job whose submits keep failing. Its slot is freed at once unless
+ * the last submit is unsure: then on_retry's check frees it once the
+ * provider runs no task fila does not know of.
+ */
+static void
+give_up(struct sched *s, struct start *a, const char *id, const char *code,
+    const char *msg)
+{
+	struct job j;
+
+	if (!a->unsure) {
+		start_remove(s, a);
+		fail_job(s, id, code, msg);
+		return;
+	}
+	job_init(&j);
+	if (store_job_finish(s->st, id, JOB_FAILED, code, msg, NULL, 0, &j) ==
+	    STORE_ERROR)
+		log_store(s, "fail", id);
+	job_cleanup(&j);
+	retry_later(a, a->busy + a->attempts);
 }
 
 /* End job id failed and give its slot back (nothing runs at the provider). */
@@ -733,7 +775,8 @@ end_active(struct sched *s, const char *id, const char *user_id,
 	job_cleanup(out);
 	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
 	if (rc == STORE_OK) {
-		if (a && !a->in_flight && !a->checking)
+		/* An unsure start stays: its check frees the slot. */
+		if (a && !a->in_flight && !a->checking && !a->unsure)
 			start_remove(s, a);
 		if (was == JOB_RUNNING)
 			cancel_task(s, id, task);

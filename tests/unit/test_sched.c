@@ -1111,6 +1111,14 @@ Test(sched, cancel_during_submit_then_refusal_frees_the_slot)
 
 		fake_answer_submit(i, answers[i], "refused");
 		assert_status(id, JOB_CANCELLED);
+		if (answers[i] == PROVIDER_RETRY) {
+			/* Unsure whether a task started: the slot waits for
+			 * the provider's count to say none did. */
+			assert_status(next, JOB_QUEUED);
+			SPIN_UNTIL(ncalls(C_TASKS) == 1, 2500);
+			fake_answer_tasks(0, 0);
+			spin(50);
+		}
 		assert_status(next, JOB_STARTING);
 		cr_assert_eq(ncalls(C_SUBMIT), i + 2);
 		cr_assert_eq(slots_used(), 1);
@@ -1679,4 +1687,26 @@ Test(sched, cancel_during_the_check_of_an_unsure_submit)
 	cr_assert_eq(ncalls(C_SUBMIT), 2);
 	cr_assert_str_eq(call_of(C_SUBMIT, 1)->webhook,
 	    "http://127.0.0.1:8080/v1/webhooks/runninghub/tok_j2");
+}
+
+/* The wait for an unknown task is bounded: run_timeout after the job
+ * ended, its slot is freed whatever the provider's count says (the count
+ * may hold other apps' tasks). */
+Test(sched, the_wait_for_an_unknown_task_ends_after_run_timeout)
+{
+	struct job j;
+
+	env("queue.slots=1", "queue.run_timeout=1", NULL);
+	submit_job("j1", "alice", "upscaler");
+	submit_job("j2", "bob", "upscaler");
+	fake_answer_submit(0, PROVIDER_RETRY, "operation timed out");
+	cr_assert_eq(cancel("j1", "alice", &j), STORE_OK);
+	job_cleanup(&j);
+	SPIN_UNTIL(ncalls(C_TASKS) == 1, 2500);
+	fake_answer_tasks(0, 1);
+	assert_status("j2", JOB_QUEUED);
+	SPIN_UNTIL(ncalls(C_TASKS) == 2, 5000);
+	fake_answer_tasks(1, 1);
+	spin(50);
+	assert_status("j2", JOB_STARTING);
 }
