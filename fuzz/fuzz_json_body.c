@@ -1,9 +1,9 @@
 /*
  * fuzz_json_body.c — libFuzzer target for what a job submission's body and
- * bearer token go through: the checks of src/api.c's check_job on the
+ * bearer token go through: the checks of tools_check_job on the
  * built-in tools, and auth_verify.
  *
- * The body is checked as api.c does (the envelope's shape first, then the
+ * The body is checked as api.c has it checked (the envelope first, then the
  * tool, the variant and the inputs), and every problem must be reported
  * in fields. The input is also tried as a token, and, since a random token
  * never gets past the MAC, as the payload of a token signed here with the
@@ -35,57 +35,27 @@ fail(const char *what)
 	abort();
 }
 
-/* The envelope as api.c's check_envelope wants it; 0 when it is fine. */
-static int
-envelope_ok(json_t *body)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(body, key, v)
-	{
-		if (strcmp(key, "tool") && strcmp(key, "variant") &&
-		    strcmp(key, "inputs") && strcmp(key, "session_id"))
-			return 0;
-	}
-	v = json_object_get(body, "variant");
-	if (v != NULL && !json_is_string(v))
-		return 0;
-	return json_is_string(json_object_get(body, "tool")) &&
-	       json_is_object(json_object_get(body, "inputs"));
-}
-
 static void
 check_job(json_t *body)
 {
-	json_t *fields = json_object(), *inputs;
-	const struct tool *t;
-	const struct tool_variant *v;
-	int problems;
+	json_t *fields = json_object(), *again = json_object();
+	const char *variant = NULL, *variant2 = NULL;
+	const struct tool *t =
+	    tools_check_job(&cfg.tools, body, &variant, fields);
 
-	if (!envelope_ok(body))
-		goto done;
-	t = tools_find(
-	    &cfg.tools, json_string_value(json_object_get(body, "tool")));
-	if (t == NULL)
-		goto done;
-	v = tool_variant(
-	    t, json_string_value(json_object_get(body, "variant")));
-	if (v == NULL)
-		goto done;
-	if (v < t->variants || v >= t->variants + t->nvariants)
-		fail("tool_variant returned a variant of another tool");
-	inputs = json_object_get(body, "inputs");
-	problems = tool_check_inputs(t, inputs, fields);
-	if (problems < 0 || (problems > 0) != (json_object_size(fields) > 0))
-		fail("problems and fields disagree");
-	if ((size_t)problems < json_object_size(fields))
-		fail("more fields than problems");
-	/* The same inputs must give the same verdict: no hidden state. */
-	json_object_clear(fields);
-	if (tool_check_inputs(t, inputs, fields) != problems)
-		fail("tool_check_inputs is not repeatable");
-done:
+	if ((t == NULL) != (json_object_size(fields) > 0))
+		fail("the verdict and the fields disagree");
+	if (t != NULL) {
+		const struct tool_variant *v = tool_variant(t, variant);
+		if (v == NULL || v < t->variants ||
+		    v >= t->variants + t->nvariants)
+			fail("the variant is not the tool's own");
+	}
+	/* The same body must give the same verdict: no hidden state. */
+	if (tools_check_job(&cfg.tools, body, &variant2, again) != t ||
+	    !json_equal(fields, again))
+		fail("tools_check_job is not repeatable");
+	json_decref(again);
 	json_decref(fields);
 }
 

@@ -227,48 +227,6 @@ h_upload(struct http_req *r, void *ctx)
 
 /* ---- submit -------------------------------------------------------- */
 
-static void
-check_string(json_t *body, const char *key, int required, json_t *fields)
-{
-	json_t *v = json_object_get(body, key);
-
-	if (v == NULL || json_is_null(v)) {
-		if (required)
-			json_object_set_new(
-			    fields, key, json_string("required"));
-	} else if (!json_is_string(v) || json_string_length(v) == 0 ||
-	           json_string_length(v) > KEY_MAX) {
-		json_object_set_new(fields, key,
-		    json_string("must be a non-empty string of at most 255 "
-		                "bytes"));
-	}
-}
-
-/* The envelope's shape: {tool, variant?, inputs, session_id?}. */
-static void
-check_envelope(json_t *body, json_t *fields)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(body, key, v)
-	{
-		if (strcmp(key, "tool") && strcmp(key, "variant") &&
-		    strcmp(key, "inputs") && strcmp(key, "session_id"))
-			json_object_set_new(
-			    fields, key, json_string("unknown field"));
-	}
-	check_string(body, "tool", 1, fields);
-	check_string(body, "variant", 0, fields);
-	check_string(body, "session_id", 0, fields);
-	v = json_object_get(body, "inputs");
-	if (v == NULL)
-		json_object_set_new(fields, "inputs", json_string("required"));
-	else if (!json_is_object(v))
-		json_object_set_new(
-		    fields, "inputs", json_string("must be an object"));
-}
-
 /* Every file input names an upload of the caller's of the right kind. */
 static int
 check_uploads(struct api *a, const struct tool *t, json_t *inputs,
@@ -301,38 +259,6 @@ check_uploads(struct api *a, const struct tool *t, json_t *inputs,
 		upload_cleanup(&u);
 	}
 	return 0;
-}
-
-/* The tool, variant and inputs; NULL tool when fields got a problem. */
-static const struct tool *
-check_job(struct api *a, json_t *body, const char **variant, json_t *fields)
-{
-	const struct tool *t;
-	const struct tool_variant *v;
-
-	check_envelope(body, fields);
-	if (json_object_size(fields))
-		return NULL;
-	t = tools_find(
-	    &a->cfg->tools, json_string_value(json_object_get(body, "tool")));
-	if (t == NULL) {
-		json_object_set_new(
-		    fields, "tool", json_string("unknown tool"));
-		return NULL;
-	}
-	*variant = json_string_value(json_object_get(body, "variant"));
-	v = tool_variant(t, *variant);
-	if (v == NULL) {
-		json_object_set_new(fields, "variant",
-		    json_string(t->variants[0].name ? "unknown variant"
-		                                    : "this tool has no "
-		                                      "variants"));
-		return NULL;
-	}
-	*variant = v->name;
-	if (tool_check_inputs(t, json_object_get(body, "inputs"), fields))
-		return NULL;
-	return t;
 }
 
 static void
@@ -375,7 +301,8 @@ h_submit(struct http_req *r, void *ctx)
 	if (authed(a, r, &c) || (body = body_object(r)) == NULL)
 		return;
 	fields = json_object();
-	const struct tool *t = check_job(a, body, &variant, fields);
+	const struct tool *t =
+	    tools_check_job(&a->cfg->tools, body, &variant, fields);
 	json_t *inputs = json_object_get(body, "inputs");
 	if (t && check_uploads(a, t, inputs, c.sub, fields)) {
 		json_decref(fields);

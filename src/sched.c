@@ -678,20 +678,14 @@ static void
 on_tasks(void *arg, const struct provider_result *res)
 {
 	struct sched *s = arg;
-	struct job_list running = {0};
-	long known = 0, unknown;
+	long known, unknown;
 
 	recover_prune(s);
-	if (res->rc == PROVIDER_OK &&
-	    store_jobs_in(s->st, JOB_RUNNING, &running) == STORE_OK) {
-		known = (long)running.n;
-		for (struct start *a = s->starts; a; a = a->next)
-			known += a->in_flight;
+	if (res->rc == PROVIDER_OK && (known = known_tasks(s)) >= 0) {
 		unknown = res->count > known ? res->count - known : 0;
 		if ((size_t)unknown < s->nrecovering)
 			recover_send(s, s->nrecovering - (size_t)unknown);
 	}
-	job_list_cleanup(&running);
 	if (s->nrecovering)
 		recover_later(s);
 }

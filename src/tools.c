@@ -666,3 +666,80 @@ tool_check_inputs(const struct tool *tool, json_t *inputs, json_t *fields)
 	}
 	return problems;
 }
+
+/* ---- a job's body ------------------------------------------------- */
+
+#define JOB_STRING_MAX 255
+
+static void
+check_string(json_t *body, const char *key, int required, json_t *fields)
+{
+	json_t *v = json_object_get(body, key);
+
+	if (v == NULL || json_is_null(v)) {
+		if (required)
+			json_object_set_new(
+			    fields, key, json_string("required"));
+	} else if (!json_is_string(v) || json_string_length(v) == 0 ||
+	           json_string_length(v) > JOB_STRING_MAX) {
+		json_object_set_new(fields, key,
+		    json_string("must be a non-empty string of at most 255 "
+		                "bytes"));
+	}
+}
+
+/* The envelope's shape: {tool, variant?, inputs, session_id?}. */
+static void
+check_envelope(json_t *body, json_t *fields)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(body, key, v)
+	{
+		if (strcmp(key, "tool") && strcmp(key, "variant") &&
+		    strcmp(key, "inputs") && strcmp(key, "session_id"))
+			json_object_set_new(
+			    fields, key, json_string("unknown field"));
+	}
+	check_string(body, "tool", 1, fields);
+	check_string(body, "variant", 0, fields);
+	check_string(body, "session_id", 0, fields);
+	v = json_object_get(body, "inputs");
+	if (v == NULL)
+		json_object_set_new(fields, "inputs", json_string("required"));
+	else if (!json_is_object(v))
+		json_object_set_new(
+		    fields, "inputs", json_string("must be an object"));
+}
+
+const struct tool *
+tools_check_job(const struct tools *tools, json_t *body, const char **variant,
+    json_t *fields)
+{
+	const struct tool *t;
+	const struct tool_variant *v;
+
+	check_envelope(body, fields);
+	if (json_object_size(fields))
+		return NULL;
+	t = tools_find(tools, json_string_value(json_object_get(body, "tool")));
+	if (t == NULL) {
+		json_object_set_new(
+		    fields, "tool", json_string("unknown tool"));
+		return NULL;
+	}
+	*variant = json_string_value(json_object_get(body, "variant"));
+	v = tool_variant(t, *variant);
+	if (v == NULL) {
+		json_object_set_new(fields, "variant",
+		    json_string(t->variants[0].name ? "unknown variant"
+		                                    : "this tool has no "
+		                                      "variants"));
+		return NULL;
+	}
+	*variant = v->name;
+	if (tool_check_inputs(t, json_object_get(body, "inputs"), fields))
+		return NULL;
+	return t;
+}

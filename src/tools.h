@@ -92,4 +92,14 @@ json_t *tools_to_json(const struct tools *t);
  */
 int tool_check_inputs(const struct tool *tool, json_t *inputs, json_t *fields);
 
+/*
+ * Check a job's body {tool, variant?, inputs, session_id?}: its shape,
+ * the tool and variant named, then the inputs (tool_check_inputs). Returns
+ * the tool, with *variant set to the variant's name (NULL for a tool
+ * without variants); NULL when fields got a problem (name → reason).
+ * Uploads named by the inputs are the caller's to check.
+ */
+const struct tool *tools_check_job(const struct tools *tools, json_t *body,
+    const char **variant, json_t *fields);
+
 #endif

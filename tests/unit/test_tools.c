@@ -351,3 +351,56 @@ Test(tools, max_only_bound)
 	json_decref(in);
 	json_decref(fields);
 }
+
+/* The reason tools_check_job gives for field, after checking body. */
+static const char *
+job_reason(const char *body_text, const char *field, const struct tool **t,
+    const char **variant)
+{
+	static char reason[128];
+	json_error_t e;
+	json_t *body = json_loads(body_text, 0, &e), *fields = json_object();
+
+	cr_assert_not_null(body, "%s", e.text);
+	*variant = NULL;
+	*t = tools_check_job(&reg, body, variant, fields);
+	cr_assert_eq(*t == NULL, json_object_size(fields) > 0);
+	snprintf(reason, sizeof(reason), "%s",
+	    field ? json_string_value(json_object_get(fields, field)) ?: "-"
+	          : "");
+	json_decref(fields);
+	json_decref(body);
+	return reason;
+}
+
+Test(tools, check_job_checks_shape_tool_variant_then_inputs)
+{
+	const struct tool *t;
+	const char *v;
+
+	demo();
+	cr_assert_str_eq(
+	    job_reason("{\"inputs\":{}}", "tool", &t, &v), "required");
+	cr_assert_str_eq(
+	    job_reason("{\"tool\":\"up\",\"inputs\":[],\"x\":1}", "x", &t, &v),
+	    "unknown field");
+	cr_assert_str_eq(
+	    job_reason("{\"tool\":\"up\",\"inputs\":[]}", "inputs", &t, &v),
+	    "must be an object");
+	cr_assert_str_eq(
+	    job_reason("{\"tool\":\"no\",\"inputs\":{}}", "tool", &t, &v),
+	    "unknown tool");
+	cr_assert_str_eq(job_reason("{\"tool\":\"up\",\"variant\":\"zz\","
+	                            "\"inputs\":{}}",
+	                     "variant", &t, &v),
+	    "unknown variant");
+	cr_assert_str_eq(
+	    job_reason("{\"tool\":\"up\",\"inputs\":{}}", "image", &t, &v),
+	    "required");
+	job_reason("{\"tool\":\"up\",\"inputs\":{\"image\":\"upl_1\","
+	           "\"style\":\"art\"}}",
+	    NULL, &t, &v);
+	cr_assert_not_null(t);
+	cr_assert_str_eq(t->name, "up");
+	cr_assert_str_eq(v, "pro", "the first variant is the default");
+}
