@@ -50,6 +50,13 @@ struct rule {
 
 #define TERMINAL "('completed', 'failed', 'cancelled')"
 #define ACTIVE "('queued', 'starting', 'running')"
+/* The event log as clients read it: a position event is its base's text
+ * (the job's queued event) at another position. */
+#define EVENTS                                                                 \
+	"(SELECT e.id, e.job_id, e.user_id, e.base, b.job_id AS base_job,"     \
+	" CASE WHEN e.base IS NULL THEN e.data ELSE json_set(b.data,"          \
+	" '$.position', e.position) END AS data FROM events e"                 \
+	" LEFT JOIN events b ON b.id = e.base)"
 #define EV_STATUS                                                              \
 	"CASE WHEN json_valid(data) THEN json_extract(data, '$.status') END"
 /* Is prev → st one of API.md §3's arrows (or no move at all)? */
@@ -178,9 +185,9 @@ static const struct rule rules[] = {
 
 	/* ---- the event log (API.md §5) ---- */
 	{BREACH, "SELECT printf('event %lld of job %s is not a JSON job with"
-	    " a status', id, job_id) FROM events WHERE " EV_STATUS " IS NULL"},
+	    " a status', id, job_id) FROM " EVENTS " WHERE " EV_STATUS " IS NULL"},
 	{BREACH, "SELECT printf('event %lld is filed under job %s but shows"
-	    " job %s', id, job_id, json_extract(data, '$.id')) FROM events"
+	    " job %s', id, job_id, json_extract(data, '$.id')) FROM " EVENTS
 	    " WHERE json_valid(data)"
 	    " AND json_extract(data, '$.id') IS NOT job_id"},
 	{BREACH, "SELECT printf('event %lld names job %s, which does not"
@@ -190,12 +197,16 @@ static const struct rule rules[] = {
 	    " the job is user %s''s', e.id, j.id, e.user_id, j.user_id)"
 	    " FROM events e JOIN jobs j ON j.id = e.job_id"
 	    " WHERE e.user_id <> j.user_id"},
+	{BREACH, "SELECT printf('position event %lld of job %s shows event"
+	    " %lld, which is not an event of that job', id, job_id, base)"
+	    " FROM " EVENTS " WHERE base IS NOT NULL"
+	    " AND base_job IS NOT job_id"},
 	/* In id order each event repeats or follows an arrow; so nothing
 	 * but a repeat comes after a terminal event. */
 	{BREACH, "SELECT printf('job %s: event %lld says %s after event %lld"
 	    " said %s', job_id, id, st, prev_id, prev) FROM (SELECT id,"
 	    " job_id, " EV_STATUS " AS st, lag(" EV_STATUS ") OVER w AS prev,"
-	    " lag(id) OVER w AS prev_id FROM events"
+	    " lag(id) OVER w AS prev_id FROM " EVENTS
 	    " WINDOW w AS (PARTITION BY job_id ORDER BY id))"
 	    " WHERE st IS NOT NULL AND prev IS NOT NULL"
 	    " AND NOT " ARROW("prev", "st")},
@@ -204,7 +215,7 @@ static const struct rule rules[] = {
 	    " coalesce(json_extract(e.data, '$.status'), 'nothing'))"
 	    " FROM jobs j LEFT JOIN (SELECT job_id, max(id) AS id FROM events"
 	    " GROUP BY job_id) last ON last.job_id = j.id"
-	    " LEFT JOIN events e ON e.id = last.id"
+	    " LEFT JOIN " EVENTS " e ON e.id = last.id"
 	    " WHERE e.id IS NULL OR (json_valid(e.data)"
 	    " AND json_extract(e.data, '$.status') IS NOT j.status)"},
 };

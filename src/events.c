@@ -127,31 +127,28 @@ out:
 	job_list_cleanup(&l);
 }
 
-/* Seconds until a job of tool at position starts: the rounds of slots
- * ahead of it, each as long as a typical run; < 0 when unknown. */
+/* Seconds until a job at position starts: the rounds of slots ahead of
+ * it, each as long as a typical run of its tool (run_s); < 0 when the
+ * position is not one. */
 static double
-eta_for(struct events *e, const char *tool, int64_t position)
+eta_at(struct events *e, double run_s, long long position)
 {
-	for (size_t i = 0; i < e->netas; i++)
-		if (strcmp(e->etas[i].tool, tool) == 0)
-			return (double)((position - 1) / e->cfg->slots + 1) *
-			       e->etas[i].run_s;
-	return -1;
+	if (position < 1)
+		return -1;
+	return (double)((position - 1) / e->cfg->slots + 1) * run_s;
 }
 
 /* ---- writing events ------------------------------------------------- */
 
-/* The job's status from its JSON text: the first "status" member is the
- * job's own (job_to_json writes it before inputs and outputs). */
+/* The job's status from its JSON text. */
 static enum job_status
 status_of(const char *data)
 {
-	static const char key[] = "\"status\":\"";
-	const char *p = strstr(data, key), *q;
+	const char *p = job_text_member(data, "status"), *q;
 	enum job_status s = JOB_QUEUED;
 	char name[16];
 
-	if (p && (q = strchr(p += sizeof(key) - 1, '"')) && q - p < 16) {
+	if (p && *p++ == '"' && (q = strchr(p, '"')) && q - p < 16) {
 		memcpy(name, p, (size_t)(q - p));
 		name[q - p] = '\0';
 		job_status_parse(name, &s);
@@ -159,25 +156,23 @@ status_of(const char *data)
 	return s;
 }
 
-/* The ETA of the queued job whose JSON is data, or < 0 when unknown. */
+/* The ETA of the queued job whose JSON is data, or < 0 when unknown: its
+ * tool and place read from the text, which is all it needs. */
 static double
 queued_eta(struct events *e, const char *data)
 {
-	json_error_t err;
-	const char *tool = NULL;
-	json_int_t position = 0;
-	json_t *j;
-	double eta = -1;
+	const char *tool = job_text_member(data, "tool"), *end;
+	const char *pos = job_text_member(data, "position");
 
 	etas_refresh(e);
-	if (e->netas == 0)
-		return -1; /* no recent runs: no need to read the job */
-	j = json_loads(data, 0, &err);
-	if (json_unpack(
-	        j, "{s:s, s:I}", "tool", &tool, "position", &position) == 0)
-		eta = eta_for(e, tool, position);
-	json_decref(j);
-	return eta;
+	if (tool == NULL || *tool++ != '"' || pos == NULL ||
+	    (end = strchr(tool, '"')) == NULL)
+		return -1;
+	for (size_t i = 0; i < e->netas; i++)
+		if (strncmp(e->etas[i].tool, tool, (size_t)(end - tool)) == 0 &&
+		    e->etas[i].tool[end - tool] == '\0')
+			return eta_at(e, e->etas[i].run_s, atoll(pos));
+	return -1;
 }
 
 /*

@@ -126,6 +126,30 @@ job_to_json(const struct job *j)
 	return o;
 }
 
+const char *
+job_text_member(const char *json, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = json; (p = strchr(p, '"')) != NULL; p++)
+		if (strncmp(p + 1, name, n) == 0 && p[n + 1] == '"' &&
+		    p[n + 2] == ':')
+			return p + n + 3;
+	return NULL;
+}
+
+char *
+job_text_at_position(const char *json, int64_t pos)
+{
+	const char *v = job_text_member(json, "position"), *end;
+
+	if (v == NULL)
+		return NULL;
+	end = v + strspn(v, "0123456789-nul"); /* a number, or null */
+	return xasprintf(
+	    "%.*s%lld%s", (int)(v - json), json, (long long)pos, end);
+}
+
 struct job *
 job_list_push(struct job_list *l)
 {

@@ -72,6 +72,18 @@ int job_status_active(enum job_status s);
 /* The job as API.md §3 shows it (new reference; no webhook token). */
 json_t *job_to_json(const struct job *j);
 
+/*
+ * The job's JSON as the store keeps it (job_to_json() dumped compact) is
+ * read and edited as text where that is all a hot path needs. The job's own
+ * scalar members come before "inputs", and no string in them can hold an
+ * unescaped quote, so the first "name": is the job's own.
+ */
+/* Where the value of the job's member name starts; NULL when absent. */
+const char *job_text_member(const char *json, const char *name);
+/* The same text with "position" set to pos (new string); NULL when the
+ * text has no position member. */
+char *job_text_at_position(const char *json, int64_t pos);
+
 /* A growable array of jobs; job_list_cleanup() frees each and the array. */
 struct job_list {
 	struct job *v;

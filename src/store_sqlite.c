@@ -177,8 +177,30 @@ static const char migration_1[] =
 	" WHEN OLD.job_id IS NOT NULL BEGIN"
 	" SELECT RAISE(ABORT, 'a held slot is not removed'); END;";
 
+/*
+ * Version 2: a position event is narrow. It names the event whose text it
+ * shows again with another position (its base: the job's queued event)
+ * instead of holding a copy, so a queue move with thousands waiting writes
+ * little; readers get the whole text back (lite_events_after). The place
+ * each job's events show leaves with the job from the queue.
+ */
+static const char migration_2[] =
+	"ALTER TABLE events ADD COLUMN position INTEGER;"
+	"ALTER TABLE events ADD COLUMN base INTEGER;"
+	"ALTER TABLE shown ADD COLUMN base INTEGER NOT NULL DEFAULT 0;"
+	"DELETE FROM shown WHERE job_id NOT IN"
+	" (SELECT id FROM jobs WHERE status = 'queued');"
+	"CREATE INDEX migration_2 ON events (job_id);"
+	"UPDATE shown SET base = (SELECT max(id) FROM events"
+	" WHERE job_id = shown.job_id);"
+	"DROP INDEX migration_2;"
+	"CREATE TRIGGER shown_leaves AFTER UPDATE OF status ON jobs"
+	" WHEN OLD.status = 'queued' AND NEW.status <> 'queued' BEGIN"
+	" DELETE FROM shown WHERE job_id = NEW.id; END;";
+
 static const char *const migrations[] = {
 	migration_1,
+	migration_2,
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -195,30 +217,8 @@ static const char *const migrations[] = {
 
 /* Every queued job with its place (1 = next to start). */
 #define QUEUE_SQL                                                              \
-	"(SELECT id, row_number() OVER (ORDER BY seq) AS pos"                  \
+	"(SELECT id, user_id, row_number() OVER (ORDER BY seq) AS pos"         \
 	" FROM jobs WHERE status = 'queued')"
-/* A time as job_to_json() writes it: RFC 3339 UTC with milliseconds. */
-#define TIME_SQL(c)                                                            \
-	"CASE WHEN " c " IS NULL OR " c " = 0 THEN NULL ELSE printf('%s.%03dZ',"\
-	" strftime('%Y-%m-%dT%H:%M:%S', " c " / 1000, 'unixepoch'),"            \
-	" " c " % 1000) END"
-/* A job's JSON, exactly as job_to_json() builds it (same members, same
- * order; test_store checks the two agree), with its position from pos.
- * Built by SQLite so a queue move needs no round trip per job. */
-#define JOB_JSON_SQL                                                           \
-	"json_object('id', id, 'user_id', user_id, 'tool', tool,"             \
-	" 'variant', variant, 'status', status, 'position', pos,"             \
-	" 'inputs', json(inputs), 'outputs', json(COALESCE(outputs, '[]')),"  \
-	" 'error', CASE WHEN error_code IS NULL THEN NULL ELSE json_object("  \
-	"  'code', error_code, 'message', COALESCE(error_message, '')) END,"  \
-	" 'cost', cost, 'credits_charged', json(CASE WHEN charged"            \
-	"  THEN 'true' ELSE 'false' END), 'credits_refunded', json(CASE WHEN" \
-	"  refunded THEN 'true' ELSE 'false' END),"                           \
-	" 'provider_task_id', provider_task_id, 'session_id', session_id,"    \
-	" 'created_at', " TIME_SQL("created_at") ","                          \
-	" 'started_at', " TIME_SQL("started_at") ","                          \
-	" 'finished_at', " TIME_SQL("finished_at") ","                        \
-	" 'updated_at', " TIME_SQL("updated_at") ")"
 
 enum stmt_id {
 	ST_BEGIN,
@@ -260,7 +260,6 @@ enum stmt_id {
 	ST_POSITION_EVENTS,
 	ST_POSITIONS_SHOWN,
 	ST_SHOWN_ADD,
-	ST_SHOWN_PRUNE,
 	ST_JOB_COUNTS,
 	ST_JOBS_OLDER,
 	ST_JOBS_HOLDING_ENDED,
@@ -298,8 +297,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " created_at, updated_at)"
 	    " VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 1, ?7, ?8, ?9,"
 	    " ?10, ?10)",
-	[ST_SHOWN_ADD] = "INSERT OR REPLACE INTO shown (job_id, position)"
-	    " SELECT ?1, count(*) FROM jobs WHERE status = 'queued'",
+	[ST_SHOWN_ADD] = "INSERT INTO shown (job_id, position, base)"
+	    " VALUES (?1, ?2, last_insert_rowid())",
 	[ST_JOB_GET] =
 	    SELECT_JOB "WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
 	[ST_JOB_BY_TOKEN] = SELECT_JOB "WHERE webhook_token = ?1",
@@ -345,9 +344,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " VALUES (?1, ?2, ?3, ?4)",
 	[ST_JOBS_FINISHED] = "SELECT " JOB_COLS ", 0 FROM jobs"
 	    " WHERE finished_at >= ?1 ORDER BY finished_at",
-	[ST_EVENTS_AFTER] = "SELECT id, job_id, user_id, data FROM events"
-	    " WHERE id > ?1 AND (?2 IS NULL OR user_id = ?2)"
-	    " AND (?3 IS NULL OR job_id = ?3) ORDER BY id LIMIT ?4",
+	[ST_EVENTS_AFTER] = "SELECT e.id, e.job_id, e.user_id,"
+	    " coalesce(b.data, e.data), e.position FROM events e"
+	    " LEFT JOIN events b ON b.id = e.base"
+	    " WHERE e.id > ?1 AND (?2 IS NULL OR e.user_id = ?2)"
+	    " AND (?3 IS NULL OR e.job_id = ?3) ORDER BY e.id LIMIT ?4",
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
 	[ST_CALLBACK_INSERT] = "INSERT INTO callbacks (job_id, task_id,"
 	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -359,17 +360,14 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " ELSE started_at END < ?2 ORDER BY seq LIMIT ?3",
 	[ST_JOB_COUNTS] = "SELECT tool, status, count(*) FROM jobs"
 	    " GROUP BY tool, status",
-	[ST_POSITION_EVENTS] = "INSERT INTO events (job_id, user_id, data, at)"
-	    " SELECT id, user_id, " JOB_JSON_SQL ", ?1 FROM jobs"
-	    " JOIN " QUEUE_SQL " USING (id)"
-	    " LEFT JOIN shown ON shown.job_id = jobs.id"
-	    " WHERE shown.position IS NOT pos ORDER BY seq",
-	[ST_POSITIONS_SHOWN] = "INSERT OR REPLACE INTO shown (job_id, position)"
-	    " SELECT q.id, q.pos FROM " QUEUE_SQL " AS q"
-	    " LEFT JOIN shown ON shown.job_id = q.id"
-	    " WHERE shown.position IS NOT q.pos",
-	[ST_SHOWN_PRUNE] = "DELETE FROM shown WHERE job_id NOT IN"
-	    " (SELECT id FROM jobs WHERE status = 'queued')",
+	[ST_POSITION_EVENTS] = "INSERT INTO events"
+	    " (job_id, user_id, data, at, position, base)"
+	    " SELECT q.id, q.user_id, '', ?1, q.pos, shown.base"
+	    " FROM " QUEUE_SQL " AS q JOIN shown ON shown.job_id = q.id"
+	    " WHERE shown.position <> q.pos ORDER BY q.pos",
+	[ST_POSITIONS_SHOWN] = "UPDATE shown SET position = q.pos"
+	    " FROM " QUEUE_SQL " AS q"
+	    " WHERE shown.job_id = q.id AND shown.position <> q.pos",
 };
 /* clang-format on */
 
@@ -931,8 +929,6 @@ submit_tx(struct sqlite_store *s, void *arg)
 	        TXT(inputs), I64(in->cost), TXT(in->webhook_token),
 	        TXT(in->session_id), TXT(in->idem_key), I64(now)));
 	free(inputs);
-	if (rc == STORE_OK) /* its own event shows its place */
-		rc = run(s, ST_SHOWN_ADD, NULL, ARGS(TXT(in->id)));
 	if (rc == STORE_OK)
 		rc = get_int(s, ST_USER_ADD, a->balance,
 		    ARGS(TXT(in->user_id), I64(-in->cost)));
@@ -941,6 +937,9 @@ submit_tx(struct sqlite_store *s, void *arg)
 		    *a->balance, in->tool, now);
 	if (rc == STORE_OK)
 		rc = changed(s, in->id, a->out, now);
+	if (rc == STORE_OK) /* its event, just appended, shows its place */
+		rc = run(s, ST_SHOWN_ADD, NULL,
+		    ARGS(TXT(in->id), I64(a->out->position)));
 	return rc;
 }
 
@@ -1210,6 +1209,15 @@ lite_events_after(struct store *st, int64_t after, const char *user_id,
 		e->job_id = column_dup(q, 1);
 		e->user_id = column_dup(q, 2);
 		e->data = column_dup(q, 3);
+		if (sqlite3_column_type(q, 4) != SQLITE_NULL) {
+			/* A position event: its base's text, re-placed. */
+			char *t = job_text_at_position(
+			    e->data, sqlite3_column_int64(q, 4));
+			if (t) {
+				free(e->data);
+				e->data = t;
+			}
+		}
 	}
 	if (step != SQLITE_DONE)
 		rc = db_fail(s);
@@ -1229,8 +1237,6 @@ positions_tx(struct sqlite_store *s, void *arg)
 
 	if (rc == STORE_OK && added > 0)
 		rc = run(s, ST_POSITIONS_SHOWN, NULL, NOARGS);
-	if (rc == STORE_OK) /* jobs that left the queue show nothing more */
-		rc = run(s, ST_SHOWN_PRUNE, NULL, NOARGS);
 	*(int *)arg = (int)added;
 	return rc;
 }

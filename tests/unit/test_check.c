@@ -484,6 +484,35 @@ Test(check, job_without_events_and_malformed_event)
 	              "of job " J_CANCEL " is not a JSON job with a status"));
 }
 
+/* A position event is its base's text at another place. */
+Test(check, position_event_reads_as_its_base)
+{
+	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
+	    " SELECT job_id, user_id, '', at, 1, id FROM events"
+	    " WHERE job_id = '" J_QUEUED "' ORDER BY id LIMIT 1");
+	expect(0, NULL);
+}
+
+Test(check, position_event_showing_another_job)
+{
+	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
+	    " SELECT '" J_QUEUED "', user_id, '', at, 1, id FROM events"
+	    " WHERE job_id = '" J_DONE "' ORDER BY id LIMIT 1");
+	expect(3, LINES("position event ", "of job " J_QUEUED " shows event ",
+	              "which is not an event of that job",
+	              "is filed under job " J_QUEUED " but shows job " J_DONE,
+	              "is filed under user "));
+}
+
+Test(check, position_event_without_its_base)
+{
+	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
+	    " SELECT job_id, user_id, '', at, 1, 999999 FROM events"
+	    " WHERE job_id = '" J_QUEUED "' ORDER BY id LIMIT 1");
+	expect(2, LINES("of job " J_QUEUED " is not a JSON job with a status",
+	              "shows event 999999, which is not an event of that job"));
+}
+
 /* ---- what cannot be checked ---------------------------------------- */
 
 Test(check, postgres_is_not_supported_yet)

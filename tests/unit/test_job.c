@@ -276,3 +276,61 @@ Test(job_list, push_and_json)
 	cr_expect_eq(l.n, 0);
 	cr_expect_null(l.v);
 }
+
+/* ---- the stored text, read and re-placed without parsing ------------ */
+
+/* The job's text as the store keeps it. */
+static char *
+stored_text(struct job *j)
+{
+	json_t *o = job_to_json(j);
+	char *t = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return t;
+}
+
+Test(job_text, members_are_the_jobs_own)
+{
+	struct job j;
+	char *t;
+
+	full_job(&j);
+	/* Strings that look like members must not be taken for them. */
+	free(j.user_id);
+	j.user_id = xstrdup("x\",\"status\":\"completed\",\"position\":9");
+	json_object_set_new(j.inputs, "position", json_integer(7));
+	json_object_set_new(j.inputs, "tool", json_string("fake"));
+	t = stored_text(&j);
+	cr_assert_eq(strncmp(job_text_member(t, "status"), "\"queued\"", 8), 0);
+	cr_assert_eq(
+	    strncmp(job_text_member(t, "tool"), "\"upscaler\"", 10), 0);
+	cr_assert_eq(strncmp(job_text_member(t, "position"), "2,", 2), 0);
+	cr_assert_null(job_text_member(t, "nothing"));
+	cr_assert_null(job_text_member("{\"a\":1}", "position"));
+	free(t);
+	job_cleanup(&j);
+}
+
+Test(job_text, at_position_is_job_to_json_at_that_place)
+{
+	struct job j;
+	json_error_t err;
+
+	full_job(&j);
+	json_object_set_new(j.inputs, "position", json_integer(7));
+	char *t = stored_text(&j);
+	char *moved = job_text_at_position(t, 1234);
+	j.position = 1234;
+	json_t *want = job_to_json(&j);
+	json_t *got = json_loads(moved, 0, &err);
+	cr_assert_not_null(got, "%s: %s", moved, err.text);
+	cr_assert(json_equal(want, got), "%s", moved);
+	/* Only the job's own position changed: inputs kept theirs (above);
+	 * a text without one is not re-placed. */
+	cr_assert_null(job_text_at_position("{\"id\":\"x\"}", 3));
+	json_decref(want);
+	json_decref(got);
+	free(moved);
+	free(t);
+	job_cleanup(&j);
+}

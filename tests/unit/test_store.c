@@ -205,13 +205,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 1);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 2);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 1);
+	cr_assert_eq(count_of("schema_version"), 2);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1081,11 +1081,77 @@ Test(store, positions_publish_only_what_moved)
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(count_of("events"), before + 2);
+	/* Stored narrow: the place, and the event whose text it re-places. */
 	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'p3'"
-	                     " AND data LIKE '%\"position\":2%'"),
+	                     " AND position = 2 AND data = ''"
+	                     " AND base = (SELECT min(id) FROM events"
+	                     "  WHERE job_id = 'p3')"),
 	    1);
+	/* Read back whole: the job's text at its new place. */
+	struct store_event_list l = {0};
+	cr_assert_eq(store_events_after(st, 0, "u3", "p3", 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_not_null(strstr(l.v[0].data, "\"position\":3,"));
+	cr_assert_not_null(strstr(l.v[1].data, "\"position\":2,"));
+	cr_assert_not_null(strstr(l.v[1].data, "\"id\":\"p3\""));
+	store_event_list_cleanup(&l);
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
 	cr_assert_eq(n, 0);
+	/* Only queued jobs have a place to show. */
+	cr_assert_eq(count_of("shown"), 2);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(count_of("shown"), 1);
+}
+
+/* A store of version 1 kept a whole copy in each position event and did
+ * not know which event a place belongs to: migration 2 works that out, so
+ * the old events read as they did and the queue moves on as before. */
+Test(store, migration_2_from_version_1)
+{
+	struct store_event_list l = {0};
+	struct job j;
+	int n;
+
+	submit_ok("v1", "u1", "upscaler");
+	submit_ok("v2", "u2", "upscaler");
+	submit_ok("v3", "u3", "upscaler");
+	store_free(st);
+	/* Back to version 1: a whole-text position event of v3, no bases. */
+	cr_assert_eq(raw_exec("DROP TRIGGER shown_leaves;"
+	                      "ALTER TABLE events DROP COLUMN position;"
+	                      "ALTER TABLE events DROP COLUMN base;"
+	                      "ALTER TABLE shown DROP COLUMN base;"
+	                      "DELETE FROM schema_version WHERE version = 2;"
+	                      "INSERT INTO events (job_id, user_id, data, at)"
+	                      " SELECT job_id, user_id, replace(data,"
+	                      " '\"position\":3', '\"position\":2'), at"
+	                      " FROM events WHERE job_id = 'v3';"
+	                      "UPDATE shown SET position = 2"
+	                      " WHERE job_id = 'v3';"
+	                      "UPDATE jobs SET status = 'cancelled',"
+	                      " finished_at = 1 WHERE id = 'v1';"),
+	    SQLITE_OK);
+	st = open_with(3, 1, 100);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 2);
+	cr_assert_eq(count_of("shown"), 2, "v1 left the queue: no place");
+	cr_assert_eq(raw_int("SELECT base FROM shown WHERE job_id = 'v3'"),
+	    raw_int("SELECT max(id) FROM events WHERE job_id = 'v3'"));
+	/* v2 still shows 2 (its own event), v3 shows 2 (the copy): publishing
+	 * moves v2 to 1 only. */
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(store_job_get(st, "v2", NULL, &j), STORE_OK);
+	cr_assert_eq(j.position, 1);
+	job_cleanup(&j);
+	cr_assert_eq(store_events_after(st, 0, "u2", "v2", 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_not_null(strstr(l.v[1].data, "\"position\":1,"));
+	store_event_list_cleanup(&l);
+	cr_assert_eq(store_events_after(st, 0, "u3", "v3", 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_not_null(strstr(l.v[1].data, "\"position\":2,"));
+	store_event_list_cleanup(&l);
 }
 
 static int commits, moves;
