@@ -75,13 +75,6 @@ hash(const char *s)
 
 /* ---- ETA ------------------------------------------------------------ */
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static void
 etas_clear(struct events *e)
 {
@@ -118,9 +111,8 @@ etas_refresh(struct events *e)
 				         1000.0;
 		if (n == 0)
 			continue;
-		qsort(v, n, sizeof(*v), cmp_double);
 		e->etas[e->netas].tool = xstrdup(name);
-		e->etas[e->netas++].run_s = v[n / 2];
+		e->etas[e->netas++].run_s = median(v, n);
 	}
 	free(v);
 out:

@@ -16,20 +16,10 @@ struct acc {
 	size_t nwait, nrun;
 };
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static json_t *
-median(double *v, size_t n)
+median_or_null(double *v, size_t n)
 {
-	if (n == 0)
-		return json_null();
-	qsort(v, n, sizeof(*v), cmp_double);
-	return json_real(n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
+	return n ? json_real(median(v, n)) : json_null();
 }
 
 static void
@@ -81,8 +71,8 @@ stats_by_tool(const struct tools *t, const struct job_list *done)
 		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "completed",
 		        a.completed, "failed", a.failed, "cancelled",
 		        a.cancelled, "timeout", a.timeout, "wait_p50_s",
-		        median(a.wait, a.nwait), "run_p50_s",
-		        median(a.run, a.nrun)));
+		        median_or_null(a.wait, a.nwait), "run_p50_s",
+		        median_or_null(a.run, a.nrun)));
 		free(a.wait);
 		free(a.run);
 	}

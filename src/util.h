@@ -42,4 +42,8 @@ int ct_equal(const void *a, const void *b, size_t n);
 /* Parse a whole decimal integer: 0, or -1 on junk, overflow or empty. */
 int parse_ll(const char *s, long long *out);
 
+/* The median of v[0..n) (n > 0), which it sorts: the middle value, or the
+ * mean of the two middle ones. */
+double median(double *v, size_t n);
+
 #endif

@@ -173,3 +173,13 @@ Test(util, parse_ll_bad)
 	cr_expect_eq(parse_ll(NULL, &v), -1);
 	cr_expect_eq(v, 1234, "out written on failure");
 }
+
+Test(util, median_odd_even_and_one)
+{
+	double odd[] = {9, 1, 5}, even[] = {4, 1, 10, 2}, one[] = {7.5};
+
+	cr_expect_eq(median(odd, 3), 5);
+	cr_expect_eq(median(even, 4), 3, "the mean of the middle two");
+	cr_expect_eq(median(one, 1), 7.5);
+	cr_expect_eq(even[0], 1, "sorted in place");
+}
