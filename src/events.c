@@ -11,7 +11,8 @@
  * When the queue moves, the positions of waiting jobs change: a short
  * timer coalesces a burst of moves into one store_positions_publish(),
  * whose events then flow like any other. Queued events carry an ETA from
- * the recent run times of their tool.
+ * the recent run times of their tool. Position events of jobs that left
+ * the queue are forgotten after a day.
  */
 #include "events.h"
 
@@ -29,6 +30,9 @@
 #define KEEPALIVE_MS 10000
 #define POLL_MS 1000
 #define POSITIONS_MS 50 /* at most one publication of positions per … */
+#define PRUNE_MS 10000  /* a round of pruning the log per … */
+#define PRUNE_IDS 20000 /* … looking at so many ids at most */
+#define POSITIONS_KEEP_MS 86400000 /* position events of jobs gone: 24 h */
 #define ETA_REFRESH_MS 60000
 #define ETA_WINDOW_MS (3600 * 1000)
 
@@ -55,6 +59,7 @@ struct events {
 	struct event *poll_ev;  /* slow timer: other processes' commits */
 	struct event *keep_ev;  /* keep-alive comments */
 	struct event *pos_ev;   /* coalesced position publishing */
+	struct event *prune_ev; /* forgetting old positions */
 	int64_t pos_at;         /* when positions were last published */
 	int64_t cursor;         /* the last event id dispatched */
 	int nsubs;
@@ -317,6 +322,23 @@ on_commit(void *arg, int moved)
 	evtimer_add(e->pos_ev, &tv);
 }
 
+/* Position events pile up fastest (one per waiting job per move) and say
+ * nothing once their job has left the queue: forget them after a day, a
+ * round at a time; rounds follow each other quickly while behind. */
+static void
+on_prune(evutil_socket_t fd, short what, void *arg)
+{
+	struct events *e = arg;
+	struct timeval tv = {PRUNE_MS / 1000, 0};
+	int more = 0;
+
+	if (store_events_prune(e->st, now_ms() - POSITIONS_KEEP_MS, PRUNE_IDS,
+	        &more) == STORE_OK &&
+	    more)
+		tv = (struct timeval){0, 100 * 1000};
+	evtimer_add(e->prune_ev, &tv);
+}
+
 static void
 on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
@@ -414,6 +436,7 @@ events_new(struct event_base *base, const struct config *cfg, struct store *st)
 	struct events *e = xcalloc(1, sizeof(*e));
 	struct timeval poll = {POLL_MS / 1000, (POLL_MS % 1000) * 1000};
 	struct timeval keep = {KEEPALIVE_MS / 1000, 0};
+	struct timeval prune = {PRUNE_MS / 1000, 0};
 
 	e->cfg = cfg;
 	e->st = st;
@@ -422,7 +445,9 @@ events_new(struct event_base *base, const struct config *cfg, struct store *st)
 	e->poll_ev = event_new(base, -1, EV_PERSIST, on_flush, e);
 	e->keep_ev = event_new(base, -1, EV_PERSIST, on_keepalive, e);
 	e->pos_ev = evtimer_new(base, on_positions, e);
+	e->prune_ev = evtimer_new(base, on_prune, e);
 	event_add(e->poll_ev, &poll);
+	event_add(e->prune_ev, &prune);
 	event_add(e->keep_ev, &keep);
 	store_on_commit(st, on_commit, e);
 	/* Positions may have moved while no one published them. */
@@ -443,6 +468,7 @@ events_free(struct events *e)
 	event_free(e->poll_ev);
 	event_free(e->keep_ev);
 	event_free(e->pos_ev);
+	event_free(e->prune_ev);
 	etas_clear(e);
 	free(e);
 }

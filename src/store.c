@@ -237,6 +237,13 @@ store_positions_publish(struct store *st, int *n)
 	return *n ? committed(st, rc, 0) : rc;
 }
 
+enum store_rc
+store_events_prune(struct store *st, int64_t before_ms, int64_t ids, int *more)
+{
+	*more = 0;
+	return enter(st)->be->events_prune(st, before_ms, ids, more);
+}
+
 void
 store_on_commit(struct store *st, void (*fn)(void *, int), void *arg)
 {

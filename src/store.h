@@ -211,6 +211,15 @@ enum store_rc store_events_last(struct store *st, int64_t *id);
  */
 enum store_rc store_positions_publish(struct store *st, int *n);
 
+/*
+ * Forget the position events older than before_ms of jobs that have left
+ * the queue: a later event of each says where it went. A call looks at
+ * the next ids ids of the log after the last call's, at most, and stops
+ * at the first event to keep; *more is 1 when older ones remain.
+ */
+enum store_rc store_events_prune(
+    struct store *st, int64_t before_ms, int64_t ids, int *more);
+
 /* Call fn(arg, moved) after each committed change that appended events
  * (NULL to stop): the event log is then worth reading again, and when
  * moved, a job left the queue, so the positions behind it changed. */

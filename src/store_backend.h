@@ -74,6 +74,8 @@ struct store_backend {
 	    struct store_event_list *out);
 	enum store_rc (*events_last)(struct store *st, int64_t *id);
 	enum store_rc (*positions_publish)(struct store *st, int *n);
+	enum store_rc (*events_prune)(
+	    struct store *st, int64_t before_ms, int64_t ids, int *more);
 	enum store_rc (*job_counts)(struct store *st, json_t **counts);
 	enum store_rc (*callback_add)(struct store *st, const char *job_id,
 	    const char *task_id, const char *outcome, int applied);

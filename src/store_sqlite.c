@@ -257,6 +257,8 @@ enum stmt_id {
 	ST_JOBS_FINISHED,
 	ST_EVENTS_AFTER,
 	ST_EVENTS_LAST,
+	ST_PRUNE_END,
+	ST_PRUNE,
 	ST_POSITION_EVENTS,
 	ST_POSITIONS_SHOWN,
 	ST_SHOWN_ADD,
@@ -350,6 +352,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " WHERE e.id > ?1 AND (?2 IS NULL OR e.user_id = ?2)"
 	    " AND (?3 IS NULL OR e.job_id = ?3) ORDER BY e.id LIMIT ?4",
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
+	/* Where this round of pruning stops: the first event after ?1 that
+	 * is new enough to keep, or beyond the round's ?3 ids. */
+	[ST_PRUNE_END] = "SELECT id FROM events WHERE id > ?1"
+	    " AND (at >= ?2 OR id > ?1 + ?3) ORDER BY id LIMIT 1",
+	[ST_PRUNE] = "DELETE FROM events WHERE id > ?1 AND id < ?2"
+	    " AND position IS NOT NULL AND NOT EXISTS"
+	    " (SELECT 1 FROM shown WHERE shown.job_id = events.job_id)",
 	[ST_CALLBACK_INSERT] = "INSERT INTO callbacks (job_id, task_id,"
 	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_JOBS_HOLDING_ENDED] = "SELECT " JOB_COLS ", 0 FROM jobs"
@@ -376,6 +385,7 @@ struct sqlite_store {
 	sqlite3 *db;
 	struct store_opts opts;
 	sqlite3_stmt *stmt[ST_COUNT];
+	int64_t pruned; /* events up to this id were looked at for pruning */
 };
 
 /* A typed statement argument; TXT(NULL) binds SQL NULL. */
@@ -1294,17 +1304,65 @@ lite_job_counts(struct store *st, json_t **counts)
 	return rc;
 }
 
-/* Positions can always be worked out again from the queue, so their
- * events need not wait for the disk: no fsync for this transaction. */
+/* A transaction whose loss in a crash costs nothing but work done again:
+ * it need not wait for the disk (no fsync at its commit). */
 static enum store_rc
-lite_positions_publish(struct store *st, int *n)
+tx_nosync(struct sqlite_store *s, tx_fn fn, void *arg)
 {
-	struct sqlite_store *s = lite(st);
 	enum store_rc rc;
 
 	sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-	rc = tx(s, positions_tx, n);
+	rc = tx(s, fn, arg);
 	sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Positions can always be worked out again from the queue. */
+static enum store_rc
+lite_positions_publish(struct store *st, int *n)
+{
+	return tx_nosync(lite(st), positions_tx, n);
+}
+
+struct prune {
+	int64_t before_ms, ids;
+	int more;
+};
+
+/* One round: from where the last stopped to the first event to keep, at
+ * most p->ids ids further; only the positions of jobs out of the queue. */
+static enum store_rc
+prune_tx(struct sqlite_store *s, void *arg)
+{
+	struct prune *p = arg;
+	int64_t end = 0;
+	enum store_rc rc = get_int(s, ST_PRUNE_END, &end,
+	    ARGS(I64(s->pruned), I64(p->before_ms), I64(p->ids)));
+
+	if (rc == STORE_NOTFOUND) { /* every event after it is old enough */
+		rc = get_int(s, ST_EVENTS_LAST, &end, NOARGS);
+		end++;
+	}
+	if (rc == STORE_OK && end > s->pruned + 1)
+		rc = run(s, ST_PRUNE, NULL, ARGS(I64(s->pruned), I64(end)));
+	if (rc == STORE_OK) {
+		p->more = end > s->pruned + p->ids;
+		s->pruned = end - 1;
+	}
+	return rc;
+}
+
+static enum store_rc
+lite_events_prune(struct store *st, int64_t before_ms, int64_t ids, int *more)
+{
+	struct sqlite_store *s = lite(st);
+	struct prune p = {before_ms, ids, 0};
+	int64_t from = s->pruned;
+	enum store_rc rc = tx_nosync(s, prune_tx, &p);
+
+	if (rc != STORE_OK)
+		s->pruned = from; /* rolled back: look again next time */
+	*more = p.more;
 	return rc;
 }
 
@@ -1506,6 +1564,7 @@ const struct store_backend store_sqlite_backend = {
     .events_after = lite_events_after,
     .events_last = lite_events_last,
     .positions_publish = lite_positions_publish,
+    .events_prune = lite_events_prune,
     .job_counts = lite_job_counts,
     .jobs_older = lite_jobs_older,
     .jobs_holding_ended = lite_jobs_holding_ended,

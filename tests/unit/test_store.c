@@ -1104,6 +1104,89 @@ Test(store, positions_publish_only_what_moved)
 	cr_assert_eq(count_of("shown"), 1);
 }
 
+/* Old position events of jobs out of the queue go; everything else stays:
+ * the state events, and the positions of jobs still waiting. */
+Test(store, events_prune_forgets_old_positions_of_jobs_gone)
+{
+	struct job j;
+	int n, more = -1;
+
+	submit_ok("q1", "u1", "upscaler");
+	submit_ok("q2", "u2", "upscaler");
+	submit_ok("q3", "u3", "upscaler");
+	cr_assert_eq(finish("q1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 2);                            /* q2 at 1, q3 at 2 */
+	cr_assert_eq(store_promote(st, &j), STORE_OK); /* q2 leaves */
+	job_cleanup(&j);
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 1); /* q3 at 1 */
+	int64_t all = count_of("events");
+
+	/* Nothing is old enough yet. */
+	cr_assert_eq(store_events_prune(st, 1, 1000, &more), STORE_OK);
+	cr_assert_eq(more, 0);
+	cr_assert_eq(count_of("events"), all);
+
+	/* Made old: q2's position event goes; q3 waits, so its stay. */
+	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
+	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
+	cr_assert_eq(more, 0);
+	cr_assert_eq(count_of("events"), all - 1);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q2'"
+	                     " AND position IS NOT NULL"),
+	    0);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q3'"
+	                     " AND position IS NOT NULL"),
+	    2);
+	/* The log still reads whole, q2's state events included. */
+	struct store_event_list l = {0};
+	cr_assert_eq(store_events_after(st, 0, "u2", "q2", 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2); /* queued, starting */
+	store_event_list_cleanup(&l);
+}
+
+/* A round looks at so many ids at most, and goes on where it stopped. */
+Test(store, events_prune_in_rounds)
+{
+	struct job j;
+	int n, more = -1;
+
+	submit_ok("r1", "u1", "upscaler");
+	for (int i = 0; i < 6; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "w%d", i);
+		snprintf(user, sizeof(user), "v%d", i);
+		submit_ok(id, user, "upscaler");
+	}
+	cr_assert_eq(store_promote(st, &j), STORE_OK); /* r1 leaves */
+	job_cleanup(&j);
+	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	cr_assert_eq(n, 6);
+	/* w0 and w1 take the last two slots, w2 is cancelled: their three
+	 * position events may go, w3..w5's stay. */
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(store_promote(st, &j), STORE_OK);
+		job_cleanup(&j);
+	}
+	cr_assert_eq(finish("w2", JOB_CANCELLED, 0, &j), STORE_OK, "%s",
+	    store_error(st));
+	job_cleanup(&j);
+	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
+	int64_t all = count_of("events");
+	int rounds = 0;
+	do {
+		cr_assert_eq(store_events_prune(st, 10, 4, &more), STORE_OK);
+		rounds++;
+	} while (more && rounds < 100);
+	cr_assert_gt(rounds, 2, "4 ids a round cannot cover the log at once");
+	cr_assert_eq(count_of("events"), all - 3);
+	cr_assert_eq(store_events_prune(st, 10, 4, &more), STORE_OK);
+	cr_assert_eq(more, 0);
+	cr_assert_eq(count_of("events"), all - 3);
+}
+
 /* A store of version 1 kept a whole copy in each position event and did
  * not know which event a place belongs to: migration 2 works that out, so
  * the old events read as they did and the queue moves on as before. */
