@@ -520,13 +520,13 @@ h_job_events(struct http_req *r, void *ctx)
 	job_init(&j);
 	enum store_rc rc =
 	    store_job_get(a->st, http_req_param(r, 0), c.sub, &j);
-	job_cleanup(&j);
 	if (rc == STORE_OK)
-		events_stream(a->ev, r, c.sub, http_req_param(r, 0), after);
+		events_stream(a->ev, r, c.sub, &j, after);
 	else if (rc == STORE_NOTFOUND)
 		not_found(r, "job");
 	else
 		unavailable(r);
+	job_cleanup(&j);
 }
 
 /* ---- the caller ---------------------------------------------------- */

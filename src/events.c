@@ -380,11 +380,11 @@ replay(struct events *e, struct sub *s)
 
 void
 events_stream(struct events *e, struct http_req *r, const char *user_id,
-    const char *job_id, int64_t after)
+    const struct job *job, int64_t after)
 {
 	struct sub *s = xcalloc(1, sizeof(*s));
-	struct job j;
-	int terminal = 0;
+	const char *job_id = job ? job->id : NULL;
+	int terminal = job && job_status_terminal(job->status);
 
 	s->e = e;
 	s->req = r;
@@ -393,12 +393,6 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 	s->last = after > 0 ? after : 0;
 	if (after < 0 && job_id == NULL)
 		store_events_last(e->st, &s->last);
-	if (job_id) {
-		job_init(&j);
-		if (store_job_get(e->st, job_id, user_id, &j) == STORE_OK)
-			terminal = job_status_terminal(j.status);
-		job_cleanup(&j);
-	}
 	if (terminal && after >= 0) {
 		/* Reconnected after the end: nothing more will come. */
 		struct store_event_list l = {0};

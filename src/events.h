@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "job.h"
 #include "store.h"
 
 struct event_base;
@@ -22,13 +23,14 @@ struct events *events_new(
 void events_free(struct events *e);
 
 /*
- * Answer r with a stream of user_id's events (only job_id's when non-NULL)
- * with ids > after; after < 0 means "from now on" (or, for one job, its
- * whole history). A job stream ends after its job's terminal event, and a
- * job already terminal with nothing to replay is answered 204.
+ * Answer r with a stream of user_id's events (only job's when non-NULL:
+ * the caller has read it, and it is user_id's) with ids > after; after < 0
+ * means "from now on" (or, for one job, its whole history). A job stream
+ * ends after its job's terminal event, and a job already terminal with
+ * nothing to replay is answered 204.
  */
 void events_stream(struct events *e, struct http_req *r, const char *user_id,
-    const char *job_id, int64_t after);
+    const struct job *job, int64_t after);
 
 /* Streams open now. */
 int events_streams(const struct events *e);
