@@ -25,7 +25,7 @@
 /* inih cuts longer section names short without a word (its MAX_SECTION). */
 #define INI_SECTION_MAX 50
 
-enum kind { K_INT, K_STR, K_URL, K_LISTEN, K_STORE };
+enum kind { K_INT, K_STR, K_URL, K_LISTEN, K_STORE, K_ORIGINS };
 
 struct key {
 	const char *section;
@@ -42,6 +42,7 @@ static const struct key keys[] = {
     {"server", "listen", K_LISTEN, 0, 0, 0},
     {"server", "public_url", K_URL, OFF(public_url), 0, 0},
     {"server", "max_body", K_INT, OFF(max_body), 1, 0},
+    {"server", "cors_origins", K_ORIGINS, OFF(cors_origins), 0, 1},
     {"store", "url", K_STORE, OFF(store_url), 0, 0},
     {"auth", "jwt_secret", K_STR, OFF(jwt_secret), 0, 0},
     {"queue", "slots", K_INT, OFF(slots), 1, 0},
@@ -154,6 +155,61 @@ set_str(struct loader *ld, const struct key *k, const char *value)
 	return 0;
 }
 
+/* One origin as a browser sends it: scheme://host[:port], nothing after. */
+static int
+is_origin(const char *o, size_t len)
+{
+	size_t scheme = strncmp(o, "http://", 7) == 0    ? 7
+	                : strncmp(o, "https://", 8) == 0 ? 8
+	                                                 : 0;
+
+	if (scheme == 0 || len == scheme)
+		return 0;
+	for (size_t i = scheme; i < len; i++)
+		if (!(o[i] == '.' || o[i] == '-' || o[i] == ':' ||
+		        o[i] == '[' || o[i] == ']' ||
+		        (o[i] >= '0' && o[i] <= '9') ||
+		        (o[i] >= 'a' && o[i] <= 'z')))
+			return 0;
+	return 1;
+}
+
+/* Empty (same origin only), "*", or origins separated by spaces; kept
+ * with single spaces between them. */
+static int
+set_origins(struct loader *ld, const struct key *k, const char *value)
+{
+	char *out = xcalloc(1, strlen(value) + 1);
+	size_t n = 0;
+
+	if (strcmp(value, "*") == 0) {
+		replace((char **)((char *)ld->cfg + k->off), xstrdup("*"));
+		free(out);
+		return 0;
+	}
+	for (const char *p = value; *p;) {
+		size_t len = strcspn(p, " \t");
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (!is_origin(p, len)) {
+			free(out);
+			return bad_value(ld, k,
+			    "\"*\" or origins like https://app.example.com"
+			    " (lowercase, no path) separated by spaces",
+			    value);
+		}
+		if (n)
+			out[n++] = ' ';
+		memcpy(out + n, p, len);
+		n += len;
+		p += len;
+	}
+	replace((char **)((char *)ld->cfg + k->off), out);
+	return 0;
+}
+
 /* "HOST:PORT" or "[IPV6]:PORT"; host kept without the brackets. */
 static int
 set_listen(struct loader *ld, const struct key *k, const char *value)
@@ -223,6 +279,7 @@ apply(
 	    [K_URL] = set_url,
 	    [K_LISTEN] = set_listen,
 	    [K_STORE] = set_store,
+	    [K_ORIGINS] = set_origins,
 	};
 	int known_section = 0;
 
@@ -482,6 +539,7 @@ config_cleanup(struct config *cfg)
 {
 	free(cfg->listen_host);
 	free(cfg->public_url);
+	free(cfg->cors_origins);
 	free(cfg->store_url);
 	free(cfg->jwt_secret);
 	free(cfg->uploads_dir);

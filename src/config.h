@@ -15,6 +15,7 @@ struct config {
 	int listen_port;
 	char *public_url; /* no trailing slash */
 	int64_t max_body;
+	char *cors_origins; /* "" same origin only, "*", or "O1 O2 …" */
 
 	char *store_url;
 

@@ -84,6 +84,7 @@ struct http_server {
 	size_t nroutes;
 	void *ctx;
 	size_t default_max_body;
+	char *cors; /* origins pages may call from: NULL, "*" or "O1 O2 …" */
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	int port;
@@ -1059,27 +1060,94 @@ route_find(struct conn *c, int *allow)
 	return *allow ? 405 : 404;
 }
 
+/* The names of the methods in allow, as "GET, POST". */
 static void
-refuse_route(struct conn *c, int status, int allow)
+methods_list(int allow, char buf[64])
 {
-	char buf[64] = "";
-	size_t i;
-	int keep = c->req->content_length == 0;
-
-	if (status == 404) {
-		refuse(c, 404, "not_found", "no such path", NULL, keep);
-		return;
-	}
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
 		if (!(allow & methods[i].flag))
 			continue;
 		if (buf[0])
 			strcat(buf, ", ");
 		strcat(buf, methods[i].name);
 	}
+}
+
+static void
+refuse_route(struct conn *c, int status, int allow)
+{
+	char buf[64];
+	int keep = c->req->content_length == 0;
+
+	if (status == 404) {
+		refuse(c, 404, "not_found", "no such path", NULL, keep);
+		return;
+	}
+	methods_list(allow, buf);
 	http_reply_header(c->req, "Allow", buf);
 	refuse(c, 405, "method_not_allowed", "method not allowed here", NULL,
 	    keep);
+}
+
+/* ---- CORS: pages of other origins calling from the browser ---- */
+
+static int
+cors_allows(const struct http_server *s, const char *origin)
+{
+	size_t n = strlen(origin);
+
+	if (s->cors == NULL || n == 0)
+		return 0;
+	if (strcmp(s->cors, "*") == 0)
+		return 1;
+	for (const char *p = s->cors; *p;) {
+		size_t len = strcspn(p, " ");
+		if (len == n && strncasecmp(p, origin, n) == 0)
+			return 1;
+		p += len + (p[len] == ' ');
+	}
+	return 0;
+}
+
+/*
+ * Every answer to an allowed origin says so, errors included (the page can
+ * then read them); a preflight (OPTIONS with Access-Control-Request-Method)
+ * of a known path is answered here with what its routes accept: 1 when it
+ * was.
+ */
+static int
+cors(struct conn *c, int status, int allow)
+{
+	struct http_req *r = c->req;
+	const char *origin = http_req_header(r, "Origin");
+	char buf[64];
+
+	if (origin == NULL || !cors_allows(c->srv, origin))
+		return 0;
+	http_reply_header(r, "Access-Control-Allow-Origin", origin);
+	http_reply_header(r, "Vary", "Origin");
+	if (r->method != HTTP_OPTIONS || status == 404 ||
+	    http_req_header(r, "Access-Control-Request-Method") == NULL)
+		return 0;
+	methods_list(allow, buf);
+	http_reply_header(r, "Access-Control-Allow-Methods", buf);
+	http_reply_header(r, "Access-Control-Allow-Headers",
+	    "Authorization, Content-Type, Idempotency-Key, Last-Event-ID");
+	http_reply_header(r, "Access-Control-Max-Age", "600");
+	if (r->content_length > 0) { /* a body we will not read */
+		r->keep_alive = 0;
+		c->linger = 1;
+	}
+	http_reply(r, 204, NULL, NULL, 0);
+	return 1;
+}
+
+void
+http_server_cors(struct http_server *s, const char *origins)
+{
+	free(s->cors);
+	s->cors = origins && *origins ? xstrdup(origins) : NULL;
 }
 
 static void
@@ -1133,6 +1201,8 @@ head_done(struct conn *c)
 		return;
 	}
 	status = route_find(c, &allow);
+	if (cors(c, status, allow))
+		return;
 	if (status != 0) {
 		refuse_route(c, status, allow);
 		return;
@@ -1449,5 +1519,6 @@ http_server_free(struct http_server *s)
 	if (s->listener)
 		evconnlistener_free(s->listener);
 	event_free(s->accept_retry);
+	free(s->cors);
 	free(s);
 }

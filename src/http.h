@@ -49,6 +49,14 @@ struct http_server *http_server_new(struct event_base *base,
     const struct http_route *routes, size_t nroutes, void *ctx,
     size_t default_max_body);
 
+/*
+ * Let pages of these origins call the server from the browser (CORS):
+ * NULL or "" none but its own, "*" any, else origins separated by single
+ * spaces (copied). Allowed origins get Access-Control-Allow-Origin on
+ * every answer, and their preflights are answered from the route table.
+ */
+void http_server_cors(struct http_server *s, const char *origins);
+
 /* Listen on host:port (port 0 picks one). 0, or -1 with err set. */
 int http_server_listen(struct http_server *s, const char *host, int port,
     char *err, size_t errlen);

@@ -175,6 +175,7 @@ cmd_serve(const struct config *cfg)
 	if (api) {
 		d.http = http_server_new(
 		    d.base, routes, nroutes, api, (size_t)cfg->max_body);
+		http_server_cors(d.http, cfg->cors_origins);
 		if (http_server_listen(d.http, cfg->listen_host,
 		        cfg->listen_port, err, sizeof(err)) == 0)
 			rc = 0;

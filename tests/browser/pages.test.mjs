@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import http from 'node:http';
 import zlib from 'node:zlib';
 import { Env, token, adminToken, waitFor } from '../api/harness.mjs';
 
@@ -27,6 +28,9 @@ const SHOTS = process.env.FILA_DOCS_SHOTS ? path.join(repo, 'docs') : path.join(
 fs.mkdirSync(SHOTS, { recursive: true });
 const VIEW = { width: 1280, height: 800 };
 const RUN_MS = 2500; // how long the emulator takes per task
+// Two web apps of other origins, served by the test itself on loopback: the
+// first is one fila lets call it (server.cors_origins), the second is not.
+const apps = [];
 
 let env;
 let browser;
@@ -44,7 +48,9 @@ before(async () => {
   } catch (e) {
     throw new Error(`playwright-core is not installed (${e.message}).\nRun scripts/browser-deps (npm install at the repository root).`);
   }
-  env = await Env.start({ durationMs: RUN_MS, concurrency: 10, sets: ['queue.slots=1'] });
+  for (let i = 0; i < 2; i++) apps.push(await appServer(`app${i}`));
+  env = await Env.start({ durationMs: RUN_MS, concurrency: 10,
+    sets: ['queue.slots=1', `server.cors_origins=${apps[0].origin}`] });
   // launch() gives the browser a fresh, temporary user-data dir of its own.
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -58,6 +64,7 @@ after(async () => {
   for (const c of contexts) await c.close().catch(() => {});
   await browser?.close().catch(() => {});
   await env?.stop();
+  for (const a of apps) a.server.close();
 });
 
 async function newPage() {
@@ -388,4 +395,56 @@ test('admin page: slots, queue with positions, running ages, 24 h counts, failur
   await env.emuCall('POST', '/emu/config', { duration_ms: RUN_MS });
   await env.clearQueue();
   noPageErrors();
+});
+
+// The page a web app of another origin would have: fila.js loaded from fila
+// (a module: fetched with CORS too), a job created and watched to its end.
+function appPage(filaUrl, tok) {
+  return `<!doctype html><meta charset="utf-8"><title>app</title><pre id="out"></pre>
+<script type="module">
+const out = document.getElementById('out');
+const say = (s) => { out.textContent += s + '\\n'; };
+try {
+  const { Fila } = await import(${JSON.stringify(filaUrl + '/fila.js')});
+  const fila = new Fila({ baseUrl: ${JSON.stringify(filaUrl)}, token: ${JSON.stringify(tok)} });
+  const png = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='), (c) => c.charCodeAt(0));
+  const job = await fila.createJob({ tool: 'upscaler', variant: 'pro',
+    inputs: { image: new Blob([png], { type: 'image/png' }) } });
+  say('created ' + job.status);
+  fila.subscribe(job, (j) => { say('event ' + j.status); if (j.status === 'completed') say('done ' + j.outputs.length); });
+} catch (e) {
+  say('error ' + (e.code || e.name) + ': ' + e.message);
+}
+</script>`;
+}
+
+// A web app's server: its one page, for user id.
+function appServer(id) {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(appPage(env.url, token(id)));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () =>
+    resolve({ server, origin: `http://127.0.0.1:${server.address().port}` })));
+}
+
+test('a web app on another origin uses fila.js when fila lets it (CORS), and not otherwise', async () => {
+  const ctx = await browser.newContext({ viewport: VIEW });
+  contexts.push(ctx);
+  const page = await openIn(ctx);
+  await page.goto(`${apps[0].origin}/shop`);
+  await page.waitForFunction(() => /done|error/.test(document.getElementById('out').textContent),
+    null, { timeout: 20000 });
+  const text = await page.textContent('#out');
+  assert.match(text, /^created (queued|starting)$/m, text);
+  assert.match(text, /^event running$/m, text);
+  assert.match(text, /^done 1$/m, text);
+
+  // Another origin: the browser does not hand fila's answers to the page.
+  const other = await openIn(ctx);
+  await other.goto(`${apps[1].origin}/shop`);
+  await other.waitForFunction(() => /error/.test(document.getElementById('out').textContent),
+    null, { timeout: 10000 });
+  const refused = await other.textContent('#out');
+  assert.doesNotMatch(refused, /created/, refused);
 });

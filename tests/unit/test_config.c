@@ -103,6 +103,7 @@ Test(config, defaults_are_api_section_8)
 	cr_assert_str_eq(cfg.rh_api_key, "demo");
 	cr_assert_eq(cfg.rh_poll_after, 120);
 	cr_assert_eq(cfg.rh_timeout, 30);
+	cr_assert_str_eq(cfg.cors_origins, "", "same origin only");
 }
 
 Test(config, builtin_tools)
@@ -374,6 +375,36 @@ Test(config, error_urls_and_strings)
 	    "[auth] jwt_secret: must not be empty");
 	expect_error(
 	    "[uploads]\ndir = \n", 2, "[uploads] dir: must not be empty");
+}
+
+Test(config, cors_origins)
+{
+	cr_assert_eq(
+	    load("[server]\ncors_origins = *\n", NULL, 0), 0, "%s", err);
+	cr_assert_str_eq(cfg.cors_origins, "*");
+	cleanup();
+	cr_assert_eq(load("[server]\ncors_origins =   https://app.example.com"
+	                  "\thttp://localhost:3000  http://[::1]:8000\n",
+	                 NULL, 0),
+	    0, "%s", err);
+	cr_assert_str_eq(cfg.cors_origins,
+	    "https://app.example.com http://localhost:3000 http://[::1]:8000");
+	cleanup();
+	static const char *const bad[] = {"https://app.example.com/",
+	    "https://app.example.com/path", "app.example.com",
+	    "https://App.Example.com", "ftp://x", "https://", "* https://a.b",
+	    "https://a.b,https://c.d", NULL};
+	for (size_t i = 0; bad[i]; i++) {
+		char text[256], want[512];
+		snprintf(text, sizeof(text), "[server]\ncors_origins = %s\n",
+		    bad[i]);
+		snprintf(want, sizeof(want),
+		    "[server] cors_origins: expected \"*\" or origins like "
+		    "https://app.example.com (lowercase, no path) separated "
+		    "by spaces, got \"%s\"",
+		    bad[i]);
+		expect_error(text, 2, want);
+	}
 }
 
 Test(config, error_tool_keys)

@@ -264,6 +264,7 @@ server_start(void)
 	loop_base = base;
 	srv = http_server_new(
 	    base, routes, sizeof routes / sizeof routes[0], NULL, 100);
+	http_server_cors(srv, "https://app.example.com http://localhost:3000");
 	cr_assert_eq(http_server_listen(srv, "127.0.0.1", 0, err, sizeof err),
 	    0, "%s", err);
 	port = http_server_port(srv);
@@ -609,6 +610,117 @@ Test(http, not_found_and_method)
 	roundtrip("PATCH /hello HTTP/1.1\r\n\r\n", &r);
 	cr_assert_eq(r.status, 405);
 	cr_assert(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"), "%s", r.head);
+}
+
+/* --- CORS: pages of other origins --- */
+
+Test(http, cors_allowed_origin_on_every_answer)
+{
+	struct resp r;
+
+	roundtrip(
+	    "GET /hello HTTP/1.1\r\nOrigin: http://localhost:3000\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Origin: "
+	                         "http://localhost:3000\r\nVary: Origin\r\n"),
+	    "%s", r.head);
+	/* Errors too, or the page could not read them. */
+	roundtrip(
+	    "GET /err HTTP/1.1\r\nOrigin: https://app.example.com\r\n\r\n", &r);
+	cr_assert_eq(r.status, 402);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Origin: "
+	                         "https://app.example.com\r\n"),
+	    "%s", r.head);
+	roundtrip(
+	    "GET /nope HTTP/1.1\r\nOrigin: https://app.example.com\r\n\r\n",
+	    &r);
+	cr_assert_eq(r.status, 404);
+	cr_assert(strstr(r.head, "Access-Control-Allow-Origin"), "%s", r.head);
+}
+
+Test(http, cors_other_origins_get_nothing)
+{
+	static const char *const reqs[] = {
+	    "GET /hello HTTP/1.1\r\nOrigin: https://evil.example.com\r\n\r\n",
+	    "GET /hello HTTP/1.1\r\nOrigin: "
+	    "https://app.example.com.evil\r\n\r\n",
+	    "GET /hello HTTP/1.1\r\nOrigin: https://app.example\r\n\r\n",
+	    "GET /hello HTTP/1.1\r\nOrigin: null\r\n\r\n",
+	    "GET /hello HTTP/1.1\r\nOrigin: \r\n\r\n",
+	    "GET /hello HTTP/1.1\r\n\r\n",
+	};
+	struct resp r;
+
+	for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+		roundtrip(reqs[i], &r);
+		cr_assert_eq(r.status, 200, "%s", reqs[i]);
+		cr_assert_null(strstr(r.head, "Access-Control"), "%s", reqs[i]);
+	}
+	/* A preflight from elsewhere is no preflight: OPTIONS is no method
+	 * of the route. */
+	roundtrip(
+	    "OPTIONS /echo HTTP/1.1\r\nOrigin: https://evil.example.com\r\n"
+	    "Access-Control-Request-Method: POST\r\n\r\n",
+	    &r);
+	cr_assert_eq(r.status, 405);
+	cr_assert_null(strstr(r.head, "Access-Control"), "%s", r.head);
+}
+
+Test(http, cors_preflight_from_the_route_table)
+{
+	struct resp r;
+
+	roundtrip(
+	    "OPTIONS /echo HTTP/1.1\r\nOrigin: https://app.example.com\r\n"
+	    "Access-Control-Request-Method: POST\r\n"
+	    "Access-Control-Request-Headers: authorization, content-type\r\n"
+	    "\r\n",
+	    &r);
+	cr_assert_eq(r.status, 204);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Origin: "
+	                         "https://app.example.com\r\n"),
+	    "%s", r.head);
+	cr_assert(
+	    strstr(r.head, "\r\nAccess-Control-Allow-Methods: POST, PUT\r\n"),
+	    "%s", r.head);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Headers: "
+	                         "Authorization, Content-Type, Idempotency-Key,"
+	                         " Last-Event-ID\r\n"),
+	    "%s", r.head);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Max-Age: 600\r\n"), "%s",
+	    r.head);
+	/* Of a path that is not there: 404, readable by the page. */
+	roundtrip(
+	    "OPTIONS /nope HTTP/1.1\r\nOrigin: https://app.example.com\r\n"
+	    "Access-Control-Request-Method: GET\r\n\r\n",
+	    &r);
+	cr_assert_eq(r.status, 404);
+	cr_assert(strstr(r.head, "Access-Control-Allow-Origin"), "%s", r.head);
+	/* OPTIONS without the request method is no preflight. */
+	roundtrip(
+	    "OPTIONS /echo HTTP/1.1\r\nOrigin: https://app.example.com\r\n"
+	    "\r\n",
+	    &r);
+	cr_assert_eq(r.status, 405);
+}
+
+Test(http, cors_preflight_keeps_the_connection)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c,
+	    "OPTIONS /hello HTTP/1.1\r\nOrigin: https://app.example.com\r\n"
+	    "Access-Control-Request-Method: GET\r\n\r\n"
+	    "GET /hello HTTP/1.1\r\nOrigin: https://app.example.com\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 204);
+	cr_assert(strstr(r.head, "Access-Control-Allow-Methods: GET, HEAD\r\n"),
+	    "%s", r.head);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 200);
+	cr_assert(strstr(r.head, "Access-Control-Allow-Origin"), "%s", r.head);
+	cl_close(c);
 }
 
 Test(http, error_shape)
