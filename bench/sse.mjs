@@ -15,6 +15,12 @@
 //
 // Node built-ins only. Usage: node bench/sse.mjs [--n 5000[,1000…]]
 //   [--rounds 5] [--timeout 1200] [--json FILE] [--fila-log FILE] [--keep]
+//   [--no-bare]
+//
+// The same rounds are then run against bench/bare.mjs, a bare Node.js SSE
+// server that keeps nothing but its streams (no store, no log, no tokens):
+// what the sends alone cost. fila's p99 and memory per stream are reported
+// as ratios to its, measured in the same run (--no-bare skips it).
 // Env: FILA_BIN, RHEMU_BIN (default build/fila, build/rhemu).
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -34,7 +40,7 @@ const SECRET = 'bench-secret';
 // ---- options -----------------------------------------------------------------
 
 function options(argv) {
-  const o = { n: [5000], rounds: 5, timeout: 1200, json: null, keep: false, filaLog: null, setupConc: 16, openBatch: 200 };
+  const o = { n: [5000], rounds: 5, timeout: 1200, json: null, keep: false, filaLog: null, setupConc: 16, openBatch: 200, bare: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => {
@@ -46,6 +52,7 @@ function options(argv) {
     else if (a === '--timeout') o.timeout = parseInt(v(), 10);
     else if (a === '--json') o.json = v();
     else if (a === '--keep') o.keep = true;
+    else if (a === '--no-bare') o.bare = false;
     else if (a === '--fila-log') o.filaLog = v();
     else if (a === '-h' || a === '--help') usage();
     else usage(`unknown argument ${a}`);
@@ -59,7 +66,7 @@ function options(argv) {
 
 function usage(msg) {
   if (msg) process.stderr.write(`sse.mjs: ${msg}\n`);
-  process.stderr.write('usage: node bench/sse.mjs [--n 5000[,1000]] [--rounds 5] [--timeout SECONDS] [--json FILE] [--fila-log FILE] [--keep]\n');
+  process.stderr.write('usage: node bench/sse.mjs [--n 5000[,1000]] [--rounds 5] [--timeout SECONDS] [--json FILE] [--fila-log FILE] [--keep] [--no-bare]\n');
   process.exit(msg ? 2 : 0);
 }
 
@@ -315,7 +322,7 @@ function openStream(port, s, onData) {
     let settled = false;
     const t = setTimeout(() => { if (!settled) { settled = true; sock.destroy(); reject(new Error('stream head timeout')); } }, 30000);
     sock.on('connect', () => {
-      sock.write(`GET /v1/events?access_token=${s.user.tok} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+      sock.write(`GET ${s.path || `/v1/events?access_token=${s.user.tok}`} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
         'Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n');
     });
     sock.on('data', (d) => {
@@ -596,6 +603,98 @@ async function benchOne(N) {
   }
 }
 
+// ---- the same fan-out from a bare Node.js SSE server ---------------------------
+
+async function startBare() {
+  const port = await freePort();
+  const p = spawn(process.execPath, [path.join(here, 'bare.mjs'), String(port)],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(p);
+  const err = tail(p.stderr);
+  tail(p.stdout);
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => {
+    if (p.exitCode !== null) throw new Error(`bare exited: ${err.text}`);
+    try {
+      const r = await fetch(url + '/healthz');
+      await r.text();
+      return r.status === 200;
+    } catch { return false; }
+  }, 10000, 'the bare server', 50);
+  return { p, port, url };
+}
+
+// The rounds of benchOne against the bare server. It keeps its queue in
+// the order the streams arrived, so a stream's place is not known here:
+// every stream but the leaving head must receive an event, and the head is
+// the one stream that does not.
+async function benchBare(N) {
+  log(`=== bare Node.js: N = ${N} streams ===`);
+  const bare = await startBare();
+  const out = { n: N, rounds: [] };
+  try {
+    let live = Array.from({ length: N }, (_, i) => {
+      const s = new Stream({ i, tok: '' });
+      s.path = `/v1/events?job=job_${i}`;
+      return s;
+    });
+    let measuring = false;
+    let got = 0;
+    const onData = (s, str) => {
+      const now = performance.now();
+      if (measuring) {
+        if (s.chunks.length === 0) got++;
+        s.chunks.push([now, str]);
+      } else {
+        parseStream(s, [[now, str]]);
+      }
+    };
+    await sleep(500);
+    const mem0 = procMem(bare.p.pid);
+    for (let b = 0; b < N; b += opt.openBatch) {
+      await Promise.all(live.slice(b, b + opt.openBatch).map((s) => openStream(bare.port, s, onData)));
+    }
+    await sleep(2000);
+    const mem1 = procMem(bare.p.pid);
+    out.per_stream_bytes = (mem1.rss - mem0.rss) / N;
+    const all = [];
+    for (let r = 1; r <= opt.rounds; r++) {
+      for (const s of live) { s.chunks = []; s.events = []; }
+      got = 0;
+      measuring = true;
+      const t0 = performance.now();
+      const moved = await request(bare.url, 'POST', '/move');
+      if (moved.status !== 200) throw new Error(`bare /move: ${moved.status}`);
+      const deadline = t0 + 15000;
+      let lastGot = -1;
+      let quietSince = performance.now();
+      while (performance.now() < deadline) {
+        await sleep(50);
+        if (got !== lastGot) { lastGot = got; quietSince = performance.now(); }
+        if (got >= live.length - 1 && performance.now() - quietSince > 500) break;
+      }
+      measuring = false;
+      for (const s of live) { parseStream(s, s.chunks); s.chunks = []; }
+      const silent = live.filter((s) => s.events.length === 0);
+      const lat = live.filter((s) => s.events.length > 0).map((s) => s.events[0].t - t0);
+      const sm = summary(lat);
+      out.rounds.push({ round: r, targets: live.length - 1, received: lat.length, ...sm });
+      all.push(...lat);
+      log(`bare round ${r}: ${lat.length}/${live.length - 1} received, p50 ${f1(sm.p50)} p90 ${f1(sm.p90)} p99 ${f1(sm.p99)} max ${f1(sm.max)} ms`);
+      if (silent.length !== 1) throw new Error(`bare round ${r}: ${silent.length} streams heard nothing, want 1 (the head)`);
+      silent[0].sock.destroy();
+      live = live.filter((s) => s !== silent[0]);
+      await sleep(500);
+    }
+    out.overall = summary(all);
+    out.received_all = out.rounds.every((r) => r.received === r.targets);
+    for (const s of live) s.sock?.destroy();
+    return out;
+  } finally {
+    await stop(bare.p);
+  }
+}
+
 function table(results) {
   const L = [];
   L.push('| N | round | received | min ms | p50 ms | p90 ms | p99 ms | max ms | events/stream | fila CPU s |');
@@ -608,6 +707,18 @@ function table(results) {
     const a = o.overall;
     L.push(`| ${o.n} | **all** | ${o.received_all ? 'all' : 'MISSED'} | ${f1(a.min)} | ${f1(a.p50)} | ${f1(a.p90)} | ` +
       `**${f1(a.p99)}** | ${f1(a.max)} | | ${o.cpu.fila_rounds_s.toFixed(2)} |`);
+  }
+  if (results.some((o) => o.bare)) {
+    L.push('');
+    L.push('| N | fila p50 ms | bare Node p50 ms | fila p99 ms | bare Node p99 ms | p99 fila / bare | RSS per stream fila / bare |');
+    L.push('|---:|---:|---:|---:|---:|---:|---:|');
+    for (const o of results) {
+      if (!o.bare) continue;
+      const a = o.overall;
+      const b = o.bare.overall;
+      L.push(`| ${o.n} | ${f1(a.p50)} | ${f1(b.p50)} | ${f1(a.p99)} | ${f1(b.p99)} | **${(a.p99 / b.p99).toFixed(2)}** | ` +
+        `${Math.round(o.mem.per_stream_bytes)} B / ${Math.round(o.bare.per_stream_bytes)} B |`);
+    }
   }
   L.push('');
   L.push('| N | setup s | open s | fila RSS before streams | with streams | per stream | fila CPU setup / open / rounds s | node RSS |');
@@ -623,7 +734,11 @@ function table(results) {
 
 async function main() {
   const results = [];
-  for (const n of opt.n) results.push(await benchOne(n));
+  for (const n of opt.n) {
+    const o = await benchOne(n);
+    if (opt.bare) o.bare = await benchBare(n);
+    results.push(o);
+  }
   const t = table(results);
   process.stdout.write(`\nfila SSE benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores (${os.cpus()[0]?.model?.trim()}), node ${process.version}\n\n${t}\n`);
   const pass = results.every((o) => o.received_all && o.overall.p99 < 100);
