@@ -398,6 +398,42 @@ function parseStream(s, chunks) {
   }
 }
 
+// What the streams receive: parsed as it comes, except during a round, when
+// a chunk is only stamped and kept, to be parsed after the round.
+function recorder() {
+  const rec = {
+    measuring: false,
+    got: 0, // streams that received something in this round
+    onData(s, str) {
+      const now = performance.now();
+      if (rec.measuring) {
+        if (s.chunks.length === 0) rec.got++;
+        s.chunks.push([now, str]);
+      } else {
+        parseStream(s, [[now, str]]);
+      }
+    },
+    start() {
+      rec.got = 0;
+      rec.measuring = true;
+    },
+    // Until `expect` streams have heard something, then a little more for
+    // stragglers and extra events (500 ms of quiet); at most 15 s after t0.
+    async settle(t0, expect) {
+      const deadline = t0 + 15000;
+      let lastGot = -1;
+      let quietSince = performance.now();
+      while (performance.now() < deadline) {
+        await sleep(50);
+        if (rec.got !== lastGot) { lastGot = rec.got; quietSince = performance.now(); }
+        if (rec.got >= expect && performance.now() - quietSince > 500) break;
+      }
+      rec.measuring = false;
+    },
+  };
+  return rec;
+}
+
 // ---- statistics -------------------------------------------------------------------
 
 function quantile(sorted, q) {
@@ -464,20 +500,10 @@ async function benchOne(N) {
 
     // Open the streams, a batch at a time (the listen backlog is finite).
     const streams = users.map((u) => new Stream(u));
-    let measuring = false;
-    let got = 0;
-    const onData = (s, str) => {
-      const now = performance.now();
-      if (measuring) {
-        if (s.chunks.length === 0) got++;
-        s.chunks.push([now, str]);
-      } else {
-        parseStream(s, [[now, str]]);
-      }
-    };
+    const rec = recorder();
     t = performance.now();
     for (let b = 0; b < N; b += opt.openBatch) {
-      await Promise.all(streams.slice(b, b + opt.openBatch).map((s) => openStream(fila.port, s, onData)));
+      await Promise.all(streams.slice(b, b + opt.openBatch).map((s) => openStream(fila.port, s, rec.onData)));
     }
     await waitFor(async () => (await metric(fila.url, 'fila_sse_streams')) >= N, 30000, `fila_sse_streams >= ${N}`);
     out.open_s = (performance.now() - t) / 1000;
@@ -504,26 +530,14 @@ async function benchOne(N) {
       });
       const ownerStream = streams[owner.i];
       for (const s of streams) { s.chunks = []; s.events = []; }
-      got = 0;
       const cpuR0 = procCpu(pid);
       const nodeCpu0 = process.cpuUsage();
-      measuring = true;
+      rec.start();
       const t0 = performance.now();
       const cancel = await request(fila.url, 'POST', `/v1/jobs/${head.id}/cancel`, { tok: owner.tok });
       const tCancel = performance.now() - t0;
       if (cancel.status !== 200) throw new Error(`cancel: ${cancel.status} ${cancel.text}`);
-      // Wait until every stream that must hear something has, then a
-      // little more for stragglers and extra events; at most 15 s.
-      const expect = want.size + 1;
-      const deadline = t0 + 15000;
-      let lastGot = -1;
-      let quietSince = performance.now();
-      while (performance.now() < deadline) {
-        await sleep(50);
-        if (got !== lastGot) { lastGot = got; quietSince = performance.now(); }
-        if (got >= expect && performance.now() - quietSince > 500) break;
-      }
-      measuring = false;
+      await rec.settle(t0, want.size + 1); // and the owner's stream
       const tWait = performance.now() - t0;
       const cpuR1 = procCpu(pid);
       const nodeCpu = process.cpuUsage(nodeCpu0);
@@ -638,21 +652,11 @@ async function benchBare(N) {
       s.path = `/v1/events?job=job_${i}`;
       return s;
     });
-    let measuring = false;
-    let got = 0;
-    const onData = (s, str) => {
-      const now = performance.now();
-      if (measuring) {
-        if (s.chunks.length === 0) got++;
-        s.chunks.push([now, str]);
-      } else {
-        parseStream(s, [[now, str]]);
-      }
-    };
+    const rec = recorder();
     await sleep(500);
     const mem0 = procMem(bare.p.pid);
     for (let b = 0; b < N; b += opt.openBatch) {
-      await Promise.all(live.slice(b, b + opt.openBatch).map((s) => openStream(bare.port, s, onData)));
+      await Promise.all(live.slice(b, b + opt.openBatch).map((s) => openStream(bare.port, s, rec.onData)));
     }
     await sleep(2000);
     const mem1 = procMem(bare.p.pid);
@@ -660,20 +664,11 @@ async function benchBare(N) {
     const all = [];
     for (let r = 1; r <= opt.rounds; r++) {
       for (const s of live) { s.chunks = []; s.events = []; }
-      got = 0;
-      measuring = true;
+      rec.start();
       const t0 = performance.now();
       const moved = await request(bare.url, 'POST', '/move');
       if (moved.status !== 200) throw new Error(`bare /move: ${moved.status}`);
-      const deadline = t0 + 15000;
-      let lastGot = -1;
-      let quietSince = performance.now();
-      while (performance.now() < deadline) {
-        await sleep(50);
-        if (got !== lastGot) { lastGot = got; quietSince = performance.now(); }
-        if (got >= live.length - 1 && performance.now() - quietSince > 500) break;
-      }
-      measuring = false;
+      await rec.settle(t0, live.length - 1);
       for (const s of live) { parseStream(s, s.chunks); s.chunks = []; }
       const silent = live.filter((s) => s.events.length === 0);
       const lat = live.filter((s) => s.events.length > 0).map((s) => s.events[0].t - t0);
