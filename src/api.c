@@ -6,6 +6,7 @@
  */
 #include "api.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -640,27 +641,39 @@ h_webhook(struct http_req *r, void *ctx)
 
 /* ---- admin --------------------------------------------------------- */
 
+/* The whole queue, as API.md §6 says; ?limit=N lists its first N only and
+ * adds "queued_total", how many wait in all, so a page can show a long
+ * queue without fetching and drawing all of it. */
 static void
 h_admin_queue(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	struct auth_claims c;
 	struct job_list active = {0}, queued = {0};
-	int64_t used = 0;
+	const char *limit = http_req_query(r, "limit");
+	int64_t used = 0, total = 0;
+	long long n = 0;
 
 	if (admin(a, r, &c))
 		return;
+	if (limit && *limit && (parse_ll(limit, &n) || n < 1 || n > INT_MAX)) {
+		invalid1(r, "limit", "must be a positive integer");
+		return;
+	}
 	if (store_slots_used(a->st, &used) != STORE_OK ||
 	    store_jobs_in(a->st, JOB_STARTING, &active) != STORE_OK ||
 	    store_jobs_in(a->st, JOB_RUNNING, &active) != STORE_OK ||
-	    store_jobs_in(a->st, JOB_QUEUED, &queued) != STORE_OK) {
+	    store_queue(a->st, (int)n, &queued, &total) != STORE_OK) {
 		unavailable(r);
 	} else {
-		http_reply_json(r, 200,
-		    json_pack("{s:{s:I, s:I}, s:o, s:o}", "slots", "total",
-		        (json_int_t)a->cfg->slots, "used", (json_int_t)used,
-		        "active", job_list_to_json(&active), "queued",
-		        job_list_to_json(&queued)));
+		json_t *o = json_pack("{s:{s:I, s:I}, s:o, s:o}", "slots",
+		    "total", (json_int_t)a->cfg->slots, "used",
+		    (json_int_t)used, "active", job_list_to_json(&active),
+		    "queued", job_list_to_json(&queued));
+		if (n > 0)
+			json_object_set_new(
+			    o, "queued_total", json_integer(total));
+		http_reply_json(r, 200, o);
 	}
 	job_list_cleanup(&active);
 	job_list_cleanup(&queued);

@@ -140,10 +140,10 @@ metrics_render(
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	struct job_list q = {0};
-	int64_t used = 0;
+	int64_t used = 0, queued = 0;
 	int ok = render_jobs(f, st) == 0 &&
 	         store_slots_used(st, &used) == STORE_OK &&
-	         store_jobs_in(st, JOB_QUEUED, &q) == STORE_OK;
+	         store_queue(st, 1, &q, &queued) == STORE_OK;
 
 	fprintf(f,
 	    "# HELP fila_slots_total Slots configured.\n"
@@ -155,8 +155,8 @@ metrics_render(
 	    (long long)used);
 	fprintf(f,
 	    "# HELP fila_queue_length Jobs waiting.\n"
-	    "# TYPE fila_queue_length gauge\nfila_queue_length %zu\n",
-	    q.n);
+	    "# TYPE fila_queue_length gauge\nfila_queue_length %lld\n",
+	    (long long)queued);
 	for (int h = 0; h < HIST_COUNT; h++)
 		render_hist(f, hist_names[h], hist_help[h], &m->hist[h]);
 	fputs("# HELP fila_provider_answers_total Provider answers by call "

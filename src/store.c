@@ -157,6 +157,13 @@ store_jobs_in(struct store *st, enum job_status s, struct job_list *out)
 }
 
 enum store_rc
+store_queue(struct store *st, int limit, struct job_list *out, int64_t *total)
+{
+	*total = 0;
+	return enter(st)->be->queue(st, limit, out, total);
+}
+
+enum store_rc
 store_promote(struct store *st, struct job *out)
 {
 	job_init(out);

@@ -125,6 +125,11 @@ enum store_rc store_job_list(
 enum store_rc store_jobs_in(
     struct store *st, enum job_status s, struct job_list *out);
 
+/* The first limit queued jobs (0: all) with their positions, appended to
+ * out, and how many are queued in all: one snapshot. */
+enum store_rc store_queue(
+    struct store *st, int limit, struct job_list *out, int64_t *total);
+
 /*
  * Jobs with status s that entered it before before_ms (created_at for
  * queued jobs, started_at otherwise), oldest first, at most limit;

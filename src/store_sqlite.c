@@ -222,6 +222,7 @@ static const char *const migrations[] = {
 
 enum stmt_id {
 	ST_BEGIN,
+	ST_BEGIN_READ,
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_VERSION,
@@ -243,6 +244,7 @@ enum stmt_id {
 	ST_LIST_USER,
 	ST_LIST_ALL,
 	ST_JOBS_IN,
+	ST_QUEUE_LENGTH,
 	ST_QUEUE_HEAD,
 	ST_JOB_START,
 	ST_JOB_RUNNING,
@@ -271,6 +273,7 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_version",
@@ -320,7 +323,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " ORDER BY seq DESC LIMIT ?5",
 	/* Positions of a whole queue are its row numbers: see jobs_in. */
 	[ST_JOBS_IN] = "SELECT " JOB_COLS ", 0 FROM jobs WHERE status = ?1"
-	    " ORDER BY seq",
+	    " ORDER BY seq LIMIT ?2",
+	[ST_QUEUE_LENGTH] = "SELECT count(*) FROM jobs WHERE status = 'queued'",
 	[ST_QUEUE_HEAD] = SELECT_JOB "WHERE status = 'queued'"
 	    " ORDER BY seq LIMIT 1",
 	[ST_JOB_START] = "UPDATE jobs SET status = 'starting', started_at = ?2,"
@@ -513,13 +517,14 @@ exec_sql(struct sqlite_store *s, const char *sql)
 }
 
 /*
- * Run fn inside BEGIN IMMEDIATE; commit only when it answers STORE_OK,
- * roll back otherwise (its answer stands, and so does its error text).
+ * Run fn inside BEGIN IMMEDIATE (begin, or BEGIN for reads: a snapshot
+ * that takes no write lock); commit only when it answers STORE_OK, roll
+ * back otherwise (its answer stands, and so does its error text).
  */
 static enum store_rc
-tx(struct sqlite_store *s, tx_fn fn, void *arg)
+tx_as(struct sqlite_store *s, enum stmt_id begin, tx_fn fn, void *arg)
 {
-	enum store_rc rc = run(s, ST_BEGIN, NULL, NOARGS);
+	enum store_rc rc = run(s, begin, NULL, NOARGS);
 
 	if (rc != STORE_OK)
 		return rc;
@@ -534,6 +539,12 @@ tx(struct sqlite_store *s, tx_fn fn, void *arg)
 		memcpy(s->base.err, keep, sizeof(keep));
 	}
 	return rc;
+}
+
+static enum store_rc
+tx(struct sqlite_store *s, tx_fn fn, void *arg)
+{
+	return tx_as(s, ST_BEGIN, fn, arg);
 }
 
 /* ---- rows ---------------------------------------------------------- */
@@ -1004,16 +1015,47 @@ lite_job_list(
 /* One statement reads the whole queue as one snapshot, in seq order, so
  * each queued job's position is its row number: no count per row. */
 static enum store_rc
-lite_jobs_in(struct store *st, enum job_status status, struct job_list *out)
+jobs_in(struct sqlite_store *s, enum job_status status, int limit,
+    struct job_list *out)
 {
 	size_t first = out->n;
-	enum store_rc rc = get_jobs(
-	    lite(st), ST_JOBS_IN, out, ARGS(TXT(job_status_name(status))));
+	enum store_rc rc = get_jobs(s, ST_JOBS_IN, out,
+	    ARGS(TXT(job_status_name(status)), I64(limit > 0 ? limit : -1)));
 
 	if (status == JOB_QUEUED)
 		for (size_t i = first; i < out->n; i++)
 			out->v[i].position = (int64_t)(i - first + 1);
 	return rc;
+}
+
+static enum store_rc
+lite_jobs_in(struct store *st, enum job_status status, struct job_list *out)
+{
+	return jobs_in(lite(st), status, 0, out);
+}
+
+struct queue_read {
+	int limit;
+	struct job_list *out;
+	int64_t *total;
+};
+
+static enum store_rc
+queue_tx(struct sqlite_store *s, void *arg)
+{
+	struct queue_read *q = arg;
+	enum store_rc rc = get_int(s, ST_QUEUE_LENGTH, q->total, NOARGS);
+
+	return rc == STORE_OK ? jobs_in(s, JOB_QUEUED, q->limit, q->out) : rc;
+}
+
+/* Both reads in one transaction: the count is of the list's snapshot. */
+static enum store_rc
+lite_queue(struct store *st, int limit, struct job_list *out, int64_t *total)
+{
+	struct queue_read q = {limit, out, total};
+
+	return tx_as(lite(st), ST_BEGIN_READ, queue_tx, &q);
 }
 
 /* ---- transitions --------------------------------------------------- */
@@ -1555,6 +1597,7 @@ const struct store_backend store_sqlite_backend = {
     .job_active = lite_job_active,
     .job_list = lite_job_list,
     .jobs_in = lite_jobs_in,
+    .queue = lite_queue,
     .promote = lite_promote,
     .job_running = lite_job_running,
     .job_finish = lite_job_finish,

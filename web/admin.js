@@ -6,6 +6,7 @@ import { h, $, takeToken, tokenSubject, clock, dur, ago, since, pretty, pill, to
 
 const TOKEN_KEY = 'fila.adminToken';
 const EVERY_MS = 2000;
+const QUEUE_SHOWN = 200; // a longer queue is counted, not drawn
 
 const fila = new Fila();
 let timer = null;
@@ -61,7 +62,7 @@ const title = (tool) => toolTitles[tool] || pretty(tool);
 async function refresh() {
   clearTimeout(timer);
   try {
-    const [queue, stats] = await Promise.all([fila.adminQueue(), fila.adminStats(24)]);
+    const [queue, stats] = await Promise.all([fila.adminQueue({ limit: QUEUE_SHOWN }), fila.adminStats(24)]);
     renderQueue(queue);
     renderStats(stats);
     $('#problem').hidden = true;
@@ -108,9 +109,10 @@ function renderQueue(q) {
   const bar = $('#slots-bar');
   bar.firstElementChild.style.width = `${total ? Math.min(100, (100 * used) / total) : 0}%`;
   bar.classList.toggle('full', total > 0 && used >= total);
-  $('#k-queued').textContent = q.queued.length;
+  const waiting = q.queued_total ?? q.queued.length;
+  $('#k-queued').textContent = waiting;
   $('#running-count').textContent = q.active.length ? `· ${q.active.length}` : '';
-  $('#queue-count').textContent = q.queued.length ? `· ${q.queued.length}` : '';
+  $('#queue-count').textContent = waiting ? `· ${waiting}` : '';
 
   $('#running').replaceChildren(...(q.active.length ? q.active.map((j) => h('tr', { 'data-job': j.id },
     jobCell(j), userCell(j), toolCell(j), h('td', {}, pill(j.status)),
@@ -120,7 +122,8 @@ function renderQueue(q) {
   $('#queue').replaceChildren(...(q.queued.length ? q.queued.map((j) => h('tr', { 'data-job': j.id },
     h('td', { class: 'num', 'data-testid': 'position' }, j.position), jobCell(j), userCell(j), toolCell(j),
     h('td', { class: 'num', 'data-since': j.created_at }, clock(since(j.created_at))),
-    h('td', { class: 'num' }, cancelButton(j)))) : [emptyRow(6, 'The queue is empty.')]));
+    h('td', { class: 'num' }, cancelButton(j)))) : [emptyRow(6, 'The queue is empty.')]),
+  ...(waiting > q.queued.length ? [emptyRow(6, `and ${waiting - q.queued.length} more waiting`)] : []));
 }
 
 const numCell = (n) => h('td', { class: `num${n ? '' : ' zero'}` }, n ?? 0);

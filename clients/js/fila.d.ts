@@ -76,7 +76,10 @@ export interface LedgerEntry {
 export interface AdminQueue {
   slots: { total: number; used: number };
   active: Job[];
+  /** The queue in order; only its first `limit` jobs when a limit is given. */
   queued: Job[];
+  /** How many jobs wait in all (present when a limit was given). */
+  queued_total?: number;
 }
 
 export interface ToolStats {
@@ -169,7 +172,8 @@ export declare class Fila {
   /** Cancels the session's waiting jobs when the page goes away. Returns unregister. */
   leaveOnUnload(sessionId: string): () => void;
 
-  adminQueue(): Promise<AdminQueue>;
+  /** The queue; `limit` lists only its first jobs (queued_total counts all). */
+  adminQueue(options?: { limit?: number }): Promise<AdminQueue>;
   adminStats(hours?: number): Promise<AdminStats>;
   adminGrant(userId: string, amount: number, reason?: string): Promise<{ balance: number }>;
   adminCancel(jobOrId: Job | string): Promise<Job>;

@@ -303,8 +303,10 @@ export class Fila {
 
   // ---- admin (role: admin) -------------------------------------------------
 
-  adminQueue() {
-    return this._request('GET', '/v1/admin/queue');
+  // → {slots, active, queued}; with limit, only the first queued, and
+  // queued_total, how many wait in all.
+  adminQueue({ limit } = {}) {
+    return this._request('GET', '/v1/admin/queue', { query: { limit } });
   }
 
   adminStats(hours = 24) {

@@ -31,6 +31,27 @@ test('GET /v1/admin/queue: {slots:{total,used}, active:[jobs], queued:[jobs with
   assert.deepEqual(q, { slots: { total: 2, used: 0 }, active: [], queued: [] });
 });
 
+test('GET /v1/admin/queue?limit=N: the first N queued, and how many wait in all', async () => {
+  const us = Array.from({ length: 6 }, (_, i) => newUser(`ql${i}`));
+  const js = [];
+  for (const u of us) js.push(await env.submitTool(u.tok, 'upscaler'));
+  const r = await env.api('GET', '/v1/admin/queue?limit=3', { token: admin });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(Object.keys(r.json).sort(), ['active', 'queued', 'queued_total', 'slots']);
+  assert.equal(r.json.queued_total, 4);
+  assert.deepEqual(r.json.queued.map((j) => [j.id, j.position]), [[js[2].id, 1], [js[3].id, 2], [js[4].id, 3]]);
+  assert.equal(r.json.active.length, 2);
+  const all = await env.api('GET', '/v1/admin/queue?limit=100', { token: admin });
+  assert.equal(all.json.queued.length, 4);
+  assert.equal(all.json.queued_total, 4);
+  for (const bad of ['0', '-1', 'x', '1.5', '99999999999999999999']) {
+    const b = await env.api('GET', `/v1/admin/queue?limit=${bad}`, { token: admin });
+    assertError(b, 422, 'validation_failed');
+    assert.ok(b.json.error.details?.fields?.limit, b.text);
+  }
+  for (const [i, j] of js.entries()) await env.api('POST', `/v1/jobs/${j.id}/cancel`, { token: us[i].tok });
+});
+
 test('POST /v1/admin/users/{id}/credits: grant entry, balance; never below 0', async () => {
   const u = newUser('grant');
   await env.me(u.tok);

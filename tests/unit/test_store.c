@@ -1104,6 +1104,35 @@ Test(store, positions_publish_only_what_moved)
 	cr_assert_eq(count_of("shown"), 1);
 }
 
+/* The head of the queue with its places, and the length of all of it. */
+Test(store, queue_head_and_length)
+{
+	struct job_list l = {0};
+	int64_t total = -1;
+
+	cr_assert_eq(store_queue(st, 2, &l, &total), STORE_OK);
+	cr_assert_eq(l.n, 0);
+	cr_assert_eq(total, 0);
+	for (int i = 0; i < 7; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "h%d", i);
+		snprintf(user, sizeof(user), "hu%d", i);
+		submit_ok(id, user, "upscaler");
+	}
+	cr_assert_eq(store_queue(st, 2, &l, &total), STORE_OK);
+	cr_assert_eq(total, 7);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "h0");
+	cr_assert_eq(l.v[0].position, 1);
+	cr_assert_str_eq(l.v[1].id, "h1");
+	cr_assert_eq(l.v[1].position, 2);
+	job_list_cleanup(&l);
+	cr_assert_eq(store_queue(st, 0, &l, &total), STORE_OK);
+	cr_assert_eq(l.n, 7, "0: all of it");
+	cr_assert_eq(l.v[6].position, 7);
+	job_list_cleanup(&l);
+}
+
 /* Old position events of jobs out of the queue go; everything else stays:
  * the state events, and the positions of jobs still waiting. */
 Test(store, events_prune_forgets_old_positions_of_jobs_gone)
