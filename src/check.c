@@ -48,13 +48,18 @@ struct rule {
 	const char *sql;
 };
 
+/* The schema version whose tables the rules read (store_sqlite.c's
+ * migrations; test_check holds the two together). */
+#define SCHEMA_VERSION 2
 #define TERMINAL "('completed', 'failed', 'cancelled')"
 #define ACTIVE "('queued', 'starting', 'running')"
 /* The event log as clients read it: a position event is its base's text
  * (the job's queued event) at another position. */
 #define EVENTS                                                                 \
-	"(SELECT e.id, e.job_id, e.user_id, e.base, b.job_id AS base_job,"     \
-	" CASE WHEN e.base IS NULL THEN e.data ELSE json_set(b.data,"          \
+	"(SELECT e.id, e.job_id, e.user_id, e.position, e.base,"               \
+	" b.job_id AS base_job, CASE WHEN json_valid(b.data) THEN"             \
+	" json_extract(b.data, '$.status') END AS base_status,"                \
+	" CASE WHEN e.position IS NULL THEN e.data ELSE json_set(b.data,"      \
 	" '$.position', e.position) END AS data FROM events e"                 \
 	" LEFT JOIN events b ON b.id = e.base)"
 #define EV_STATUS                                                              \
@@ -198,9 +203,9 @@ static const struct rule rules[] = {
 	    " FROM events e JOIN jobs j ON j.id = e.job_id"
 	    " WHERE e.user_id <> j.user_id"},
 	{BREACH, "SELECT printf('position event %lld of job %s shows event"
-	    " %lld, which is not an event of that job', id, job_id, base)"
-	    " FROM " EVENTS " WHERE base IS NOT NULL"
-	    " AND base_job IS NOT job_id"},
+	    " %s, which is not a queued event of that job', id, job_id,"
+	    " coalesce(base, 'none')) FROM " EVENTS " WHERE position IS NOT NULL"
+	    " AND (base_job IS NOT job_id OR base_status IS NOT 'queued')"},
 	/* In id order each event repeats or follows an arrow; so nothing
 	 * but a repeat comes after a terminal event. */
 	{BREACH, "SELECT printf('job %s: event %lld says %s after event %lld"
@@ -537,6 +542,18 @@ check_store(const struct config *cfg, FILE *out)
 		if (!c.failed)
 			fprintf(out, "check: %s is not a fila store\n",
 			    cfg->store_url + 7);
+		goto done;
+	}
+	int64_t v = count_rows(&c, "SELECT max(version) FROM schema_version");
+	if (v != SCHEMA_VERSION) {
+		if (!c.failed)
+			fprintf(out,
+			    "check: the store's schema is version %lld, this"
+			    " check reads version %d%s\n",
+			    (long long)v, SCHEMA_VERSION,
+			    v < SCHEMA_VERSION
+			        ? ": start fila serve once to bring it up"
+			        : "");
 		goto done;
 	}
 	check_all(&c);

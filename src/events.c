@@ -277,7 +277,7 @@ flush(struct events *e)
 		        REPLAY_PAGE, &l) != STORE_OK)
 			break;
 		for (size_t i = 0; i < l.n; i++) {
-			if (e->nsubs)
+			if (e->nsubs && l.v[i].data[0] != '\0')
 				dispatch(e, &l.v[i]);
 			e->cursor = l.v[i].id;
 		}
@@ -367,6 +367,8 @@ replay(struct events *e, struct sub *s)
 			break;
 		for (size_t i = 0; i < l.n && rc == 0; i++) {
 			int terminal;
+			if (l.v[i].data[0] == '\0')
+				continue; /* a position whose base is gone */
 			char *text = format(e, &l.v[i], &terminal);
 			if (terminal && s->job_id)
 				rc = -1;

@@ -1110,24 +1110,33 @@ cors_allows(const struct http_server *s, const char *origin)
 	return 0;
 }
 
-/*
- * Every answer to an allowed origin says so, errors included (the page can
- * then read them); a preflight (OPTIONS with Access-Control-Request-Method)
- * of a known path is answered here with what its routes accept: 1 when it
- * was.
- */
+/* Every answer to an allowed origin says so, errors included (the page
+ * can then read them); 1 when the origin is allowed. */
 static int
-cors(struct conn *c, int status, int allow)
+cors_headers(struct http_req *r)
 {
-	struct http_req *r = c->req;
+	const struct http_server *s = r->conn->srv;
 	const char *origin = http_req_header(r, "Origin");
-	char buf[64];
 
-	if (origin == NULL || !cors_allows(c->srv, origin))
+	if (s->cors == NULL || origin == NULL)
+		return 0;
+	http_reply_header(r, "Vary", "Origin"); /* the answer depends on it */
+	if (!cors_allows(s, origin))
 		return 0;
 	http_reply_header(r, "Access-Control-Allow-Origin", origin);
-	http_reply_header(r, "Vary", "Origin");
-	if (r->method != HTTP_OPTIONS || status == 404 ||
+	return 1;
+}
+
+/* A preflight (OPTIONS with Access-Control-Request-Method) of a known path
+ * from an allowed origin is answered here with what its routes accept: 1
+ * when it was. */
+static int
+cors_preflight(struct conn *c, int allowed, int status, int allow)
+{
+	struct http_req *r = c->req;
+	char buf[64];
+
+	if (!allowed || r->method != HTTP_OPTIONS || status == 404 ||
 	    http_req_header(r, "Access-Control-Request-Method") == NULL)
 		return 0;
 	methods_list(allow, buf);
@@ -1187,9 +1196,10 @@ head_done(struct conn *c)
 	struct http_req *r = c->req;
 	const char *expect = http_req_header(r, "Expect");
 	size_t limit;
-	int status, allow;
+	int status, allow, cors_ok;
 
 	r->keep_alive = keep_alive(r);
+	cors_ok = cors_headers(r);
 	if (http_req_header(r, "Transfer-Encoding") != NULL) {
 		refuse(c, 411, "length_required",
 		    "send the body with a Content-Length", NULL, 0);
@@ -1201,7 +1211,7 @@ head_done(struct conn *c)
 		return;
 	}
 	status = route_find(c, &allow);
-	if (cors(c, status, allow))
+	if (cors_preflight(c, cors_ok, status, allow))
 		return;
 	if (status != 0) {
 		refuse_route(c, status, allow);

@@ -185,7 +185,8 @@ enum store_rc store_callback_add(struct store *st, const char *job_id,
 
 /* --- the event log --- */
 
-/* One committed change: data is the job's JSON right after it. */
+/* One committed change: data is the job's JSON right after it ("" for a
+ * position whose base event is missing: a damaged log, not to be sent). */
 struct store_event {
 	int64_t id;
 	char *job_id;
@@ -220,7 +221,9 @@ enum store_rc store_positions_publish(struct store *st, int *n);
  * Forget the position events older than before_ms of jobs that have left
  * the queue: a later event of each says where it went. A call looks at
  * the next ids ids of the log after the last call's, at most, and stops
- * at the first event to keep; *more is 1 when older ones remain.
+ * at the first event to keep, and at the first event of the oldest job
+ * still queued (so none of its positions is passed over); *more is 1 when
+ * older ones remain.
  */
 enum store_rc store_events_prune(
     struct store *st, int64_t before_ms, int64_t ids, int *more);

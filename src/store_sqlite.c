@@ -178,25 +178,40 @@ static const char migration_1[] =
 	" SELECT RAISE(ABORT, 'a held slot is not removed'); END;";
 
 /*
- * Version 2: a position event is narrow. It names the event whose text it
- * shows again with another position (its base: the job's queued event)
- * instead of holding a copy, so a queue move with thousands waiting writes
- * little; readers get the whole text back (lite_events_after). The place
- * each job's events show leaves with the job from the queue.
+ * Version 2: a position event is narrow. It names its base, the job's
+ * queued event (a job is queued from its first event until it leaves), and
+ * its position, instead of holding a whole copy of the job, so a queue move
+ * with thousands waiting writes little; readers get the whole text back
+ * (lite_events_after). Version 1's copies become such rows too, so the
+ * pruning of old positions reaches them. The place each job's events show
+ * leaves with the job from the queue.
  */
 static const char migration_2[] =
 	"ALTER TABLE events ADD COLUMN position INTEGER;"
 	"ALTER TABLE events ADD COLUMN base INTEGER;"
 	"ALTER TABLE shown ADD COLUMN base INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX migration_2 ON events (job_id, id);"
+	"UPDATE events SET position = json_extract(data, '$.position'),"
+	" base = (SELECT min(f.id) FROM events f"
+	"  WHERE f.job_id = events.job_id), data = ''"
+	" WHERE json_valid(data) AND json_extract(data, '$.status') = 'queued'"
+	" AND id > (SELECT min(f.id) FROM events f"
+	"  WHERE f.job_id = events.job_id);"
 	"DELETE FROM shown WHERE job_id NOT IN"
 	" (SELECT id FROM jobs WHERE status = 'queued');"
-	"CREATE INDEX migration_2 ON events (job_id);"
-	"UPDATE shown SET base = (SELECT max(id) FROM events"
+	"UPDATE shown SET base = (SELECT min(id) FROM events"
 	" WHERE job_id = shown.job_id);"
 	"DROP INDEX migration_2;"
 	"CREATE TRIGGER shown_leaves AFTER UPDATE OF status ON jobs"
 	" WHEN OLD.status = 'queued' AND NEW.status <> 'queued' BEGIN"
-	" DELETE FROM shown WHERE job_id = NEW.id; END;";
+	" DELETE FROM shown WHERE job_id = NEW.id; END;"
+	/* A fila of version 1 still at work on the file (an upgrade one
+	 * process at a time) writes shown rows without a base. */
+	"CREATE TRIGGER shown_base AFTER INSERT ON shown WHEN NEW.base = 0"
+	" BEGIN UPDATE shown SET base = (SELECT e.id FROM events e"
+	"  WHERE e.user_id = (SELECT user_id FROM jobs WHERE id = NEW.job_id)"
+	"  AND e.job_id = NEW.job_id ORDER BY e.id LIMIT 1)"
+	" WHERE job_id = NEW.job_id; END;";
 
 static const char *const migrations[] = {
 	migration_1,
@@ -260,6 +275,7 @@ enum stmt_id {
 	ST_EVENTS_AFTER,
 	ST_EVENTS_LAST,
 	ST_PRUNE_END,
+	ST_PRUNE_CAP,
 	ST_PRUNE,
 	ST_POSITION_EVENTS,
 	ST_POSITIONS_SHOWN,
@@ -351,7 +367,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_JOBS_FINISHED] = "SELECT " JOB_COLS ", 0 FROM jobs"
 	    " WHERE finished_at >= ?1 ORDER BY finished_at",
 	[ST_EVENTS_AFTER] = "SELECT e.id, e.job_id, e.user_id,"
-	    " coalesce(b.data, e.data), e.position FROM events e"
+	    " CASE WHEN e.position IS NULL THEN e.data ELSE b.data END,"
+	    " e.position FROM events e"
 	    " LEFT JOIN events b ON b.id = e.base"
 	    " WHERE e.id > ?1 AND (?2 IS NULL OR e.user_id = ?2)"
 	    " AND (?3 IS NULL OR e.job_id = ?3) ORDER BY e.id LIMIT ?4",
@@ -360,6 +377,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * is new enough to keep, or beyond the round's ?3 ids. */
 	[ST_PRUNE_END] = "SELECT id FROM events WHERE id > ?1"
 	    " AND (at >= ?2 OR id > ?1 + ?3) ORDER BY id LIMIT 1",
+	/* No position event of a queued job comes before its base. */
+	[ST_PRUNE_CAP] = "SELECT coalesce(min(base), 0) FROM shown",
 	[ST_PRUNE] = "DELETE FROM events WHERE id > ?1 AND id < ?2"
 	    " AND position IS NOT NULL AND NOT EXISTS"
 	    " (SELECT 1 FROM shown WHERE shown.job_id = events.job_id)",
@@ -1372,12 +1391,14 @@ struct prune {
 };
 
 /* One round: from where the last stopped to the first event to keep, at
- * most p->ids ids further; only the positions of jobs out of the queue. */
+ * most p->ids ids further, and never past the base of a job still queued
+ * (the cursor would leave its positions behind for good); only the
+ * positions of jobs out of the queue go. */
 static enum store_rc
 prune_tx(struct sqlite_store *s, void *arg)
 {
 	struct prune *p = arg;
-	int64_t end = 0;
+	int64_t end = 0, cap = 0;
 	enum store_rc rc = get_int(s, ST_PRUNE_END, &end,
 	    ARGS(I64(s->pruned), I64(p->before_ms), I64(p->ids)));
 
@@ -1385,12 +1406,19 @@ prune_tx(struct sqlite_store *s, void *arg)
 		rc = get_int(s, ST_EVENTS_LAST, &end, NOARGS);
 		end++;
 	}
-	if (rc == STORE_OK && end > s->pruned + 1)
-		rc = run(s, ST_PRUNE, NULL, ARGS(I64(s->pruned), I64(end)));
-	if (rc == STORE_OK) {
-		p->more = end > s->pruned + p->ids;
-		s->pruned = end - 1;
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_PRUNE_CAP, &cap, NOARGS);
+	if (rc != STORE_OK)
+		return rc;
+	p->more = end > s->pruned + p->ids;
+	if (cap > 0 && end > cap) {
+		end = cap;
+		p->more = 0; /* until that job leaves */
 	}
+	if (end > s->pruned + 1)
+		rc = run(s, ST_PRUNE, NULL, ARGS(I64(s->pruned), I64(end)));
+	if (rc == STORE_OK && end > s->pruned)
+		s->pruned = end - 1;
 	return rc;
 }
 

@@ -499,7 +499,7 @@ Test(check, position_event_showing_another_job)
 	    " SELECT '" J_QUEUED "', user_id, '', at, 1, id FROM events"
 	    " WHERE job_id = '" J_DONE "' ORDER BY id LIMIT 1");
 	expect(3, LINES("position event ", "of job " J_QUEUED " shows event ",
-	              "which is not an event of that job",
+	              "which is not a queued event of that job",
 	              "is filed under job " J_QUEUED " but shows job " J_DONE,
 	              "is filed under user "));
 }
@@ -510,7 +510,31 @@ Test(check, position_event_without_its_base)
 	    " SELECT job_id, user_id, '', at, 1, 999999 FROM events"
 	    " WHERE job_id = '" J_QUEUED "' ORDER BY id LIMIT 1");
 	expect(2, LINES("of job " J_QUEUED " is not a JSON job with a status",
-	              "shows event 999999, which is not an event of that job"));
+	              "shows event 999999, which is not a queued event of that"
+	              " job"));
+}
+
+/* A position is shown only of a queued job: its base is its queued event. */
+Test(check, position_event_on_a_later_state)
+{
+	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
+	    " SELECT job_id, user_id, '', at, 1, id FROM events"
+	    " WHERE job_id = '" J_RUN "' ORDER BY id DESC LIMIT 1");
+	expect(1, LINES("of job " J_RUN " shows event ",
+	              "which is not a queued event of that job"));
+}
+
+Test(check, another_schema_version_is_not_checked)
+{
+	char *text = NULL;
+
+	raw("DELETE FROM schema_version WHERE version = 2");
+	cr_assert_eq(run_check(&text), -1, "%s", text);
+	cr_assert_not_null(strstr(text, "the store's schema is version 1, this"
+	                                " check reads version 2: start fila"
+	                                " serve once to bring it up"),
+	    "%s", text);
+	free(text);
 }
 
 /* ---- what cannot be checked ---------------------------------------- */

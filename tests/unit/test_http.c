@@ -621,8 +621,9 @@ Test(http, cors_allowed_origin_on_every_answer)
 	roundtrip(
 	    "GET /hello HTTP/1.1\r\nOrigin: http://localhost:3000\r\n\r\n", &r);
 	cr_assert_eq(r.status, 200);
-	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Origin: "
-	                         "http://localhost:3000\r\nVary: Origin\r\n"),
+	cr_assert(strstr(r.head, "\r\nVary: Origin\r\n"
+	                         "Access-Control-Allow-Origin: "
+	                         "http://localhost:3000\r\n"),
 	    "%s", r.head);
 	/* Errors too, or the page could not read them. */
 	roundtrip(
@@ -635,6 +636,12 @@ Test(http, cors_allowed_origin_on_every_answer)
 	    "GET /nope HTTP/1.1\r\nOrigin: https://app.example.com\r\n\r\n",
 	    &r);
 	cr_assert_eq(r.status, 404);
+	cr_assert(strstr(r.head, "Access-Control-Allow-Origin"), "%s", r.head);
+	/* Even a refusal from the head alone. */
+	roundtrip("POST /echo HTTP/1.1\r\nOrigin: https://app.example.com\r\n"
+	          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	    &r);
+	cr_assert_eq(r.status, 411);
 	cr_assert(strstr(r.head, "Access-Control-Allow-Origin"), "%s", r.head);
 }
 
@@ -655,6 +662,9 @@ Test(http, cors_other_origins_get_nothing)
 		roundtrip(reqs[i], &r);
 		cr_assert_eq(r.status, 200, "%s", reqs[i]);
 		cr_assert_null(strstr(r.head, "Access-Control"), "%s", reqs[i]);
+		/* The answer depends on Origin: caches must know it. */
+		cr_assert_eq(strstr(r.head, "\r\nVary: Origin\r\n") != NULL,
+		    strstr(reqs[i], "Origin") != NULL, "%s", r.head);
 	}
 	/* A preflight from elsewhere is no preflight: OPTIONS is no method
 	 * of the route. */
@@ -702,6 +712,22 @@ Test(http, cors_preflight_from_the_route_table)
 	    "\r\n",
 	    &r);
 	cr_assert_eq(r.status, 405);
+}
+
+Test(http, cors_preflight_with_a_body_closes)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c,
+	    "OPTIONS /echo HTTP/1.1\r\nOrigin: https://app.example.com\r\n"
+	    "Access-Control-Request-Method: POST\r\n"
+	    "Content-Length: 5\r\n\r\nhello");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 204);
+	cr_assert(strstr(r.head, "\r\nConnection: close\r\n"), "%s", r.head);
+	cr_assert(cl_eof(c), "the unread body is not taken for a request");
+	cl_close(c);
 }
 
 Test(http, cors_preflight_keeps_the_connection)

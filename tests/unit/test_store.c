@@ -1142,15 +1142,18 @@ Test(store, events_prune_forgets_old_positions_of_jobs_gone)
 
 	submit_ok("q1", "u1", "upscaler");
 	submit_ok("q2", "u2", "upscaler");
-	submit_ok("q3", "u3", "upscaler");
 	cr_assert_eq(finish("q1", JOB_CANCELLED, 1, &j), STORE_OK);
 	job_cleanup(&j);
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 2);                            /* q2 at 1, q3 at 2 */
+	cr_assert_eq(n, 1);                            /* q2 at 1 */
 	cr_assert_eq(store_promote(st, &j), STORE_OK); /* q2 leaves */
 	job_cleanup(&j);
+	submit_ok("q3", "u3", "upscaler");
+	submit_ok("q4", "u4", "upscaler");
+	cr_assert_eq(finish("q3", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 1); /* q3 at 1 */
+	cr_assert_eq(n, 1); /* q4 at 1, and waits */
 	int64_t all = count_of("events");
 
 	/* Nothing is old enough yet. */
@@ -1158,7 +1161,7 @@ Test(store, events_prune_forgets_old_positions_of_jobs_gone)
 	cr_assert_eq(more, 0);
 	cr_assert_eq(count_of("events"), all);
 
-	/* Made old: q2's position event goes; q3 waits, so its stay. */
+	/* Made old: q2's position event goes; q4 waits, so its stays. */
 	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
 	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
 	cr_assert_eq(more, 0);
@@ -1166,14 +1169,99 @@ Test(store, events_prune_forgets_old_positions_of_jobs_gone)
 	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q2'"
 	                     " AND position IS NOT NULL"),
 	    0);
-	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q3'"
+	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q4'"
 	                     " AND position IS NOT NULL"),
-	    2);
+	    1);
 	/* The log still reads whole, q2's state events included. */
 	struct store_event_list l = {0};
 	cr_assert_eq(store_events_after(st, 0, "u2", "q2", 0, &l), STORE_OK);
 	cr_assert_eq(l.n, 2); /* queued, starting */
 	store_event_list_cleanup(&l);
+	cr_assert_eq(store_events_after(st, 0, "u4", "q4", 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2); /* queued at 2, then at 1 */
+	cr_assert_not_null(strstr(l.v[1].data, "\"position\":1,"));
+	store_event_list_cleanup(&l);
+}
+
+/* A round stops at the first event new enough to keep, and the next one
+ * goes on from there once time has passed. */
+Test(store, events_prune_stops_at_what_is_new)
+{
+	struct job j;
+	int n, more = -1;
+
+	submit_ok("m1", "mu1", "upscaler");
+	submit_ok("m2", "mu2", "upscaler");
+	submit_ok("m3", "mu3", "upscaler");
+	submit_ok("m4", "mu4", "upscaler");
+	for (int i = 0; i < 3; i++) { /* m1..m3 start; m4's place shown */
+		cr_assert_eq(store_promote(st, &j), STORE_OK);
+		job_cleanup(&j);
+		cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	}
+	cr_assert_eq(finish("m1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_OK); /* m4 leaves */
+	job_cleanup(&j);
+	/* Position events, oldest first: m2, m3, m4 | m3, m4 | m4. */
+	cr_assert_eq(raw_int("SELECT count(*) FROM events"
+	                     " WHERE position IS NOT NULL"),
+	    6);
+	/* Old: everything up to the second publication's first event. */
+	int64_t cut =
+	    raw_int("SELECT min(id) FROM events WHERE position"
+	            " IS NOT NULL AND job_id = 'm3' AND position = 1");
+	char sql[160];
+	snprintf(sql, sizeof(sql),
+	    "UPDATE events SET at = CASE WHEN id < %lld THEN 5 ELSE 50 END",
+	    (long long)cut);
+	cr_assert_eq(raw_exec(sql), SQLITE_OK);
+	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
+	cr_assert_eq(more, 0);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events"
+	                     " WHERE position IS NOT NULL"),
+	    3, "the first publication's three are gone");
+	/* Later, the rest is old too: the next round takes it from there. */
+	cr_assert_eq(store_events_prune(st, 100, 1000, &more), STORE_OK);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events"
+	                     " WHERE position IS NOT NULL"),
+	    0);
+}
+
+/* A job waiting longer than the cutoff keeps its positions, and the
+ * rounds do not pass over them: once it leaves, they go too. */
+Test(store, events_prune_comes_back_for_a_long_wait)
+{
+	struct job j;
+	int n, more = -1;
+
+	for (int i = 0; i < 5; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "L%d", i);
+		snprintf(user, sizeof(user), "Lu%d", i);
+		submit_ok(id, user, "upscaler");
+	}
+	for (int i = 0; i < 3; i++) { /* L0..L2 start: L3 and L4 move */
+		cr_assert_eq(store_promote(st, &j), STORE_OK);
+		job_cleanup(&j);
+		cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
+	}
+	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
+	int64_t kept = raw_int("SELECT count(*) FROM events"
+	                       " WHERE position IS NOT NULL");
+	cr_assert_gt(kept, 0, "L3 and L4 still wait: their places stay");
+	/* L3 and L4 leave; old events after the cursor's stop are reached. */
+	cr_assert_eq(finish("L3", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(finish("L4", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
+	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events"
+	                     " WHERE position IS NOT NULL"),
+	    0);
 }
 
 /* A round looks at so many ids at most, and goes on where it stopped. */
@@ -1193,15 +1281,19 @@ Test(store, events_prune_in_rounds)
 	job_cleanup(&j);
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
 	cr_assert_eq(n, 6);
-	/* w0 and w1 take the last two slots, w2 is cancelled: their three
-	 * position events may go, w3..w5's stay. */
+	/* w0 and w1 take the last two slots, w2..w5 are cancelled: all six
+	 * position events may go. */
 	for (int i = 0; i < 2; i++) {
 		cr_assert_eq(store_promote(st, &j), STORE_OK);
 		job_cleanup(&j);
 	}
-	cr_assert_eq(finish("w2", JOB_CANCELLED, 0, &j), STORE_OK, "%s",
-	    store_error(st));
-	job_cleanup(&j);
+	for (int i = 2; i < 6; i++) { /* the others are cancelled */
+		char id[16];
+		snprintf(id, sizeof(id), "w%d", i);
+		cr_assert_eq(finish(id, JOB_CANCELLED, 0, &j), STORE_OK, "%s",
+		    store_error(st));
+		job_cleanup(&j);
+	}
 	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
 	int64_t all = count_of("events");
 	int rounds = 0;
@@ -1210,10 +1302,10 @@ Test(store, events_prune_in_rounds)
 		rounds++;
 	} while (more && rounds < 100);
 	cr_assert_gt(rounds, 2, "4 ids a round cannot cover the log at once");
-	cr_assert_eq(count_of("events"), all - 3);
+	cr_assert_eq(count_of("events"), all - 6);
 	cr_assert_eq(store_events_prune(st, 10, 4, &more), STORE_OK);
 	cr_assert_eq(more, 0);
-	cr_assert_eq(count_of("events"), all - 3);
+	cr_assert_eq(count_of("events"), all - 6);
 }
 
 /* A store of version 1 kept a whole copy in each position event and did
@@ -1231,6 +1323,7 @@ Test(store, migration_2_from_version_1)
 	store_free(st);
 	/* Back to version 1: a whole-text position event of v3, no bases. */
 	cr_assert_eq(raw_exec("DROP TRIGGER shown_leaves;"
+	                      "DROP TRIGGER shown_base;"
 	                      "ALTER TABLE events DROP COLUMN position;"
 	                      "ALTER TABLE events DROP COLUMN base;"
 	                      "ALTER TABLE shown DROP COLUMN base;"
@@ -1247,8 +1340,23 @@ Test(store, migration_2_from_version_1)
 	st = open_with(3, 1, 100);
 	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 2);
 	cr_assert_eq(count_of("shown"), 2, "v1 left the queue: no place");
-	cr_assert_eq(raw_int("SELECT base FROM shown WHERE job_id = 'v3'"),
-	    raw_int("SELECT max(id) FROM events WHERE job_id = 'v3'"));
+	int64_t first =
+	    raw_int("SELECT min(id) FROM events WHERE job_id = 'v3'");
+	cr_assert_eq(
+	    raw_int("SELECT base FROM shown WHERE job_id = 'v3'"), first);
+	/* The copy became a narrow position event, which pruning can reach. */
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM events WHERE job_id = 'v3'"
+	            " AND position = 2 AND data = '' AND base = "
+	            "(SELECT min(id) FROM events WHERE job_id = 'v3')"),
+	    1);
+	/* A fila of version 1 still at work writes places without a base:
+	 * they get their job's queued event. */
+	cr_assert_eq(raw_exec("INSERT OR REPLACE INTO shown (job_id, position)"
+	                      " VALUES ('v3', 2)"),
+	    SQLITE_OK);
+	cr_assert_eq(
+	    raw_int("SELECT base FROM shown WHERE job_id = 'v3'"), first);
 	/* v2 still shows 2 (its own event), v3 shows 2 (the copy): publishing
 	 * moves v2 to 1 only. */
 	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
