@@ -300,6 +300,7 @@ setup(void)
 		fail("eventfd");
 	srv = http_server_new(
 	    base, routes, sizeof routes / sizeof routes[0], base, DEFAULT_BODY);
+	http_server_cors(srv, "https://app.example.com http://localhost:3000");
 	if (base == NULL ||
 	    http_server_listen(srv, "127.0.0.1", 0, err, sizeof err) < 0)
 		fail(err);
