@@ -50,7 +50,7 @@ struct rule {
 
 /* The schema version whose tables the rules read (store_sqlite.c's
  * migrations; test_check holds the two together). */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define TERMINAL "('completed', 'failed', 'cancelled')"
 #define ACTIVE "('queued', 'starting', 'running')"
 /* The event log as clients read it: a position event is its base's text
@@ -187,6 +187,18 @@ static const struct rule rules[] = {
 	{BREACH, "SELECT printf('job %s: user %s does not exist', id,"
 	    " user_id) FROM jobs j"
 	    " WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = j.user_id)"},
+
+	/* The counts /metrics shows, kept by triggers, agree with the jobs. */
+	{BREACH, "SELECT printf('job_counts has %lld %s jobs of %s, the jobs"
+	    " table %lld', counted, status, tool, actual) FROM ("
+	    " SELECT a.tool, a.status, a.n AS actual, coalesce(c.n, 0)"
+	    "  AS counted FROM (SELECT tool, status, count(*) AS n FROM jobs"
+	    "  GROUP BY tool, status) a LEFT JOIN job_counts c"
+	    "  USING (tool, status)"
+	    " UNION ALL SELECT tool, status, 0, n FROM job_counts c"
+	    "  WHERE n <> 0 AND NOT EXISTS (SELECT 1 FROM jobs j"
+	    "  WHERE j.tool = c.tool AND j.status = c.status))"
+	    " WHERE actual <> counted"},
 
 	/* ---- the event log (API.md §5) ---- */
 	{BREACH, "SELECT printf('event %lld of job %s is not a JSON job with"

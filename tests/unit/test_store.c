@@ -205,13 +205,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 2);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 3);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 2);
+	cr_assert_eq(count_of("schema_version"), 3);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1322,7 +1322,11 @@ Test(store, migration_2_from_version_1)
 	submit_ok("v3", "u3", "upscaler");
 	store_free(st);
 	/* Back to version 1: a whole-text position event of v3, no bases. */
-	cr_assert_eq(raw_exec("DROP TRIGGER shown_leaves;"
+	cr_assert_eq(raw_exec("DROP TABLE job_counts;"
+	                      "DROP TRIGGER job_counts_born;"
+	                      "DROP TRIGGER job_counts_move;"
+	                      "DELETE FROM schema_version WHERE version = 3;"
+	                      "DROP TRIGGER shown_leaves;"
 	                      "DROP TRIGGER shown_base;"
 	                      "ALTER TABLE events DROP COLUMN position;"
 	                      "ALTER TABLE events DROP COLUMN base;"
@@ -1338,8 +1342,15 @@ Test(store, migration_2_from_version_1)
 	                      " finished_at = 1 WHERE id = 'v1';"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 2);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 3);
 	cr_assert_eq(count_of("shown"), 2, "v1 left the queue: no place");
+	/* Version 3 counted the jobs as they were. */
+	cr_assert_eq(raw_int("SELECT n FROM job_counts WHERE tool = 'upscaler'"
+	                     " AND status = 'queued'"),
+	    2);
+	cr_assert_eq(raw_int("SELECT n FROM job_counts WHERE tool = 'upscaler'"
+	                     " AND status = 'cancelled'"),
+	    1);
 	int64_t first =
 	    raw_int("SELECT min(id) FROM events WHERE job_id = 'v3'");
 	cr_assert_eq(
@@ -1427,6 +1438,9 @@ Test(store, job_counts_and_finished_window)
 	cr_assert_eq(json_integer_value(json_object_get(
 	                 json_object_get(c, "veste_ai"), "cancelled")),
 	    1);
+	cr_assert_null(
+	    json_object_get(json_object_get(c, "veste_ai"), "queued"),
+	    "a state no job is in is not listed");
 	json_decref(c);
 	cr_assert_eq(store_jobs_finished(st, now_ms() - 60000, &l), STORE_OK);
 	cr_assert_eq(l.n, 1);
@@ -1434,6 +1448,18 @@ Test(store, job_counts_and_finished_window)
 	job_list_cleanup(&l);
 	cr_assert_eq(store_jobs_finished(st, now_ms() + 60000, &l), STORE_OK);
 	cr_assert_eq(l.n, 0);
+
+	/* Kept by triggers through every move: always what a count says. */
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(finish("c1", JOB_FAILED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(raw_int("SELECT count(*) FROM (SELECT tool, status,"
+	                     " count(*) AS n FROM jobs GROUP BY tool, status"
+	                     " EXCEPT SELECT tool, status, n FROM job_counts"
+	                     " WHERE n > 0)"),
+	    0);
+	cr_assert_eq(raw_int("SELECT sum(n) FROM job_counts"), 2);
 }
 
 Test(store, callbacks_are_recorded)
