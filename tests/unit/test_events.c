@@ -649,6 +649,37 @@ Test(events, replay_from_zero_sends_every_event_of_the_user_in_order)
 	cl_close(c);
 }
 
+/* A position whose base event is gone (a damaged log) is not sent, live
+ * or replayed: no event with empty data ever leaves. */
+Test(events, a_position_without_its_base_is_not_sent)
+{
+	struct client *live = cl_stream("/events");
+
+	submit("a1", "alice");
+	wait_events(live, 1);
+	raw_sql("INSERT INTO events (job_id, user_id, data, at, position, base)"
+	        " VALUES ('a1', 'alice', '', 0, 7, 999999)");
+	finish("a1", JOB_CANCELLED);
+	wait_events(live, 2);
+	spin(live, 100);
+
+	struct client *again = cl_stream("/events?after=0");
+	spin(again, 200);
+	struct sse_list *l = xcalloc(1, sizeof(*l));
+	for (int k = 0; k < 2; k++) {
+		struct client *c = k ? again : live;
+		cr_assert_null(strstr(c->body, "data: \n"), "%s", c->body);
+		parse(c->body, l);
+		cr_assert_eq(l->n, 2, "%s", c->body);
+		expect_event(&l->v[0], "a1", "queued");
+		expect_event(&l->v[1], "a1", "cancelled");
+		sse_cleanup(l);
+	}
+	free(l);
+	cl_close(live);
+	cl_close(again);
+}
+
 Test(events, replay_after_an_id_sends_only_what_follows)
 {
 	int64_t mid;
