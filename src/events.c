@@ -162,7 +162,7 @@ queued_eta(struct events *e, const char *data)
 	const char *pos = job_text_member(data, "position");
 
 	etas_refresh(e);
-	if (tool == NULL || *tool++ != '"' || pos == NULL ||
+	if (e->netas == 0 || tool == NULL || *tool++ != '"' || pos == NULL ||
 	    (end = strchr(tool, '"')) == NULL)
 		return -1;
 	for (size_t i = 0; i < e->netas; i++)
