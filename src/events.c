@@ -27,6 +27,7 @@
 
 #define BUCKETS 4096
 #define REPLAY_PAGE 500
+#define REPLAY_AHEAD (256 * 1024) /* replayed bytes a client may owe */
 #define KEEPALIVE_MS 10000
 #define POLL_MS 1000
 #define POSITIONS_MS 50 /* at most one publication of positions per … */
@@ -43,7 +44,8 @@ struct sub {
 	char *job_id; /* NULL: every job of the user */
 	int64_t last; /* the last event id sent */
 	int ended;
-	struct sub *next;   /* in its bucket */
+	int replaying;    /* behind the log: live events wait for the replay */
+	struct sub *next; /* in its bucket */
 	struct sub **pprev; /* the pointer to it */
 };
 
@@ -243,7 +245,8 @@ send_event(
 static int
 wants(const struct sub *s, const struct store_event *ev)
 {
-	return ev->id > s->last && strcmp(s->user_id, ev->user_id) == 0 &&
+	return !s->replaying && ev->id > s->last &&
+	       strcmp(s->user_id, ev->user_id) == 0 &&
 	       (s->job_id == NULL || strcmp(s->job_id, ev->job_id) == 0);
 }
 
@@ -352,14 +355,23 @@ on_keepalive(evutil_socket_t fd, short what, void *arg)
 
 /* ---- streams -------------------------------------------------------- */
 
-/* Send the events after s->last from the log; 0, or -1 when the stream
- * ended (a job stream reached its terminal event). */
+static void on_drained(void *arg);
+
+/*
+ * Send the events after s->last from the log, a page at a time, as fast as
+ * the client takes them: past REPLAY_AHEAD bytes not yet taken, the replay
+ * waits for the client to catch up (live events wait with it, and come
+ * from the log too). A long history thus never piles up in memory, nor
+ * gets a slow client dropped. 0, or -1 when the stream ended (a job
+ * stream reached its terminal event; s is then gone).
+ */
 static int
 replay(struct events *e, struct sub *s)
 {
 	struct store_event_list l = {0};
 	int rc = 0;
 
+	s->replaying = 1;
 	do {
 		store_event_list_cleanup(&l);
 		if (store_events_after(e->st, s->last, s->user_id, s->job_id,
@@ -367,8 +379,15 @@ replay(struct events *e, struct sub *s)
 			break;
 		for (size_t i = 0; i < l.n && rc == 0; i++) {
 			int terminal;
-			if (l.v[i].data[0] == '\0')
-				continue; /* a position whose base is gone */
+			if (http_stream_pending(s->req) > REPLAY_AHEAD) {
+				http_stream_on_drain(s->req, on_drained, s);
+				store_event_list_cleanup(&l);
+				return 0;
+			}
+			if (l.v[i].data[0] == '\0') { /* its base is gone */
+				s->last = l.v[i].id;
+				continue;
+			}
 			char *text = format(e, &l.v[i], &terminal);
 			if (terminal && s->job_id)
 				rc = -1;
@@ -377,7 +396,17 @@ replay(struct events *e, struct sub *s)
 		}
 	} while (rc == 0 && l.n == REPLAY_PAGE);
 	store_event_list_cleanup(&l);
+	if (rc == 0)
+		s->replaying = 0;
 	return rc;
+}
+
+static void
+on_drained(void *arg)
+{
+	struct sub *s = arg;
+
+	replay(s->e, s);
 }
 
 void
@@ -393,8 +422,16 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 	s->user_id = xstrdup(user_id);
 	s->job_id = xstrdup_or_null(job_id);
 	s->last = after > 0 ? after : 0;
-	if (after < 0 && job_id == NULL)
+	if (after < 0 && job_id == NULL) {
 		store_events_last(e->st, &s->last);
+	} else if (after > 0) {
+		/* An id this log never gave (a store made anew): from now on,
+		 * or the next events would wait for ids past it. */
+		int64_t newest = 0;
+		if (store_events_last(e->st, &newest) == STORE_OK &&
+		    after > newest)
+			s->last = newest;
+	}
 	if (terminal && after >= 0) {
 		/* Reconnected after the end: nothing more will come. */
 		struct store_event_list l = {0};

@@ -127,6 +127,8 @@ struct http_req {
 	int streaming, chunked, nobody, ended;
 	void (*on_close)(void *);
 	void *close_arg;
+	void (*on_drain)(void *); /* once the stream's output is all sent */
+	void *drain_arg;
 	/* Calls on_close of a stream started after its client left. */
 	struct event *later;
 };
@@ -616,6 +618,13 @@ write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->state == C_STREAM && c->req && c->req->on_drain) {
+		void (*fn)(void *) = c->req->on_drain;
+
+		c->req->on_drain = NULL;
+		fn(c->req->drain_arg);
+		return;
+	}
 	if (c->state == C_CLOSING) {
 		c->busy++;
 		conn_flushed(c);
@@ -852,6 +861,21 @@ http_stream_write(struct http_req *r, const void *buf, size_t len)
 		c->drop = 1;
 		conn_schedule(c);
 	}
+}
+
+size_t
+http_stream_pending(const struct http_req *r)
+{
+	return r->conn
+	           ? evbuffer_get_length(bufferevent_get_output(r->conn->bev))
+	           : 0;
+}
+
+void
+http_stream_on_drain(struct http_req *r, void (*fn)(void *), void *arg)
+{
+	r->on_drain = fn;
+	r->drain_arg = arg;
 }
 
 void
@@ -1313,6 +1337,7 @@ body_read(struct conn *c)
 {
 	struct http_req *r = c->req;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t had = r->body_got;
 
 	while (r->body_got < r->content_length && evbuffer_get_length(in)) {
 		size_t want = r->content_length - r->body_got;
@@ -1332,8 +1357,12 @@ body_read(struct conn *c)
 			break;
 		r->body_got += got;
 	}
-	if (r->body_got < r->content_length)
+	if (r->body_got < r->content_length) {
+		/* A large body on a slow link: the limit is on silence. */
+		if (r->body_got > had)
+			timer_arm(c, REQUEST_TIMEOUT);
 		return;
+	}
 	r->body[r->body_got] = '\0';
 	dispatch(c);
 }

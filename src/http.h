@@ -116,5 +116,10 @@ void http_stream_start(struct http_req *r, int status, const char *ctype,
     void (*on_close)(void *), void *arg);
 void http_stream_write(struct http_req *r, const void *buf, size_t len);
 void http_stream_end(struct http_req *r);
+/* Bytes written to the stream that the client has not taken yet. */
+size_t http_stream_pending(const struct http_req *r);
+/* Call fn(arg) once, when what is pending has all been sent (never if the
+ * client goes first: on_close runs then). */
+void http_stream_on_drain(struct http_req *r, void (*fn)(void *), void *arg);
 
 #endif

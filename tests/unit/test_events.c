@@ -680,6 +680,61 @@ Test(events, a_position_without_its_base_is_not_sent)
 	cl_close(again);
 }
 
+/* A history far larger than a stream may hold in memory (4 MiB) is
+ * replayed whole, at the client's pace, and a live event waits behind it:
+ * nothing lost, nothing twice, the stream never dropped. */
+Test(events, a_long_replay_is_paced_not_dropped)
+{
+	submit("a1", "alice");
+	/* 1,900 more queued events of a1, 4 KB each: 8 MB of history. */
+	raw_sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1"
+	        " FROM c WHERE x < 1900) INSERT INTO events"
+	        " (job_id, user_id, data, at) SELECT job_id, user_id,"
+	        " substr(data, 1, length(data) - 1) || ',\"pad\":\"' ||"
+	        " hex(zeroblob(2000)) || '\"}', at FROM events, c"
+	        " WHERE job_id = 'a1' AND position IS NULL ORDER BY x");
+	struct client *c = cl_stream("/events?after=0");
+	spin(c, 20); /* the replay has begun, and waits for the client */
+	finish("a1", JOB_CANCELLED);
+	wait_events(c, 1902);
+	spin(c, 100);
+	cr_assert_eq(c->eof, 0, "the stream was dropped");
+
+	struct sse_list *l = xcalloc(1, sizeof(*l));
+	parse(c->body, l); /* ids increase: in order, none twice */
+	cr_assert_eq(l->n, 1902);
+	expect_event(&l->v[0], "a1", "queued");
+	expect_event(&l->v[1901], "a1", "cancelled");
+	sse_cleanup(l);
+	free(l);
+	cl_close(c);
+}
+
+/* An id the log never gave (say, from before the store was made anew)
+ * means "from now on": the next events still come. */
+Test(events, an_id_past_the_log_means_from_now_on)
+{
+	struct client *all = cl_stream("/events?after=999999");
+	submit("a1", "alice");
+	struct client *job = cl_stream("/jobs/a1/events?after=999999");
+	spin(job, 50);
+	finish("a1", JOB_CANCELLED);
+	wait_events(all, 2);
+	wait_events(job, 1);
+	struct sse_list *l = xcalloc(1, sizeof(*l));
+	parse(all->body, l);
+	expect_event(&l->v[0], "a1", "queued");
+	expect_event(&l->v[1], "a1", "cancelled");
+	sse_cleanup(l);
+	parse(job->body, l);
+	cr_assert_eq(l->n, 1);
+	expect_event(&l->v[0], "a1", "cancelled");
+	sse_cleanup(l);
+	free(l);
+	cl_close(all);
+	cl_close(job);
+}
+
 Test(events, replay_after_an_id_sends_only_what_follows)
 {
 	int64_t mid;
