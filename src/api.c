@@ -657,7 +657,7 @@ h_admin_queue(struct http_req *r, void *ctx)
 	if (admin(a, r, &c))
 		return;
 	if (limit && *limit && (parse_ll(limit, &n) || n < 1 || n > INT_MAX)) {
-		invalid1(r, "limit", "must be a positive integer");
+		invalid1(r, "limit", "must be an integer from 1 to 2147483647");
 		return;
 	}
 	if (store_slots_used(a->st, &used) != STORE_OK ||
@@ -691,8 +691,12 @@ h_admin_credits(struct http_req *r, void *ctx)
 		return;
 	amount = json_object_get(body, "amount");
 	reason = json_object_get(body, "reason");
-	if (!json_is_integer(amount)) {
-		invalid1(r, "amount", "must be an integer");
+	if (!json_is_integer(amount) ||
+	    json_integer_value(amount) < -CREDITS_MAX ||
+	    json_integer_value(amount) > CREDITS_MAX) {
+		invalid1(r, "amount",
+		    "must be an integer from -9007199254740991 to "
+		    "9007199254740991");
 	} else if (reason && !json_is_null(reason) && !json_is_string(reason)) {
 		invalid1(r, "reason", "must be a string");
 	} else {
@@ -708,6 +712,9 @@ h_admin_credits(struct http_req *r, void *ctx)
 			    json_pack("{s:I, s:I}", "balance",
 			        (json_int_t)balance, "cost",
 			        (json_int_t)-json_integer_value(amount)));
+		else if (rc == STORE_CONFLICT)
+			invalid1(r, "amount",
+			    "the balance would be over 9007199254740991");
 		else
 			unavailable(r);
 	}

@@ -56,8 +56,12 @@ const char *store_error(struct store *st);
 enum store_rc store_user_balance(
     struct store *st, const char *user_id, int64_t *balance);
 
+/* The largest balance: 2^53 - 1, exact as a number in every JSON client. */
+#define CREDITS_MAX INT64_C(9007199254740991)
+
 /* Add amount (may be negative) as a "grant" ledger entry with reason.
- * STORE_CREDITS when the balance would go below 0 (nothing written). */
+ * STORE_CREDITS when the balance would go below 0, STORE_CONFLICT when
+ * above CREDITS_MAX (nothing written either way). */
 enum store_rc store_user_grant(struct store *st, const char *user_id,
     int64_t amount, const char *reason, int64_t *balance);
 

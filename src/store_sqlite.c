@@ -814,6 +814,8 @@ grant_tx(struct sqlite_store *s, void *arg)
 		    &s->base, "grant of %lld overflows", (long long)u->amount);
 	if (after < 0)
 		return STORE_CREDITS;
+	if (after > CREDITS_MAX)
+		return STORE_CONFLICT;
 	rc = run(s, ST_USER_SET, NULL, ARGS(TXT(u->user_id), I64(after)));
 	if (rc == STORE_OK)
 		rc = ledger_add(s, u->user_id, NULL, "grant", u->amount, after,

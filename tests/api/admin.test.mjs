@@ -97,6 +97,27 @@ test('POST /v1/admin/users/{id}/credits: grant entry, balance; never below 0', a
   assert.equal(fl.reduce((s, e) => s + e.amount, 0), me.credits, 'the ledger adds up to the balance');
 });
 
+test('POST /v1/admin/users/{id}/credits: amounts past what JSON clients can hold are refused, not a 5xx', async () => {
+  const u = newUser('huge');
+  await env.me(u.tok);
+  const post = (raw) => env.api('POST', `/v1/admin/users/${u.id}/credits`,
+    { token: admin, raw, headers: { 'content-type': 'application/json' } });
+  for (const amount of ['9223372036854775807', '-9223372036854775808', '9007199254740992', '-9007199254740992']) {
+    const r = await post(`{"amount": ${amount}}`);
+    assertError(r, 422, 'validation_failed', amount);
+    assert.ok(r.json.error.details.fields.amount, r.text);
+  }
+  // The largest amount is fine alone, but not on top of the balance.
+  const r = await post('{"amount": 9007199254740991, "reason": "too much"}');
+  assertError(r, 422, 'validation_failed');
+  assert.match(r.json.error.details.fields.amount, /would be over 9007199254740991/);
+  assert.equal((await env.me(u.tok)).credits, 100, 'nothing written');
+  assert.equal((await env.ledger(u.tok)).length, 1);
+  const ok = await post('{"amount": 9007199254740891}');
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.json.balance, 9007199254740991);
+});
+
 test('GET /v1/admin/stats: finished jobs per tool, timeouts apart from failures', async () => {
   const a = newUser('st1'); const b = newUser('st2'); const c = newUser('st3'); const d = newUser('st4');
   const ok = await env.submitTool(a.tok, 'veste_ai');
