@@ -375,10 +375,13 @@ req_split_path(struct http_req *r)
 }
 
 /* Decode the query string once, on first use; bad pairs are skipped. */
-static void
+/* Split and decode the query: 0, or -1 when a name or value is not validly
+ * escaped (or holds a NUL), which makes the request line malformed. */
+static int
 req_parse_query(struct http_req *r)
 {
 	const char *p = r->rawquery;
+	int rc = 0;
 
 	r->query_parsed = 1;
 	while (p != NULL && *p) {
@@ -398,9 +401,11 @@ req_parse_query(struct http_req *r)
 		} else {
 			free(name);
 			free(value);
+			rc = -1;
 		}
 		p += len + (p[len] == '&');
 	}
+	return rc;
 }
 
 int
@@ -957,7 +962,7 @@ parse_request_line(struct conn *c, char *line, size_t n)
 	}
 	r->rawpath = xstrdup(target);
 	r->path = pct_decode(target, strlen(target), 0);
-	if (r->path == NULL || req_split_path(r) < 0)
+	if (r->path == NULL || req_split_path(r) < 0 || req_parse_query(r) < 0)
 		goto bad;
 	r->have_line = 1;
 	return 0;
