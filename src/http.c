@@ -938,9 +938,10 @@ parse_request_line(struct conn *c, char *line, size_t n)
 	if (sp2 == NULL || strchr(sp2 + 1, ' ') || !is_token(line, sp1 - line))
 		goto bad;
 	r->method = parse_method(line, sp1 - line);
-	if (strcmp(sp2 + 1, "HTTP/1.1") == 0 ||
-	    strcmp(sp2 + 1, "HTTP/1.0") == 0) {
-		r->minor = sp2[8] - '0';
+	/* HTTP/1.2 and later minors are served as 1.1 (RFC 9112, 2.6). */
+	if (strncmp(sp2 + 1, "HTTP/1.", 7) == 0 && sp2[8] >= '0' &&
+	    sp2[8] <= '9' && sp2[9] == '\0') {
+		r->minor = sp2[8] > '1' ? 1 : sp2[8] - '0';
 	} else if (strncmp(sp2 + 1, "HTTP/", 5) == 0) {
 		refuse(c, 505, "http_version_not_supported",
 		    "only HTTP/1.0 and HTTP/1.1 are served", NULL, 0);

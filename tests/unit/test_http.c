@@ -1067,6 +1067,17 @@ Test(http, malformed)
 		expect_refused(bad[i], strlen(bad[i]), 400);
 	expect_refused(nul, sizeof nul - 1, 400);
 	expect_refused("GET / HTTP/2.0\r\n\r\n", 18, 505);
+	expect_refused("GET / HTTP/1.10\r\n\r\n", 19, 505);
+}
+
+/* A later HTTP/1 minor is answered as 1.1 (RFC 9112, 2.6). */
+Test(http, later_minor_is_served_as_1_1)
+{
+	struct resp r;
+
+	roundtrip("GET /hello HTTP/1.2\r\nHost: x\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200, "%s", r.head);
+	cr_assert_eq(strncmp(r.head, "HTTP/1.1 200", 12), 0, "%s", r.head);
 }
 
 Test(http, limits)
