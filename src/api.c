@@ -649,9 +649,8 @@ h_admin_queue(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	struct auth_claims c;
-	struct job_list active = {0}, queued = {0};
+	struct store_queue_view v = {0};
 	const char *limit = http_req_query(r, "limit");
-	int64_t used = 0, total = 0;
 	long long n = 0;
 
 	if (admin(a, r, &c))
@@ -660,23 +659,20 @@ h_admin_queue(struct http_req *r, void *ctx)
 		invalid1(r, "limit", "must be an integer from 1 to 2147483647");
 		return;
 	}
-	if (store_slots_used(a->st, &used) != STORE_OK ||
-	    store_jobs_in(a->st, JOB_STARTING, &active) != STORE_OK ||
-	    store_jobs_in(a->st, JOB_RUNNING, &active) != STORE_OK ||
-	    store_queue(a->st, (int)n, &queued, &total) != STORE_OK) {
+	if (store_queue(a->st, (int)n, 1, &v) != STORE_OK) {
 		unavailable(r);
 	} else {
 		json_t *o = json_pack("{s:{s:I, s:I}, s:o, s:o}", "slots",
 		    "total", (json_int_t)a->cfg->slots, "used",
-		    (json_int_t)used, "active", job_list_to_json(&active),
-		    "queued", job_list_to_json(&queued));
+		    (json_int_t)v.used, "active", job_list_to_json(&v.active),
+		    "queued", job_list_to_json(&v.queued));
 		if (n > 0)
 			json_object_set_new(
-			    o, "queued_total", json_integer(total));
+			    o, "queued_total", json_integer(v.total));
 		http_reply_json(r, 200, o);
 	}
-	job_list_cleanup(&active);
-	job_list_cleanup(&queued);
+	job_list_cleanup(&v.active);
+	job_list_cleanup(&v.queued);
 }
 
 static void

@@ -139,11 +139,9 @@ metrics_render(
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	struct job_list q = {0};
-	int64_t used = 0, queued = 0;
-	int ok = render_jobs(f, st) == 0 &&
-	         store_slots_used(st, &used) == STORE_OK &&
-	         store_queue(st, 1, &q, &queued) == STORE_OK;
+	struct store_queue_view q = {0};
+	int ok =
+	    render_jobs(f, st) == 0 && store_queue(st, 1, 0, &q) == STORE_OK;
 
 	fprintf(f,
 	    "# HELP fila_slots_total Slots configured.\n"
@@ -152,11 +150,11 @@ metrics_render(
 	fprintf(f,
 	    "# HELP fila_slots_used Slots held now.\n"
 	    "# TYPE fila_slots_used gauge\nfila_slots_used %lld\n",
-	    (long long)used);
+	    (long long)q.used);
 	fprintf(f,
 	    "# HELP fila_queue_length Jobs waiting.\n"
 	    "# TYPE fila_queue_length gauge\nfila_queue_length %lld\n",
-	    (long long)queued);
+	    (long long)q.total);
 	for (int h = 0; h < HIST_COUNT; h++)
 		render_hist(f, hist_names[h], hist_help[h], &m->hist[h]);
 	fputs("# HELP fila_provider_answers_total Provider answers by call "
@@ -173,7 +171,7 @@ metrics_render(
 	    "# TYPE fila_sse_streams gauge\nfila_sse_streams %d\n",
 	    streams);
 	fclose(f);
-	job_list_cleanup(&q);
+	job_list_cleanup(&q.queued);
 	if (!ok) {
 		free(buf);
 		return NULL;

@@ -157,10 +157,11 @@ store_jobs_in(struct store *st, enum job_status s, struct job_list *out)
 }
 
 enum store_rc
-store_queue(struct store *st, int limit, struct job_list *out, int64_t *total)
+store_queue(
+    struct store *st, int limit, int with_active, struct store_queue_view *v)
 {
-	*total = 0;
-	return enter(st)->be->queue(st, limit, out, total);
+	v->used = v->total = 0;
+	return enter(st)->be->queue(st, limit, with_active, v);
 }
 
 enum store_rc

@@ -129,10 +129,20 @@ enum store_rc store_job_list(
 enum store_rc store_jobs_in(
     struct store *st, enum job_status s, struct job_list *out);
 
-/* The first limit queued jobs (0: all) with their positions, appended to
- * out, and how many are queued in all: one snapshot. */
+/*
+ * The queue as one snapshot (so no job is seen twice as it moves): the
+ * slots held (*used), the starting then running jobs oldest first (into
+ * active, unless NULL), the first limit queued jobs (0: all) with their
+ * positions (into queued), and how many are queued in all (*total).
+ */
+struct store_queue_view {
+	int64_t used;
+	struct job_list active;
+	struct job_list queued;
+	int64_t total;
+};
 enum store_rc store_queue(
-    struct store *st, int limit, struct job_list *out, int64_t *total);
+    struct store *st, int limit, int with_active, struct store_queue_view *v);
 
 /*
  * Jobs with status s that entered it before before_ms (created_at for

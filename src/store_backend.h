@@ -53,8 +53,8 @@ struct store_backend {
 	    struct store *st, const struct job_filter *f, struct job_list *out);
 	enum store_rc (*jobs_in)(
 	    struct store *st, enum job_status s, struct job_list *out);
-	enum store_rc (*queue)(
-	    struct store *st, int limit, struct job_list *out, int64_t *total);
+	enum store_rc (*queue)(struct store *st, int limit, int with_active,
+	    struct store_queue_view *v);
 
 	enum store_rc (*jobs_older)(struct store *st, enum job_status s,
 	    int64_t before_ms, int limit, struct job_list *out);

@@ -1079,25 +1079,33 @@ lite_jobs_in(struct store *st, enum job_status status, struct job_list *out)
 }
 
 struct queue_read {
-	int limit;
-	struct job_list *out;
-	int64_t *total;
+	int limit, with_active;
+	struct store_queue_view *v;
 };
 
 static enum store_rc
 queue_tx(struct sqlite_store *s, void *arg)
 {
 	struct queue_read *q = arg;
-	enum store_rc rc = get_int(s, ST_QUEUE_LENGTH, q->total, NOARGS);
+	enum store_rc rc = get_int(s, ST_SLOTS_USED, &q->v->used, NOARGS);
 
-	return rc == STORE_OK ? jobs_in(s, JOB_QUEUED, q->limit, q->out) : rc;
+	if (rc == STORE_OK && q->with_active)
+		rc = jobs_in(s, JOB_STARTING, 0, &q->v->active);
+	if (rc == STORE_OK && q->with_active)
+		rc = jobs_in(s, JOB_RUNNING, 0, &q->v->active);
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_QUEUE_LENGTH, &q->v->total, NOARGS);
+	if (rc == STORE_OK)
+		rc = jobs_in(s, JOB_QUEUED, q->limit, &q->v->queued);
+	return rc;
 }
 
-/* Both reads in one transaction: the count is of the list's snapshot. */
+/* Every read in one read transaction: one snapshot of the queue. */
 static enum store_rc
-lite_queue(struct store *st, int limit, struct job_list *out, int64_t *total)
+lite_queue(
+    struct store *st, int limit, int with_active, struct store_queue_view *v)
 {
-	struct queue_read q = {limit, out, total};
+	struct queue_read q = {limit, with_active, v};
 
 	return tx_as(lite(st), ST_BEGIN_READ, queue_tx, &q);
 }

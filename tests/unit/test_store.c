@@ -1104,33 +1104,45 @@ Test(store, positions_publish_only_what_moved)
 	cr_assert_eq(count_of("shown"), 1);
 }
 
-/* The head of the queue with its places, and the length of all of it. */
-Test(store, queue_head_and_length)
+/* The head of the queue with its places, the length of all of it, the
+ * active jobs and the slots held: one snapshot. */
+Test(store, queue_view)
 {
-	struct job_list l = {0};
-	int64_t total = -1;
+	struct store_queue_view v = {0};
+	struct job j;
 
-	cr_assert_eq(store_queue(st, 2, &l, &total), STORE_OK);
-	cr_assert_eq(l.n, 0);
-	cr_assert_eq(total, 0);
+	cr_assert_eq(store_queue(st, 2, 1, &v), STORE_OK);
+	cr_assert_eq(v.queued.n + v.active.n + v.total + v.used, 0);
 	for (int i = 0; i < 7; i++) {
 		char id[16], user[16];
 		snprintf(id, sizeof(id), "h%d", i);
 		snprintf(user, sizeof(user), "hu%d", i);
 		submit_ok(id, user, "upscaler");
 	}
-	cr_assert_eq(store_queue(st, 2, &l, &total), STORE_OK);
-	cr_assert_eq(total, 7);
-	cr_assert_eq(l.n, 2);
-	cr_assert_str_eq(l.v[0].id, "h0");
-	cr_assert_eq(l.v[0].position, 1);
-	cr_assert_str_eq(l.v[1].id, "h1");
-	cr_assert_eq(l.v[1].position, 2);
-	job_list_cleanup(&l);
-	cr_assert_eq(store_queue(st, 0, &l, &total), STORE_OK);
-	cr_assert_eq(l.n, 7, "0: all of it");
-	cr_assert_eq(l.v[6].position, 7);
-	job_list_cleanup(&l);
+	cr_assert_eq(store_promote(st, &j), STORE_OK); /* h0 starts */
+	job_cleanup(&j);
+	cr_assert_eq(store_promote(st, &j), STORE_OK); /* h1 starts, runs */
+	job_cleanup(&j);
+	cr_assert_eq(store_job_running(st, "h1", "task-1", &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_queue(st, 2, 1, &v), STORE_OK);
+	cr_assert_eq(v.used, 2);
+	cr_assert_eq(v.active.n, 2); /* starting, then running */
+	cr_assert_str_eq(v.active.v[0].id, "h0");
+	cr_assert_str_eq(v.active.v[1].id, "h1");
+	cr_assert_eq(v.total, 5);
+	cr_assert_eq(v.queued.n, 2);
+	cr_assert_str_eq(v.queued.v[0].id, "h2");
+	cr_assert_eq(v.queued.v[0].position, 1);
+	cr_assert_str_eq(v.queued.v[1].id, "h3");
+	cr_assert_eq(v.queued.v[1].position, 2);
+	job_list_cleanup(&v.active);
+	job_list_cleanup(&v.queued);
+	cr_assert_eq(store_queue(st, 0, 0, &v), STORE_OK);
+	cr_assert_eq(v.active.n, 0, "not asked for");
+	cr_assert_eq(v.queued.n, 5, "0: all of it");
+	cr_assert_eq(v.queued.v[4].position, 5);
+	job_list_cleanup(&v.queued);
 }
 
 /* Old position events of jobs out of the queue go; everything else stays:
