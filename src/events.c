@@ -280,7 +280,7 @@ flush(struct events *e)
 		        REPLAY_PAGE, &l) != STORE_OK)
 			break;
 		for (size_t i = 0; i < l.n; i++) {
-			if (e->nsubs && l.v[i].data[0] != '\0')
+			if (e->nsubs)
 				dispatch(e, &l.v[i]);
 			e->cursor = l.v[i].id;
 		}
@@ -383,10 +383,6 @@ replay(struct events *e, struct sub *s)
 				http_stream_on_drain(s->req, on_drained, s);
 				store_event_list_cleanup(&l);
 				return 0;
-			}
-			if (l.v[i].data[0] == '\0') { /* its base is gone */
-				s->last = l.v[i].id;
-				continue;
 			}
 			char *text = format(e, &l.v[i], &terminal);
 			if (terminal && s->job_id)

@@ -141,7 +141,7 @@ metrics_render(
 	FILE *f = open_memstream(&buf, &len);
 	struct store_queue_view q = {0};
 	int ok =
-	    render_jobs(f, st) == 0 && store_queue(st, 1, 0, &q) == STORE_OK;
+	    render_jobs(f, st) == 0 && store_queue(st, -1, 0, &q) == STORE_OK;
 
 	fprintf(f,
 	    "# HELP fila_slots_total Slots configured.\n"
@@ -171,7 +171,6 @@ metrics_render(
 	    "# TYPE fila_sse_streams gauge\nfila_sse_streams %d\n",
 	    streams);
 	fclose(f);
-	job_list_cleanup(&q.queued);
 	if (!ok) {
 		free(buf);
 		return NULL;

@@ -131,9 +131,9 @@ enum store_rc store_jobs_in(
 
 /*
  * The queue as one snapshot (so no job is seen twice as it moves): the
- * slots held (*used), the starting then running jobs oldest first (into
- * active, unless NULL), the first limit queued jobs (0: all) with their
- * positions (into queued), and how many are queued in all (*total).
+ * slots held, the starting then running jobs oldest first (when
+ * with_active), the first limit queued jobs (0: all, < 0: none) with their
+ * positions, and how many are queued in all.
  */
 struct store_queue_view {
 	int64_t used;
@@ -199,8 +199,7 @@ enum store_rc store_callback_add(struct store *st, const char *job_id,
 
 /* --- the event log --- */
 
-/* One committed change: data is the job's JSON right after it ("" for a
- * position whose base event is missing: a damaged log, not to be sent). */
+/* One committed change: data is the job's JSON right after it. */
 struct store_event {
 	int64_t id;
 	char *job_id;

@@ -395,7 +395,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " e.position FROM events e"
 	    " LEFT JOIN events b ON b.id = e.base"
 	    " WHERE e.id > ?1 AND (?2 IS NULL OR e.user_id = ?2)"
-	    " AND (?3 IS NULL OR e.job_id = ?3) ORDER BY e.id LIMIT ?4",
+	    " AND (?3 IS NULL OR e.job_id = ?3)"
+	    /* a position whose base is gone (a damaged log) says nothing */
+	    " AND (e.position IS NULL OR b.data IS NOT NULL)"
+	    " ORDER BY e.id LIMIT ?4",
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
 	/* Where this round of pruning stops: the first event after ?1 that
 	 * is new enough to keep, or beyond the round's ?3 ids. */
@@ -1095,7 +1098,7 @@ queue_tx(struct sqlite_store *s, void *arg)
 		rc = jobs_in(s, JOB_RUNNING, 0, &q->v->active);
 	if (rc == STORE_OK)
 		rc = get_int(s, ST_QUEUE_LENGTH, &q->v->total, NOARGS);
-	if (rc == STORE_OK)
+	if (rc == STORE_OK && q->limit >= 0)
 		rc = jobs_in(s, JOB_QUEUED, q->limit, &q->v->queued);
 	return rc;
 }
