@@ -67,6 +67,28 @@ invalid1(struct http_req *r, const char *field, const char *reason)
 	invalid(r, json_pack("{s:s}", field, reason));
 }
 
+/* The query parameter name as an integer from lo to hi into *out (left
+ * alone when absent or empty): 0, or -1 after answering 422. */
+static int
+query_int(struct http_req *r, const char *name, long long lo, long long hi,
+    long long *out)
+{
+	const char *v = http_req_query(r, name);
+	long long n;
+	char reason[80];
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	if (parse_ll(v, &n) || n < lo || n > hi) {
+		snprintf(reason, sizeof(reason),
+		    "must be an integer from %lld to %lld", lo, hi);
+		invalid1(r, name, reason);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
 /* The caller's claims from "Authorization: Bearer" or ?access_token=,
  * or -1 after answering 401. */
 static int
@@ -378,14 +400,12 @@ static int
 list_filter(struct http_req *r, struct job_filter *f)
 {
 	const char *status = http_req_query(r, "status");
-	const char *limit = http_req_query(r, "limit");
 	const char *cursor = http_req_query(r, "cursor");
 	enum job_status s;
-	long long n;
+	long long n = LIST_DEFAULT;
 
 	f->status = -1;
 	f->tool = http_req_query(r, "tool");
-	f->limit = LIST_DEFAULT;
 	if (f->tool && *f->tool == '\0')
 		f->tool = NULL;
 	if (status && *status) {
@@ -395,14 +415,9 @@ list_filter(struct http_req *r, struct job_filter *f)
 		}
 		f->status = (int)s;
 	}
-	if (limit && *limit) {
-		if (parse_ll(limit, &n) || n < 1 || n > LIST_MAX) {
-			invalid1(
-			    r, "limit", "must be an integer from 1 to 100");
-			return -1;
-		}
-		f->limit = (int)n;
-	}
+	if (query_int(r, "limit", 1, LIST_MAX, &n))
+		return -1;
+	f->limit = (int)n;
 	if (cursor && *cursor) {
 		if (parse_ll(cursor, &n) || n < 1) {
 			invalid1(r, "cursor", "not a cursor from this API");
@@ -650,15 +665,10 @@ h_admin_queue(struct http_req *r, void *ctx)
 	struct api *a = ctx;
 	struct auth_claims c;
 	struct store_queue_view v = {0};
-	const char *limit = http_req_query(r, "limit");
 	long long n = 0;
 
-	if (admin(a, r, &c))
+	if (admin(a, r, &c) || query_int(r, "limit", 1, INT_MAX, &n))
 		return;
-	if (limit && *limit && (parse_ll(limit, &n) || n < 1 || n > INT_MAX)) {
-		invalid1(r, "limit", "must be an integer from 1 to 2147483647");
-		return;
-	}
 	if (store_queue(a->st, (int)n, 1, &v) != STORE_OK) {
 		unavailable(r);
 	} else {
@@ -723,15 +733,10 @@ h_admin_stats(struct http_req *r, void *ctx)
 	struct api *a = ctx;
 	struct auth_claims c;
 	struct job_list done = {0};
-	const char *h = http_req_query(r, "hours");
 	long long hours = 24;
 
-	if (admin(a, r, &c))
+	if (admin(a, r, &c) || query_int(r, "hours", 1, 24 * 366, &hours))
 		return;
-	if (h && *h && (parse_ll(h, &hours) || hours < 1 || hours > 24 * 366)) {
-		invalid1(r, "hours", "must be an integer from 1 to 8784");
-		return;
-	}
 	if (store_jobs_finished(a->st, now_ms() - hours * 3600 * 1000, &done) !=
 	    STORE_OK)
 		unavailable(r);

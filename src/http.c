@@ -117,7 +117,7 @@ struct http_req {
 	struct kv hdrs[HEADERS_MAX];
 	int nhdrs;
 	struct kv *query;
-	int nquery, query_parsed;
+	int nquery;
 	size_t content_length;
 	char *body;
 	size_t body_got, body_cap;
@@ -383,7 +383,6 @@ req_parse_query(struct http_req *r)
 	const char *p = r->rawquery;
 	int rc = 0;
 
-	r->query_parsed = 1;
 	while (p != NULL && *p) {
 		size_t len = strcspn(p, "&");
 		const char *eq = memchr(p, '=', len);
@@ -429,13 +428,8 @@ http_req_param(const struct http_req *r, int i)
 const char *
 http_req_query(const struct http_req *r, const char *name)
 {
-	/* Parsing on demand fills a cache; the request is still logically
-	 * unchanged, hence the cast. */
-	struct http_req *w = (struct http_req *)r;
 	int i;
 
-	if (!r->query_parsed)
-		req_parse_query(w);
 	for (i = 0; i < r->nquery; i++)
 		if (strcmp(r->query[i].name, name) == 0)
 			return r->query[i].value;
@@ -899,18 +893,22 @@ http_stream_end(struct http_req *r)
 
 /* --- reading a request --- */
 
-/*
- * Answer from the head alone. Unless keep is set the client may be sending
- * a body we will not read, so the connection closes, lingering first.
- */
+/* Answering from the head alone, while the client may be sending a body
+ * that will not be read: the connection closes, lingering first. */
+static void
+skip_body(struct conn *c)
+{
+	c->req->keep_alive = 0;
+	c->linger = 1;
+}
+
+/* Refuse from the head alone; unless keep is set, see skip_body(). */
 static void
 refuse(struct conn *c, int status, const char *code, const char *message,
     json_t *details, int keep)
 {
-	if (!keep) {
-		c->req->keep_alive = 0;
-		c->linger = 1;
-	}
+	if (!keep)
+		skip_body(c);
 	http_reply_error(c->req, status, code, message, details);
 }
 
@@ -1174,10 +1172,8 @@ cors_preflight(struct conn *c, int allowed, int status, int allow)
 	http_reply_header(r, "Access-Control-Allow-Headers",
 	    "Authorization, Content-Type, Idempotency-Key, Last-Event-ID");
 	http_reply_header(r, "Access-Control-Max-Age", "600");
-	if (r->content_length > 0) { /* a body we will not read */
-		r->keep_alive = 0;
-		c->linger = 1;
-	}
+	if (r->content_length > 0)
+		skip_body(c);
 	http_reply(r, 204, NULL, NULL, 0);
 	return 1;
 }
