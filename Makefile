@@ -10,6 +10,11 @@ CFLAGS  += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SAN)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+# Each compile also writes the headers it read, NAME.d in $(B)/obj or
+# $(B)/unit, read back by the -include below: what includes a header is
+# rebuilt when it changes, and only that. A target whose .d is missing
+# (a build dir made before this, a .d removed) is rebuilt once.
+DEPFLAGS := -MMD -MP
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
 WEB     := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg web/*.png)) \
@@ -17,40 +22,63 @@ WEB     := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg web/*.png))
 OBJ     := $(SRC:src/%.c=$(B)/obj/%.o) $(B)/obj/builtin_conf.o \
            $(B)/obj/web_files.o
 UNIT    := $(patsubst tests/unit/%.c,$(B)/%,$(wildcard tests/unit/test_*.c))
-HDR     := $(wildcard src/*.h)
+UNITOBJ := $(UNIT:$(B)/%=$(B)/unit/%.o)
+# The unit tests' shared fixtures (tests/unit/*.c but test_*), linked into
+# every unit test binary.
+UNITFX  := $(patsubst tests/unit/%.c,$(B)/unit/%.o,\
+           $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c)))
+# What `make fmt` formats and `make fmt-check` checks.
+FMT     := $(wildcard src/*.c src/*.h tools/*.c tests/unit/*.c \
+           tests/unit/*.h fuzz/*.c)
 
-.PHONY: all run test unit api browser asan fuzz fmt deps clean
+.PHONY: all run test unit api browser asan fuzz fmt fmt-check deps clean
 all: $(B)/fila $(B)/rhemu
 
 deps:
 	@scripts/deps
 
-$(B)/obj/%.o: src/%.c $(HDR) | $(B)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+$(B)/obj/%.o: src/%.c $(B)/obj/%.d | $(B)/obj
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(B)/obj/builtin_conf.c: fila.conf scripts/embed | $(B)/obj
 	scripts/embed fila.conf config_builtin > $@
 
 $(B)/obj/builtin_conf.o: $(B)/obj/builtin_conf.c
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+	$(CC) $(CFLAGS) $(DEPFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 $(B)/obj/web_files.c: $(WEB) scripts/embed-web | $(B)/obj
 	scripts/embed-web $(WEB) > $@
 
-$(B)/obj/web_files.o: $(B)/obj/web_files.c src/web.h
-	$(CC) $(CFLAGS) -iquote src -c -o $@ $<
+$(B)/obj/web_files.o: $(B)/obj/web_files.c $(B)/obj/web_files.d
+	$(CC) $(CFLAGS) $(DEPFLAGS) -iquote src -c -o $@ $<
 
 $(B)/fila: $(B)/obj/main.o $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/rhemu: tools/rhemu.c | $(B)/obj
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+# Programs built from one source keep their .d out of $(B)/ (-MF).
+$(B)/rhemu: tools/rhemu.c $(B)/obj/rhemu.d | $(B)/obj
+	$(CC) $(CFLAGS) $(DEPFLAGS) -MF $(B)/obj/rhemu.d $(LDFLAGS) -o $@ $< \
+	    $(LDLIBS)
 
-$(B)/test_%: tests/unit/test_%.c $(OBJ) $(HDR)
-	$(CC) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(OBJ) $(LDLIBS) -lcriterion
+# The unit tests' objects: each tests/unit/test_*.c, and the fixtures.
+$(B)/unit/%.o: tests/unit/%.c $(B)/unit/%.d | $(B)/unit
+	$(CC) $(CFLAGS) $(DEPFLAGS) -iquote src -c -o $@ $<
 
-$(B)/obj:
+# A unit test: its own object, the daemon's modules and the fixtures (a
+# static pattern rule, so that the objects are named: kept, not deleted as
+# intermediate files).
+$(UNIT): $(B)/test_%: $(B)/unit/test_%.o $(OBJ) $(UNITFX)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+$(B)/obj $(B)/unit:
 	mkdir -p $@
+
+# The .d files are made by the compiles above, never by make itself: each
+# a target of no rule, so that one missing has its object rebuilt.
+DEPS    := $(patsubst %.o,%.d,$(OBJ) $(B)/obj/main.o $(UNITOBJ) $(UNITFX)) \
+           $(B)/obj/rhemu.d
+$(DEPS):
+-include $(wildcard $(DEPS))
 
 run: deps all
 	@scripts/run $(B)
@@ -80,7 +108,11 @@ fuzz: deps
 	@scripts/fuzz $(FUZZ_SECONDS)
 
 fmt:
-	clang-format -i src/*.c src/*.h tools/*.c tests/unit/*.c fuzz/*.c
+	clang-format -i $(FMT)
+
+# The same files, unchanged: fails naming each line fmt would change.
+fmt-check: deps
+	clang-format --dry-run -Werror $(FMT)
 
 clean:
 	rm -rf build build-asan build-fuzz

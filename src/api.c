@@ -1,8 +1,10 @@
 /*
- * api.c — the REST handlers. Each one authenticates, checks the request
- * completely before anything is written (bad input writes nothing), asks
- * the store or the rules, and renders API.md's JSON. Store outcomes become
- * HTTP statuses here and nowhere else.
+ * api.c — the REST handlers of docs/api.md. The route table says what each
+ * route needs: the gate checks the caller's token (and role) from the
+ * request's head, before any body is read, so a handler starts with a
+ * known caller. Each handler checks the request completely before anything
+ * is written (bad input writes nothing), asks the store or the rules, and
+ * renders the JSON. Outcomes become HTTP statuses here and nowhere else.
  */
 #include "api.h"
 
@@ -34,6 +36,19 @@ struct api {
 	struct metrics *m;
 	struct http_route *routes;
 	size_t nroutes;
+};
+
+/* Who may call a route; the gate checks it from the request's head. */
+enum access {
+	ANYONE, /* no token (the webhook's own token is in its path) */
+	USER,   /* a valid bearer token */
+	ADMIN,  /* a valid bearer token with the admin role */
+};
+
+/* Which limit a route's body has. */
+enum body {
+	BODY_JSON,   /* server.max_body */
+	BODY_UPLOAD, /* uploads.max_bytes */
 };
 
 /* ---- helpers ------------------------------------------------------- */
@@ -89,41 +104,11 @@ query_int(struct http_req *r, const char *name, long long lo, long long hi,
 	return 0;
 }
 
-/* The caller's claims from "Authorization: Bearer" or ?access_token=,
- * or -1 after answering 401. */
-static int
-authed(struct api *a, struct http_req *r, struct auth_claims *c)
+/* The caller, as the gate verified it (routes that need a token only). */
+static const struct auth_claims *
+caller(const struct http_req *r)
 {
-	const char *h = http_req_header(r, "Authorization");
-	const char *tok = NULL;
-
-	if (h != NULL) {
-		if (strncasecmp(h, "Bearer ", 7) == 0)
-			for (tok = h + 7; *tok == ' '; tok++)
-				;
-	} else {
-		tok = http_req_query(r, "access_token");
-	}
-	if (tok == NULL ||
-	    auth_verify(a->cfg->jwt_secret, tok, time(NULL), c) != 0) {
-		http_reply_error(r, 401, "unauthorized",
-		    "a valid bearer token is required", NULL);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-admin(struct api *a, struct http_req *r, struct auth_claims *c)
-{
-	if (authed(a, r, c))
-		return -1;
-	if (!c->admin) {
-		http_reply_error(r, 403, "forbidden",
-		    "this route needs the admin role", NULL);
-		return -1;
-	}
-	return 0;
+	return http_req_data(r);
 }
 
 /* The body as a JSON object, or NULL after answering 400. */
@@ -169,74 +154,35 @@ static void
 h_tools(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 
-	if (authed(a, r, &c) == 0)
-		http_reply_json(r, 200, tools_to_json(&a->cfg->tools));
+	http_reply_json(r, 200, tools_to_json(&a->cfg->tools));
 }
 
 /* ---- uploads ------------------------------------------------------- */
-
-/* A display name from the client: its last path part, printable, short. */
-static char *
-clean_filename(const char *in)
-{
-	const char *base = in ? strrchr(in, '/') : NULL;
-	char *out;
-	size_t n = 0;
-
-	if (in == NULL || *in == '\0')
-		return NULL;
-	base = base ? base + 1 : in;
-	out = xmalloc(strlen(base) + 1);
-	for (; *base && n < 200; base++)
-		if ((unsigned char)*base >= 0x20 && *base != 0x7f &&
-		    *base != '\\')
-			out[n++] = *base;
-	out[n] = '\0';
-	if (n == 0) {
-		free(out);
-		return NULL;
-	}
-	return out;
-}
 
 static void
 h_upload(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	struct upload u;
 	size_t len;
-	const char *body;
-	char err[256], sum[65];
-
-	if (authed(a, r, &c))
-		return;
-	body = http_req_body(r, &len);
+	const char *body = http_req_body(r, &len);
 	const char *type = uploads_sniff(body, len);
+	char err[256];
+
 	if (type == NULL) {
 		http_reply_error(r, 415, "unsupported_media_type",
 		    "the file is not png, jpeg, webp, mp4 or mov", NULL);
 		return;
 	}
-	upload_init(&u);
-	u.id = new_id("upl_");
-	u.user_id = xstrdup(c.sub);
-	u.type = xstrdup(type);
-	u.size = (int64_t)len;
-	sha256_hex(body, len, sum);
-	u.sha256 = xstrdup(sum);
-	u.filename = clean_filename(http_req_query(r, "filename"));
-	u.created_at = now_ms();
-	char *name = xasprintf("%s.%s", u.id, type);
-	u.path = uploads_save(
-	    a->cfg->uploads_dir, name, body, len, err, sizeof(err));
-	free(name);
-	if (u.path == NULL) {
+	if (uploads_create(&u, a->cfg->uploads_dir, caller(r)->sub, type,
+	        http_req_query(r, "filename"), body, len, err,
+	        sizeof(err)) != 0) {
 		fprintf(stderr, "fila: %s\n", err);
 		unavailable(r);
-	} else if (store_upload_add(a->st, &u) != STORE_OK) {
+		return;
+	}
+	if (store_upload_add(a->st, &u) != STORE_OK) {
 		unlink(u.path);
 		unavailable(r);
 	} else {
@@ -285,23 +231,23 @@ check_uploads(struct api *a, const struct tool *t, json_t *inputs,
 }
 
 static void
-submit_answer(struct http_req *r, enum store_rc rc, const struct job *j,
+submit_answer(struct http_req *r, enum sched_rc rc, const struct job *j,
     int64_t balance, int64_t cost)
 {
 	switch (rc) {
-	case STORE_OK:
+	case SCHED_OK:
 		reply_job(r, 201, j);
 		break;
-	case STORE_EXISTS:
+	case SCHED_EXISTS:
 		reply_job(r, 200, j);
 		break;
-	case STORE_ACTIVE:
+	case SCHED_ACTIVE:
 		http_reply_error(r, 409, "active_job_exists",
 		    "you already have an active job",
 		    json_pack("{s:s, s:s, s:s}", "job_id", j->id, "tool",
 		        j->tool, "status", job_status_name(j->status)));
 		break;
-	case STORE_CREDITS:
+	case SCHED_CREDITS:
 		http_reply_error(r, 402, "insufficient_credits",
 		    "not enough credits for this tool",
 		    json_pack("{s:I, s:I}", "balance", (json_int_t)balance,
@@ -312,57 +258,68 @@ submit_answer(struct http_req *r, enum store_rc rc, const struct job *j,
 	}
 }
 
-static void
-h_submit(struct http_req *r, void *ctx)
+/* The submit's tool and fields, checked: the tool, or NULL after
+ * answering (422, or 503 when the uploads cannot be read). */
+static const struct tool *
+submit_check(
+    struct api *a, struct http_req *r, json_t *body, const char **variant)
 {
-	struct api *a = ctx;
-	struct auth_claims c;
-	const char *variant = NULL, *key;
-	json_t *body, *fields;
-	char token[65];
-
-	if (authed(a, r, &c) || (body = body_object(r)) == NULL)
-		return;
-	fields = json_object();
+	const char *key = http_req_header(r, "Idempotency-Key");
+	json_t *fields = json_object();
 	const struct tool *t =
-	    tools_check_job(&a->cfg->tools, body, &variant, fields);
-	json_t *inputs = json_object_get(body, "inputs");
-	if (t && check_uploads(a, t, inputs, c.sub, fields)) {
+	    tools_check_job(&a->cfg->tools, body, variant, fields);
+
+	if (t && check_uploads(a, t, json_object_get(body, "inputs"),
+	             caller(r)->sub, fields)) {
 		json_decref(fields);
-		json_decref(body);
 		unavailable(r);
-		return;
+		return NULL;
 	}
-	key = http_req_header(r, "Idempotency-Key");
 	if (key && (*key == '\0' || strlen(key) > KEY_MAX))
 		json_object_set_new(fields, "Idempotency-Key",
 		    json_string("must be 1 to 255 bytes"));
 	if (json_object_size(fields)) {
-		json_decref(body);
 		invalid(r, fields);
-		return;
+		return NULL;
 	}
 	json_decref(fields);
+	return t;
+}
 
+static void
+h_submit(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	const char *variant = NULL;
+	const struct tool *t;
+	json_t *body;
+	char token[65];
+
+	if ((body = body_object(r)) == NULL)
+		return;
+	if ((t = submit_check(a, r, body, &variant)) == NULL) {
+		json_decref(body);
+		return;
+	}
 	struct job j;
 	int64_t balance = 0;
 	random_hex(token, 32);
 	char *id = new_id("job_");
 	struct job_new in = {
 	    .id = id,
-	    .user_id = c.sub,
+	    .user_id = caller(r)->sub,
 	    .tool = t->name,
 	    .variant = variant,
-	    .inputs = inputs,
+	    .inputs = json_object_get(body, "inputs"),
 	    .cost = t->cost,
 	    .session_id =
 	        json_string_value(json_object_get(body, "session_id")),
-	    .idem_key = key,
+	    .idem_key = http_req_header(r, "Idempotency-Key"),
 	    .webhook_token = token,
 	};
 	job_init(&j);
 	int64_t t0 = mono_ms();
-	enum store_rc rc = sched_submit(a->sc, &in, &j, &balance);
+	enum sched_rc rc = sched_submit(a->sc, &in, &j, &balance);
 	submit_answer(r, rc, &j, balance, t->cost);
 	metrics_observe(a->m, HIST_SUBMIT, (double)(mono_ms() - t0) / 1000.0);
 	job_cleanup(&j);
@@ -376,13 +333,11 @@ static void
 h_job(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	struct job j;
 
-	if (authed(a, r, &c))
-		return;
 	job_init(&j);
-	switch (store_job_get(a->st, http_req_param(r, 0), c.sub, &j)) {
+	switch (
+	    store_job_get(a->st, http_req_param(r, 0), caller(r)->sub, &j)) {
 	case STORE_OK:
 		reply_job(r, 200, &j);
 		break;
@@ -432,14 +387,13 @@ static void
 h_jobs(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	struct job_filter f = {0};
 	struct job_list l = {0};
 	json_t *next = json_null();
 
-	if (authed(a, r, &c) || list_filter(r, &f))
+	if (list_filter(r, &f))
 		return;
-	f.user_id = c.sub;
+	f.user_id = caller(r)->sub;
 	f.limit++; /* one more tells whether there is a next page */
 	if (store_job_list(a->st, &f, &l) != STORE_OK) {
 		job_list_cleanup(&l);
@@ -463,13 +417,13 @@ cancel(struct api *a, struct http_req *r, const char *user, const char *code)
 
 	job_init(&j);
 	switch (sched_cancel(a->sc, http_req_param(r, 0), user, code, &j)) {
-	case STORE_OK:
+	case SCHED_OK:
 		reply_job(r, 200, &j);
 		break;
-	case STORE_NOTFOUND:
+	case SCHED_NOTFOUND:
 		not_found(r, "job");
 		break;
-	case STORE_CONFLICT:
+	case SCHED_FINISHED:
 		http_reply_error(r, 409, "job_finished",
 		    "the job has already finished",
 		    json_pack("{s:s}", "status", job_status_name(j.status)));
@@ -483,11 +437,7 @@ cancel(struct api *a, struct http_req *r, const char *user, const char *code)
 static void
 h_cancel(struct http_req *r, void *ctx)
 {
-	struct api *a = ctx;
-	struct auth_claims c;
-
-	if (authed(a, r, &c) == 0)
-		cancel(a, r, c.sub, JOB_ERR_CANCELLED);
+	cancel(ctx, r, caller(r)->sub, JOB_ERR_CANCELLED);
 }
 
 /* ---- event streams ------------------------------------------------ */
@@ -516,28 +466,26 @@ static void
 h_events(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	int64_t after;
 
-	if (authed(a, r, &c) == 0 && stream_after(r, &after) == 0)
-		events_stream(a->ev, r, c.sub, NULL, after);
+	if (stream_after(r, &after) == 0)
+		events_stream(a->ev, r, caller(r)->sub, NULL, after);
 }
 
 static void
 h_job_events(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
+	const char *user = caller(r)->sub;
 	struct job j;
 	int64_t after;
 
-	if (authed(a, r, &c) || stream_after(r, &after))
+	if (stream_after(r, &after))
 		return;
 	job_init(&j);
-	enum store_rc rc =
-	    store_job_get(a->st, http_req_param(r, 0), c.sub, &j);
+	enum store_rc rc = store_job_get(a->st, http_req_param(r, 0), user, &j);
 	if (rc == STORE_OK)
-		events_stream(a->ev, r, c.sub, &j, after);
+		events_stream(a->ev, r, user, &j, after);
 	else if (rc == STORE_NOTFOUND)
 		not_found(r, "job");
 	else
@@ -551,19 +499,17 @@ static void
 h_me(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
+	const char *user = caller(r)->sub;
 	struct job j;
 	int64_t balance;
 	json_t *active = json_null();
 
-	if (authed(a, r, &c))
-		return;
-	job_init(&j);
-	if (store_user_balance(a->st, c.sub, &balance) != STORE_OK) {
+	if (store_user_balance(a->st, user, &balance) != STORE_OK) {
 		unavailable(r);
 		return;
 	}
-	enum store_rc rc = store_job_active(a->st, c.sub, &j);
+	job_init(&j);
+	enum store_rc rc = store_job_active(a->st, user, &j);
 	if (rc == STORE_OK)
 		active = job_to_json(&j);
 	job_cleanup(&j);
@@ -572,7 +518,7 @@ h_me(struct http_req *r, void *ctx)
 		return;
 	}
 	http_reply_json(r, 200,
-	    json_pack("{s:s, s:I, s:o}", "user_id", c.sub, "credits",
+	    json_pack("{s:s, s:I, s:o}", "user_id", user, "credits",
 	        (json_int_t)balance, "active_job", active));
 }
 
@@ -580,14 +526,12 @@ static void
 h_ledger(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
+	const char *user = caller(r)->sub;
 	int64_t balance;
 	json_t *entries = NULL;
 
-	if (authed(a, r, &c))
-		return;
-	if (store_user_balance(a->st, c.sub, &balance) != STORE_OK ||
-	    store_ledger(a->st, c.sub, &entries) != STORE_OK) {
+	if (store_user_balance(a->st, user, &balance) != STORE_OK ||
+	    store_ledger(a->st, user, &entries) != STORE_OK) {
 		json_decref(entries);
 		unavailable(r);
 		return;
@@ -600,29 +544,9 @@ static void
 h_leave(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
-	struct job_filter f = {.status = JOB_QUEUED};
-	struct job_list l = {0};
-	const char *session = http_req_param(r, 0);
-	enum store_rc rc;
 
-	if (authed(a, r, &c))
-		return;
-	f.user_id = c.sub;
-	rc = store_job_list(a->st, &f, &l);
-	for (size_t i = l.n; rc == STORE_OK && i-- > 0;) {
-		struct job j;
-		if (l.v[i].session_id == NULL ||
-		    strcmp(l.v[i].session_id, session) != 0)
-			continue;
-		job_init(&j);
-		if (sched_cancel(a->sc, l.v[i].id, c.sub, JOB_ERR_SESSION,
-		        &j) == STORE_ERROR)
-			rc = STORE_ERROR;
-		job_cleanup(&j);
-	}
-	job_list_cleanup(&l);
-	if (rc != STORE_OK)
+	if (sched_leave(a->sc, caller(r)->sub, http_req_param(r, 0)) !=
+	    SCHED_OK)
 		unavailable(r);
 	else
 		http_reply(r, 204, NULL, NULL, 0);
@@ -640,13 +564,13 @@ h_webhook(struct http_req *r, void *ctx)
 
 	switch (sched_webhook(
 	    a->sc, http_req_param(r, 0), body, len, msg, sizeof(msg))) {
-	case STORE_OK:
+	case SCHED_OK:
 		http_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
 		break;
-	case STORE_NOTFOUND:
+	case SCHED_NOTFOUND:
 		not_found(r, "webhook");
 		break;
-	case STORE_CONFLICT:
+	case SCHED_MALFORMED:
 		http_reply_error(r, 400, "invalid_json", msg, NULL);
 		break;
 	default:
@@ -656,18 +580,17 @@ h_webhook(struct http_req *r, void *ctx)
 
 /* ---- admin --------------------------------------------------------- */
 
-/* The whole queue, as API.md §6 says; ?limit=N lists its first N only and
- * adds "queued_total", how many wait in all, so a page can show a long
- * queue without fetching and drawing all of it. */
+/* The whole queue, as docs/api.md says; ?limit=N lists its first N only
+ * and adds "queued_total", how many wait in all, so a page can show a
+ * long queue without fetching and drawing all of it. */
 static void
 h_admin_queue(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	struct store_queue_view v = {0};
 	long long n = 0;
 
-	if (admin(a, r, &c) || query_int(r, "limit", 1, INT_MAX, &n))
+	if (query_int(r, "limit", 1, INT_MAX, &n))
 		return;
 	if (store_queue(a->st, (int)n, 1, &v) != STORE_OK) {
 		unavailable(r);
@@ -689,11 +612,10 @@ static void
 h_admin_credits(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	json_t *body, *amount, *reason;
 	int64_t balance = 0;
 
-	if (admin(a, r, &c) || (body = body_object(r)) == NULL)
+	if ((body = body_object(r)) == NULL)
 		return;
 	amount = json_object_get(body, "amount");
 	reason = json_object_get(body, "reason");
@@ -731,11 +653,10 @@ static void
 h_admin_stats(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
 	struct job_list done = {0};
 	long long hours = 24;
 
-	if (admin(a, r, &c) || query_int(r, "hours", 1, 24 * 366, &hours))
+	if (query_int(r, "hours", 1, 24 * 366, &hours))
 		return;
 	if (store_jobs_finished(a->st, now_ms() - hours * 3600 * 1000, &done) !=
 	    STORE_OK)
@@ -748,23 +669,15 @@ h_admin_stats(struct http_req *r, void *ctx)
 static void
 h_admin_cancel(struct http_req *r, void *ctx)
 {
-	struct api *a = ctx;
-	struct auth_claims c;
-
-	if (admin(a, r, &c) == 0)
-		cancel(a, r, NULL, JOB_ERR_ADMIN);
+	cancel(ctx, r, NULL, JOB_ERR_ADMIN);
 }
 
 static void
 h_metrics(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	struct auth_claims c;
-	char *text;
+	char *text = metrics_render(a->m, a->st, a->cfg, events_streams(a->ev));
 
-	if (admin(a, r, &c))
-		return;
-	text = metrics_render(a->m, a->st, a->cfg, events_streams(a->ev));
 	if (text == NULL) {
 		unavailable(r);
 		return;
@@ -789,33 +702,86 @@ h_static(struct http_req *r, void *ctx)
 	http_reply(r, 200, f->type, f->data, f->len);
 }
 
-/* ---- the table ----------------------------------------------------- */
+/* ---- the table, and the gate that holds it ------------------------- */
 
-static const struct http_route routes[] = {
-    {HTTP_GET | HTTP_HEAD, "/", h_static, 0},
-    {HTTP_GET | HTTP_HEAD, "/admin", h_static, 0},
-    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, 0},
-    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, 0},
-    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, 0},
-    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, 0},
-    {HTTP_GET, "/metrics", h_metrics, 0},
-    {HTTP_GET, "/v1/events", h_events, 0},
-    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, 0},
-    {HTTP_GET, "/v1/tools", h_tools, 0},
-    {HTTP_POST, "/v1/uploads", h_upload, 0},
-    {HTTP_POST, "/v1/jobs", h_submit, 0},
-    {HTTP_GET, "/v1/jobs", h_jobs, 0},
-    {HTTP_GET, "/v1/jobs/{}", h_job, 0},
-    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, 0},
-    {HTTP_GET, "/v1/me", h_me, 0},
-    {HTTP_GET, "/v1/me/ledger", h_ledger, 0},
-    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, 0},
-    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, 0},
-    {HTTP_GET, "/v1/admin/queue", h_admin_queue, 0},
-    {HTTP_GET, "/v1/admin/stats", h_admin_stats, 0},
-    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, 0},
-    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, 0},
+static const struct {
+	int methods;
+	const char *pattern;
+	http_handler handler;
+	enum access access;
+	enum body body;
+} table[] = {
+    {HTTP_GET | HTTP_HEAD, "/", h_static, ANYONE, BODY_JSON},
+    {HTTP_GET | HTTP_HEAD, "/admin", h_static, ANYONE, BODY_JSON},
+    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, ANYONE, BODY_JSON},
+    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, ANYONE, BODY_JSON},
+    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, ANYONE, BODY_JSON},
+    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, ANYONE, BODY_JSON},
+    {HTTP_GET, "/metrics", h_metrics, ADMIN, BODY_JSON},
+    {HTTP_GET, "/v1/events", h_events, USER, BODY_JSON},
+    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, USER, BODY_JSON},
+    {HTTP_GET, "/v1/tools", h_tools, USER, BODY_JSON},
+    {HTTP_POST, "/v1/uploads", h_upload, USER, BODY_UPLOAD},
+    {HTTP_POST, "/v1/jobs", h_submit, USER, BODY_JSON},
+    {HTTP_GET, "/v1/jobs", h_jobs, USER, BODY_JSON},
+    {HTTP_GET, "/v1/jobs/{}", h_job, USER, BODY_JSON},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, USER, BODY_JSON},
+    {HTTP_GET, "/v1/me", h_me, USER, BODY_JSON},
+    {HTTP_GET, "/v1/me/ledger", h_ledger, USER, BODY_JSON},
+    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, USER, BODY_JSON},
+    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, ANYONE, BODY_JSON},
+    {HTTP_GET, "/v1/admin/queue", h_admin_queue, ADMIN, BODY_JSON},
+    {HTTP_GET, "/v1/admin/stats", h_admin_stats, ADMIN, BODY_JSON},
+    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, ADMIN,
+        BODY_JSON},
+    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, BODY_JSON},
 };
+#define NROUTES (sizeof(table) / sizeof(table[0]))
+
+/* The bearer token of "Authorization: Bearer", else of ?access_token=;
+ * NULL when there is none. */
+static const char *
+bearer(const struct http_req *r)
+{
+	const char *h = http_req_header(r, "Authorization");
+
+	if (h == NULL)
+		return http_req_query(r, "access_token");
+	if (strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	for (h += 7; *h == ' '; h++)
+		;
+	return h;
+}
+
+/* The route's access, checked from the head: the verified claims become
+ * the request's data (see caller()). */
+static int
+gate(struct http_req *r, int access, void *ctx, const char **code,
+    const char **message)
+{
+	struct api *a = ctx;
+	const char *tok = bearer(r);
+	struct auth_claims *c;
+
+	if (access == ANYONE)
+		return 0;
+	c = xmalloc(sizeof(*c));
+	if (tok == NULL ||
+	    auth_verify(a->cfg->jwt_secret, tok, time(NULL), c) != 0) {
+		free(c);
+		*code = "unauthorized";
+		*message = "a valid bearer token is required";
+		return 401;
+	}
+	http_req_set_data(r, c, free);
+	if (access == ADMIN && !c->admin) {
+		*code = "forbidden";
+		*message = "this route needs the admin role";
+		return 403;
+	}
+	return 0;
+}
 
 struct api *
 api_new(const struct config *cfg, struct store *st, struct sched *sc,
@@ -828,15 +794,18 @@ api_new(const struct config *cfg, struct store *st, struct sched *sc,
 	a->sc = sc;
 	a->ev = ev;
 	a->m = m;
-	a->nroutes = sizeof(routes) / sizeof(routes[0]);
-	a->routes = xmalloc(sizeof(routes));
-	memcpy(a->routes, routes, sizeof(routes));
-	for (size_t i = 0; i < a->nroutes; i++) {
-		if (a->routes[i].handler == h_upload)
-			a->routes[i].max_body = (size_t)cfg->uploads_max;
-		else
-			a->routes[i].max_body = (size_t)cfg->max_body;
-	}
+	a->nroutes = NROUTES;
+	a->routes = xcalloc(NROUTES, sizeof(*a->routes));
+	for (size_t i = 0; i < NROUTES; i++)
+		a->routes[i] = (struct http_route){
+		    .methods = table[i].methods,
+		    .pattern = table[i].pattern,
+		    .handler = table[i].handler,
+		    .max_body =
+		        (size_t)(table[i].body == BODY_UPLOAD ? cfg->uploads_max
+		                                              : cfg->max_body),
+		    .access = table[i].access,
+		};
 	return a;
 }
 
@@ -849,9 +818,12 @@ api_free(struct api *a)
 	free(a);
 }
 
-const struct http_route *
-api_routes(const struct api *a, size_t *n)
+struct http_server *
+api_server(struct api *a, struct event_base *base)
 {
-	*n = a->nroutes;
-	return a->routes;
+	struct http_server *s = http_server_new(
+	    base, a->routes, a->nroutes, a, (size_t)a->cfg->max_body);
+
+	http_server_gate(s, gate);
+	return s;
 }

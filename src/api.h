@@ -1,11 +1,14 @@
 /*
- * api.h — the REST handlers of API.md §5–6: parse and check the request,
- * call the rules, render the answer. Only this layer knows HTTP statuses.
+ * api.h — the REST handlers of docs/api.md: check the caller and the
+ * request, call the rules, render the answer. Only this layer knows HTTP
+ * statuses.
  */
 #ifndef FILA_API_H
 #define FILA_API_H
 
 #include <stddef.h>
+
+struct event_base;
 
 #include "config.h"
 #include "events.h"
@@ -20,7 +23,8 @@ struct api *api_new(const struct config *cfg, struct store *st,
     struct sched *sc, struct events *ev, struct metrics *m);
 void api_free(struct api *a);
 
-/* The route table, valid as long as a lives. */
-const struct http_route *api_routes(const struct api *a, size_t *n);
+/* An HTTP server on base serving the API (a must outlive it); CORS and
+ * listening are the caller's to set. */
+struct http_server *api_server(struct api *a, struct event_base *base);
 
 #endif

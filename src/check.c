@@ -1,7 +1,7 @@
 /*
  * check.c — `fila check`: an independent verifier of a store. It shares no
  * code with the store it checks: it opens the file itself, read-only, and
- * asks each invariant of API.md §4 with its own SQL, so a bug in
+ * asks each invariant of docs/api.md §4 with its own SQL, so a bug in
  * store_sqlite.c cannot hide behind itself.
  *
  * Two ideas to read it by. First, a rule is one query whose rows are its
@@ -64,7 +64,7 @@ struct rule {
 	" LEFT JOIN events b ON b.id = e.base)"
 #define EV_STATUS                                                              \
 	"CASE WHEN json_valid(data) THEN json_extract(data, '$.status') END"
-/* Is prev → st one of API.md §3's arrows (or no move at all)? */
+/* Is prev → st one of docs/api.md §3's arrows (or no move at all)? */
 #define ARROW(prev, st)                                                        \
 	"(" st " IS " prev " OR (" prev " = 'queued' AND " st                  \
 	" IN ('starting', 'cancelled', 'failed')) OR (" prev                   \
@@ -200,7 +200,7 @@ static const struct rule rules[] = {
 	    "  WHERE j.tool = c.tool AND j.status = c.status))"
 	    " WHERE actual <> counted"},
 
-	/* ---- the event log (API.md §5) ---- */
+	/* ---- the event log (docs/api.md §5) ---- */
 	{BREACH, "SELECT printf('event %lld of job %s is not a JSON job with"
 	    " a status', id, job_id) FROM " EVENTS " WHERE " EV_STATUS " IS NULL"},
 	{BREACH, "SELECT printf('event %lld is filed under job %s but shows"

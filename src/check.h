@@ -1,5 +1,5 @@
 /*
- * check.h — `fila check`: verify every invariant of API.md §4 on a store,
+ * check.h — `fila check`: verify every invariant of docs/api.md §4 on a store,
  * independently of the daemon's code.
  */
 #ifndef FILA_CHECK_H

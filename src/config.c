@@ -1,5 +1,5 @@
 /*
- * config.c — reads the configuration of API.md §8 in three layers: the
+ * config.c — reads the configuration of docs/api.md §8 in three layers: the
  * repository's fila.conf compiled in, the operator's file, then --set
  * overrides. Every layer goes through the same apply(); only the way an
  * error is located differs (FILE:LINE or the --set argument).

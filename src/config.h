@@ -1,5 +1,5 @@
 /*
- * config.h — the configuration (API.md §8): built-in defaults (the
+ * config.h — the configuration (docs/api.md §8): built-in defaults (the
  * repository's fila.conf compiled in), then the file, then --set overrides.
  * Read-only once loaded.
  */

@@ -15,11 +15,12 @@
 
 #include <event2/event.h>
 
+#include "list.h"
 #include "util.h"
 
 /* A transfer in flight; found again through the easy's CURLOPT_PRIVATE. */
 struct xfer {
-	struct xfer *prev, *next;
+	struct list link; /* in curlev.xfers */
 	CURL *easy;
 	curlev_done_cb done;
 	void *arg;
@@ -27,7 +28,7 @@ struct xfer {
 
 /* A socket curl asked us to watch; curl keeps it with curl_multi_assign. */
 struct sock {
-	struct sock *prev, *next;
+	struct list link; /* in curlev.socks */
 	struct curlev *cv;
 	curl_socket_t fd;
 	struct event *ev;
@@ -37,8 +38,8 @@ struct curlev {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
-	struct xfer *xfers;
-	struct sock *socks;
+	struct list xfers;
+	struct list socks;
 	int nxfers;
 	int depth; /* our event callbacks on the stack */
 	int dying; /* freed while depth > 0 */
@@ -47,12 +48,7 @@ struct curlev {
 static void
 xfer_unlink(struct curlev *cv, struct xfer *x)
 {
-	if (x->prev != NULL)
-		x->prev->next = x->next;
-	else
-		cv->xfers = x->next;
-	if (x->next != NULL)
-		x->next->prev = x->prev;
+	list_remove(&x->link);
 	cv->nxfers--;
 	free(x);
 }
@@ -64,22 +60,14 @@ sock_new(struct curlev *cv, curl_socket_t fd)
 
 	s->cv = cv;
 	s->fd = fd;
-	s->next = cv->socks;
-	if (cv->socks != NULL)
-		cv->socks->prev = s;
-	cv->socks = s;
+	list_add_tail(&cv->socks, &s->link);
 	return s;
 }
 
 static void
-sock_free(struct curlev *cv, struct sock *s)
+sock_free(struct sock *s)
 {
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		cv->socks = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
+	list_remove(&s->link);
 	if (s->ev != NULL)
 		event_free(s->ev);
 	free(s);
@@ -91,8 +79,8 @@ destroy(struct curlev *cv)
 {
 	/* curl may still report sockets to forget while it closes them. */
 	curl_multi_cleanup(cv->multi);
-	while (cv->socks != NULL)
-		sock_free(cv, cv->socks);
+	while (!list_empty(&cv->socks))
+		sock_free(list_entry(cv->socks.next, struct sock, link));
 	event_free(cv->timer);
 	free(cv);
 }
@@ -188,7 +176,7 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp)
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s != NULL)
-			sock_free(cv, s);
+			sock_free(s);
 		curl_multi_assign(cv->multi, fd, NULL);
 		return 0;
 	}
@@ -203,13 +191,11 @@ static int
 timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
 	struct curlev *cv = userp;
-	struct timeval tv;
+	struct timeval tv = timeval_ms(timeout_ms > 0 ? timeout_ms : 0);
 
 	if (timeout_ms < 0)
 		return evtimer_del(cv->timer);
 	/* 0 means "as soon as you can": the next turn of the loop. */
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
 	return evtimer_add(cv->timer, &tv);
 }
 
@@ -219,6 +205,8 @@ curlev_new(struct event_base *base)
 	struct curlev *cv = xcalloc(1, sizeof(*cv));
 
 	cv->base = base;
+	list_init(&cv->xfers);
+	list_init(&cv->socks);
 	cv->timer = evtimer_new(base, timer_event, cv);
 	cv->multi = curl_multi_init();
 	if (cv->timer == NULL || cv->multi == NULL)
@@ -251,10 +239,7 @@ curlev_add(struct curlev *cv, CURL *easy, curlev_done_cb done, void *arg)
 		free(x);
 		return -1;
 	}
-	x->next = cv->xfers;
-	if (cv->xfers != NULL)
-		cv->xfers->prev = x;
-	cv->xfers = x;
+	list_add_tail(&cv->xfers, &x->link);
 	cv->nxfers++;
 	return 0;
 }
@@ -270,9 +255,10 @@ curlev_free(struct curlev *cv)
 {
 	if (cv == NULL || cv->dying)
 		return;
-	while (cv->xfers != NULL) {
-		curl_multi_remove_handle(cv->multi, cv->xfers->easy);
-		xfer_unlink(cv, cv->xfers);
+	while (!list_empty(&cv->xfers)) {
+		struct xfer *x = list_entry(cv->xfers.next, struct xfer, link);
+		curl_multi_remove_handle(cv->multi, x->easy);
+		xfer_unlink(cv, x);
 	}
 	if (cv->depth > 0) {
 		cv->dying = 1;

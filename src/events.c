@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "job.h"
+#include "list.h"
 #include "util.h"
 
 #define BUCKETS 4096
@@ -45,8 +46,7 @@ struct sub {
 	int64_t last; /* the last event id sent */
 	int ended;
 	int replaying;    /* behind the log: live events wait for the replay */
-	struct sub *next; /* in its bucket */
-	struct sub **pprev; /* the pointer to it */
+	struct list link; /* in its user's bucket; unlinked once it ends */
 };
 
 struct eta {
@@ -65,7 +65,7 @@ struct events {
 	int64_t pos_at;         /* when positions were last published */
 	int64_t cursor;         /* the last event id dispatched */
 	int nsubs;
-	struct sub *bucket[BUCKETS];
+	struct list bucket[BUCKETS];
 	struct eta *etas;
 	size_t netas;
 	int64_t etas_at;
@@ -200,12 +200,9 @@ format(struct events *e, const struct store_event *ev, int *terminal)
 static void
 sub_unlink(struct sub *s)
 {
-	if (s->pprev == NULL)
+	if (!list_linked(&s->link))
 		return;
-	*s->pprev = s->next;
-	if (s->next)
-		s->next->pprev = s->pprev;
-	s->pprev = NULL;
+	list_remove(&s->link);
 	s->e->nsubs--;
 }
 
@@ -253,12 +250,13 @@ wants(const struct sub *s, const struct store_event *ev)
 static void
 dispatch(struct events *e, const struct store_event *ev)
 {
-	struct sub *s = e->bucket[hash(ev->user_id)], *next;
+	struct list *it, *tmp;
 	char *text = NULL;
 	int terminal = 0;
 
-	for (; s; s = next) {
-		next = s->next;
+	list_each_safe(it, tmp, &e->bucket[hash(ev->user_id)])
+	{
+		struct sub *s = list_entry(it, struct sub, link);
 		if (!wants(s, ev))
 			continue;
 		if (text == NULL)
@@ -315,13 +313,11 @@ on_commit(void *arg, int moved)
 {
 	struct events *e = arg;
 	int64_t wait = e->pos_at + POSITIONS_MS - mono_ms();
-	struct timeval tv = {0, 0};
+	struct timeval tv = timeval_ms(wait > 0 ? wait : 0);
 
 	event_active(e->flush_ev, 0, 0);
 	if (!moved || evtimer_pending(e->pos_ev, NULL))
 		return;
-	if (wait > 0)
-		tv.tv_usec = (suseconds_t)wait * 1000;
 	evtimer_add(e->pos_ev, &tv);
 }
 
@@ -332,13 +328,13 @@ static void
 on_prune(evutil_socket_t fd, short what, void *arg)
 {
 	struct events *e = arg;
-	struct timeval tv = {PRUNE_MS / 1000, 0};
+	struct timeval tv = timeval_ms(PRUNE_MS);
 	int more = 0;
 
 	if (store_events_prune(e->st, now_ms() - POSITIONS_KEEP_MS, PRUNE_IDS,
 	        &more) == STORE_OK &&
 	    more)
-		tv = (struct timeval){0, 100 * 1000};
+		tv = timeval_ms(100);
 	evtimer_add(e->prune_ev, &tv);
 }
 
@@ -348,9 +344,12 @@ on_keepalive(evutil_socket_t fd, short what, void *arg)
 	struct events *e = arg;
 	static const char ping[] = ": keep-alive\n\n";
 
+	struct list *it;
+
 	for (size_t b = 0; b < BUCKETS; b++)
-		for (struct sub *s = e->bucket[b]; s; s = s->next)
-			http_stream_write(s->req, ping, sizeof(ping) - 1);
+		list_each(it, &e->bucket[b])
+		    http_stream_write(list_entry(it, struct sub, link)->req,
+		        ping, sizeof(ping) - 1);
 }
 
 /* ---- streams -------------------------------------------------------- */
@@ -414,6 +413,7 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 	int terminal = job && job_status_terminal(job->status);
 
 	s->e = e;
+	list_init(&s->link);
 	s->req = r;
 	s->user_id = xstrdup(user_id);
 	s->job_id = xstrdup_or_null(job_id);
@@ -443,12 +443,7 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 	http_reply_header(r, "X-Accel-Buffering", "no");
 	http_stream_start(r, 200, "text/event-stream", on_close, s);
 	http_stream_write(r, "retry: 2000\n\n", 13);
-	uint32_t h = hash(user_id);
-	s->next = e->bucket[h];
-	if (s->next)
-		s->next->pprev = &s->next;
-	s->pprev = &e->bucket[h];
-	e->bucket[h] = s;
+	list_add_tail(&e->bucket[hash(user_id)], &s->link);
 	e->nsubs++;
 	replay(e, s);
 }
@@ -463,12 +458,14 @@ struct events *
 events_new(struct event_base *base, const struct config *cfg, struct store *st)
 {
 	struct events *e = xcalloc(1, sizeof(*e));
-	struct timeval poll = {POLL_MS / 1000, (POLL_MS % 1000) * 1000};
-	struct timeval keep = {KEEPALIVE_MS / 1000, 0};
-	struct timeval prune = {PRUNE_MS / 1000, 0};
+	struct timeval poll = timeval_ms(POLL_MS);
+	struct timeval keep = timeval_ms(KEEPALIVE_MS);
+	struct timeval prune = timeval_ms(PRUNE_MS);
 
 	e->cfg = cfg;
 	e->st = st;
+	for (size_t b = 0; b < BUCKETS; b++)
+		list_init(&e->bucket[b]);
 	store_events_last(st, &e->cursor);
 	e->flush_ev = event_new(base, -1, 0, on_flush, e);
 	e->poll_ev = event_new(base, -1, EV_PERSIST, on_flush, e);
@@ -491,8 +488,9 @@ events_free(struct events *e)
 		return;
 	store_on_commit(e->st, NULL, NULL);
 	for (size_t b = 0; b < BUCKETS; b++)
-		while (e->bucket[b])
-			sub_unlink(e->bucket[b]); /* http frees via on_close */
+		while (!list_empty(&e->bucket[b])) /* http frees via on_close */
+			sub_unlink(
+			    list_entry(e->bucket[b].next, struct sub, link));
 	event_free(e->flush_ev);
 	event_free(e->poll_ev);
 	event_free(e->keep_ev);

@@ -1,6 +1,6 @@
 /*
  * events.h — the event log streamed to browsers as Server-Sent Events
- * (API.md §5). Every committed change appended an event row; a stream
+ * (docs/api.md §5). Every committed change appended an event row; a stream
  * replays the rows a client missed, then follows new ones as they commit.
  */
 #ifndef FILA_EVENTS_H

@@ -4,7 +4,7 @@
  * We parse requests ourselves (rather than use evhttp) so that a request is
  * judged on its head alone: the route, the method and the body limit are
  * checked from the request line and Content-Length before one byte of the
- * body is read, and every refusal is API.md's JSON error.
+ * body is read, and every refusal is docs/api.md's JSON error.
  *
  * A connection handles one request at a time and moves through the states
  * of enum conn_state; bytes of a pipelined request wait in the input buffer
@@ -36,6 +36,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "list.h"
 #include "util.h"
 
 #define REQLINE_MAX (8 * 1024)
@@ -67,7 +68,7 @@ struct conn {
 	struct bufferevent *bev;
 	struct event *timer;
 	struct event *resume; /* run the connection again from the loop */
-	struct conn *prev, *next;
+	struct list link;     /* in http_server.conns */
 	struct http_req *req;
 	enum conn_state state;
 	int busy;   /* inside one of our callbacks: closing defers the free */
@@ -84,11 +85,12 @@ struct http_server {
 	size_t nroutes;
 	void *ctx;
 	size_t default_max_body;
+	http_gate gate;
 	char *cors; /* origins pages may call from: NULL, "*" or "O1 O2 …" */
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	int port;
-	struct conn *conns;
+	struct list conns;
 	int draining;
 	void (*drain_done)(void *);
 	void *drain_arg;
@@ -123,6 +125,7 @@ struct http_req {
 	size_t body_got, body_cap;
 	char peer[64];
 	void *data;
+	void (*data_free)(void *);
 	struct evbuffer *rhdrs; /* extra reply headers, already formatted */
 	int streaming, chunked, nobody, ended;
 	void (*on_close)(void *);
@@ -344,6 +347,8 @@ req_free(struct http_req *r)
 	}
 	free(r->query);
 	free(r->body);
+	if (r->data_free)
+		r->data_free(r->data);
 	evbuffer_free(r->rhdrs);
 	if (r->later)
 		event_free(r->later);
@@ -462,9 +467,12 @@ http_req_peer(const struct http_req *r)
 }
 
 void
-http_req_set_data(struct http_req *r, void *data)
+http_req_set_data(struct http_req *r, void *data, void (*free_fn)(void *))
 {
+	if (r->data_free)
+		r->data_free(r->data);
 	r->data = data;
+	r->data_free = free_fn;
 }
 
 void *
@@ -494,7 +502,7 @@ server_check_drained(struct http_server *s)
 {
 	void (*done)(void *) = s->drain_done;
 
-	if (!s->draining || s->conns != NULL || done == NULL)
+	if (!s->draining || !list_empty(&s->conns) || done == NULL)
 		return;
 	s->drain_done = NULL;
 	done(s->drain_arg);
@@ -528,12 +536,7 @@ conn_close(struct conn *c)
 		return;
 	c->closed = 1;
 	c->req = NULL;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	bufferevent_free(c->bev);
 	event_free(c->timer);
 	event_free(c->resume);
@@ -1179,6 +1182,12 @@ cors_preflight(struct conn *c, int allowed, int status, int allow)
 }
 
 void
+http_server_gate(struct http_server *s, http_gate gate)
+{
+	s->gate = gate;
+}
+
+void
 http_server_cors(struct http_server *s, const char *origins)
 {
 	free(s->cors);
@@ -1215,6 +1224,25 @@ keep_alive(const struct http_req *r)
 	return keep && !closing;
 }
 
+/* The server's gate on the routed request: 0 to go on, -1 once refused
+ * (its body, if any, is never read). */
+static int
+gate(struct conn *c)
+{
+	struct http_server *s = c->srv;
+	const char *code = NULL, *message = NULL;
+	int status;
+
+	if (s->gate == NULL)
+		return 0;
+	status =
+	    s->gate(c->req, c->req->route->access, s->ctx, &code, &message);
+	if (status == 0)
+		return 0;
+	refuse(c, status, code, message, NULL, c->req->content_length == 0);
+	return -1;
+}
+
 /* The head is complete: check it, then read the body or dispatch. */
 static void
 head_done(struct conn *c)
@@ -1243,6 +1271,8 @@ head_done(struct conn *c)
 		refuse_route(c, status, allow);
 		return;
 	}
+	if (gate(c))
+		return;
 	limit =
 	    r->route->max_body ? r->route->max_body : c->srv->default_max_body;
 	if (r->content_length > limit) {
@@ -1437,10 +1467,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	if (c->bev == NULL || c->timer == NULL || c->resume == NULL)
 		abort();
 	peer_text(sa, c->peer);
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
+	list_add_tail(&s->conns, &c->link);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	timer_arm(c, REQUEST_TIMEOUT);
@@ -1474,6 +1501,7 @@ http_server_new(struct event_base *base, const struct http_route *routes,
 	struct http_server *s = xcalloc(1, sizeof *s);
 
 	s->base = base;
+	list_init(&s->conns);
 	s->routes = routes;
 	s->nroutes = nroutes;
 	s->ctx = ctx;
@@ -1529,7 +1557,7 @@ http_server_port(const struct http_server *s)
 void
 http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
 {
-	struct conn *c, *next;
+	struct list *it, *tmp;
 
 	s->draining = 1;
 	s->drain_done = done;
@@ -1538,8 +1566,9 @@ http_server_drain(struct http_server *s, void (*done)(void *), void *arg)
 		evconnlistener_free(s->listener);
 		s->listener = NULL;
 	}
-	for (c = s->conns; c != NULL; c = next) {
-		next = c->next;
+	list_each_safe(it, tmp, &s->conns)
+	{
+		struct conn *c = list_entry(it, struct conn, link);
 		if (c->state == C_STREAM ||
 		    (c->state == C_IDLE &&
 		        evbuffer_get_length(bufferevent_get_input(c->bev)) ==
@@ -1555,8 +1584,8 @@ http_server_free(struct http_server *s)
 	if (s == NULL)
 		return;
 	s->drain_done = NULL;
-	while (s->conns)
-		conn_close(s->conns);
+	while (!list_empty(&s->conns))
+		conn_close(list_entry(s->conns.next, struct conn, link));
 	if (s->listener)
 		evconnlistener_free(s->listener);
 	event_free(s->accept_retry);

@@ -5,7 +5,7 @@
  * alone, so a body over the route's limit is refused with 413 from
  * Content-Length before a byte of it is read. Replies may be sent at once
  * or later (the request stays alive until answered), or streamed.
- * Errors are the JSON shape of API.md §2.
+ * Errors are the JSON shape of docs/api.md §2.
  */
 #ifndef FILA_HTTP_H
 #define FILA_HTTP_H
@@ -32,13 +32,23 @@ typedef void (*http_handler)(struct http_req *req, void *ctx);
  * One route. pattern is a path where "{}" matches one non-empty segment,
  * e.g. "/v1/jobs/{}/cancel"; captured segments are percent-decoded and
  * read with http_req_param(). max_body 0 means the server's default.
+ * access is the server's gate's to read (see http_server_gate).
  */
 struct http_route {
 	int methods;
 	const char *pattern;
 	http_handler handler;
 	size_t max_body;
+	int access;
 };
+
+/*
+ * Judge a request on its head alone, before a byte of its body is read:
+ * 0 lets it on to its route's handler; otherwise the HTTP status to refuse
+ * it with, *code and *message set (strings that outlive the call).
+ */
+typedef int (*http_gate)(struct http_req *r, int access, void *ctx,
+    const char **code, const char **message);
 
 /*
  * A server on base dispatching to routes (the table must outlive the
@@ -48,6 +58,9 @@ struct http_route {
 struct http_server *http_server_new(struct event_base *base,
     const struct http_route *routes, size_t nroutes, void *ctx,
     size_t default_max_body);
+
+/* Put gate before every routed request (NULL: none). */
+void http_server_gate(struct http_server *s, http_gate gate);
 
 /*
  * Let pages of these origins call the server from the browser (CORS):
@@ -90,8 +103,9 @@ const char *http_req_body(const struct http_req *r, size_t *len);
 /* The peer's address as text. */
 const char *http_req_peer(const struct http_req *r);
 
-/* Per-request slot for the handler's own data (e.g. the authenticated user). */
-void http_req_set_data(struct http_req *r, void *data);
+/* Per-request slot for the gate's or handler's own data (e.g. the
+ * authenticated user); free_fn(data), if set, runs with the request's end. */
+void http_req_set_data(struct http_req *r, void *data, void (*free_fn)(void *));
 void *http_req_data(const struct http_req *r);
 
 /* --- answering (each ends the request unless it says otherwise) --- */

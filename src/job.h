@@ -1,5 +1,5 @@
 /*
- * job.h — the job record, its states and its JSON form (API.md §3).
+ * job.h — the job record, its states and its JSON form (docs/api.md §3).
  */
 #ifndef FILA_JOB_H
 #define FILA_JOB_H
@@ -16,7 +16,7 @@ enum job_status {
 	JOB_CANCELLED,
 };
 
-/* Error codes a job can end with (API.md §3). */
+/* Error codes a job can end with (docs/api.md §3). */
 #define JOB_ERR_PROVIDER "provider_error"
 #define JOB_ERR_REJECTED "provider_rejected"
 #define JOB_ERR_TIMEOUT "timeout"
@@ -69,7 +69,7 @@ int job_status_terminal(enum job_status s);
 /* 1 for queued, starting and running (what counts against a user). */
 int job_status_active(enum job_status s);
 
-/* The job as API.md §3 shows it (new reference; no webhook token). */
+/* The job as docs/api.md §3 shows it (new reference; no webhook token). */
 json_t *job_to_json(const struct job *j);
 
 /*

@@ -145,61 +145,65 @@ raise_fd_limit(void)
 	}
 }
 
+/*
+ * Serve until a signal: acquire everything in order, run the loop, and
+ * release in reverse on the one way out (every *_free takes NULL).
+ */
 static int
 cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {0};
 	struct store_opts so = {
 	    cfg->slots, cfg->per_user_active, cfg->credits_initial};
+	struct store *st = NULL;
+	struct provider *p = NULL;
+	struct metrics *m = NULL;
+	struct events *ev = NULL;
+	struct sched *sc = NULL;
+	struct api *api = NULL;
+	struct watchdog *wd = NULL;
+	struct event *term = NULL, *intr = NULL;
 	char err[512];
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	d.base = event_base_new();
-	struct store *st = store_open(cfg->store_url, &so, err, sizeof(err));
-	if (st == NULL) {
-		fprintf(stderr, "fila: %s\n", err);
-		event_base_free(d.base);
-		return 1;
-	}
-	struct provider *p = runninghub_new(d.base, cfg->rh_base_url,
-	    cfg->rh_api_key, cfg->rh_timeout * 1000, err, sizeof(err));
-	struct metrics *m = metrics_new();
-	struct events *ev = events_new(d.base, cfg, st);
-	struct sched *sc = p ? sched_new(d.base, cfg, st, p, m) : NULL;
-	struct api *api = sc ? api_new(cfg, st, sc, ev, m) : NULL;
-	size_t nroutes = 0;
-	const struct http_route *routes = api ? api_routes(api, &nroutes) : 0;
-
-	if (api) {
-		d.http = http_server_new(
-		    d.base, routes, nroutes, api, (size_t)cfg->max_body);
-		http_server_cors(d.http, cfg->cors_origins);
-		if (http_server_listen(d.http, cfg->listen_host,
-		        cfg->listen_port, err, sizeof(err)) == 0)
-			rc = 0;
-	}
-	struct watchdog *wd =
-	    rc == 0 ? watchdog_new(d.base, cfg, st, sc, p, WATCHDOG_TICK_MS)
-	            : NULL;
-	if (rc == 0) {
-		struct event *term =
-		    evsignal_new(d.base, SIGTERM, on_signal, &d);
-		struct event *intr =
-		    evsignal_new(d.base, SIGINT, on_signal, &d);
-		evsignal_add(term, NULL);
-		evsignal_add(intr, NULL);
-		printf("fila listening on http://%s:%d\n", cfg->listen_host,
-		    http_server_port(d.http));
-		fflush(stdout);
-		sched_recover(sc);
-		event_base_dispatch(d.base);
+	st = store_open(cfg->store_url, &so, err, sizeof(err));
+	if (st == NULL)
+		goto fail;
+	p = runninghub_new(d.base, cfg->rh_base_url, cfg->rh_api_key,
+	    cfg->rh_timeout * 1000, err, sizeof(err));
+	if (p == NULL)
+		goto fail;
+	m = metrics_new();
+	ev = events_new(d.base, cfg, st);
+	sc = sched_new(d.base, cfg, st, p, m);
+	api = api_new(cfg, st, sc, ev, m);
+	d.http = api_server(api, d.base);
+	http_server_cors(d.http, cfg->cors_origins);
+	if (http_server_listen(d.http, cfg->listen_host, cfg->listen_port, err,
+	        sizeof(err)) != 0)
+		goto fail;
+	wd = watchdog_new(d.base, cfg, st, sc, p, WATCHDOG_TICK_MS);
+	term = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	intr = evsignal_new(d.base, SIGINT, on_signal, &d);
+	evsignal_add(term, NULL);
+	evsignal_add(intr, NULL);
+	printf("fila listening on http://%s:%d\n", cfg->listen_host,
+	    http_server_port(d.http));
+	fflush(stdout);
+	sched_recover(sc);
+	event_base_dispatch(d.base);
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "fila: %s\n", err);
+out:
+	if (term)
 		event_free(term);
+	if (intr)
 		event_free(intr);
-	} else {
-		fprintf(stderr, "fila: %s\n", err);
-	}
 	http_server_free(d.http);
 	watchdog_free(wd);
 	api_free(api);

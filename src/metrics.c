@@ -140,6 +140,10 @@ metrics_render(
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	struct store_queue_view q = {0};
+
+	/* Only a lack of memory fails a memory stream: as xmalloc does. */
+	if (f == NULL)
+		abort();
 	int ok =
 	    render_jobs(f, st) == 0 && store_queue(st, -1, 0, &q) == STORE_OK;
 

@@ -87,6 +87,14 @@ provider_pending(const struct provider *p)
 	return p->ops->pending(p->impl);
 }
 
+long
+provider_result_code(const struct provider_result *res)
+{
+	if (res->code)
+		return res->code;
+	return res->rc == PROVIDER_OK ? 0 : res->http_status;
+}
+
 void
 provider_outcome_cleanup(struct provider_outcome *o)
 {

@@ -32,6 +32,10 @@ struct provider_result {
 
 typedef void (*provider_cb)(void *arg, const struct provider_result *res);
 
+/* The one number that says what an answer was, for metrics: the
+ * provider's business code, else 0 for success, else the HTTP status. */
+long provider_result_code(const struct provider_result *res);
+
 /* One node of the task: a value, or a file to upload first. */
 struct provider_node {
 	const char *node_id;

@@ -1,5 +1,5 @@
 /*
- * runninghub.c — the RunningHub provider (API.md §7).
+ * runninghub.c — the RunningHub provider (docs/api.md §7).
  *
  * Every operation is a `struct call`: POSTs made one after the other on the
  * curlev loop (submit: each upload, then run; poll: status, then outputs),
@@ -23,6 +23,7 @@
 
 #include "curlev.h"
 #include "provider.h"
+#include "list.h"
 #include "util.h"
 
 #define RH_MAX_BODY (4u << 20) /* answers larger than this are refused */
@@ -43,7 +44,7 @@ struct rh {
 	char *base_url; /* without a trailing slash */
 	char *api_key;
 	long timeout_ms;
-	struct call *calls;
+	struct list calls; /* every call not yet answered */
 	int ncalls;
 };
 
@@ -58,7 +59,7 @@ typedef void (*step_fn)(struct call *c, CURLcode rc);
 
 struct call {
 	struct rh *rh;
-	struct call *prev, *next;
+	struct list link; /* in rh.calls */
 	/* the transfer in flight and what runs when it ends */
 	CURL *easy;
 	struct curl_slist *headers;
@@ -93,10 +94,7 @@ call_new(struct rh *rh, void *arg)
 
 	c->rh = rh;
 	c->arg = arg;
-	c->next = rh->calls;
-	if (rh->calls != NULL)
-		rh->calls->prev = c;
-	rh->calls = c;
+	list_add_tail(&rh->calls, &c->link);
 	rh->ncalls++;
 	return c;
 }
@@ -124,15 +122,8 @@ transfer_reset(struct call *c)
 static void
 call_free(struct call *c)
 {
-	struct rh *rh = c->rh;
-
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		rh->calls = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	rh->ncalls--;
+	list_remove(&c->link);
+	c->rh->ncalls--;
 	transfer_reset(c);
 	for (size_t i = 0; i < c->nuploads; i++) {
 		free(c->uploads[i].path);
@@ -904,8 +895,8 @@ rh_free(void *impl)
 
 	/* Out of the multi first: only then may the easies be cleaned up. */
 	curlev_free(rh->cv);
-	while (rh->calls != NULL)
-		call_free(rh->calls);
+	while (!list_empty(&rh->calls))
+		call_free(list_entry(rh->calls.next, struct call, link));
 	free(rh->base_url);
 	free(rh->api_key);
 	free(rh);
@@ -941,6 +932,7 @@ runninghub_new(struct event_base *base, const char *base_url,
 		return NULL;
 	}
 	rh = xcalloc(1, sizeof(*rh));
+	list_init(&rh->calls);
 	rh->base = base;
 	rh->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	rh->api_key = xstrdup(api_key);

@@ -1,5 +1,5 @@
 /*
- * runninghub.h — the RunningHub provider (API.md §7) on libcurl's multi
+ * runninghub.h — the RunningHub provider (docs/api.md §7) on libcurl's multi
  * interface driven by the event loop. The parsers are exposed for tests.
  */
 #ifndef FILA_RUNNINGHUB_H

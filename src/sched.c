@@ -1,14 +1,14 @@
 /*
- * sched.c — the rules of API.md §4 in motion.
+ * sched.c — the rules of docs/api.md in motion.
  *
  * The store decides who may start (a job starts only by taking a slot row)
  * and writes every change with its refund and its event; sched only decides
  * when to ask, and carries jobs to and from the provider.
  *
  * Two ideas to read it by:
- * - A job being started has a `start` record while its submit is in flight
- *   or waiting to be retried (capacity refusals keep the job starting, in
- *   its slot, and retry with backoff).
+ * - A job being started has a start record while sched carries it to the
+ *   provider (enum start_phase says where it is); capacity refusals keep
+ *   the job starting, in its slot, and retry with backoff.
  * - A slot is given back only when the provider has let go of the task:
  *   after the submit answered (and, for a job cancelled meanwhile, after the
  *   task was cancelled) or after the cancel of a running task answered.
@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "list.h"
 #include "tools.h"
 #include "uploads.h"
 #include "util.h"
@@ -33,27 +34,42 @@
 #define CANCEL_TRIES 4
 #define CANCEL_RETRY_MS 1000
 
-struct start {
-	struct sched *s;
-	char *job_id;
-	int attempts;  /* transport failures so far */
-	int busy;      /* capacity refusals so far */
-	int in_flight; /* a provider submit is under way */
-	int checking;  /* asking the provider's task count (unsure) */
-	int unsure;    /* the last submit failed in transport: it may have
-	                * started a task all the same */
-	struct event *retry;
-	struct start *next;
+/*
+ * Where a start is. Only START_SUBMITTING has a call at the provider; only
+ * START_IDLE knows nothing can be running there for the job.
+ */
+enum start_phase {
+	START_IDLE,       /* nothing at the provider: a (re)submit is due */
+	START_SUBMITTING, /* a submit is in flight */
+	START_UNSURE,     /* the last submit failed in transport and may have
+	                   * made a task: the account's task count decides */
+	START_CHECKING,   /* that count is being asked */
 };
 
-/* A provider call whose answer frees a slot. */
+/*
+ * A start record. sched owns every record, on its starts list, from the
+ * job's promotion until sched is sure what the provider has of the job;
+ * start_done() alone frees one. A function that may call it says so, and
+ * its caller does not touch the record after.
+ */
+struct start {
+	struct sched *s;
+	struct list link; /* in sched.starts */
+	char *job_id;
+	enum start_phase phase;
+	int attempts; /* transport failures so far */
+	int busy;     /* capacity refusals so far */
+	struct event *retry;
+};
+
+/* A provider call whose answer frees a slot; freed by release_done(). */
 struct release {
 	struct sched *s;
+	struct list link; /* in sched.releases */
 	char *job_id;
 	char *task_id;
 	int tries;
 	struct event *retry;
-	struct release *next;
 };
 
 struct sched {
@@ -62,85 +78,17 @@ struct sched {
 	struct store *st;
 	struct provider *prov;
 	struct metrics *m;
-	struct start *starts;
-	struct release *releases;
+	struct list starts;
+	struct list releases;
 	/* jobs found starting at start-up, not yet sent again */
 	char **recovering;
 	size_t nrecovering;
 	struct event *recover_ev;
 };
 
-static void start_job(struct sched *s, const struct job *j);
-static void give_up(struct sched *s, struct start *a, const char *id,
-    const char *code, const char *msg);
+static void submit(struct start *a);
+static void on_submitted(void *arg, const struct provider_result *res);
 static void on_recover(evutil_socket_t fd, short what, void *arg);
-static void release_free(struct sched *s, struct release *r);
-static void fail_job(
-    struct sched *s, const char *id, const char *code, const char *msg);
-
-struct sched *
-sched_new(struct event_base *base, const struct config *cfg, struct store *st,
-    struct provider *p, struct metrics *m)
-{
-	struct sched *s = xcalloc(1, sizeof(*s));
-	s->m = m;
-	s->base = base;
-	s->cfg = cfg;
-	s->st = st;
-	s->prov = p;
-	s->recover_ev = evtimer_new(base, on_recover, s);
-	return s;
-}
-
-static void
-start_free(struct start *a)
-{
-	if (a->retry)
-		event_free(a->retry);
-	free(a->job_id);
-	free(a);
-}
-
-void
-sched_free(struct sched *s)
-{
-	if (s == NULL)
-		return;
-	while (s->starts) {
-		struct start *a = s->starts;
-		s->starts = a->next;
-		start_free(a);
-	}
-	while (s->releases)
-		release_free(s, s->releases);
-	for (size_t i = 0; i < s->nrecovering; i++)
-		free(s->recovering[i]);
-	free(s->recovering);
-	if (s->recover_ev)
-		event_free(s->recover_ev);
-	free(s);
-}
-
-static struct start *
-start_find(struct sched *s, const char *id)
-{
-	for (struct start *a = s->starts; a; a = a->next)
-		if (strcmp(a->job_id, id) == 0)
-			return a;
-	return NULL;
-}
-
-static void
-start_remove(struct sched *s, struct start *a)
-{
-	for (struct start **pp = &s->starts; *pp; pp = &(*pp)->next) {
-		if (*pp == a) {
-			*pp = a->next;
-			start_free(a);
-			return;
-		}
-	}
-}
 
 static void
 log_store(struct sched *s, const char *what, const char *id)
@@ -148,36 +96,97 @@ log_store(struct sched *s, const char *what, const char *id)
 	fprintf(stderr, "fila: %s %s: %s\n", what, id, store_error(s->st));
 }
 
-void
-sched_pump(struct sched *s)
+/* Free job id's slot; a store failure is logged (the slot stays held and
+ * recovery at the next start asks again). */
+static void
+release_slot(struct sched *s, const char *id)
+{
+	if (store_slot_release(s->st, id) != STORE_OK)
+		log_store(s, "release", id);
+}
+
+/* End job id failed and give its slot back (nothing runs at the provider). */
+static void
+fail_job(struct sched *s, const char *id, const char *code, const char *msg)
 {
 	struct job j;
 
-	for (;;) {
-		job_init(&j);
-		enum store_rc rc = store_promote(s->st, &j);
-		if (rc != STORE_OK) {
-			if (rc == STORE_ERROR)
-				log_store(s, "promote", "-");
-			job_cleanup(&j);
-			return;
-		}
-		start_job(s, &j);
-		job_cleanup(&j);
+	job_init(&j);
+	enum store_rc rc =
+	    store_job_finish(s->st, id, JOB_FAILED, code, msg, NULL, 1, &j);
+	if (rc == STORE_CONFLICT) /* already ended: only the slot is left */
+		release_slot(s, id);
+	else if (rc != STORE_OK)
+		log_store(s, "fail", id);
+	job_cleanup(&j);
+}
+
+/* ---- start records -------------------------------------------------- */
+
+static void on_retry(evutil_socket_t fd, short what, void *arg);
+
+static struct start *
+start_find(struct sched *s, const char *id)
+{
+	struct list *it;
+
+	list_each(it, &s->starts)
+	{
+		struct start *a = list_entry(it, struct start, link);
+		if (strcmp(a->job_id, id) == 0)
+			return a;
 	}
+	return NULL;
+}
+
+/* The record of job j, made on its first start. */
+static struct start *
+start_get(struct sched *s, const struct job *j)
+{
+	struct start *a = start_find(s, j->id);
+
+	if (a == NULL) {
+		a = xcalloc(1, sizeof(*a));
+		a->s = s;
+		a->job_id = xstrdup(j->id);
+		a->retry = evtimer_new(s->base, on_retry, a);
+		list_add_tail(&s->starts, &a->link);
+	}
+	return a;
+}
+
+static void
+start_done(struct start *a)
+{
+	list_remove(&a->link);
+	event_free(a->retry);
+	free(a->job_id);
+	free(a);
+}
+
+/* Wait before the next try: doubling with the tries, capped, with jitter
+ * so that many refused jobs do not come back in one burst. */
+static void
+retry_later(struct start *a)
+{
+	int64_t ms = RETRY_BASE_MS;
+	struct timeval tv;
+
+	for (int i = 1; i < a->busy + a->attempts && ms < RETRY_MAX_MS; i++)
+		ms *= 2;
+	if (ms > RETRY_MAX_MS)
+		ms = RETRY_MAX_MS;
+	ms = ms / 2 + (int64_t)(arc4random_uniform((uint32_t)ms / 2 + 1));
+	tv = timeval_ms(ms);
+	evtimer_add(a->retry, &tv);
 }
 
 /* ---- the provider's answer to a cancel: the task is let go ---------- */
 
 static void
-release_free(struct sched *s, struct release *r)
+release_done(struct release *r)
 {
-	for (struct release **pp = &s->releases; *pp; pp = &(*pp)->next) {
-		if (*pp == r) {
-			*pp = r->next;
-			break;
-		}
-	}
+	list_remove(&r->link);
 	if (r->retry)
 		event_free(r->retry);
 	free(r->job_id);
@@ -217,22 +226,17 @@ on_released(void *arg, const struct provider_result *res)
 	struct release *r = arg;
 	struct sched *s = r->s;
 
-	metrics_provider(s->m, "cancel",
-	    res->code                ? res->code
-	    : res->rc == PROVIDER_OK ? 0
-	                             : res->http_status);
+	metrics_provider(s->m, "cancel", provider_result_code(res));
 	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY) &&
 	    r->tries < CANCEL_TRIES) {
-		struct timeval tv = {
-		    CANCEL_RETRY_MS / 1000, (CANCEL_RETRY_MS % 1000) * 1000};
+		struct timeval tv = timeval_ms(CANCEL_RETRY_MS);
 		if (r->retry == NULL)
 			r->retry = evtimer_new(s->base, on_cancel_retry, r);
 		evtimer_add(r->retry, &tv);
 		return;
 	}
-	if (store_slot_release(s->st, r->job_id) != STORE_OK)
-		log_store(s, "release", r->job_id);
-	release_free(s, r);
+	release_slot(s, r->job_id);
+	release_done(r);
 	sched_pump(s);
 }
 
@@ -246,12 +250,11 @@ cancel_task(struct sched *s, const char *job_id, const char *task_id)
 	r->s = s;
 	r->job_id = xstrdup(job_id);
 	r->task_id = xstrdup_or_null(task_id);
-	r->next = s->releases;
-	s->releases = r;
+	list_add_tail(&s->releases, &r->link);
 	cancel_send(r);
 }
 
-/* ---- starting a job at the provider --------------------------------- */
+/* ---- the task as the provider sees it ------------------------------- */
 
 static void
 number_text(json_t *v, char *buf, size_t len)
@@ -333,43 +336,27 @@ build_task(struct sched *s, const struct job *j, struct provider_task *t,
 	return 0;
 }
 
-static void on_submitted(void *arg, const struct provider_result *res);
-
-static void
-submit(struct start *a)
+/* Send job j's task; 0 once the call is under way (a is then
+ * submitting), else -1 with msg. */
+static int
+send_task(struct start *a, const struct job *j, char *msg, size_t msglen)
 {
 	struct sched *s = a->s;
-	struct job j;
 	struct provider_task t = {0};
-	size_t cap;
-	char msg[256];
-	int rc = -1;
-
-	job_init(&j);
-	if (store_job_get(s->st, a->job_id, NULL, &j) != STORE_OK ||
-	    j.status != JOB_STARTING) {
-		/* Cancelled while waiting to retry: nothing is at the provider.
-		 */
-		store_slot_release(s->st, a->job_id);
-		start_remove(s, a);
-		job_cleanup(&j);
-		sched_pump(s);
-		return;
-	}
-	cap = json_object_size(j.inputs) + 1;
+	size_t cap = json_object_size(j->inputs) + 1;
 	struct provider_node *nodes = xcalloc(cap, sizeof(*nodes));
 	struct upload *ups = xcalloc(cap, sizeof(*ups));
 	char(*vals)[64] = xcalloc(cap, sizeof(*vals));
-	char *url = xasprintf("%s/v1/webhooks/runninghub/%s",
-	    s->cfg->public_url, j.webhook_token);
+	int rc = -1;
 
-	t.webhook_url = url;
-	if (build_task(s, &j, &t, nodes, ups, vals, msg, sizeof(msg)) == 0) {
-		a->in_flight = 1;
+	t.webhook_url = xasprintf("%s/v1/webhooks/runninghub/%s",
+	    s->cfg->public_url, j->webhook_token);
+	if (build_task(s, j, &t, nodes, ups, vals, msg, msglen) == 0) {
+		a->phase = START_SUBMITTING;
 		rc = provider_submit(s->prov, &t, on_submitted, a);
 		if (rc != 0) {
-			a->in_flight = 0;
-			snprintf(msg, sizeof(msg), "provider call failed");
+			a->phase = START_IDLE;
+			snprintf(msg, msglen, "provider call failed");
 		}
 	}
 	for (size_t i = 0; i < cap; i++)
@@ -377,14 +364,34 @@ submit(struct start *a)
 	free(nodes);
 	free(ups);
 	free(vals);
-	free(url);
-	job_cleanup(&j);
-	if (rc != 0) {
-		char *id = xstrdup(a->job_id);
-		start_remove(s, a);
-		fail_job(s, id, JOB_ERR_REJECTED, msg);
-		free(id);
+	free((char *)t.webhook_url);
+	return rc;
+}
+
+/* ---- starting a job at the provider --------------------------------- */
+
+/*
+ * Send a's submit. Ends the record (start_done) when the job is no longer
+ * starting (cancelled or given up while it waited: nothing is at the
+ * provider, so its slot goes) or cannot be sent (it fails).
+ */
+static void
+submit(struct start *a)
+{
+	struct sched *s = a->s;
+	struct job j;
+	char msg[256];
+
+	job_init(&j);
+	if (store_job_get(s->st, a->job_id, NULL, &j) != STORE_OK ||
+	    j.status != JOB_STARTING) {
+		release_slot(s, a->job_id);
+		start_done(a);
+	} else if (send_task(a, &j, msg, sizeof(msg)) != 0) {
+		fail_job(s, a->job_id, JOB_ERR_REJECTED, msg);
+		start_done(a);
 	}
+	job_cleanup(&j);
 }
 
 /* Tasks fila knows the provider runs: its running jobs and the submits
@@ -393,18 +400,18 @@ static long
 known_tasks(struct sched *s)
 {
 	struct job_list running = {0};
+	struct list *it;
 	long n = -1;
 
 	if (store_jobs_in(s->st, JOB_RUNNING, &running) == STORE_OK) {
 		n = (long)running.n;
-		for (struct start *a = s->starts; a; a = a->next)
-			n += a->in_flight;
+		list_each(it, &s->starts) n +=
+		    list_entry(it, struct start, link)->phase ==
+		    START_SUBMITTING;
 	}
 	job_list_cleanup(&running);
 	return n;
 }
-
-static void retry_later(struct start *a, int tries);
 
 /* An ended job waited long enough for an unknown task of it to end too:
  * no provider runs a task past run_timeout for fila's sake. */
@@ -428,16 +435,18 @@ static void
 on_verified(void *arg, const struct provider_result *res)
 {
 	struct start *a = arg;
+	struct sched *s = a->s;
 	long known;
 
-	a->checking = 0;
-	if (waited_enough(a->s, a->job_id) ||
-	    (res->rc == PROVIDER_OK && (known = known_tasks(a->s)) >= 0 &&
+	a->phase = START_UNSURE;
+	if (waited_enough(s, a->job_id) ||
+	    (res->rc == PROVIDER_OK && (known = known_tasks(s)) >= 0 &&
 	        res->count <= known)) {
-		a->unsure = 0;
-		submit(a);
+		a->phase = START_IDLE;
+		submit(a); /* may end a */
+		sched_pump(s);
 	} else {
-		retry_later(a, a->busy + a->attempts);
+		retry_later(a);
 	}
 }
 
@@ -445,53 +454,28 @@ static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct start *a = arg;
+	struct sched *s = a->s;
 
-	if (!a->unsure) {
-		submit(a);
+	if (a->phase == START_IDLE) {
+		submit(a); /* may end a */
+		sched_pump(s);
 		return;
 	}
-	/* checking keeps a cancel from freeing the record under the check;
-	 * submit() then finds the job ended and lets it go. */
-	a->checking = 1;
-	if (provider_tasks(a->s->prov, on_verified, a) != 0) {
-		a->checking = 0;
-		retry_later(a, a->busy + a->attempts);
+	a->phase = START_CHECKING;
+	if (provider_tasks(s->prov, on_verified, a) != 0) {
+		a->phase = START_UNSURE;
+		retry_later(a);
 	}
 }
 
+/* A promoted job: its record, and its first submit. */
 static void
 start_job(struct sched *s, const struct job *j)
 {
-	struct start *a = start_find(s, j->id);
+	struct start *a = start_get(s, j);
 
-	if (a == NULL) {
-		a = xcalloc(1, sizeof(*a));
-		a->s = s;
-		a->job_id = xstrdup(j->id);
-		a->retry = evtimer_new(s->base, on_retry, a);
-		a->next = s->starts;
-		s->starts = a;
-	}
-	if (!a->in_flight)
+	if (a->phase == START_IDLE)
 		submit(a);
-}
-
-/* Wait before the next try: doubling, capped, with jitter so that many
- * refused jobs do not come back in one burst. */
-static void
-retry_later(struct start *a, int tries)
-{
-	int64_t ms = RETRY_BASE_MS;
-	struct timeval tv;
-
-	for (int i = 1; i < tries && ms < RETRY_MAX_MS; i++)
-		ms *= 2;
-	if (ms > RETRY_MAX_MS)
-		ms = RETRY_MAX_MS;
-	ms = ms / 2 + (int64_t)(arc4random_uniform((uint32_t)ms / 2 + 1));
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(a->retry, &tv);
 }
 
 /* A capacity refusal keeps the job starting, but not past run_timeout. */
@@ -508,109 +492,115 @@ past_run_timeout(struct sched *s, const char *id)
 	return past;
 }
 
+static int
+still_starting(struct sched *s, const char *id)
+{
+	struct job j;
+	int starting;
+
+	job_init(&j);
+	starting = store_job_get(s->st, id, NULL, &j) == STORE_OK &&
+	           j.status == JOB_STARTING;
+	job_cleanup(&j);
+	return starting;
+}
+
+/*
+ * End a job whose submits keep failing. Its slot is freed at once, and the
+ * record ended, unless the last submit is unsure: then the count check
+ * (on_retry) frees it once the provider runs no task fila does not know
+ * of. May end a.
+ */
+static void
+give_up(struct start *a, const char *code, const char *msg)
+{
+	struct sched *s = a->s;
+	struct job j;
+
+	if (a->phase != START_UNSURE) {
+		fail_job(s, a->job_id, code, msg);
+		start_done(a);
+		return;
+	}
+	job_init(&j);
+	if (store_job_finish(s->st, a->job_id, JOB_FAILED, code, msg, NULL, 0,
+	        &j) == STORE_ERROR)
+		log_store(s, "fail", a->job_id);
+	job_cleanup(&j);
+	retry_later(a);
+}
+
+/* The provider refused for now (capacity, or transport: then unsure).
+ * May end a. */
+static void
+refused(struct start *a, const struct provider_result *res)
+{
+	struct sched *s = a->s;
+
+	if (res->rc == PROVIDER_BUSY) {
+		a->busy++;
+	} else {
+		a->attempts++;
+		a->phase = START_UNSURE;
+	}
+	if (past_run_timeout(s, a->job_id)) {
+		give_up(a, JOB_ERR_TIMEOUT,
+		    "the provider had no capacity before run_timeout");
+	} else if (a->attempts >= RETRY_TRANSPORT_MAX) {
+		give_up(a, JOB_ERR_PROVIDER,
+		    res->message ? res->message : "provider unreachable");
+	} else if (a->phase == START_IDLE && !still_starting(s, a->job_id)) {
+		release_slot(s, a->job_id); /* cancelled meanwhile */
+		start_done(a);
+	} else {
+		retry_later(a); /* unsure and cancelled: the check frees it */
+	}
+}
+
+/* The provider took the task: the job runs, unless it was cancelled
+ * while the submit was out (then the new task is cancelled too). */
+static void
+taken(struct sched *s, const char *id, const char *task_id)
+{
+	struct job j;
+
+	job_init(&j);
+	enum store_rc rc = store_job_running(s->st, id, task_id, &j);
+	if (rc == STORE_CONFLICT)
+		cancel_task(s, id, task_id);
+	else if (rc != STORE_OK)
+		log_store(s, "running", id);
+	else if (j.started_at)
+		metrics_observe(s->m, HIST_HANDOFF,
+		    (double)(now_ms() - j.started_at) / 1000.0);
+	job_cleanup(&j);
+}
+
 static void
 on_submitted(void *arg, const struct provider_result *res)
 {
 	struct start *a = arg;
 	struct sched *s = a->s;
-	char *id = xstrdup(a->job_id);
-	struct job j;
-	enum store_rc rc;
 
-	a->in_flight = 0;
-	job_init(&j);
-	metrics_provider(s->m, "submit",
-	    res->code                ? res->code
-	    : res->rc == PROVIDER_OK ? 0
-	                             : res->http_status);
+	a->phase = START_IDLE;
+	metrics_provider(s->m, "submit", provider_result_code(res));
 	switch (res->rc) {
 	case PROVIDER_OK:
-		start_remove(s, a);
-		rc = store_job_running(s->st, id, res->task_id, &j);
-		if (rc == STORE_CONFLICT) /* cancelled while submitting */
-			cancel_task(s, id, res->task_id);
-		else if (rc != STORE_OK)
-			log_store(s, "running", id);
-		else if (j.started_at)
-			metrics_observe(s->m, HIST_HANDOFF,
-			    (double)(now_ms() - j.started_at) / 1000.0);
+		taken(s, a->job_id, res->task_id);
+		start_done(a);
 		break;
 	case PROVIDER_BUSY:
 	case PROVIDER_RETRY:
-		if (res->rc == PROVIDER_BUSY) {
-			a->busy++;
-		} else {
-			a->attempts++;
-			a->unsure = 1;
-		}
-		if (past_run_timeout(s, id))
-			give_up(s, a, id, JOB_ERR_TIMEOUT,
-			    "the provider had no capacity before run_timeout");
-		else if (a->attempts >= RETRY_TRANSPORT_MAX)
-			give_up(s, a, id, JOB_ERR_PROVIDER,
-			    res->message ? res->message
-			                 : "provider unreachable");
-		else if (!a->unsure &&
-		         store_job_get(s->st, id, NULL, &j) == STORE_OK &&
-		         j.status != JOB_STARTING) {
-			store_slot_release(s->st, id); /* cancelled meanwhile */
-			start_remove(s, a);
-		} else { /* unsure and cancelled: on_retry's check frees it */
-			retry_later(a, a->busy + a->attempts);
-		}
+		refused(a, res);
 		break;
 	case PROVIDER_REJECTED:
-		start_remove(s, a);
-		fail_job(s, id, JOB_ERR_REJECTED,
+		fail_job(s, a->job_id, JOB_ERR_REJECTED,
 		    res->message ? res->message : "rejected by the provider");
+		start_done(a);
 		break;
 	}
-	job_cleanup(&j);
-	free(id);
 	sched_pump(s);
 }
-
-/*
- * End a job whose submits keep failing. Its slot is freed at once unless
- * the last submit is unsure: then on_retry's check frees it once the
- * provider runs no task fila does not know of.
- */
-static void
-give_up(struct sched *s, struct start *a, const char *id, const char *code,
-    const char *msg)
-{
-	struct job j;
-
-	if (!a->unsure) {
-		start_remove(s, a);
-		fail_job(s, id, code, msg);
-		return;
-	}
-	job_init(&j);
-	if (store_job_finish(s->st, id, JOB_FAILED, code, msg, NULL, 0, &j) ==
-	    STORE_ERROR)
-		log_store(s, "fail", id);
-	job_cleanup(&j);
-	retry_later(a, a->busy + a->attempts);
-}
-
-/* End job id failed and give its slot back (nothing runs at the provider). */
-static void
-fail_job(struct sched *s, const char *id, const char *code, const char *msg)
-{
-	struct job j;
-
-	job_init(&j);
-	enum store_rc rc =
-	    store_job_finish(s->st, id, JOB_FAILED, code, msg, NULL, 1, &j);
-	if (rc == STORE_CONFLICT)
-		store_slot_release(s->st, id);
-	else if (rc != STORE_OK)
-		log_store(s, "fail", id);
-	job_cleanup(&j);
-}
-
-/* ---- the rules' entry points --------------------------------------- */
 
 /* ---- recovery ------------------------------------------------------ */
 
@@ -626,12 +616,10 @@ fail_job(struct sched *s, const char *id, const char *code, const char *msg)
  * refunded. Either way it is charged once: the charge belongs to the job.
  */
 
-static void ask_tasks(struct sched *s);
-
 static void
 recover_later(struct sched *s)
 {
-	struct timeval tv = {RECOVER_MS / 1000, (RECOVER_MS % 1000) * 1000};
+	struct timeval tv = timeval_ms(RECOVER_MS);
 	evtimer_add(s->recover_ev, &tv);
 }
 
@@ -643,15 +631,10 @@ recover_prune(struct sched *s)
 	size_t k = 0;
 
 	for (size_t i = 0; i < s->nrecovering; i++) {
-		struct job j;
-		job_init(&j);
-		if (store_job_get(s->st, s->recovering[i], NULL, &j) ==
-		        STORE_OK &&
-		    j.status == JOB_STARTING)
+		if (still_starting(s, s->recovering[i]))
 			s->recovering[k++] = s->recovering[i];
 		else
 			free(s->recovering[i]);
-		job_cleanup(&j);
 	}
 	s->nrecovering = k;
 }
@@ -688,6 +671,7 @@ on_tasks(void *arg, const struct provider_result *res)
 	}
 	if (s->nrecovering)
 		recover_later(s);
+	sched_pump(s);
 }
 
 static void
@@ -701,6 +685,103 @@ static void
 on_recover(evutil_socket_t fd, short what, void *arg)
 {
 	ask_tasks(arg);
+}
+
+/*
+ * End an active job (cancelled, or failed by the watchdog). A queued job,
+ * or a starting one with nothing at the provider, gives its slot back at
+ * once; otherwise the slot is held until the provider let go of the task.
+ */
+static enum sched_rc
+end_active(struct sched *s, const char *id, const char *user_id,
+    enum job_status to, const char *code, const char *msg, struct job *out)
+{
+	struct job was;
+	struct start *a = start_find(s, id);
+	enum store_rc rc;
+	int release;
+
+	job_init(&was);
+	rc = store_job_get(s->st, id, user_id, &was);
+	if (rc == STORE_OK && job_status_terminal(was.status)) {
+		job_cleanup(out);
+		*out = was;
+		return SCHED_FINISHED;
+	}
+	if (rc != STORE_OK) {
+		job_cleanup(&was);
+		return rc == STORE_NOTFOUND ? SCHED_NOTFOUND
+		                            : SCHED_UNAVAILABLE;
+	}
+	release = was.status == JOB_QUEUED ||
+	          (was.status == JOB_STARTING &&
+	              (a == NULL || a->phase == START_IDLE));
+	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
+	if (rc == STORE_OK) {
+		/* A start with a call out or an unsure task stays: the
+		 * answer, or the count check, frees its slot. */
+		if (a && a->phase == START_IDLE)
+			start_done(a);
+		if (was.status == JOB_RUNNING)
+			cancel_task(s, id, was.provider_task_id);
+		sched_pump(s);
+	}
+	job_cleanup(&was);
+	if (rc == STORE_CONFLICT) /* it ended meanwhile: out is as it is */
+		return SCHED_FINISHED;
+	return rc == STORE_OK ? SCHED_OK : SCHED_UNAVAILABLE;
+}
+
+static const char *
+state_name(enum provider_state s)
+{
+	switch (s) {
+	case TASK_COMPLETED:
+		return "completed";
+	case TASK_FAILED:
+		return "failed";
+	case TASK_RUNNING:
+		return "running";
+	default:
+		return "unknown";
+	}
+}
+
+/* ---- the rules' entry points (sched.h) ----------------------------- */
+
+struct sched *
+sched_new(struct event_base *base, const struct config *cfg, struct store *st,
+    struct provider *p, struct metrics *m)
+{
+	struct sched *s = xcalloc(1, sizeof(*s));
+
+	s->m = m;
+	s->base = base;
+	s->cfg = cfg;
+	s->st = st;
+	s->prov = p;
+	list_init(&s->starts);
+	list_init(&s->releases);
+	s->recover_ev = evtimer_new(base, on_recover, s);
+	return s;
+}
+
+void
+sched_free(struct sched *s)
+{
+	if (s == NULL)
+		return;
+	while (!list_empty(&s->starts))
+		start_done(list_entry(s->starts.next, struct start, link));
+	while (!list_empty(&s->releases))
+		release_done(
+		    list_entry(s->releases.next, struct release, link));
+	for (size_t i = 0; i < s->nrecovering; i++)
+		free(s->recovering[i]);
+	free(s->recovering);
+	if (s->recover_ev)
+		event_free(s->recover_ev);
+	free(s);
 }
 
 void
@@ -724,14 +805,36 @@ sched_recover(struct sched *s)
 	sched_pump(s);
 }
 
-enum store_rc
+void
+sched_pump(struct sched *s)
+{
+	struct job j;
+	enum store_rc rc;
+
+	job_init(&j);
+	while ((rc = store_promote(s->st, &j)) == STORE_OK)
+		start_job(s, &j);
+	if (rc == STORE_ERROR)
+		log_store(s, "promote", "-");
+	job_cleanup(&j);
+}
+
+enum sched_rc
 sched_submit(struct sched *s, const struct job_new *in, struct job *out,
     int64_t *balance)
 {
-	enum store_rc rc = store_job_submit(s->st, in, out, balance);
-
-	if (rc != STORE_OK)
-		return rc;
+	switch (store_job_submit(s->st, in, out, balance)) {
+	case STORE_OK:
+		break;
+	case STORE_EXISTS:
+		return SCHED_EXISTS;
+	case STORE_ACTIVE:
+		return SCHED_ACTIVE;
+	case STORE_CREDITS:
+		return SCHED_CREDITS;
+	default:
+		return SCHED_UNAVAILABLE;
+	}
 	sched_pump(s);
 	/* Show the job as it is now: it may have started at once. */
 	struct job now;
@@ -740,47 +843,10 @@ sched_submit(struct sched *s, const struct job_new *in, struct job *out,
 		job_cleanup(out);
 		*out = now;
 	}
-	return STORE_OK;
+	return SCHED_OK;
 }
 
-/*
- * End an active job (cancelled, or failed by the watchdog). A queued job,
- * or a starting one with nothing at the provider, gives its slot back at
- * once; otherwise the slot is held until the provider let go of the task.
- */
-static enum store_rc
-end_active(struct sched *s, const char *id, const char *user_id,
-    enum job_status to, const char *code, const char *msg, struct job *out)
-{
-	enum store_rc rc = store_job_get(s->st, id, user_id, out);
-	struct start *a;
-	int release;
-
-	if (rc != STORE_OK)
-		return rc;
-	if (job_status_terminal(out->status))
-		return STORE_CONFLICT;
-	a = start_find(s, id);
-	release = out->status == JOB_QUEUED ||
-	          (out->status == JOB_STARTING &&
-	              (a == NULL || (!a->in_flight && !a->unsure)));
-	char *task = xstrdup_or_null(out->provider_task_id);
-	enum job_status was = out->status;
-	job_cleanup(out);
-	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
-	if (rc == STORE_OK) {
-		/* An unsure start stays: its check frees the slot. */
-		if (a && !a->in_flight && !a->checking && !a->unsure)
-			start_remove(s, a);
-		if (was == JOB_RUNNING)
-			cancel_task(s, id, task);
-		sched_pump(s);
-	}
-	free(task);
-	return rc;
-}
-
-enum store_rc
+enum sched_rc
 sched_cancel(struct sched *s, const char *id, const char *user_id,
     const char *code, struct job *out)
 {
@@ -792,13 +858,39 @@ sched_cancel(struct sched *s, const char *id, const char *user_id,
 	return end_active(s, id, user_id, JOB_CANCELLED, code, msg, out);
 }
 
-enum store_rc
+enum sched_rc
+sched_leave(struct sched *s, const char *user_id, const char *session_id)
+{
+	struct job_filter f = {.user_id = user_id, .status = JOB_QUEUED};
+	struct job_list l = {0};
+	enum sched_rc rc = SCHED_OK;
+
+	if (store_job_list(s->st, &f, &l) != STORE_OK)
+		rc = SCHED_UNAVAILABLE;
+	/* Oldest first, as they were submitted. */
+	for (size_t i = l.n; rc == SCHED_OK && i-- > 0;) {
+		const struct job *q = &l.v[i];
+		struct job j;
+		if (q->session_id == NULL ||
+		    strcmp(q->session_id, session_id) != 0)
+			continue;
+		job_init(&j);
+		if (sched_cancel(s, q->id, user_id, JOB_ERR_SESSION, &j) ==
+		    SCHED_UNAVAILABLE)
+			rc = SCHED_UNAVAILABLE;
+		job_cleanup(&j);
+	}
+	job_list_cleanup(&l);
+	return rc;
+}
+
+enum sched_rc
 sched_expire(struct sched *s, const char *id, const char *msg)
 {
 	struct job j;
 
 	job_init(&j);
-	enum store_rc rc =
+	enum sched_rc rc =
 	    end_active(s, id, NULL, JOB_FAILED, JOB_ERR_TIMEOUT, msg, &j);
 	job_cleanup(&j);
 	return rc;
@@ -813,56 +905,53 @@ sched_outcome(
 	if (o->state != TASK_COMPLETED && o->state != TASK_FAILED)
 		return;
 	job_init(&done);
-	if (j->status == JOB_STARTING) {
-		/* The callback overtook the submit's answer. */
-		store_job_running(s->st, j->id, o->task_id, &done);
-		job_cleanup(&done);
-	}
+	/* The callback overtook the submit's answer: the task runs. A
+	 * conflict means the job moved on meanwhile; the finish says how. */
+	if (j->status == JOB_STARTING &&
+	    store_job_running(s->st, j->id, o->task_id, &done) == STORE_ERROR)
+		log_store(s, "running", j->id);
 	/* A submit still out may yet create a task: its answer frees the
 	 * slot (cancelling that task) instead. */
 	struct start *a = start_find(s, j->id);
-	int release = a == NULL || !a->in_flight;
+	int release = a == NULL || a->phase != START_SUBMITTING;
+	enum store_rc rc;
 	if (o->state == TASK_COMPLETED)
-		store_job_finish(s->st, j->id, JOB_COMPLETED, NULL, NULL,
+		rc = store_job_finish(s->st, j->id, JOB_COMPLETED, NULL, NULL,
 		    o->outputs, release, &done);
 	else
-		store_job_finish(s->st, j->id, JOB_FAILED, JOB_ERR_PROVIDER,
+		rc = store_job_finish(s->st, j->id, JOB_FAILED,
+		    JOB_ERR_PROVIDER,
 		    o->message ? o->message : "the provider failed the task",
 		    NULL, release, &done);
+	/* A conflict is a job already ended: the first outcome stands. */
+	if (rc == STORE_ERROR)
+		log_store(s, "finish", j->id);
 	job_cleanup(&done);
 	sched_pump(s);
 }
 
-static const char *
-state_name(enum provider_state s)
-{
-	switch (s) {
-	case TASK_COMPLETED:
-		return "completed";
-	case TASK_FAILED:
-		return "failed";
-	case TASK_RUNNING:
-		return "running";
-	default:
-		return "unknown";
-	}
-}
-
-enum store_rc
+enum sched_rc
 sched_webhook(struct sched *s, const char *token, const char *body, size_t len,
     char *msg, size_t msglen)
 {
 	struct provider_outcome o = {0};
 	struct job j;
-	enum store_rc rc;
+	enum sched_rc rc = SCHED_OK;
 	int applied = 0;
 
 	job_init(&j);
-	rc = store_job_by_token(s->st, token, &j);
-	if (rc != STORE_OK)
+	switch (store_job_by_token(s->st, token, &j)) {
+	case STORE_OK:
+		break;
+	case STORE_NOTFOUND:
+		rc = SCHED_NOTFOUND;
 		goto out;
+	default:
+		rc = SCHED_UNAVAILABLE;
+		goto out;
+	}
 	if (provider_parse_callback(s->prov, body, len, &o, msg, msglen)) {
-		rc = STORE_CONFLICT;
+		rc = SCHED_MALFORMED;
 		goto out;
 	}
 	if (j.provider_task_id && o.task_id &&

@@ -1,7 +1,7 @@
 /*
- * sched.h — the rules (API.md §4): submit, promote, start at the provider,
- * finish by webhook, cancel. The store enforces what it can; sched decides
- * when to ask it, and talks to the provider.
+ * sched.h — the rules (docs/api.md §4): submit, promote, start at
+ * the provider, finish by webhook, cancel, leave. The store enforces what
+ * it can; sched decides when to ask it, and talks to the provider.
  */
 #ifndef FILA_SCHED_H
 #define FILA_SCHED_H
@@ -15,42 +15,61 @@
 struct event_base;
 struct sched;
 
+/* What a rule answers; only the HTTP layer turns it into a status. */
+enum sched_rc {
+	SCHED_OK,
+	SCHED_EXISTS,      /* submit: an idempotent repeat (out: the first) */
+	SCHED_ACTIVE,      /* submit: the user's active jobs are at their
+	                    * limit (out: the oldest of them) */
+	SCHED_CREDITS,     /* submit: balance below cost (*balance set) */
+	SCHED_NOTFOUND,    /* no such job, not the caller's, unknown token */
+	SCHED_FINISHED,    /* cancel: already terminal (out: the job) */
+	SCHED_MALFORMED,   /* webhook: a body that cannot be read (msg set) */
+	SCHED_UNAVAILABLE, /* the store failed; nothing was written */
+};
+
 struct sched *sched_new(struct event_base *base, const struct config *cfg,
     struct store *st, struct provider *p, struct metrics *m);
+/* Forget every start and release in flight (free the provider after). */
 void sched_free(struct sched *s);
 
-/* Resume after a start: starting jobs are sent again, free slots filled. */
+/* Resume after a start: ended jobs still holding slots ask the provider
+ * again, starting jobs are sent again once it is safe, free slots fill. */
 void sched_recover(struct sched *s);
 
 /*
- * Submit a job (validated by the caller). As store_job_submit(); on
- * STORE_OK free slots are filled at once, so out may already be starting.
+ * Submit a job (validated by the caller), as store_job_submit() decides
+ * it. On SCHED_OK free slots are filled at once, so out may already be
+ * starting.
  */
-enum store_rc sched_submit(struct sched *s, const struct job_new *in,
+enum sched_rc sched_submit(struct sched *s, const struct job_new *in,
     struct job *out, int64_t *balance);
 
 /*
  * Cancel job id (user_id NULL: any user's) with error code code: a queued
  * job ends at once; a starting or running one also at the provider, its
- * slot held until the provider let go. STORE_CONFLICT when already
- * terminal (out is the job as it is).
+ * slot held until the provider let go. out is the job after.
  */
-enum store_rc sched_cancel(struct sched *s, const char *id, const char *user_id,
+enum sched_rc sched_cancel(struct sched *s, const char *id, const char *user_id,
     const char *code, struct job *out);
 
+/* The user left the page of session_id: their queued jobs of that session
+ * end cancelled with "session_left" (started ones go on). */
+enum sched_rc sched_leave(
+    struct sched *s, const char *user_id, const char *session_id);
+
 /*
- * A provider callback for the job whose webhook token is token.
- * STORE_NOTFOUND for an unknown token; STORE_OK when applied or when the
- * job was already terminal; STORE_CONFLICT for a malformed body (msg set).
+ * A provider callback for the job whose webhook token is token: applied,
+ * or recorded and ignored when the job is already terminal (SCHED_OK).
  */
-enum store_rc sched_webhook(struct sched *s, const char *token,
+enum sched_rc sched_webhook(struct sched *s, const char *token,
     const char *body, size_t len, char *msg, size_t msglen);
 
 /*
  * End an active job failed with "timeout" (rule 6), msg saying which limit;
  * a task at the provider is cancelled and its slot held until it let go.
  */
-enum store_rc sched_expire(struct sched *s, const char *id, const char *msg);
+enum sched_rc sched_expire(struct sched *s, const char *id, const char *msg);
 
 /* Apply what the provider says of job j's task (callback or poll): a
  * completed or failed task ends the job; anything else changes nothing. */

@@ -65,7 +65,8 @@ enum store_rc store_user_balance(
 enum store_rc store_user_grant(struct store *st, const char *user_id,
     int64_t amount, const char *reason, int64_t *balance);
 
-/* The user's ledger, newest first, as API.md §5 shows it (new reference). */
+/* The user's ledger, newest first, as docs/api.md §5 shows it (new reference).
+ */
 enum store_rc store_ledger(
     struct store *st, const char *user_id, json_t **entries);
 

@@ -4,9 +4,9 @@
  * loss.
  *
  * Two ideas to read it by. First, the schema is the last line of defence
- * (DESIGN.md decision 2): CHECKs, UNIQUEs and triggers refuse a negative
+ * (docs/design.md, decision 2): CHECKs, UNIQUEs and triggers refuse a negative
  * balance, a second refund, a job starting without a slot, a move off the
- * arrows of API.md §3 and any change to a terminal job, whatever the C
+ * arrows of docs/api.md §3 and any change to a terminal job, whatever the C
  * above them does. Second, every change runs inside tx(): BEGIN IMMEDIATE
  * (which takes the write lock up front, so two processes sharing the file
  * are serialised and never see each other half-way), the change and its
@@ -136,7 +136,7 @@ static const char migration_1[] =
 	"CREATE INDEX jobs_finished ON jobs (finished_at)"
 	" WHERE finished_at IS NOT NULL;"
 
-	/* A job is born queued and moves only along API.md §3's arrows. */
+	/* A job is born queued and moves only along docs/api.md §3's arrows. */
 	"CREATE TRIGGER jobs_born_queued BEFORE INSERT ON jobs"
 	" WHEN NEW.status <> 'queued' BEGIN"
 	" SELECT RAISE(ABORT, 'a job is created queued'); END;"

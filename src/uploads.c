@@ -293,3 +293,53 @@ fail:
 	free(path);
 	return NULL;
 }
+
+/* A display name from the client: its last path part, printable, short. */
+static char *
+clean_filename(const char *in)
+{
+	const char *base = in ? strrchr(in, '/') : NULL;
+	char *out;
+	size_t n = 0;
+
+	if (in == NULL || *in == '\0')
+		return NULL;
+	base = base ? base + 1 : in;
+	out = xmalloc(strlen(base) + 1);
+	for (; *base && n < 200; base++)
+		if ((unsigned char)*base >= 0x20 && *base != 0x7f &&
+		    *base != '\\')
+			out[n++] = *base;
+	out[n] = '\0';
+	if (n == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+int
+uploads_create(struct upload *u, const char *dir, const char *user_id,
+    const char *type, const char *filename, const void *buf, size_t len,
+    char *err, size_t errlen)
+{
+	char sum[65];
+
+	upload_init(u);
+	u->id = new_id("upl_");
+	u->user_id = xstrdup(user_id);
+	u->type = xstrdup(type);
+	u->size = (int64_t)len;
+	sha256_hex(buf, len, sum);
+	u->sha256 = xstrdup(sum);
+	u->filename = clean_filename(filename);
+	u->created_at = now_ms();
+	char *name = xasprintf("%s.%s", u->id, type);
+	u->path = uploads_save(dir, name, buf, len, err, errlen);
+	free(name);
+	if (u->path == NULL) {
+		upload_cleanup(u);
+		return -1;
+	}
+	return 0;
+}

@@ -36,4 +36,14 @@ int uploads_is_video(const char *type);
 char *uploads_save(const char *dir, const char *name, const void *buf,
     size_t len, char *err, size_t errlen);
 
+/*
+ * A new upload of user_id: buf's bytes, of type (as uploads_sniff() read
+ * them), saved under dir with a fresh id as their name, their SHA-256,
+ * and the client's filename (may be NULL) made fit to display. 0 with u
+ * filled (upload_cleanup() it), or -1 with err set and nothing on disk.
+ */
+int uploads_create(struct upload *u, const char *dir, const char *user_id,
+    const char *type, const char *filename, const void *buf, size_t len,
+    char *err, size_t errlen);
+
 #endif

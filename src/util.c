@@ -100,6 +100,15 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timeval
+timeval_ms(int64_t ms)
+{
+	return (struct timeval){
+	    .tv_sec = (time_t)(ms / 1000),
+	    .tv_usec = (suseconds_t)(ms % 1000) * 1000,
+	};
+}
+
 char *
 fmt_time(int64_t ms, char buf[TIME_BUF])
 {

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 /* Allocate or die: these never return NULL (abort on out-of-memory). */
 void *xmalloc(size_t n);
@@ -23,6 +24,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t now_ms(void);
 /* Monotonic time in milliseconds, for durations only. */
 int64_t mono_ms(void);
+/* A duration of ms milliseconds (>= 0) as a timeval, for libevent. */
+struct timeval timeval_ms(int64_t ms);
 
 #define TIME_BUF 32
 /* RFC 3339 UTC with milliseconds ("2026-11-29T08:25:51.123Z") into buf. */

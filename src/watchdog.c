@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "list.h"
 #include "util.h"
 
 #define POLL_MAX 12
@@ -30,8 +31,8 @@ struct poll {
 	int64_t next_ms; /* wall clock of the next poll */
 	int polls;
 	int in_flight;
-	int seen; /* still running at the last tick */
-	struct poll *next;
+	int seen;         /* still running at the last tick */
+	struct list link; /* in watchdog.polls */
 };
 
 struct watchdog {
@@ -40,36 +41,34 @@ struct watchdog {
 	struct sched *sc;
 	struct provider *prov;
 	struct event *tick;
-	struct poll *polls;
+	struct list polls;
 };
 
 static void
-poll_unlink(struct watchdog *w, struct poll *p)
+poll_free(struct poll *p)
 {
-	for (struct poll **pp = &w->polls; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			free(p->job_id);
-			free(p);
-			return;
-		}
-	}
+	list_remove(&p->link);
+	free(p->job_id);
+	free(p);
 }
 
 static struct poll *
 poll_get(struct watchdog *w, const struct job *j)
 {
+	struct list *it;
 	struct poll *p;
 
-	for (p = w->polls; p; p = p->next)
+	list_each(it, &w->polls)
+	{
+		p = list_entry(it, struct poll, link);
 		if (strcmp(p->job_id, j->id) == 0)
 			return p;
+	}
 	p = xcalloc(1, sizeof(*p));
 	p->w = w;
 	p->job_id = xstrdup(j->id);
 	p->next_ms = j->started_at + w->cfg->rh_poll_after * 1000;
-	p->next = w->polls;
-	w->polls = p;
+	list_add_tail(&w->polls, &p->link);
 	return p;
 }
 
@@ -116,7 +115,7 @@ expire(struct watchdog *w, const struct job *j, const char *limit)
 
 	snprintf(msg, sizeof(msg), "the job was %s longer than %s",
 	    job_status_name(j->status), limit);
-	if (sched_expire(w->sc, j->id, msg) == STORE_ERROR)
+	if (sched_expire(w->sc, j->id, msg) == SCHED_UNAVAILABLE)
 		fprintf(
 		    stderr, "fila: expire %s: %s\n", j->id, store_error(w->st));
 }
@@ -151,12 +150,13 @@ check_running(struct watchdog *w, int64_t now)
 static void
 prune(struct watchdog *w)
 {
-	struct poll *p = w->polls, *next;
+	struct list *it, *tmp;
 
-	for (; p; p = next) {
-		next = p->next;
+	list_each_safe(it, tmp, &w->polls)
+	{
+		struct poll *p = list_entry(it, struct poll, link);
 		if (!p->seen && !p->in_flight)
-			poll_unlink(w, p);
+			poll_free(p);
 		else
 			p->seen = 0;
 	}
@@ -181,12 +181,13 @@ watchdog_new(struct event_base *base, const struct config *cfg,
     struct store *st, struct sched *sc, struct provider *p, int tick_ms)
 {
 	struct watchdog *w = xcalloc(1, sizeof(*w));
-	struct timeval tv = {tick_ms / 1000, (tick_ms % 1000) * 1000};
+	struct timeval tv = timeval_ms(tick_ms);
 
 	w->cfg = cfg;
 	w->st = st;
 	w->sc = sc;
 	w->prov = p;
+	list_init(&w->polls);
 	w->tick = event_new(base, -1, EV_PERSIST, on_tick, w);
 	event_add(w->tick, &tv);
 	return w;
@@ -198,11 +199,7 @@ watchdog_free(struct watchdog *w)
 	if (w == NULL)
 		return;
 	event_free(w->tick);
-	while (w->polls) {
-		struct poll *p = w->polls;
-		w->polls = p->next;
-		free(p->job_id);
-		free(p);
-	}
+	while (!list_empty(&w->polls))
+		poll_free(list_entry(w->polls.next, struct poll, link));
 	free(w);
 }

@@ -1,7 +1,7 @@
 /*
- * watchdog.h — nothing stays stuck (API.md §4 rule 6): a timer on the loop
+ * watchdog.h — nothing stays stuck (docs/api.md §4 rule 6): a timer on the loop
  * ends jobs queued or running past their limits, and polls the provider
- * for running jobs whose callback has not come (API.md §7).
+ * for running jobs whose callback has not come (docs/api.md §7).
  */
 #ifndef FILA_WATCHDOG_H
 #define FILA_WATCHDOG_H

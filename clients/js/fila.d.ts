@@ -1,4 +1,4 @@
-// fila.d.ts — types of fila.js, the browser SDK (API.md is the contract).
+// fila.d.ts — types of fila.js, the browser SDK (docs/api.md is the contract).
 
 export type JobStatus = 'queued' | 'starting' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -142,9 +142,9 @@ export declare class FilaError extends Error {
   constructor(status: number, code: ErrorCode, message?: string, details?: Record<string, any>);
   /** HTTP status; 0 when no answer arrived. */
   status: number;
-  /** API.md's error code, e.g. 'active_job_exists'. */
+  /** docs/api.md's error code, e.g. 'active_job_exists'. */
   code: ErrorCode;
-  /** API.md's details, e.g. {job_id, tool, status} or {balance, cost} or {fields}. */
+  /** docs/api.md's details, e.g. {job_id, tool, status} or {balance, cost} or {fields}. */
   details?: Record<string, any>;
 }
 

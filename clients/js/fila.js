@@ -1,4 +1,4 @@
-// fila.js — the browser SDK of fila (API.md). One ES module, no dependencies.
+// fila.js — the browser SDK of fila (docs/api.md). One ES module, no dependencies.
 // Works in browsers and in Node 20 (fetch is global there; EventSource is
 // not, so pass an EventSource-compatible class to subscribe in Node).
 //

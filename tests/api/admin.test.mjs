@@ -1,4 +1,4 @@
-// Admin endpoints (API.md §6): the queue view, credit grants, stats, metrics.
+// Admin endpoints (docs/api.md §6): the queue view, credit grants, stats, metrics.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Env, newUser, adminToken, assertError, assertJobShape, waitFor } from './harness.mjs';

@@ -1,4 +1,4 @@
-// Health, the tool list (API.md §5) and authentication (§2).
+// Health, the tool list (docs/api.md §5) and authentication (§2).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Env, token, jwt, adminToken, newUser, uid, assertError, SECRET, isTime } from './harness.mjs';

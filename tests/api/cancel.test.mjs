@@ -1,4 +1,4 @@
-// Cancelling (API.md §5, §6): queued and running jobs, refunds exactly once
+// Cancelling (docs/api.md §5, §6): queued and running jobs, refunds exactly once
 // (rule 4), 409 job_finished, admin cancel, session leave (rule 8's sessions).
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// API.md §1 and §8: start-up errors exit 2 naming file, line and key;
+// docs/api.md §1 and §8: start-up errors exit 2 naming file, line and key;
 // `fila token`; a config file's own tools replace the built-in ones;
 // credits.initial.
 import { test, before, after } from 'node:test';

@@ -1,4 +1,4 @@
-// The error conventions of API.md §2: invalid JSON, limits decided from
+// The error conventions of docs/api.md §2: invalid JSON, limits decided from
 // Content-Length (413), unknown routes; the daemon keeps serving after each.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

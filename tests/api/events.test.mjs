@@ -1,4 +1,4 @@
-// Server-Sent Events (API.md §5): one event per change, increasing ids,
+// Server-Sent Events (docs/api.md §5): one event per change, increasing ids,
 // status arrows of §3, the terminal event last, catch-up by Last-Event-ID or
 // ?after=, only the caller's jobs.
 import { test, before, after, beforeEach } from 'node:test';

@@ -570,7 +570,7 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:00)$/;
 
 export function isTime(v) { return typeof v === 'string' && RFC3339.test(v) && !Number.isNaN(Date.parse(v)); }
 
-// The job shape of API.md §3.
+// The job shape of docs/api.md §3.
 export function assertJobShape(j) {
   for (const k of JOB_KEYS) assert.ok(k in j, `job lacks "${k}": ${JSON.stringify(j)}`);
   assert.equal(typeof j.id, 'string');

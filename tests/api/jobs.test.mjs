@@ -1,4 +1,4 @@
-// Submitting and reading jobs (API.md §3, §5) and rules 3, 4 and 8.
+// Submitting and reading jobs (docs/api.md §3, §5) and rules 3, 4 and 8.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Env, newUser, adminToken, assertError, assertJobShape } from './harness.mjs';

@@ -1,6 +1,6 @@
 // Rule 5: provider failures end the job failed with the provider's own text
 // (refunded once, not re-queued); capacity refusals are not failures. Also
-// the polling fallback of API.md §7 when no callback comes.
+// the polling fallback of docs/api.md §7 when no callback comes.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Env, newUser, assertJobShape, waitFor, sleep } from './harness.mjs';

@@ -1,4 +1,4 @@
-// API.md §1: SIGTERM exits 0; a job is never lost by a restart or a crash;
+// docs/api.md §1: SIGTERM exits 0; a job is never lost by a restart or a crash;
 // queued jobs keep their order, finished ones stay as they were.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';

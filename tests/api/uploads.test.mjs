@@ -1,4 +1,4 @@
-// Uploads (API.md §5) and rule 7: a job names only its own, existing uploads.
+// Uploads (docs/api.md §5) and rule 7: a job names only its own, existing uploads.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

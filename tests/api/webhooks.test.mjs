@@ -1,4 +1,4 @@
-// Provider callbacks (API.md §7, rule 4's "whatever the number of webhooks"):
+// Provider callbacks (docs/api.md §7, rule 4's "whatever the number of webhooks"):
 // token per job, unknown token 404, terminal jobs never change, malformed
 // bodies refused, eventData as a string or an object.
 import { test, before, after } from 'node:test';

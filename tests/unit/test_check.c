@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "fixtures.h"
 #include "store.h"
 #include "uploads.h"
 #include "util.h"
@@ -38,13 +38,8 @@ static struct store *
 open_store(int64_t slots, int64_t per_user)
 {
 	struct store_opts o = {slots, per_user, 100};
-	char url[160], err[256] = "";
-	struct store *s;
 
-	snprintf(url, sizeof(url), "sqlite:%s", path);
-	s = store_open(url, &o, err, sizeof(err));
-	cr_assert_not_null(s, "store_open: %s", err);
-	return s;
+	return fx_store_open(path, &o);
 }
 
 /* The configuration check runs with: the built-in tools, our store. */
@@ -149,8 +144,7 @@ setup(void)
 {
 	int64_t bal;
 
-	strcpy(dir, "/tmp/fila-check-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof(dir), "check");
 	snprintf(path, sizeof(path), "%s/fila.db", dir);
 	load_config(NULL);
 	st = open_store(3, 1);
@@ -170,12 +164,6 @@ setup(void)
 	submit(J_QUEUED, "erin");
 }
 
-static int
-rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(p);
-}
-
 static void
 teardown(void)
 {
@@ -184,7 +172,7 @@ teardown(void)
 	if (cfg_loaded)
 		config_cleanup(&cfg);
 	cfg_loaded = 0;
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 }
 
 TestSuite(check, .init = setup, .fini = teardown);

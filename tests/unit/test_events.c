@@ -16,7 +16,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -32,6 +31,7 @@
 
 #include "config.h"
 #include "events.h"
+#include "fixtures.h"
 #include "http.h"
 #include "store.h"
 #include "util.h"
@@ -87,28 +87,24 @@ h_job_events(struct http_req *r, void *ctx)
 }
 
 static const struct http_route routes[] = {
-    {HTTP_GET, "/events", h_events, 0},
-    {HTTP_GET, "/jobs/{}/events", h_job_events, 0},
+    {HTTP_GET, "/events", h_events, 0, 0},
+    {HTTP_GET, "/jobs/{}/events", h_job_events, 0, 0},
 };
 
 static void
 setup(void)
 {
 	char err[256] = "";
-	char url[160];
 	struct store_opts o;
 
 	signal(SIGPIPE, SIG_IGN);
 	cr_assert_eq(
 	    config_load(&cfg, "/nonexistent", 1, NULL, 0, err, sizeof(err)), 0,
 	    "%s", err);
-	strcpy(dir, "/tmp/fila-events-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof(dir), "events");
 	snprintf(dbpath, sizeof(dbpath), "%s/fila.db", dir);
-	snprintf(url, sizeof(url), "sqlite:%s", dbpath);
 	o = (struct store_opts){cfg.slots, 10, 1000};
-	st = store_open(url, &o, err, sizeof(err));
-	cr_assert_not_null(st, "store_open: %s", err);
+	st = fx_store_open(dbpath, &o);
 	base = event_base_new();
 	ev = events_new(base, &cfg, st);
 	srv = http_server_new(
@@ -116,12 +112,6 @@ setup(void)
 	cr_assert_eq(http_server_listen(srv, "127.0.0.1", 0, err, sizeof(err)),
 	    0, "%s", err);
 	port = http_server_port(srv);
-}
-
-static int
-rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(p);
 }
 
 /* As main.c: the server first (its streams' on_close), then the rest. */
@@ -133,7 +123,7 @@ teardown(void)
 	event_base_free(base);
 	store_free(st);
 	config_cleanup(&cfg);
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 }
 
 TestSuite(events, .init = setup, .fini = teardown, .timeout = 30);

@@ -191,25 +191,65 @@ h_flood(struct http_req *r, void *ctx)
 		http_stream_write(r, block, sizeof block);
 }
 
+/* The gate lets a request of a guarded route (access 1) on only with
+ * "X-Key: open"; what it leaves on the request is freed with it. */
+static atomic_int gate_freed;
+
+static void
+gate_data_free(void *data)
+{
+	free(data);
+	atomic_fetch_add(&gate_freed, 1);
+}
+
+static int
+gate(struct http_req *r, int access, void *ctx, const char **code,
+    const char **message)
+{
+	const char *key = http_req_header(r, "X-Key");
+
+	if (access == 0)
+		return 0;
+	if (key == NULL || strcmp(key, "open") != 0) {
+		*code = "unauthorized";
+		*message = "no key";
+		return 401;
+	}
+	http_req_set_data(r, xstrdup("let in"), gate_data_free);
+	return 0;
+}
+
+static void
+h_guarded(struct http_req *r, void *ctx)
+{
+	size_t len;
+
+	http_req_body(r, &len);
+	http_reply_json(r, 200,
+	    json_pack("{s:s, s:I}", "data", (char *)http_req_data(r), "len",
+	        (json_int_t)len));
+}
+
 static const struct http_route routes[] = {
-    {HTTP_GET | HTTP_HEAD, "/hello", h_hello, 0},
-    {HTTP_GET, "/", h_hello, 0},
-    {HTTP_GET, "/v1/jobs/{}", h_job, 0},
-    {HTTP_POST, "/v1/jobs/{}/cancel", h_job, 0},
-    {HTTP_GET, "/v1/{}/x/{}", h_job, 0},
-    {HTTP_GET, "/q", h_query, 0},
-    {HTTP_POST | HTTP_PUT, "/echo", h_echo, 0},
-    {HTTP_POST, "/upload", h_length, 1000},
-    {HTTP_GET, "/hdr", h_headers, 0},
-    {HTTP_GET, "/err", h_error, 0},
-    {HTTP_GET, "/peer", h_peer, 0},
-    {HTTP_DELETE, "/nothing", h_nocontent, 0},
-    {HTTP_GET, "/defer", h_defer, 0},
-    {HTTP_GET, "/defer-gone", h_defer_gone, 0},
-    {HTTP_GET, "/stream", h_stream, 0},
-    {HTTP_GET, "/stream-end", h_stream_end, 0},
-    {HTTP_GET, "/flood", h_flood, 0},
-    {HTTP_GET, "/slash/", h_hello, 0},
+    {HTTP_GET | HTTP_HEAD, "/hello", h_hello, 0, 0},
+    {HTTP_GET, "/", h_hello, 0, 0},
+    {HTTP_GET, "/v1/jobs/{}", h_job, 0, 0},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_job, 0, 0},
+    {HTTP_GET, "/v1/{}/x/{}", h_job, 0, 0},
+    {HTTP_GET, "/q", h_query, 0, 0},
+    {HTTP_POST | HTTP_PUT, "/echo", h_echo, 0, 0},
+    {HTTP_POST, "/upload", h_length, 1000, 0},
+    {HTTP_GET, "/hdr", h_headers, 0, 0},
+    {HTTP_GET, "/err", h_error, 0, 0},
+    {HTTP_GET, "/peer", h_peer, 0, 0},
+    {HTTP_DELETE, "/nothing", h_nocontent, 0, 0},
+    {HTTP_GET, "/defer", h_defer, 0, 0},
+    {HTTP_GET, "/defer-gone", h_defer_gone, 0, 0},
+    {HTTP_GET, "/stream", h_stream, 0, 0},
+    {HTTP_GET, "/stream-end", h_stream_end, 0, 0},
+    {HTTP_GET, "/flood", h_flood, 0, 0},
+    {HTTP_GET, "/slash/", h_hello, 0, 0},
+    {HTTP_GET | HTTP_POST, "/guarded", h_guarded, 0, 1},
 };
 
 /* --- the server thread --- */
@@ -265,6 +305,7 @@ server_start(void)
 	srv = http_server_new(
 	    base, routes, sizeof routes / sizeof routes[0], NULL, 100);
 	http_server_cors(srv, "https://app.example.com http://localhost:3000");
+	http_server_gate(srv, gate);
 	cr_assert_eq(http_server_listen(srv, "127.0.0.1", 0, err, sizeof err),
 	    0, "%s", err);
 	port = http_server_port(srv);
@@ -851,6 +892,55 @@ Test(http, too_large_while_body_is_sent)
 	cr_assert_eq(r.status, 413);
 	cr_assert(cl_eof(c));
 	cl_close(c);
+}
+
+/* --- the gate, from the head --- */
+
+Test(http, gate_refuses_before_the_body_is_read)
+{
+	/* The body is announced and never sent: the answer cannot wait for
+	 * it, and the connection closes after, as the body will not be read. */
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "POST /guarded HTTP/1.1\r\nContent-Length: 90\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 401);
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"unauthorized\","
+	                         "\"message\":\"no key\"}}");
+	cr_assert(strstr(r.head, "Connection: close\r\n"));
+	cr_assert(cl_eof(c));
+	cl_close(c);
+}
+
+Test(http, gate_refusal_without_a_body_keeps_the_connection)
+{
+	struct client *c = cl_open();
+	struct resp r;
+
+	cl_send(c, "GET /guarded HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 401);
+	cl_send(c, "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 200);
+	cl_close(c);
+}
+
+Test(http, gate_lets_in_and_its_data_lives_with_the_request)
+{
+	struct resp r;
+	int freed = atomic_load(&gate_freed);
+
+	roundtrip("POST /guarded HTTP/1.1\r\nX-Key: open\r\n"
+	          "Content-Length: 3\r\n\r\nabc",
+	    &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "{\"data\":\"let in\",\"len\":3}");
+	cr_assert_eq(wait_flag(&gate_freed, freed + 1), freed + 1);
+	/* Routes without access never meet the gate's refusal. */
+	roundtrip("GET /hello HTTP/1.1\r\n\r\n", &r);
+	cr_assert_eq(r.status, 200);
 }
 
 Test(http, body_at_limit)

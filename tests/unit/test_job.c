@@ -1,5 +1,5 @@
 /*
- * test_job.c — job states and the job's JSON, exactly as API.md §3 shows
+ * test_job.c — job states and the job's JSON, exactly as docs/api.md §3 shows
  * it: the same keys, null where nothing is set, and no private fields.
  */
 #include <criterion/criterion.h>
@@ -10,7 +10,7 @@
 #include "job.h"
 #include "util.h"
 
-/* Every key of a job in API.md §3, and nothing else. */
+/* Every key of a job in docs/api.md §3, and nothing else. */
 static const char *const api_keys[] = {"id", "user_id", "tool", "variant",
     "status", "position", "inputs", "outputs", "error", "cost",
     "credits_charged", "credits_refunded", "provider_task_id", "session_id",

@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 
 #include <ctype.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "config.h"
+#include "fixtures.h"
 #include "metrics.h"
 #include "store.h"
 #include "util.h"
@@ -32,27 +32,17 @@ static void
 setup(void)
 {
 	char err[256] = "";
-	char url[160];
 	struct store_opts o;
 
 	cr_assert_eq(
 	    config_load(&cfg, "/nonexistent", 1, NULL, 0, err, sizeof(err)), 0,
 	    "%s", err);
-	strcpy(dir, "/tmp/fila-metrics-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof(dir), "metrics");
 	snprintf(dbpath, sizeof(dbpath), "%s/fila.db", dir);
-	snprintf(url, sizeof(url), "sqlite:%s", dbpath);
 	o = (struct store_opts){cfg.slots, 10, 100};
-	st = store_open(url, &o, err, sizeof(err));
-	cr_assert_not_null(st, "store_open: %s", err);
+	st = fx_store_open(dbpath, &o);
 	m = metrics_new();
 	text = NULL;
-}
-
-static int
-rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(p);
 }
 
 static void
@@ -62,7 +52,7 @@ teardown(void)
 	metrics_free(m);
 	store_free(st);
 	config_cleanup(&cfg);
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 }
 
 TestSuite(metrics, .init = setup, .fini = teardown);

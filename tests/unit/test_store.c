@@ -5,7 +5,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include "fixtures.h"
 #include "store.h"
 #include "util.h"
 
@@ -26,28 +26,18 @@ static struct store *
 open_with(int64_t slots, int64_t per_user, int64_t initial)
 {
 	struct store_opts o = {slots, per_user, initial};
-	char err[256] = "";
-	struct store *s = store_open(url, &o, err, sizeof(err));
 
-	cr_assert_not_null(s, "store_open: %s", err);
-	return s;
+	return fx_store_open(path, &o);
 }
 
 static void
 setup(void)
 {
-	strcpy(dir, "/tmp/fila-store-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	fx_tmpdir(dir, sizeof(dir), "store");
 	/* A missing parent directory is created by store_open. */
 	snprintf(path, sizeof(path), "%s/var/fila.db", dir);
 	snprintf(url, sizeof(url), "sqlite:%s", path);
 	st = open_with(3, 1, 100);
-}
-
-static int
-rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(p);
 }
 
 static void
@@ -55,7 +45,7 @@ teardown(void)
 {
 	store_free(st);
 	st = NULL;
-	nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(dir);
 }
 
 TestSuite(store, .init = setup, .fini = teardown);

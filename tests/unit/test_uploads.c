@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "uploads.h"
 
 #define SNIFF(lit) uploads_sniff(lit, sizeof(lit) - 1)
@@ -23,20 +23,13 @@ static char tmpdir[64];
 static void
 make_tmpdir(void)
 {
-	strcpy(tmpdir, "/tmp/fila-test-uploads-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
+	fx_tmpdir(tmpdir, sizeof(tmpdir), "test-uploads");
 }
 
 static void
 remove_tmpdir(void)
 {
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fx_rmtree(tmpdir);
 }
 
 /* Number of entries in dir besides "." and "..". */
@@ -315,4 +308,84 @@ Test(uploads_save, failed_write_leaves_nothing)
 Test(uploads_save, null_err_is_fine)
 {
 	cr_expect_null(uploads_save(tmpdir, "..", "x", 1, NULL, 0));
+}
+
+TestSuite(uploads_create, .init = make_tmpdir, .fini = remove_tmpdir);
+
+Test(uploads_create, makes_the_whole_record)
+{
+	static const char data[] = "\x89PNG\r\n\x1a\n pixels";
+	char err[256] = "", sum[65], want[128];
+	struct upload u;
+
+	cr_assert_eq(
+	    uploads_create(&u, tmpdir, "alice", "png", "C:/photos/holiday.png",
+	        data, sizeof(data) - 1, err, sizeof(err)),
+	    0, "%s", err);
+	cr_expect_eq(strncmp(u.id, "upl_", 4), 0);
+	cr_expect_str_eq(u.user_id, "alice");
+	cr_expect_str_eq(u.type, "png");
+	cr_expect_eq(u.size, (int64_t)sizeof(data) - 1);
+	sha256_hex(data, sizeof(data) - 1, sum);
+	cr_expect_str_eq(u.sha256, sum);
+	cr_expect_str_eq(u.filename, "holiday.png"); /* the last part only */
+	cr_expect_gt(u.created_at, 0);
+	snprintf(want, sizeof(want), "%s/%s.png", tmpdir, u.id);
+	cr_expect_str_eq(u.path, want);
+	cr_expect_eq(access(u.path, F_OK), 0);
+	upload_cleanup(&u);
+}
+
+Test(uploads_create, filenames_are_made_fit_to_display)
+{
+	static const struct {
+		const char *in, *want; /* want NULL: no name kept */
+	} cases[] = {
+	    {NULL, NULL},
+	    {"", NULL},
+	    {"a/b/", NULL},
+	    {"tab\there\x7f.png", "tabhere.png"},
+	    {"back\\slash.png", "backslash.png"},
+	    {"\x01\x02", NULL},
+	};
+	char err[256];
+	struct upload u;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(uploads_create(&u, tmpdir, "bob", "png",
+		                 cases[i].in, "x", 1, err, sizeof(err)),
+		    0, "%s", err);
+		if (cases[i].want == NULL)
+			cr_expect_null(u.filename, "case %zu", i);
+		else
+			cr_expect_str_eq(u.filename, cases[i].want);
+		upload_cleanup(&u);
+	}
+	char *long_name = xmalloc(301);
+	memset(long_name, 'n', 300);
+	long_name[300] = '\0';
+	cr_assert_eq(uploads_create(&u, tmpdir, "bob", "png", long_name, "x", 1,
+	                 err, sizeof(err)),
+	    0);
+	cr_expect_eq(strlen(u.filename), 200);
+	upload_cleanup(&u);
+	free(long_name);
+}
+
+Test(uploads_create, nothing_made_when_the_write_fails)
+{
+	char err[256] = "", file[128];
+	struct upload u;
+	FILE *f;
+
+	snprintf(file, sizeof(file), "%s/not-a-dir", tmpdir);
+	f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(uploads_create(&u, file, "alice", "png", NULL, "x", 1, err,
+	                 sizeof(err)),
+	    -1);
+	cr_expect_neq(err[0], '\0');
+	cr_expect_null(u.id);
+	cr_expect_null(u.path);
 }

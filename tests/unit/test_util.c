@@ -183,3 +183,17 @@ Test(util, median_odd_even_and_one)
 	cr_expect_eq(median(one, 1), 7.5);
 	cr_expect_eq(even[0], 1, "sorted in place");
 }
+
+Test(util, timeval_ms)
+{
+	struct timeval tv = timeval_ms(0);
+
+	cr_expect_eq(tv.tv_sec, 0);
+	cr_expect_eq(tv.tv_usec, 0);
+	tv = timeval_ms(1500);
+	cr_expect_eq(tv.tv_sec, 1);
+	cr_expect_eq(tv.tv_usec, 500000);
+	tv = timeval_ms(86400999);
+	cr_expect_eq(tv.tv_sec, 86400);
+	cr_expect_eq(tv.tv_usec, 999000);
+}
