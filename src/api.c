@@ -45,10 +45,11 @@ enum access {
 	ADMIN,  /* a valid bearer token with the admin role */
 };
 
-/* Which limit a route's body has. */
-enum body {
-	BODY_JSON,   /* server.max_body */
-	BODY_UPLOAD, /* uploads.max_bytes */
+/* What a route carries: its body's limit, and how its answer leaves. */
+enum kind {
+	JSON,   /* a body up to server.max_body; the answer after the commit */
+	UPLOAD, /* a body up to uploads.max_bytes; likewise */
+	STREAM, /* an event stream: committed events only, never held */
 };
 
 /* ---- helpers ------------------------------------------------------- */
@@ -709,32 +710,31 @@ static const struct {
 	const char *pattern;
 	http_handler handler;
 	enum access access;
-	enum body body;
+	enum kind kind;
 } table[] = {
-    {HTTP_GET | HTTP_HEAD, "/", h_static, ANYONE, BODY_JSON},
-    {HTTP_GET | HTTP_HEAD, "/admin", h_static, ANYONE, BODY_JSON},
-    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, ANYONE, BODY_JSON},
-    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, ANYONE, BODY_JSON},
-    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, ANYONE, BODY_JSON},
-    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, ANYONE, BODY_JSON},
-    {HTTP_GET, "/metrics", h_metrics, ADMIN, BODY_JSON},
-    {HTTP_GET, "/v1/events", h_events, USER, BODY_JSON},
-    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, USER, BODY_JSON},
-    {HTTP_GET, "/v1/tools", h_tools, USER, BODY_JSON},
-    {HTTP_POST, "/v1/uploads", h_upload, USER, BODY_UPLOAD},
-    {HTTP_POST, "/v1/jobs", h_submit, USER, BODY_JSON},
-    {HTTP_GET, "/v1/jobs", h_jobs, USER, BODY_JSON},
-    {HTTP_GET, "/v1/jobs/{}", h_job, USER, BODY_JSON},
-    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, USER, BODY_JSON},
-    {HTTP_GET, "/v1/me", h_me, USER, BODY_JSON},
-    {HTTP_GET, "/v1/me/ledger", h_ledger, USER, BODY_JSON},
-    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, USER, BODY_JSON},
-    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, ANYONE, BODY_JSON},
-    {HTTP_GET, "/v1/admin/queue", h_admin_queue, ADMIN, BODY_JSON},
-    {HTTP_GET, "/v1/admin/stats", h_admin_stats, ADMIN, BODY_JSON},
-    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, ADMIN,
-        BODY_JSON},
-    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, BODY_JSON},
+    {HTTP_GET | HTTP_HEAD, "/", h_static, ANYONE, JSON},
+    {HTTP_GET | HTTP_HEAD, "/admin", h_static, ANYONE, JSON},
+    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, ANYONE, JSON},
+    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, ANYONE, JSON},
+    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, ANYONE, JSON},
+    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, ANYONE, JSON},
+    {HTTP_GET, "/metrics", h_metrics, ADMIN, JSON},
+    {HTTP_GET, "/v1/events", h_events, USER, STREAM},
+    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, USER, STREAM},
+    {HTTP_GET, "/v1/tools", h_tools, USER, JSON},
+    {HTTP_POST, "/v1/uploads", h_upload, USER, UPLOAD},
+    {HTTP_POST, "/v1/jobs", h_submit, USER, JSON},
+    {HTTP_GET, "/v1/jobs", h_jobs, USER, JSON},
+    {HTTP_GET, "/v1/jobs/{}", h_job, USER, JSON},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, USER, JSON},
+    {HTTP_GET, "/v1/me", h_me, USER, JSON},
+    {HTTP_GET, "/v1/me/ledger", h_ledger, USER, JSON},
+    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, USER, JSON},
+    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, ANYONE, JSON},
+    {HTTP_GET, "/v1/admin/queue", h_admin_queue, ADMIN, JSON},
+    {HTTP_GET, "/v1/admin/stats", h_admin_stats, ADMIN, JSON},
+    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, ADMIN, JSON},
+    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON},
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 
@@ -752,6 +752,35 @@ bearer(const struct http_req *r)
 	for (h += 7; *h == ' '; h++)
 		;
 	return h;
+}
+
+/* A held reply goes out once what was written before it is committed. */
+static void
+on_durable(void *arg, int ok)
+{
+	http_req_release(arg, ok);
+}
+
+/*
+ * Every request: its route's handler, its reply held until the changes
+ * of this turn of the loop are committed (whoever made them: what the
+ * reply says may rest on them), then sent, or a 503 when they are lost.
+ * An event stream sends only committed events: it is not held (and may
+ * even be over when its handler returns).
+ */
+static void
+serve(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	size_t i = (size_t)(http_req_route(r) - a->routes);
+
+	if (table[i].kind == STREAM) {
+		table[i].handler(r, a);
+		return;
+	}
+	http_req_hold(r);
+	table[i].handler(r, a);
+	store_after(a->st, on_durable, r);
 }
 
 /* The route's access, checked from the head: the verified claims become
@@ -800,10 +829,10 @@ api_new(const struct config *cfg, struct store *st, struct sched *sc,
 		a->routes[i] = (struct http_route){
 		    .methods = table[i].methods,
 		    .pattern = table[i].pattern,
-		    .handler = table[i].handler,
+		    .handler = serve,
 		    .max_body =
-		        (size_t)(table[i].body == BODY_UPLOAD ? cfg->uploads_max
-		                                              : cfg->max_body),
+		        (size_t)(table[i].kind == UPLOAD ? cfg->uploads_max
+		                                         : cfg->max_body),
 		    .access = table[i].access,
 		};
 	return a;

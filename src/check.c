@@ -50,18 +50,11 @@ struct rule {
 
 /* The schema version whose tables the rules read (store_sqlite.c's
  * migrations; test_check holds the two together). */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define TERMINAL "('completed', 'failed', 'cancelled')"
 #define ACTIVE "('queued', 'starting', 'running')"
-/* The event log as clients read it: a position event is its base's text
- * (the job's queued event) at another position. */
-#define EVENTS                                                                 \
-	"(SELECT e.id, e.job_id, e.user_id, e.position, e.base,"               \
-	" b.job_id AS base_job, CASE WHEN json_valid(b.data) THEN"             \
-	" json_extract(b.data, '$.status') END AS base_status,"                \
-	" CASE WHEN e.position IS NULL THEN e.data ELSE json_set(b.data,"      \
-	" '$.position', e.position) END AS data FROM events e"                 \
-	" LEFT JOIN events b ON b.id = e.base)"
+/* The event log: state changes only (positions are not stored). */
+#define EVENTS "events"
 #define EV_STATUS                                                              \
 	"CASE WHEN json_valid(data) THEN json_extract(data, '$.status') END"
 /* Is prev → st one of docs/api.md §3's arrows (or no move at all)? */
@@ -214,10 +207,14 @@ static const struct rule rules[] = {
 	    " the job is user %s''s', e.id, j.id, e.user_id, j.user_id)"
 	    " FROM events e JOIN jobs j ON j.id = e.job_id"
 	    " WHERE e.user_id <> j.user_id"},
-	{BREACH, "SELECT printf('position event %lld of job %s shows event"
-	    " %s, which is not a queued event of that job', id, job_id,"
-	    " coalesce(base, 'none')) FROM " EVENTS " WHERE position IS NOT NULL"
-	    " AND (base_job IS NOT job_id OR base_status IS NOT 'queued')"},
+	/* The queue's order is followed from these two columns. */
+	{BREACH, "SELECT printf('event %lld of job %s is filed as %s but"
+	    " shows %s', id, job_id, coalesce(status, 'nothing'), " EV_STATUS
+	    ") FROM " EVENTS " WHERE status IS NOT " EV_STATUS},
+	{BREACH, "SELECT printf('event %lld of job %s is filed at seq %s,"
+	    " the job is at seq %lld', e.id, j.id, coalesce(e.seq, 'none'),"
+	    " j.seq) FROM events e JOIN jobs j ON j.id = e.job_id"
+	    " WHERE e.seq IS NOT j.seq"},
 	/* In id order each event repeats or follows an arrow; so nothing
 	 * but a repeat comes after a terminal event. */
 	{BREACH, "SELECT printf('job %s: event %lld says %s after event %lld"

@@ -2,17 +2,23 @@
  * events.c — Server-Sent Events from the event log.
  *
  * The log is the truth: a stream first replays the rows after the client's
- * last id, then receives live rows. Live rows are read once per loop turn
- * after a commit (the store's commit hook schedules a flush; a slow timer
- * also catches commits of other processes sharing the store) and handed to
- * the streams of their user, found through a hash of user ids. Each stream
- * remembers the last id it sent, so replay and live never overlap.
+ * last id, then receives live rows. Live rows are read right after each
+ * commit (the store's commit hook; a slow timer also catches commits of
+ * other processes sharing the store) and handed to the streams of their
+ * user, found through a hash of user ids. Each stream remembers the last
+ * id it sent, so replay and live never overlap.
  *
- * When the queue moves, the positions of waiting jobs change: a short
- * timer coalesces a burst of moves into one store_positions_publish(),
- * whose events then flow like any other. Queued events carry an ETA from
- * the recent run times of their tool. Position events of jobs that left
- * the queue are forgotten after a day.
+ * The log holds state changes only. A waiting job's position is derived
+ * from the store's queue order when it is sent: each stream watches the
+ * queued jobs it shows (their seq, the place it last sent, their text),
+ * and when jobs have left the queue, the places of the watched jobs are
+ * read again and those that moved are sent — once per window of
+ * POSITIONS_MS at most, so a burst of moves costs one pass. A position
+ * event carries the id of the newest event the stream has been told of
+ * (none when that id was sent already), so ids never go back; a client
+ * that reconnects gets what it missed of the state changes, then the
+ * current places. Queued events carry an ETA from the recent run times
+ * of their tool.
  */
 #include "events.h"
 
@@ -31,12 +37,17 @@
 #define REPLAY_AHEAD (256 * 1024) /* replayed bytes a client may owe */
 #define KEEPALIVE_MS 10000
 #define POLL_MS 1000
-#define POSITIONS_MS 50 /* at most one publication of positions per … */
-#define PRUNE_MS 10000  /* a round of pruning the log per … */
-#define PRUNE_IDS 20000 /* … looking at so many ids at most */
-#define POSITIONS_KEEP_MS 86400000 /* position events of jobs gone: 24 h */
+#define POSITIONS_MS 50 /* at most one pass over the watched places per */
 #define ETA_REFRESH_MS 60000
 #define ETA_WINDOW_MS (3600 * 1000)
+
+/* A queued job a stream shows; its place is sent again when it moves. */
+struct watch {
+	char *job_id;
+	int64_t seq;
+	int64_t shown; /* the place the stream last sent (0: none yet) */
+	char *text;    /* the job's JSON as its queued event showed it */
+};
 
 struct sub {
 	struct events *e;
@@ -47,6 +58,9 @@ struct sub {
 	int ended;
 	int replaying;    /* behind the log: live events wait for the replay */
 	struct list link; /* in its user's bucket; unlinked once it ends */
+	struct watch *watch; /* the queued jobs it shows */
+	size_t nwatch;
+	struct list watching; /* in events.watching while nwatch > 0 */
 };
 
 struct eta {
@@ -57,15 +71,16 @@ struct eta {
 struct events {
 	const struct config *cfg;
 	struct store *st;
-	struct event *flush_ev; /* next loop turn, after a commit */
-	struct event *poll_ev;  /* slow timer: other processes' commits */
-	struct event *keep_ev;  /* keep-alive comments */
-	struct event *pos_ev;   /* coalesced position publishing */
-	struct event *prune_ev; /* forgetting old positions */
-	int64_t pos_at;         /* when positions were last published */
-	int64_t cursor;         /* the last event id dispatched */
+	struct event *poll_ev; /* slow timer: other processes' commits */
+	struct event *keep_ev; /* keep-alive comments */
+	struct event *pos_ev;  /* the next pass over the watched places */
+	int64_t pos_at;        /* when the last pass was made */
+	uint64_t departures;   /* the queue's departures at that pass */
+	int due;               /* a stream waits for its places' pass */
+	int64_t cursor;        /* the last event id dispatched */
 	int nsubs;
 	struct list bucket[BUCKETS];
+	struct list watching; /* streams with queued jobs to place */
 	struct eta *etas;
 	size_t netas;
 	int64_t etas_at;
@@ -155,47 +170,123 @@ status_of(const char *data)
 	return s;
 }
 
+/* The position in a queued job's JSON text (0 when there is none). */
+static int64_t
+position_of(const char *data)
+{
+	const char *p = job_text_member(data, "position");
+	return p ? atoll(p) : 0;
+}
+
 /* The ETA of the queued job whose JSON is data, or < 0 when unknown: its
  * tool and place read from the text, which is all it needs. */
 static double
 queued_eta(struct events *e, const char *data)
 {
 	const char *tool = job_text_member(data, "tool"), *end;
-	const char *pos = job_text_member(data, "position");
 
 	etas_refresh(e);
-	if (e->netas == 0 || tool == NULL || *tool++ != '"' || pos == NULL ||
+	if (e->netas == 0 || tool == NULL || *tool++ != '"' ||
 	    (end = strchr(tool, '"')) == NULL)
 		return -1;
 	for (size_t i = 0; i < e->netas; i++)
 		if (strncmp(e->etas[i].tool, tool, (size_t)(end - tool)) == 0 &&
 		    e->etas[i].tool[end - tool] == '\0')
-			return eta_at(e, e->etas[i].run_s, atoll(pos));
+			return eta_at(e, e->etas[i].run_s, position_of(data));
 	return -1;
 }
 
 /*
- * The event text. The data is the store's compact JSON of the job, so its
- * status can be read as text; a queued job gets "eta_s" spliced in before
- * the closing brace, without parsing the whole object again.
+ * The event text; id 0 writes no id line. The data is the store's compact
+ * JSON of the job, so its status can be read as text; a queued job gets
+ * "eta_s" spliced in before the closing brace, without parsing the whole
+ * object again.
  */
 static char *
-format(struct events *e, const struct store_event *ev, int *terminal)
+format(struct events *e, int64_t id, const char *data, int *terminal)
 {
-	const char *data = ev->data;
 	size_t len = strlen(data);
 	enum job_status s = status_of(data);
 	double eta = -1;
+	char idline[32] = "";
 
 	*terminal = job_status_terminal(s);
+	if (id > 0)
+		snprintf(idline, sizeof(idline), "id: %lld\n", (long long)id);
 	if (s == JOB_QUEUED && len > 2 && data[len - 1] == '}')
 		eta = queued_eta(e, data);
 	if (eta < 0)
-		return xasprintf("id: %lld\nevent: job\ndata: %s\n\n",
-		    (long long)ev->id, data);
-	return xasprintf("id: %lld\nevent: job\ndata: %.*s,\"eta_s\":%lld}\n\n",
-	    (long long)ev->id, (int)(len - 1), data, (long long)(eta + 0.5));
+		return xasprintf("%sevent: job\ndata: %s\n\n", idline, data);
+	return xasprintf("%sevent: job\ndata: %.*s,\"eta_s\":%lld}\n\n", idline,
+	    (int)(len - 1), data, (long long)(eta + 0.5));
 }
+
+/* ---- what a stream watches ------------------------------------------ */
+
+static struct watch *
+watch_find(struct sub *s, const char *job_id)
+{
+	for (size_t i = 0; i < s->nwatch; i++)
+		if (strcmp(s->watch[i].job_id, job_id) == 0)
+			return &s->watch[i];
+	return NULL;
+}
+
+/* Show job_id (of seq) at place shown, its text being data. */
+static void
+watch_set(struct sub *s, const char *job_id, int64_t seq, int64_t shown,
+    const char *data)
+{
+	struct watch *w = watch_find(s, job_id);
+
+	if (w == NULL) { /* in queue order: places go out in that order */
+		size_t i = s->nwatch;
+		s->watch =
+		    xrealloc(s->watch, (s->nwatch + 1) * sizeof(*s->watch));
+		while (i > 0 && s->watch[i - 1].seq > seq)
+			i--;
+		memmove(&s->watch[i + 1], &s->watch[i],
+		    (s->nwatch - i) * sizeof(*s->watch));
+		s->nwatch++;
+		w = &s->watch[i];
+		w->job_id = xstrdup(job_id);
+		w->text = NULL;
+		if (s->nwatch == 1)
+			list_add_tail(&s->e->watching, &s->watching);
+	}
+	free(w->text);
+	w->text = xstrdup(data);
+	w->seq = seq;
+	w->shown = shown;
+}
+
+static void
+watch_drop(struct sub *s, const char *job_id)
+{
+	struct watch *w = watch_find(s, job_id);
+
+	if (w == NULL)
+		return;
+	free(w->job_id);
+	free(w->text);
+	memmove(w, w + 1, (size_t)(s->watch + --s->nwatch - w) * sizeof(*w));
+	if (s->nwatch == 0)
+		list_remove(&s->watching);
+}
+
+/* A state event the stream is shown: a queued job is watched from its
+ * queued event on, and forgotten once it has left the queue. */
+static void
+watch_event(struct sub *s, const struct store_event *ev)
+{
+	if (status_of(ev->data) == JOB_QUEUED)
+		watch_set(
+		    s, ev->job_id, ev->seq, position_of(ev->data), ev->data);
+	else
+		watch_drop(s, ev->job_id);
+}
+
+/* ---- streams -------------------------------------------------------- */
 
 static void
 sub_unlink(struct sub *s)
@@ -210,6 +301,9 @@ static void
 sub_free(struct sub *s)
 {
 	sub_unlink(s);
+	while (s->nwatch)
+		watch_drop(s, s->watch[0].job_id);
+	free(s->watch);
 	free(s->user_id);
 	free(s->job_id);
 	free(s);
@@ -222,20 +316,48 @@ on_close(void *arg)
 	sub_free(arg);
 }
 
-/* Send one event to s; a job stream ends after its terminal event. */
-static void
+/* Send one event to s; a job stream ends after its terminal event (s is
+ * then gone: 1). */
+static int
 send_event(
     struct sub *s, const struct store_event *ev, const char *text, int terminal)
 {
 	http_stream_write(s->req, text, strlen(text));
 	s->last = ev->id;
-	if (terminal && s->job_id) {
-		s->ended = 1;
-		sub_unlink(s);
-		http_stream_end(s->req);
-		free(s->user_id);
-		free(s->job_id);
-		free(s);
+	watch_event(s, ev);
+	if (!terminal || s->job_id == NULL)
+		return 0;
+	s->ended = 1;
+	http_stream_end(s->req);
+	sub_free(s);
+	return 1;
+}
+
+/* Send s the places of its watched jobs that moved since it last sent
+ * them: the place as it is now, with the newest id it was told of. */
+static void
+sub_places(struct events *e, struct sub *s)
+{
+	int64_t id = e->cursor > s->last ? e->cursor : 0;
+
+	for (size_t i = 0; i < s->nwatch; i++) {
+		struct watch *w = &s->watch[i];
+		int64_t pos = store_queue_place(e->st, w->seq);
+		int terminal;
+
+		if (pos == 0 || pos == w->shown)
+			continue;
+		char *data = job_text_at_position(w->text, pos);
+		if (data == NULL)
+			continue;
+		char *text = format(e, id, data, &terminal);
+		http_stream_write(s->req, text, strlen(text));
+		free(text);
+		free(data);
+		w->shown = pos;
+		if (id > 0)
+			s->last = id;
+		id = 0; /* the id once per stream */
 	}
 }
 
@@ -260,7 +382,7 @@ dispatch(struct events *e, const struct store_event *ev)
 		if (!wants(s, ev))
 			continue;
 		if (text == NULL)
-			text = format(e, ev, &terminal);
+			text = format(e, ev->id, ev->data, &terminal);
 		send_event(s, ev, text, terminal);
 	}
 	free(text);
@@ -286,56 +408,73 @@ flush(struct events *e)
 	store_event_list_cleanup(&l);
 }
 
-static void
-on_flush(evutil_socket_t fd, short what, void *arg)
-{
-	flush(arg);
-}
-
-static void
-on_positions(evutil_socket_t fd, short what, void *arg)
-{
-	struct events *e = arg;
-	int n;
-
-	e->pos_at = mono_ms();
-	store_positions_publish(e->st, &n);
-}
-
 /*
- * The commit hook: flush on the next turn. When the queue moved, publish
- * positions on the next turn too (so the moves of one turn make one
- * publication), or, right after a publication, once POSITIONS_MS has
- * passed since it: a burst of moves costs one read of the queue per window.
+ * Send the places that moved. Places are read from committed changes
+ * only: with changes pending, the pass waits for their commit (whose
+ * hook comes back here).
  */
 static void
-on_commit(void *arg, int moved)
+places(struct events *e)
 {
-	struct events *e = arg;
-	int64_t wait = e->pos_at + POSITIONS_MS - mono_ms();
-	struct timeval tv = timeval_ms(wait > 0 ? wait : 0);
+	struct list *it, *tmp;
 
-	event_active(e->flush_ev, 0, 0);
-	if (!moved || evtimer_pending(e->pos_ev, NULL))
+	if (store_pending(e->st))
 		return;
+	e->due = 0;
+	e->pos_at = mono_ms();
+	e->departures = store_queue_departures(e->st);
+	list_each_safe(it, tmp, &e->watching)
+	{
+		struct sub *s = list_entry(it, struct sub, watching);
+		if (!s->replaying)
+			sub_places(e, s);
+	}
+}
+
+static void
+on_places(evutil_socket_t fd, short what, void *arg)
+{
+	places(arg);
+}
+
+/* Jobs left the queue (or a stream waits): a pass over the watched
+ * places now, or once POSITIONS_MS has passed since the last. */
+static void
+places_soon(struct events *e)
+{
+	int64_t wait = e->pos_at + POSITIONS_MS - mono_ms();
+	struct timeval tv;
+
+	if ((store_queue_departures(e->st) == e->departures && !e->due) ||
+	    evtimer_pending(e->pos_ev, NULL))
+		return;
+	if (wait <= 0) {
+		places(e);
+		return;
+	}
+	tv = timeval_ms(wait);
 	evtimer_add(e->pos_ev, &tv);
 }
 
-/* Position events pile up fastest (one per waiting job per move) and say
- * nothing once their job has left the queue: forget them after a day, a
- * round at a time; rounds follow each other quickly while behind. */
+/* The commit hook: hand out what was just committed. */
 static void
-on_prune(evutil_socket_t fd, short what, void *arg)
+on_commit(void *arg)
 {
 	struct events *e = arg;
-	struct timeval tv = timeval_ms(PRUNE_MS);
-	int more = 0;
 
-	if (store_events_prune(e->st, now_ms() - POSITIONS_KEEP_MS, PRUNE_IDS,
-	        &more) == STORE_OK &&
-	    more)
-		tv = timeval_ms(100);
-	evtimer_add(e->prune_ev, &tv);
+	flush(e);
+	places_soon(e);
+}
+
+/* Other processes' commits: their events, and the moves of the queue. */
+static void
+on_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct events *e = arg;
+
+	flush(e);
+	store_queue_sync(e->st);
+	places_soon(e);
 }
 
 static void
@@ -343,7 +482,6 @@ on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
 	struct events *e = arg;
 	static const char ping[] = ": keep-alive\n\n";
-
 	struct list *it;
 
 	for (size_t b = 0; b < BUCKETS; b++)
@@ -352,8 +490,6 @@ on_keepalive(evutil_socket_t fd, short what, void *arg)
 		        ping, sizeof(ping) - 1);
 }
 
-/* ---- streams -------------------------------------------------------- */
-
 static void on_drained(void *arg);
 
 /*
@@ -361,8 +497,9 @@ static void on_drained(void *arg);
  * the client takes them: past REPLAY_AHEAD bytes not yet taken, the replay
  * waits for the client to catch up (live events wait with it, and come
  * from the log too). A long history thus never piles up in memory, nor
- * gets a slow client dropped. 0, or -1 when the stream ended (a job
- * stream reached its terminal event; s is then gone).
+ * gets a slow client dropped. At its end, the places of its queued jobs
+ * as they are now. 0, or -1 when the stream ended (a job stream reached
+ * its terminal event; s is then gone).
  */
 static int
 replay(struct events *e, struct sub *s)
@@ -383,16 +520,20 @@ replay(struct events *e, struct sub *s)
 				store_event_list_cleanup(&l);
 				return 0;
 			}
-			char *text = format(e, &l.v[i], &terminal);
-			if (terminal && s->job_id)
-				rc = -1;
-			send_event(s, &l.v[i], text, terminal);
+			char *text =
+			    format(e, l.v[i].id, l.v[i].data, &terminal);
+			rc = send_event(s, &l.v[i], text, terminal) ? -1 : 0;
 			free(text);
 		}
 	} while (rc == 0 && l.n == REPLAY_PAGE);
 	store_event_list_cleanup(&l);
-	if (rc == 0)
+	if (rc == 0) {
 		s->replaying = 0;
+		if (store_pending(e->st))
+			e->due = 1; /* the commit's hook sends them */
+		else
+			sub_places(e, s);
+	}
 	return rc;
 }
 
@@ -402,6 +543,58 @@ on_drained(void *arg)
 	struct sub *s = arg;
 
 	replay(s->e, s);
+}
+
+/* Watch queued job j from the start, at its place now when the client
+ * knows it, else at none (sent after the replay). */
+static void
+watch_job(struct sub *s, const struct job *j, int known)
+{
+	json_t *o = job_to_json(j);
+	char *text = json_dumps(o, JSON_COMPACT);
+
+	if (text)
+		watch_set(s, j->id, j->seq, known ? j->position : 0, text);
+	free(text);
+	json_decref(o);
+}
+
+/*
+ * The queued jobs s shows when it opens: job's, or all the user's. A
+ * client knows their places when it starts from now, or resumes after
+ * the newest departure from the queue; else it may have missed a move,
+ * and their places are sent after the replay.
+ */
+static void
+watch_queued(
+    struct events *e, struct sub *s, const struct job *job, int from_now)
+{
+	int known = from_now || s->last >= store_queue_departed(e->st);
+	struct job_filter f = {.user_id = s->user_id, .status = JOB_QUEUED};
+	struct job_list l = {0};
+
+	if (job != NULL) {
+		if (job->status == JOB_QUEUED)
+			watch_job(s, job, known);
+		return;
+	}
+	if (store_job_list(e->st, &f, &l) == STORE_OK)
+		for (size_t i = 0; i < l.n; i++)
+			watch_job(s, &l.v[i], known);
+	job_list_cleanup(&l);
+}
+
+/* Is a finished job's stream reconnected after its end (nothing more will
+ * come)? */
+static int
+nothing_left(struct events *e, struct sub *s)
+{
+	struct store_event_list l = {0};
+
+	store_events_after(e->st, s->last, s->user_id, s->job_id, 1, &l);
+	int none = l.n == 0;
+	store_event_list_cleanup(&l);
+	return none;
 }
 
 void
@@ -414,6 +607,7 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 
 	s->e = e;
 	list_init(&s->link);
+	list_init(&s->watching);
 	s->req = r;
 	s->user_id = xstrdup(user_id);
 	s->job_id = xstrdup_or_null(job_id);
@@ -428,18 +622,12 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 		    after > newest)
 			s->last = newest;
 	}
-	if (terminal && after >= 0) {
-		/* Reconnected after the end: nothing more will come. */
-		struct store_event_list l = {0};
-		store_events_after(e->st, s->last, user_id, job_id, 1, &l);
-		int none = l.n == 0;
-		store_event_list_cleanup(&l);
-		if (none) {
-			sub_free(s);
-			http_reply(r, 204, NULL, NULL, 0);
-			return;
-		}
+	if (terminal && after >= 0 && nothing_left(e, s)) {
+		sub_free(s);
+		http_reply(r, 204, NULL, NULL, 0);
+		return;
 	}
+	watch_queued(e, s, job, after < 0 && job_id == NULL);
 	http_reply_header(r, "X-Accel-Buffering", "no");
 	http_stream_start(r, 200, "text/event-stream", on_close, s);
 	http_stream_write(r, "retry: 2000\n\n", 13);
@@ -460,24 +648,20 @@ events_new(struct event_base *base, const struct config *cfg, struct store *st)
 	struct events *e = xcalloc(1, sizeof(*e));
 	struct timeval poll = timeval_ms(POLL_MS);
 	struct timeval keep = timeval_ms(KEEPALIVE_MS);
-	struct timeval prune = timeval_ms(PRUNE_MS);
 
 	e->cfg = cfg;
 	e->st = st;
 	for (size_t b = 0; b < BUCKETS; b++)
 		list_init(&e->bucket[b]);
+	list_init(&e->watching);
 	store_events_last(st, &e->cursor);
-	e->flush_ev = event_new(base, -1, 0, on_flush, e);
-	e->poll_ev = event_new(base, -1, EV_PERSIST, on_flush, e);
+	e->departures = store_queue_departures(st);
+	e->poll_ev = event_new(base, -1, EV_PERSIST, on_poll, e);
 	e->keep_ev = event_new(base, -1, EV_PERSIST, on_keepalive, e);
-	e->pos_ev = evtimer_new(base, on_positions, e);
-	e->prune_ev = evtimer_new(base, on_prune, e);
+	e->pos_ev = evtimer_new(base, on_places, e);
 	event_add(e->poll_ev, &poll);
-	event_add(e->prune_ev, &prune);
 	event_add(e->keep_ev, &keep);
 	store_on_commit(st, on_commit, e);
-	/* Positions may have moved while no one published them. */
-	on_commit(e, 1);
 	return e;
 }
 
@@ -487,15 +671,17 @@ events_free(struct events *e)
 	if (e == NULL)
 		return;
 	store_on_commit(e->st, NULL, NULL);
+	/* The streams are the server's: it frees them through on_close,
+	 * when they must no longer be linked to anything of ours. */
 	for (size_t b = 0; b < BUCKETS; b++)
-		while (!list_empty(&e->bucket[b])) /* http frees via on_close */
+		while (!list_empty(&e->bucket[b]))
 			sub_unlink(
 			    list_entry(e->bucket[b].next, struct sub, link));
-	event_free(e->flush_ev);
+	while (!list_empty(&e->watching))
+		list_remove(e->watching.next);
 	event_free(e->poll_ev);
 	event_free(e->keep_ev);
 	event_free(e->pos_ev);
-	event_free(e->prune_ev);
 	etas_clear(e);
 	free(e);
 }

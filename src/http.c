@@ -134,6 +134,9 @@ struct http_req {
 	void *drain_arg;
 	/* Calls on_close of a stream started after its client left. */
 	struct event *later;
+	/* A held request's reply waits in held_out for http_req_release(). */
+	int held, answered;
+	struct evbuffer *held_out;
 };
 
 static const struct {
@@ -150,6 +153,7 @@ static const struct {
 
 static void conn_process(struct conn *c);
 static void conn_close(struct conn *c);
+static int cors_headers(struct http_req *r);
 
 static const char *
 reason(int status)
@@ -350,6 +354,8 @@ req_free(struct http_req *r)
 	if (r->data_free)
 		r->data_free(r->data);
 	evbuffer_free(r->rhdrs);
+	if (r->held_out)
+		evbuffer_free(r->held_out);
 	if (r->later)
 		event_free(r->later);
 	free(r);
@@ -703,11 +709,21 @@ http_reply(struct http_req *r, int status, const char *ctype, const void *body,
 	struct evbuffer *out;
 	char framing[48] = "";
 
-	if (c == NULL) {
+	if (c == NULL && !r->held) {
 		req_free(r);
 		return;
 	}
+	if (c == NULL) { /* gone while held: the release frees it */
+		r->answered = 1;
+		return;
+	}
 	out = bufferevent_get_output(c->bev);
+	if (r->held) {
+		if (r->held_out == NULL &&
+		    (r->held_out = evbuffer_new()) == NULL)
+			abort();
+		out = r->held_out;
+	}
 	/* 1xx, 204 and 304 replies have no body, hence no length. */
 	if (status >= 200 && status != 204 && status != 304)
 		snprintf(
@@ -715,7 +731,46 @@ http_reply(struct http_req *r, int status, const char *ctype, const void *body,
 	head_write(r, out, status, ctype, framing);
 	if (r->method != HTTP_HEAD && len > 0)
 		evbuffer_add(out, body, len);
+	if (r->held)
+		r->answered = 1;
+	else
+		conn_req_done(c);
+}
+
+void
+http_req_hold(struct http_req *r)
+{
+	r->held = 1;
+}
+
+void
+http_req_release(struct http_req *r, int ok)
+{
+	struct conn *c = r->conn;
+
+	r->held = 0;
+	if (!r->answered)
+		return; /* the reply, when made, goes out at once */
+	if (c == NULL) {
+		req_free(r);
+		return;
+	}
+	if (!ok) {
+		evbuffer_free(r->held_out);
+		r->held_out = NULL;
+		cors_headers(r);
+		http_reply_error(r, 503, "unavailable",
+		    "the store could not commit; nothing was written", NULL);
+		return;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(c->bev), r->held_out);
 	conn_req_done(c);
+}
+
+const struct http_route *
+http_req_route(const struct http_req *r)
+{
+	return r->route;
 }
 
 void
@@ -771,6 +826,7 @@ http_stream_start(struct http_req *r, int status, const char *ctype,
 	struct evbuffer *out;
 
 	r->streaming = 1;
+	r->held = 0; /* a stream's events are committed ones already */
 	r->on_close = on_close;
 	r->close_arg = arg;
 	if (c == NULL) {

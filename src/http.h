@@ -103,6 +103,9 @@ const char *http_req_body(const struct http_req *r, size_t *len);
 /* The peer's address as text. */
 const char *http_req_peer(const struct http_req *r);
 
+/* The route the request matched. */
+const struct http_route *http_req_route(const struct http_req *r);
+
 /* Per-request slot for the gate's or handler's own data (e.g. the
  * authenticated user); free_fn(data), if set, runs with the request's end. */
 void http_req_set_data(struct http_req *r, void *data, void (*free_fn)(void *));
@@ -120,6 +123,15 @@ void http_reply_json(struct http_req *r, int status, json_t *body);
 /* {"error": {"code", "message", "details"?}}; steals details (may be NULL). */
 void http_reply_error(struct http_req *r, int status, const char *code,
     const char *message, json_t *details);
+
+/*
+ * Hold the request's reply: made while held, it is kept (the request stays
+ * alive, its client gone or not) until http_req_release(), which sends it
+ * (ok), or a 503 "unavailable" instead (!ok); a reply made after the
+ * release goes out at once. A stream is never held.
+ */
+void http_req_hold(struct http_req *r);
+void http_req_release(struct http_req *r, int ok);
 
 /*
  * Streaming (chunked) replies, for Server-Sent Events. Start, write any

@@ -58,6 +58,19 @@ list_add_tail(struct list *h, struct list *e)
 	h->prev = e;
 }
 
+/* Move every element of from to the end of to; from is left empty. */
+static inline void
+list_splice(struct list *to, struct list *from)
+{
+	if (list_empty(from))
+		return;
+	from->next->prev = to->prev;
+	to->prev->next = from->next;
+	from->prev->next = to;
+	to->prev = from->prev;
+	list_init(from);
+}
+
 /* Take e out of its list (if any). */
 static inline void
 list_remove(struct list *e)

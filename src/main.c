@@ -146,6 +146,24 @@ raise_fd_limit(void)
 }
 
 /*
+ * The loop, a turn at a time: each turn's changes are committed together
+ * at its end (group commit), and what waited for them (answers, calls to
+ * the provider) goes out then.
+ */
+static void
+run_loop(struct event_base *base, struct store *st)
+{
+	for (;;) {
+		if (store_sync(st) != STORE_OK)
+			fprintf(stderr, "fila: commit: %s\n", store_error(st));
+		if (event_base_got_exit(base) || event_base_got_break(base) ||
+		    event_base_loop(base, EVLOOP_ONCE) != 0)
+			break;
+	}
+	store_sync(st);
+}
+
+/*
  * Serve until a signal: acquire everything in order, run the loop, and
  * release in reverse on the one way out (every *_free takes NULL).
  */
@@ -172,6 +190,7 @@ cmd_serve(const struct config *cfg)
 	st = store_open(cfg->store_url, &so, err, sizeof(err));
 	if (st == NULL)
 		goto fail;
+	store_group(st, 1);
 	p = runninghub_new(d.base, cfg->rh_base_url, cfg->rh_api_key,
 	    cfg->rh_timeout * 1000, err, sizeof(err));
 	if (p == NULL)
@@ -194,7 +213,7 @@ cmd_serve(const struct config *cfg)
 	    http_server_port(d.http));
 	fflush(stdout);
 	sched_recover(sc);
-	event_base_dispatch(d.base);
+	run_loop(d.base, st);
 	rc = 0;
 	goto out;
 fail:

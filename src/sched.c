@@ -35,10 +35,14 @@
 #define CANCEL_RETRY_MS 1000
 
 /*
- * Where a start is. Only START_SUBMITTING has a call at the provider; only
- * START_IDLE knows nothing can be running there for the job.
+ * Where a start is. Only START_SUBMITTING has a call at the provider;
+ * START_PENDING and START_IDLE know nothing can be running there for the
+ * job.
  */
 enum start_phase {
+	START_PENDING,    /* promoted: its submit waits for the promotion to
+	                   * be committed (a task must never run for a job
+	                   * a crash would put back in the queue) */
 	START_IDLE,       /* nothing at the provider: a (re)submit is due */
 	START_SUBMITTING, /* a submit is in flight */
 	START_UNSURE,     /* the last submit failed in transport and may have
@@ -149,6 +153,7 @@ start_get(struct sched *s, const struct job *j)
 		a = xcalloc(1, sizeof(*a));
 		a->s = s;
 		a->job_id = xstrdup(j->id);
+		a->phase = START_IDLE;
 		a->retry = evtimer_new(s->base, on_retry, a);
 		list_add_tail(&s->starts, &a->link);
 	}
@@ -240,8 +245,22 @@ on_released(void *arg, const struct provider_result *res)
 	sched_pump(s);
 }
 
-/* Cancel task_id at the provider; the job's slot is freed once the
- * provider answers (or now, when there is no task or no way to ask). */
+/* The job's end is committed: cancel its task. Lost with its commit,
+ * the job still runs: nothing to cancel. */
+static void
+on_ended(void *arg, int ok)
+{
+	struct release *r = arg;
+
+	if (ok)
+		cancel_send(r);
+	else
+		release_done(r);
+}
+
+/* Cancel task_id at the provider once the job's end is committed; the
+ * job's slot is freed once the provider answers (or then, when there is
+ * no task or no way to ask). */
 static void
 cancel_task(struct sched *s, const char *job_id, const char *task_id)
 {
@@ -251,7 +270,7 @@ cancel_task(struct sched *s, const char *job_id, const char *task_id)
 	r->job_id = xstrdup(job_id);
 	r->task_id = xstrdup_or_null(task_id);
 	list_add_tail(&s->releases, &r->link);
-	cancel_send(r);
+	store_after(s->st, on_ended, r);
 }
 
 /* ---- the task as the provider sees it ------------------------------- */
@@ -468,14 +487,33 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* A promoted job: its record, and its first submit. */
+/* The promotion is committed: the first submit. Lost with its commit, the
+ * job is queued again: no start. */
+static void
+on_promoted(void *arg, int ok)
+{
+	struct start *a = arg;
+	struct sched *s = a->s;
+
+	a->phase = START_IDLE;
+	if (!ok) {
+		start_done(a);
+		return;
+	}
+	submit(a); /* may end a */
+	sched_pump(s);
+}
+
+/* A promoted job: its record, and its first submit once it is safe. */
 static void
 start_job(struct sched *s, const struct job *j)
 {
 	struct start *a = start_get(s, j);
 
-	if (a->phase == START_IDLE)
-		submit(a);
+	if (a->phase != START_IDLE)
+		return;
+	a->phase = START_PENDING;
+	store_after(s->st, on_promoted, a);
 }
 
 /* A capacity refusal keeps the job starting, but not past run_timeout. */
@@ -715,11 +753,13 @@ end_active(struct sched *s, const char *id, const char *user_id,
 	}
 	release = was.status == JOB_QUEUED ||
 	          (was.status == JOB_STARTING &&
-	              (a == NULL || a->phase == START_IDLE));
+	              (a == NULL || a->phase == START_IDLE ||
+	                  a->phase == START_PENDING));
 	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
 	if (rc == STORE_OK) {
 		/* A start with a call out or an unsure task stays: the
-		 * answer, or the count check, frees its slot. */
+		 * answer, or the count check, frees its slot. A pending one
+		 * stays for its commit, then finds the job ended. */
 		if (a && a->phase == START_IDLE)
 			start_done(a);
 		if (was.status == JOB_RUNNING)
@@ -808,15 +848,18 @@ sched_recover(struct sched *s)
 void
 sched_pump(struct sched *s)
 {
-	struct job j;
 	enum store_rc rc;
 
-	job_init(&j);
-	while ((rc = store_promote(s->st, &j)) == STORE_OK)
-		start_job(s, &j);
+	do {
+		struct job j;
+		job_init(&j);
+		rc = store_promote(s->st, &j);
+		if (rc == STORE_OK)
+			start_job(s, &j);
+		job_cleanup(&j);
+	} while (rc == STORE_OK);
 	if (rc == STORE_ERROR)
 		log_store(s, "promote", "-");
-	job_cleanup(&j);
 }
 
 enum sched_rc
@@ -910,6 +953,7 @@ sched_outcome(
 	if (j->status == JOB_STARTING &&
 	    store_job_running(s->st, j->id, o->task_id, &done) == STORE_ERROR)
 		log_store(s, "running", j->id);
+	job_cleanup(&done);
 	/* A submit still out may yet create a task: its answer frees the
 	 * slot (cancelling that task) instead. */
 	struct start *a = start_find(s, j->id);

@@ -1,8 +1,17 @@
 /*
  * store.c — the store's front door: store_open() picks a backend from the
  * URL's scheme, and every other call goes through that backend's table
- * (store_backend.h). Here, once for all backends, out parameters are
- * reset and the last error cleared, so a backend only has to fill them.
+ * (store_backend.h). Here, once for all backends:
+ * - out parameters are reset and the last error cleared, so a backend only
+ *   has to fill them;
+ * - transactions are opened, grouped and closed (store_write, store_sync):
+ *   a change is a savepoint of the turn's one transaction when grouped,
+ *   its own transaction otherwise, and what waits for a commit runs after
+ *   it (store_after);
+ * - the queue's order is kept: a set of the queued jobs' seq, built at
+ *   open and changed by every event appended, ours as they are written
+ *   (undone with their transaction) and other processes' as they are read
+ *   from the log; positions are read from it.
  */
 #include "store.h"
 
@@ -12,6 +21,7 @@
 #include <string.h>
 
 #include "store_backend.h"
+#include "util.h"
 
 /* URL prefix → backend. PostgreSQL joins here as one more row. */
 /* clang-format off */
@@ -22,6 +32,13 @@ static const struct {
 	{ "sqlite:", &store_sqlite_backend },
 };
 /* clang-format on */
+
+/* Something waiting for the open transaction's commit. */
+struct after {
+	struct list link; /* in store.afters */
+	void (*fn)(void *arg, int ok);
+	void *arg;
+};
 
 enum store_rc
 store_set_error(struct store *st, const char *fmt, ...)
@@ -42,15 +59,310 @@ enter(struct store *st)
 	return st;
 }
 
-/* A change with events was committed: tell whoever reads the log, and
- * whether a job left the queue. */
-static enum store_rc
-committed(struct store *st, enum store_rc rc, int moved)
+/* ---- the queue's order ---------------------------------------------- */
+
+static void
+undo_push(struct store *st, int64_t seq, int queued)
 {
-	if (rc == STORE_OK && st->on_commit)
-		st->on_commit(st->on_commit_arg, moved);
+	if (st->nundo == st->capundo) {
+		st->capundo = st->capundo ? 2 * st->capundo : 64;
+		st->undo = xrealloc(st->undo, st->capundo * sizeof(*st->undo));
+	}
+	st->undo[st->nundo++] = (struct store_undo){seq, queued};
+}
+
+/* Take back the queue changes after the first keep ones. */
+static void
+undo_to(struct store *st, size_t keep)
+{
+	while (st->nundo > keep) {
+		struct store_undo *u = &st->undo[--st->nundo];
+		if (u->queued) {
+			rank_remove(st->queue, u->seq);
+		} else {
+			rank_insert(st->queue, u->seq);
+			st->departures--;
+		}
+	}
+}
+
+/* Event id of the log, applied to the queue's order. */
+static int
+apply(struct store *st, int64_t id, int64_t seq, int queued)
+{
+	if (queued)
+		return rank_insert(st->queue, seq);
+	if (!rank_remove(st->queue, seq))
+		return 0;
+	st->departures++;
+	st->departed = id;
+	return 1;
+}
+
+void
+store_logged(struct store *st, int64_t id, int64_t seq, int queued)
+{
+	if (apply(st, id, seq, queued))
+		undo_push(st, seq, queued);
+	if (id > st->indexed)
+		st->indexed = id;
+}
+
+/* An event another process committed. */
+static void
+followed(struct store *st, int64_t id, int64_t seq, int queued)
+{
+	if (id <= st->indexed)
+		return;
+	apply(st, id, seq, queued);
+	st->indexed = id;
+}
+
+/* Read what other processes appended to the log since we last looked. */
+static void
+catch_up(struct store *st)
+{
+	if (st->be->others_wrote(st) &&
+	    st->be->queue_follow(st, st->indexed, followed) != STORE_OK)
+		fprintf(stderr, "fila: the queue's order lags: %s\n", st->err);
+}
+
+static void
+loaded(struct store *st, int64_t seq)
+{
+	rank_insert(st->queue, seq);
+}
+
+enum store_rc
+store_opened(struct store *st)
+{
+	enum store_rc rc;
+
+	list_init(&st->afters);
+	st->queue = rank_new();
+	st->be->others_wrote(st); /* from now on */
+	rc = st->be->queue_load(st, loaded, &st->indexed);
+	/* What left the queue before is not known: as if just now. */
+	st->departed = st->indexed;
 	return rc;
 }
+
+void
+store_place(struct store *st, struct job *j)
+{
+	j->position = j->status == JOB_QUEUED
+	                  ? (int64_t)rank_below(st->queue, j->seq) + 1
+	                  : 0;
+}
+
+void
+store_queue_sync(struct store *st)
+{
+	if (!st->open)
+		catch_up(enter(st));
+}
+
+int64_t
+store_queue_place(struct store *st, int64_t seq)
+{
+	if (!rank_contains(st->queue, seq))
+		return 0;
+	return (int64_t)rank_below(st->queue, seq) + 1;
+}
+
+int64_t
+store_queue_length(const struct store *st)
+{
+	return (int64_t)rank_count(st->queue);
+}
+
+uint64_t
+store_queue_departures(const struct store *st)
+{
+	return st->departures;
+}
+
+int64_t
+store_queue_departed(const struct store *st)
+{
+	return st->departed;
+}
+
+/* ---- transactions --------------------------------------------------- */
+
+/* Tell what waited for the transaction just ended, then the hook. */
+static void
+ended(struct store *st, int ok)
+{
+	struct list waiting;
+
+	st->nundo = 0;
+	/* Those told may write again: that is the next transaction's. */
+	list_init(&waiting);
+	list_splice(&waiting, &st->afters);
+	if (ok && st->on_commit)
+		st->on_commit(st->on_commit_arg);
+	while (!list_empty(&waiting)) {
+		struct after *a = list_entry(waiting.next, struct after, link);
+		list_remove(&a->link);
+		a->fn(a->arg, ok);
+		free(a);
+	}
+}
+
+/* Commit the open transaction, or undo it and everything it did to the
+ * queue's order when the commit fails. */
+static enum store_rc
+close_tx(struct store *st)
+{
+	enum store_rc rc = st->be->commit(st);
+
+	if (rc != STORE_OK) {
+		char keep[STORE_ERR_MAX];
+		memcpy(keep, st->err, sizeof(keep));
+		st->be->rollback(st);
+		memcpy(st->err, keep, sizeof(keep));
+		undo_to(st, 0);
+		st->indexed = st->open_indexed;
+		st->departed = st->open_departed;
+	}
+	st->open = 0;
+	ended(st, rc == STORE_OK);
+	return rc;
+}
+
+/* Open the write transaction, if none is: the write lock is ours from
+ * now, so what the log holds before it is all there will be before us. */
+static enum store_rc
+open_tx(struct store *st)
+{
+	enum store_rc rc;
+
+	if (st->open)
+		return STORE_OK;
+	if ((rc = st->be->begin(st, 1)) != STORE_OK)
+		return rc;
+	st->open = 1;
+	catch_up(st);
+	st->floor = st->open_indexed = st->indexed;
+	st->open_departed = st->departed;
+	return STORE_OK;
+}
+
+/* A change failed: undo it alone when grouped (unless the failure took
+ * the whole transaction with it), else the transaction. */
+static void
+undo_write(struct store *st)
+{
+	char keep[STORE_ERR_MAX];
+
+	memcpy(keep, st->err, sizeof(keep));
+	if (st->group && st->be->rollback_to(st) == STORE_OK) {
+		undo_to(st, st->mark);
+		st->indexed = st->mark_indexed;
+		st->departed = st->mark_departed;
+	} else {
+		st->be->rollback(st);
+		undo_to(st, 0);
+		st->indexed = st->open_indexed;
+		st->departed = st->open_departed;
+		st->open = 0;
+		ended(st, 0);
+	}
+	memcpy(st->err, keep, sizeof(keep));
+}
+
+enum store_rc
+store_write(struct store *st, store_tx_fn fn, void *arg)
+{
+	enum store_rc rc;
+
+	if (st->depth)
+		return fn(st, arg);
+	if ((rc = open_tx(st)) != STORE_OK)
+		return rc;
+	if (st->group && (rc = st->be->savepoint(st)) != STORE_OK) {
+		undo_write(st);
+		return rc;
+	}
+	st->mark = st->nundo;
+	st->mark_indexed = st->indexed;
+	st->mark_departed = st->departed;
+	st->depth = 1;
+	rc = fn(st, arg);
+	st->depth = 0;
+	if (rc == STORE_OK && st->group)
+		rc = st->be->release(st);
+	if (rc != STORE_OK)
+		undo_write(st);
+	else if (!st->group)
+		rc = close_tx(st);
+	return rc;
+}
+
+enum store_rc
+store_read(struct store *st, store_tx_fn fn, void *arg)
+{
+	enum store_rc rc;
+
+	if (st->open || st->depth)
+		return fn(st, arg);
+	if ((rc = st->be->begin(st, 0)) != STORE_OK)
+		return rc;
+	rc = fn(st, arg);
+	if (rc == STORE_OK)
+		rc = st->be->commit(st);
+	if (rc != STORE_OK) {
+		char keep[STORE_ERR_MAX];
+		memcpy(keep, st->err, sizeof(keep));
+		st->be->rollback(st);
+		memcpy(st->err, keep, sizeof(keep));
+	}
+	return rc;
+}
+
+void
+store_group(struct store *st, int on)
+{
+	if (!on)
+		store_sync(st);
+	st->group = on;
+}
+
+enum store_rc
+store_sync(struct store *st)
+{
+	enum store_rc rc = STORE_OK;
+
+	enter(st);
+	while (st->open)
+		if (close_tx(st) != STORE_OK)
+			rc = STORE_ERROR;
+	return rc;
+}
+
+int
+store_pending(const struct store *st)
+{
+	return st->open;
+}
+
+void
+store_after(struct store *st, void (*fn)(void *, int), void *arg)
+{
+	struct after *a;
+
+	if (!st->open) {
+		fn(arg, 1);
+		return;
+	}
+	a = xmalloc(sizeof(*a));
+	a->fn = fn;
+	a->arg = arg;
+	list_add_tail(&st->afters, &a->link);
+}
+
+/* ---- open and close ------------------------------------------------- */
 
 struct store *
 store_open(
@@ -68,14 +380,52 @@ store_open(
 void
 store_free(struct store *st)
 {
-	if (st != NULL)
-		st->be->free(st);
+	if (st == NULL)
+		return;
+	store_sync(st);
+	rank_free(st->queue);
+	free(st->undo);
+	st->be->free(st);
 }
 
 const char *
 store_error(struct store *st)
 {
 	return st->err;
+}
+
+void
+store_on_commit(struct store *st, void (*fn)(void *), void *arg)
+{
+	st->on_commit = fn;
+	st->on_commit_arg = arg;
+}
+
+/* ---- the calls ------------------------------------------------------ */
+
+static enum store_rc
+placed(struct store *st, enum store_rc rc, struct job *j)
+{
+	if (rc == STORE_OK || rc == STORE_EXISTS || rc == STORE_ACTIVE ||
+	    rc == STORE_CONFLICT)
+		store_place(st, j);
+	return rc;
+}
+
+static enum store_rc
+placed_all(struct store *st, enum store_rc rc, struct job_list *l, size_t from)
+{
+	for (size_t i = from; rc == STORE_OK && i < l->n; i++)
+		store_place(st, &l->v[i]);
+	return rc;
+}
+
+/* A read that shows positions: first what others committed. */
+static struct store *
+enter_placing(struct store *st)
+{
+	store_queue_sync(st);
+	return enter(st);
 }
 
 enum store_rc
@@ -117,8 +467,7 @@ store_job_submit(struct store *st, const struct job_new *in, struct job *out,
     int64_t *balance)
 {
 	job_init(out);
-	return committed(
-	    st, enter(st)->be->job_submit(st, in, out, balance), 0);
+	return placed(st, enter(st)->be->job_submit(st, in, out, balance), out);
 }
 
 enum store_rc
@@ -126,28 +475,34 @@ store_job_get(
     struct store *st, const char *id, const char *user_id, struct job *out)
 {
 	job_init(out);
-	return enter(st)->be->job_get(st, id, user_id, out);
+	return placed(
+	    st, enter_placing(st)->be->job_get(st, id, user_id, out), out);
 }
 
 enum store_rc
 store_job_by_token(struct store *st, const char *token, struct job *out)
 {
 	job_init(out);
-	return enter(st)->be->job_by_token(st, token, out);
+	return placed(
+	    st, enter_placing(st)->be->job_by_token(st, token, out), out);
 }
 
 enum store_rc
 store_job_active(struct store *st, const char *user_id, struct job *out)
 {
 	job_init(out);
-	return enter(st)->be->job_active(st, user_id, out);
+	return placed(
+	    st, enter_placing(st)->be->job_active(st, user_id, out), out);
 }
 
 enum store_rc
 store_job_list(
     struct store *st, const struct job_filter *f, struct job_list *out)
 {
-	return enter(st)->be->job_list(st, f, out);
+	size_t from = out->n;
+
+	return placed_all(
+	    st, enter_placing(st)->be->job_list(st, f, out), out, from);
 }
 
 enum store_rc
@@ -168,7 +523,7 @@ enum store_rc
 store_promote(struct store *st, struct job *out)
 {
 	job_init(out);
-	return committed(st, enter(st)->be->promote(st, out), 1);
+	return enter(st)->be->promote(st, out);
 }
 
 enum store_rc
@@ -176,8 +531,7 @@ store_job_running(
     struct store *st, const char *id, const char *task_id, struct job *out)
 {
 	job_init(out);
-	return committed(
-	    st, enter(st)->be->job_running(st, id, task_id, out), 0);
+	return enter(st)->be->job_running(st, id, task_id, out);
 }
 
 enum store_rc
@@ -186,10 +540,10 @@ store_job_finish(struct store *st, const char *id, enum job_status to,
     int release_slot, struct job *out)
 {
 	job_init(out);
-	enum store_rc rc = enter(st)->be->job_finish(
-	    st, id, to, error_code, error_message, outputs, release_slot, out);
-	/* A job that never started ended while queued. */
-	return committed(st, rc, out->started_at == 0);
+	return placed(st,
+	    enter(st)->be->job_finish(st, id, to, error_code, error_message,
+	        outputs, release_slot, out),
+	    out);
 }
 
 enum store_rc
@@ -222,41 +576,27 @@ store_event_list_cleanup(struct store_event_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* While a transaction is open, the events it appended are not committed
+ * yet: only those before it are read. */
 enum store_rc
 store_events_after(struct store *st, int64_t after, const char *user_id,
     const char *job_id, int limit, struct store_event_list *out)
 {
+	int64_t upto = st->open ? st->floor : INT64_MAX;
+
 	return enter(st)->be->events_after(
-	    st, after, user_id, job_id, limit, out);
+	    st, after, upto, user_id, job_id, limit, out);
 }
 
 enum store_rc
 store_events_last(struct store *st, int64_t *id)
 {
 	*id = 0;
+	if (st->open) {
+		*id = st->floor;
+		return STORE_OK;
+	}
 	return enter(st)->be->events_last(st, id);
-}
-
-enum store_rc
-store_positions_publish(struct store *st, int *n)
-{
-	*n = 0;
-	enum store_rc rc = enter(st)->be->positions_publish(st, n);
-	return *n ? committed(st, rc, 0) : rc;
-}
-
-enum store_rc
-store_events_prune(struct store *st, int64_t before_ms, int64_t ids, int *more)
-{
-	*more = 0;
-	return enter(st)->be->events_prune(st, before_ms, ids, more);
-}
-
-void
-store_on_commit(struct store *st, void (*fn)(void *, int), void *arg)
-{
-	st->on_commit = fn;
-	st->on_commit_arg = arg;
 }
 
 enum store_rc

@@ -1,8 +1,19 @@
 /*
  * store.h — the store: the one truth about users, credits, uploads, jobs,
- * slots and the event log. Each call that changes something is one
- * transaction that also appends the changed job's event row, so what the
- * event log says is exactly what was committed.
+ * slots and the event log. Each call that changes something is atomic and
+ * also appends the changed job's event row, so what the event log says is
+ * exactly what was committed.
+ *
+ * Group commit: with store_group() on, the changes made between two
+ * store_sync() calls (one turn of the event loop) share one transaction,
+ * a savepoint each, so one failing change does not take the others with
+ * it, and one fsync. What must not happen before a change is on disk (an
+ * answer, a call to the provider) waits for it with store_after().
+ *
+ * The queue's order is kept in memory as well, in an order-statistic set
+ * rebuilt at open and kept in step from the event log (every enqueue and
+ * dequeue is an event, whichever process wrote it): a queued job's
+ * position is computed when it is read, in O(log n), never stored.
  *
  * The invariants live in the schema, not only in C: exactly `slots` slot
  * rows and a job starts only by taking one; balance CHECK >= 0; ledger
@@ -45,9 +56,45 @@ struct store_opts {
  */
 struct store *store_open(
     const char *url, const struct store_opts *opts, char *err, size_t errlen);
+/* Commit what is pending (store_sync), then close. NULL is a no-op. */
 void store_free(struct store *st);
 /* The last error's text (valid until the next call). */
 const char *store_error(struct store *st);
+
+/* --- group commit --- */
+
+/* With on, changes wait in one open transaction for store_sync(); with
+ * off (the default), each change is committed on its own. */
+void store_group(struct store *st, int on);
+/*
+ * Commit the changes made since the last sync, then run what waited for
+ * them (store_after), then the commit hook. Changes made by those go
+ * into the next transaction, committed before this returns too.
+ * STORE_ERROR when a commit failed: its changes are lost, as if never
+ * made, and what waited for them was told so.
+ */
+enum store_rc store_sync(struct store *st);
+/* 1 when changes wait for store_sync(). */
+int store_pending(const struct store *st);
+/* Run fn(arg, ok) once what is written so far is committed (ok 1) or
+ * lost (ok 0); at once, with ok 1, when nothing is pending. */
+void store_after(struct store *st, void (*fn)(void *, int), void *arg);
+
+/* --- the queue's order --- */
+
+/* Catch up with what other processes sharing the store committed. */
+void store_queue_sync(struct store *st);
+/* The 1-based place of the queued job of this seq; 0 when no job of this
+ * seq is queued. */
+int64_t store_queue_place(struct store *st, int64_t seq);
+/* How many jobs are queued. */
+int64_t store_queue_length(const struct store *st);
+/* How many times a job has left the queue so far (a counter that moves
+ * whenever positions behind it change). */
+uint64_t store_queue_departures(const struct store *st);
+/* The id of the event of the newest departure (after a start: the newest
+ * event, as nothing says what left before). */
+int64_t store_queue_departed(const struct store *st);
 
 /* --- users and credits --- */
 
@@ -200,9 +247,11 @@ enum store_rc store_callback_add(struct store *st, const char *job_id,
 
 /* --- the event log --- */
 
-/* One committed change: data is the job's JSON right after it. */
+/* One committed change: data is the job's JSON right after it (the
+ * position of a queued job as it was then). */
 struct store_event {
 	int64_t id;
+	int64_t seq; /* the job's seq (its place in the FIFO order) */
 	char *job_id;
 	char *user_id;
 	char *data;
@@ -217,6 +266,7 @@ void store_event_list_cleanup(struct store_event_list *l);
 /*
  * Events with id > after, oldest first, at most limit (0: no limit),
  * only user_id's when non-NULL and only job_id's when non-NULL; appended.
+ * Only committed events: none of the changes still pending.
  */
 enum store_rc store_events_after(struct store *st, int64_t after,
     const char *user_id, const char *job_id, int limit,
@@ -225,26 +275,9 @@ enum store_rc store_events_after(struct store *st, int64_t after,
 /* The id of the newest event (0 when there is none). */
 enum store_rc store_events_last(struct store *st, int64_t *id);
 
-/*
- * Append an event for each queued job whose position changed since its
- * last event (the queue moved); *n is how many.
- */
-enum store_rc store_positions_publish(struct store *st, int *n);
-
-/*
- * Forget the position events older than before_ms of jobs that have left
- * the queue: a later event of each says where it went. A call looks at
- * the next ids ids of the log after the last call's, at most, and stops
- * at the first event to keep, and at the first event of the oldest job
- * still queued (so none of its positions is passed over); *more is 1 when
- * older ones remain.
- */
-enum store_rc store_events_prune(
-    struct store *st, int64_t before_ms, int64_t ids, int *more);
-
-/* Call fn(arg, moved) after each committed change that appended events
- * (NULL to stop): the event log is then worth reading again, and when
- * moved, a job left the queue, so the positions behind it changed. */
-void store_on_commit(struct store *st, void (*fn)(void *, int), void *arg);
+/* Call fn(arg) after each commit (NULL to stop): the event log is then
+ * worth reading again. It runs with nothing pending, so what it reads is
+ * all committed. */
+void store_on_commit(struct store *st, void (*fn)(void *), void *arg);
 
 #endif

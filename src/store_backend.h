@@ -1,27 +1,63 @@
 /*
- * store_backend.h — what a store backend provides (internal to the store:
- * only store.c and the store_*.c backends include it).
+ * store_backend.h — what a store backend provides, and what store.c gives
+ * it back (internal to the store: only store.c and the store_*.c backends
+ * include it).
  *
  * A backend allocates its own handle with struct store as its first
  * member, so store.c can dispatch on st->be and every backend reports
- * errors into the same st->err. Each entry has the meaning of the
+ * errors into the same st->err. Each data entry has the meaning of the
  * store_* function of the same name in store.h; store.c has already reset
  * the out parameters (job_init, upload_init) and cleared st->err, so a
  * backend only fills them. Every entry must be set.
+ *
+ * Transactions are store.c's: a backend runs each change through
+ * store_write() and each multi-statement read through store_read(), which
+ * open, group and close them with the backend's own statements (begin,
+ * commit, savepoint…). A backend reports each event row it appends with
+ * store_logged(), which keeps the queue's order in step.
  */
 #ifndef FILA_STORE_BACKEND_H
 #define FILA_STORE_BACKEND_H
 
+#include "list.h"
+#include "rank.h"
 #include "store.h"
 
 #define STORE_ERR_MAX 512
 
+/* A queue change of the open transaction, to undo if it rolls back. */
+struct store_undo {
+	int64_t seq;
+	int queued; /* 1: seq was added; 0: removed */
+};
+
 struct store {
 	const struct store_backend *be;
 	char err[STORE_ERR_MAX];
-	void (*on_commit)(void *arg, int moved); /* after events were added */
+	void (*on_commit)(void *arg); /* after events were committed */
 	void *on_commit_arg;
+
+	/* transactions */
+	int group;          /* changes wait for store_sync() */
+	int open;           /* a write transaction is open */
+	int depth;          /* inside a store_write() */
+	int64_t floor;      /* the newest event committed when it began */
+	struct list afters; /* what waits for its commit */
+
+	/* the queue's order: every queued job's seq */
+	struct rank *queue;
+	int64_t indexed;         /* the newest event applied to it */
+	uint64_t departures;     /* jobs that left it so far */
+	int64_t departed;        /* the event of the newest departure */
+	struct store_undo *undo; /* changes of the open transaction */
+	size_t nundo, capundo;
+	size_t mark;          /* undo entries before the current write */
+	int64_t mark_indexed; /* indexed before the current write */
+	int64_t open_indexed; /* indexed when the transaction opened */
+	int64_t mark_departed, open_departed; /* departed, likewise */
 };
+
+typedef enum store_rc (*store_tx_fn)(struct store *st, void *arg);
 
 struct store_backend {
 	const char *name;
@@ -29,6 +65,27 @@ struct store_backend {
 	struct store *(*open)(const char *url, const struct store_opts *opts,
 	    char *err, size_t errlen);
 	void (*free)(struct store *st);
+
+	/* Transactions, for store.c. begin takes the write lock at once
+	 * when write is set. rollback_to undoes the current savepoint and
+	 * ends it; STORE_ERROR when the whole transaction is gone. */
+	enum store_rc (*begin)(struct store *st, int write);
+	enum store_rc (*commit)(struct store *st);
+	void (*rollback)(struct store *st);
+	enum store_rc (*savepoint)(struct store *st);
+	enum store_rc (*release)(struct store *st);
+	enum store_rc (*rollback_to)(struct store *st);
+
+	/* The queue's order as stored, in one snapshot: each queued job's
+	 * seq to fn, and the newest event's id into *last. */
+	enum store_rc (*queue_load)(struct store *st,
+	    void (*fn)(struct store *, int64_t seq), int64_t *last);
+	/* Each event after id, oldest first, to fn: its id, its job's seq,
+	 * and whether it shows the job queued. */
+	enum store_rc (*queue_follow)(struct store *st, int64_t after,
+	    void (*fn)(struct store *, int64_t id, int64_t seq, int queued));
+	/* 1 when another process may have committed since the last ask. */
+	int (*others_wrote)(struct store *st);
 
 	enum store_rc (*user_balance)(
 	    struct store *st, const char *user_id, int64_t *balance);
@@ -71,13 +128,11 @@ struct store_backend {
 	enum store_rc (*slots_used)(struct store *st, int64_t *used);
 	enum store_rc (*jobs_finished)(
 	    struct store *st, int64_t since, struct job_list *out);
+	/* As store_events_after, and only ids <= upto. */
 	enum store_rc (*events_after)(struct store *st, int64_t after,
-	    const char *user_id, const char *job_id, int limit,
+	    int64_t upto, const char *user_id, const char *job_id, int limit,
 	    struct store_event_list *out);
 	enum store_rc (*events_last)(struct store *st, int64_t *id);
-	enum store_rc (*positions_publish)(struct store *st, int *n);
-	enum store_rc (*events_prune)(
-	    struct store *st, int64_t before_ms, int64_t ids, int *more);
 	enum store_rc (*job_counts)(struct store *st, json_t **counts);
 	enum store_rc (*callback_add)(struct store *st, const char *job_id,
 	    const char *task_id, const char *outcome, int applied);
@@ -86,6 +141,23 @@ struct store_backend {
 /* Set st's error text (printf-style); returns STORE_ERROR for tail calls. */
 enum store_rc store_set_error(struct store *st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * Run fn as one change: in its own transaction, or, grouped, in a
+ * savepoint of the open one. Kept when fn answers STORE_OK, undone
+ * otherwise (fn's answer and error text stand). Inside another change,
+ * fn is simply part of it.
+ */
+enum store_rc store_write(struct store *st, store_tx_fn fn, void *arg);
+/* Run fn as one snapshot of reads (inside the open transaction, if any). */
+enum store_rc store_read(struct store *st, store_tx_fn fn, void *arg);
+/* The backend appended event id of the job of seq, which shows it queued
+ * or not: the queue's order follows. Inside store_write() only. */
+void store_logged(struct store *st, int64_t id, int64_t seq, int queued);
+/* Set a queued job's position from the queue's order (others: 0). */
+void store_place(struct store *st, struct job *j);
+/* What every backend's open does last: build the queue's order. */
+enum store_rc store_opened(struct store *st);
 
 extern const struct store_backend store_sqlite_backend;
 

@@ -4,14 +4,15 @@
  * loss.
  *
  * Two ideas to read it by. First, the schema is the last line of defence
- * (docs/design.md, decision 2): CHECKs, UNIQUEs and triggers refuse a negative
+ * (docs/design.md, decision 3): CHECKs, UNIQUEs and triggers refuse a negative
  * balance, a second refund, a job starting without a slot, a move off the
  * arrows of docs/api.md §3 and any change to a terminal job, whatever the C
- * above them does. Second, every change runs inside tx(): BEGIN IMMEDIATE
- * (which takes the write lock up front, so two processes sharing the file
- * are serialised and never see each other half-way), the change and its
- * event row, then COMMIT only when the answer is STORE_OK; any other
- * answer rolls back, so nothing is ever half-written.
+ * above them does. Second, every change runs inside tx(), that is
+ * store_write(): in a transaction begun with BEGIN IMMEDIATE (which takes
+ * the write lock up front, so two processes sharing the file are
+ * serialised and never see each other half-way), as a savepoint of it when
+ * changes are grouped; the change and its event row are kept only when
+ * the answer is STORE_OK, so nothing is ever half-written.
  *
  * Statements are prepared once per handle (stmt_sql[], on first use) and
  * reset after each use; arguments are passed as typed arrays (ARGS()).
@@ -236,34 +237,53 @@ static const char migration_3[] =
 	" INSERT INTO job_counts VALUES (NEW.tool, NEW.status, 1)"
 	"  ON CONFLICT (tool, status) DO UPDATE SET n = n + 1; END;";
 
+/*
+ * Version 4: positions are derived, not stored. The queue's order lives in
+ * memory (store.c), kept in step from the log, so each event names its
+ * job's seq and status; position events and the places they showed go.
+ * (Processes of an older version must be stopped first: they write those.)
+ */
+static const char migration_4[] =
+	"DELETE FROM events WHERE position IS NOT NULL;"
+	"DROP TRIGGER shown_leaves;"
+	"DROP TRIGGER shown_base;"
+	"DROP TABLE shown;"
+	"ALTER TABLE events DROP COLUMN position;"
+	"ALTER TABLE events DROP COLUMN base;"
+	"ALTER TABLE events ADD COLUMN seq INTEGER;"
+	"ALTER TABLE events ADD COLUMN status TEXT;"
+	"UPDATE events SET status = json_extract(data, '$.status'),"
+	" seq = (SELECT seq FROM jobs WHERE jobs.id = events.job_id)"
+	" WHERE json_valid(data);";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
+	migration_4,
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-/* The columns row_job() reads, in order; the last is the position. */
+/* The columns row_job() reads, in order. Positions are not stored: the
+ * store places queued jobs from the queue's order (store_place). */
 #define JOB_COLS                                                               \
 	"seq, id, user_id, tool, variant, status, inputs, outputs,"            \
 	" error_code, error_message, cost, charged, refunded,"                 \
 	" provider_task_id, webhook_token, session_id, idem_key,"              \
 	" created_at, started_at, finished_at, updated_at"
-#define JOB_POS                                                                \
-	", CASE WHEN status = 'queued' THEN (SELECT count(*) FROM jobs q"      \
-	" WHERE q.status = 'queued' AND q.seq <= jobs.seq) ELSE 0 END"
-#define SELECT_JOB "SELECT " JOB_COLS JOB_POS " FROM jobs "
-
-/* Every queued job with its place (1 = next to start). */
-#define QUEUE_SQL                                                              \
-	"(SELECT id, user_id, row_number() OVER (ORDER BY seq) AS pos"         \
-	" FROM jobs WHERE status = 'queued')"
+#define SELECT_JOB "SELECT " JOB_COLS " FROM jobs "
 
 enum stmt_id {
 	ST_BEGIN,
 	ST_BEGIN_READ,
 	ST_COMMIT,
 	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
+	ST_DATA_VERSION,
+	ST_QUEUE_SEQS,
+	ST_QUEUE_FOLLOW,
 	ST_VERSION,
 	ST_VERSION_SET,
 	ST_USER_INSERT,
@@ -298,12 +318,6 @@ enum stmt_id {
 	ST_JOBS_FINISHED,
 	ST_EVENTS_AFTER,
 	ST_EVENTS_LAST,
-	ST_PRUNE_END,
-	ST_PRUNE_CAP,
-	ST_PRUNE,
-	ST_POSITION_EVENTS,
-	ST_POSITIONS_SHOWN,
-	ST_SHOWN_ADD,
 	ST_JOB_COUNTS,
 	ST_JOBS_OLDER,
 	ST_JOBS_HOLDING_ENDED,
@@ -316,6 +330,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT w",
+	[ST_RELEASE] = "RELEASE w",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO w",
+	[ST_DATA_VERSION] = "PRAGMA data_version",
+	[ST_QUEUE_SEQS] = "SELECT seq FROM jobs WHERE status = 'queued'",
+	[ST_QUEUE_FOLLOW] = "SELECT id, seq, status = 'queued' FROM events"
+	    " WHERE id > ?1 AND seq IS NOT NULL ORDER BY id",
 	[ST_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_version",
 	[ST_VERSION_SET] =
 	    "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
@@ -342,8 +363,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " created_at, updated_at)"
 	    " VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, 1, ?7, ?8, ?9,"
 	    " ?10, ?10)",
-	[ST_SHOWN_ADD] = "INSERT INTO shown (job_id, position, base)"
-	    " VALUES (?1, ?2, last_insert_rowid())",
 	[ST_JOB_GET] =
 	    SELECT_JOB "WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)",
 	[ST_JOB_BY_TOKEN] = SELECT_JOB "WHERE webhook_token = ?1",
@@ -362,7 +381,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " AND (?3 IS NULL OR tool = ?3) AND seq < ?4"
 	    " ORDER BY seq DESC LIMIT ?5",
 	/* Positions of a whole queue are its row numbers: see jobs_in. */
-	[ST_JOBS_IN] = "SELECT " JOB_COLS ", 0 FROM jobs WHERE status = ?1"
+	[ST_JOBS_IN] = "SELECT " JOB_COLS " FROM jobs WHERE status = ?1"
 	    " ORDER BY seq LIMIT ?2",
 	[ST_QUEUE_LENGTH] = "SELECT count(*) FROM jobs WHERE status = 'queued'",
 	[ST_QUEUE_HEAD] = SELECT_JOB "WHERE status = 'queued'"
@@ -386,46 +405,23 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "UPDATE slots SET job_id = ?2 WHERE id = ?1 AND job_id IS NULL",
 	[ST_SLOT_RELEASE] = "UPDATE slots SET job_id = NULL WHERE job_id = ?1",
 	[ST_SLOTS_USED] = "SELECT count(*) FROM slots WHERE job_id IS NOT NULL",
-	[ST_EVENT_INSERT] = "INSERT INTO events (job_id, user_id, data, at)"
-	    " VALUES (?1, ?2, ?3, ?4)",
-	[ST_JOBS_FINISHED] = "SELECT " JOB_COLS ", 0 FROM jobs"
+	[ST_EVENT_INSERT] = "INSERT INTO events (job_id, user_id, data, at,"
+	    " seq, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_JOBS_FINISHED] = "SELECT " JOB_COLS " FROM jobs"
 	    " WHERE finished_at >= ?1 ORDER BY finished_at",
-	[ST_EVENTS_AFTER] = "SELECT e.id, e.job_id, e.user_id,"
-	    " CASE WHEN e.position IS NULL THEN e.data ELSE b.data END,"
-	    " e.position FROM events e"
-	    " LEFT JOIN events b ON b.id = e.base"
-	    " WHERE e.id > ?1 AND (?2 IS NULL OR e.user_id = ?2)"
-	    " AND (?3 IS NULL OR e.job_id = ?3)"
-	    /* a position whose base is gone (a damaged log) says nothing */
-	    " AND (e.position IS NULL OR b.data IS NOT NULL)"
-	    " ORDER BY e.id LIMIT ?4",
+	[ST_EVENTS_AFTER] = "SELECT id, seq, job_id, user_id, data FROM events"
+	    " WHERE id > ?1 AND id <= ?2 AND (?3 IS NULL OR user_id = ?3)"
+	    " AND (?4 IS NULL OR job_id = ?4) ORDER BY id LIMIT ?5",
 	[ST_EVENTS_LAST] = "SELECT COALESCE(MAX(id), 0) FROM events",
-	/* Where this round of pruning stops: the first event after ?1 that
-	 * is new enough to keep, or beyond the round's ?3 ids. */
-	[ST_PRUNE_END] = "SELECT id FROM events WHERE id > ?1"
-	    " AND (at >= ?2 OR id > ?1 + ?3) ORDER BY id LIMIT 1",
-	/* No position event of a queued job comes before its base. */
-	[ST_PRUNE_CAP] = "SELECT coalesce(min(base), 0) FROM shown",
-	[ST_PRUNE] = "DELETE FROM events WHERE id > ?1 AND id < ?2"
-	    " AND position IS NOT NULL AND NOT EXISTS"
-	    " (SELECT 1 FROM shown WHERE shown.job_id = events.job_id)",
 	[ST_CALLBACK_INSERT] = "INSERT INTO callbacks (job_id, task_id,"
 	    " outcome, applied, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[ST_JOBS_HOLDING_ENDED] = "SELECT " JOB_COLS ", 0 FROM jobs"
+	[ST_JOBS_HOLDING_ENDED] = "SELECT " JOB_COLS " FROM jobs"
 	    " WHERE status IN " TERMINAL_SQL " AND id IN"
 	    " (SELECT job_id FROM slots WHERE job_id IS NOT NULL) ORDER BY seq",
-	[ST_JOBS_OLDER] = "SELECT " JOB_COLS ", 0 FROM jobs WHERE status = ?1"
+	[ST_JOBS_OLDER] = "SELECT " JOB_COLS " FROM jobs WHERE status = ?1"
 	    " AND CASE WHEN status = 'queued' THEN created_at"
 	    " ELSE started_at END < ?2 ORDER BY seq LIMIT ?3",
 	[ST_JOB_COUNTS] = "SELECT tool, status, n FROM job_counts WHERE n > 0",
-	[ST_POSITION_EVENTS] = "INSERT INTO events"
-	    " (job_id, user_id, data, at, position, base)"
-	    " SELECT q.id, q.user_id, '', ?1, q.pos, shown.base"
-	    " FROM " QUEUE_SQL " AS q JOIN shown ON shown.job_id = q.id"
-	    " WHERE shown.position <> q.pos ORDER BY q.pos",
-	[ST_POSITIONS_SHOWN] = "UPDATE shown SET position = q.pos"
-	    " FROM " QUEUE_SQL " AS q"
-	    " WHERE shown.job_id = q.id AND shown.position <> q.pos",
 };
 /* clang-format on */
 
@@ -434,7 +430,7 @@ struct sqlite_store {
 	sqlite3 *db;
 	struct store_opts opts;
 	sqlite3_stmt *stmt[ST_COUNT];
-	int64_t pruned; /* events up to this id were looked at for pruning */
+	int64_t data_version; /* PRAGMA data_version when last asked */
 };
 
 /* A typed statement argument; TXT(NULL) binds SQL NULL. */
@@ -452,6 +448,10 @@ struct sqlarg {
 #define NOARGS NULL, 0
 
 typedef enum store_rc (*tx_fn)(struct sqlite_store *s, void *arg);
+struct tx_call {
+	tx_fn fn;
+	void *arg;
+};
 
 static struct sqlite_store *
 lite(struct store *st)
@@ -561,35 +561,140 @@ exec_sql(struct sqlite_store *s, const char *sql)
 	return STORE_ERROR;
 }
 
-/*
- * Run fn inside BEGIN IMMEDIATE (begin, or BEGIN for reads: a snapshot
- * that takes no write lock); commit only when it answers STORE_OK, roll
- * back otherwise (its answer stands, and so does its error text).
- */
 static enum store_rc
-tx_as(struct sqlite_store *s, enum stmt_id begin, tx_fn fn, void *arg)
+tx_run(struct store *st, void *arg)
 {
-	enum store_rc rc = run(s, begin, NULL, NOARGS);
-
-	if (rc != STORE_OK)
-		return rc;
-	rc = fn(s, arg);
-	if (rc == STORE_OK)
-		rc = run(s, ST_COMMIT, NULL, NOARGS);
-	/* Some errors end the transaction by themselves. */
-	if (rc != STORE_OK && !sqlite3_get_autocommit(s->db)) {
-		char keep[STORE_ERR_MAX];
-		memcpy(keep, s->base.err, sizeof(keep));
-		run(s, ST_ROLLBACK, NULL, NOARGS);
-		memcpy(s->base.err, keep, sizeof(keep));
-	}
-	return rc;
+	struct tx_call *c = arg;
+	return c->fn((struct sqlite_store *)st, c->arg);
 }
 
+/* fn as one change (store_write): kept when it answers STORE_OK. */
 static enum store_rc
 tx(struct sqlite_store *s, tx_fn fn, void *arg)
 {
-	return tx_as(s, ST_BEGIN, fn, arg);
+	struct tx_call c = {fn, arg};
+	return store_write(&s->base, tx_run, &c);
+}
+
+/* fn as one snapshot of reads (store_read). */
+static enum store_rc
+snapshot(struct sqlite_store *s, tx_fn fn, void *arg)
+{
+	struct tx_call c = {fn, arg};
+	return store_read(&s->base, tx_run, &c);
+}
+
+/* ---- transactions, for store.c --------------------------------------- */
+
+static enum store_rc
+lite_begin(struct store *st, int write)
+{
+	return run(lite(st), write ? ST_BEGIN : ST_BEGIN_READ, NULL, NOARGS);
+}
+
+static enum store_rc
+lite_commit(struct store *st)
+{
+	return run(lite(st), ST_COMMIT, NULL, NOARGS);
+}
+
+/* Some errors end the transaction by themselves: then nothing to do. */
+static void
+lite_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(lite(st)->db))
+		run(lite(st), ST_ROLLBACK, NULL, NOARGS);
+}
+
+static enum store_rc
+lite_savepoint(struct store *st)
+{
+	return run(lite(st), ST_SAVEPOINT, NULL, NOARGS);
+}
+
+static enum store_rc
+lite_release(struct store *st)
+{
+	return run(lite(st), ST_RELEASE, NULL, NOARGS);
+}
+
+static enum store_rc
+lite_rollback_to(struct store *st)
+{
+	struct sqlite_store *s = lite(st);
+
+	if (sqlite3_get_autocommit(s->db) ||
+	    run(s, ST_ROLLBACK_TO, NULL, NOARGS) != STORE_OK)
+		return STORE_ERROR;
+	return run(s, ST_RELEASE, NULL, NOARGS);
+}
+
+/* Another connection committed since we last asked (SQLite bumps the
+ * data version of every other connection on a commit). */
+static int
+lite_others_wrote(struct store *st)
+{
+	struct sqlite_store *s = lite(st);
+	int64_t v = 0;
+
+	if (get_int(s, ST_DATA_VERSION, &v, NOARGS) != STORE_OK)
+		return 1;
+	if (v == s->data_version)
+		return 0;
+	s->data_version = v;
+	return 1;
+}
+
+struct queue_load {
+	void (*fn)(struct store *, int64_t);
+	int64_t *last;
+};
+
+static enum store_rc
+queue_load_tx(struct sqlite_store *s, void *arg)
+{
+	struct queue_load *l = arg;
+	sqlite3_stmt *q = prep(s, ST_QUEUE_SEQS, NOARGS);
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW)
+		l->fn(&s->base, sqlite3_column_int64(q, 0));
+	if (step != SQLITE_DONE)
+		rc = db_fail(s);
+	done(q);
+	return rc == STORE_OK ? get_int(s, ST_EVENTS_LAST, l->last, NOARGS)
+	                      : rc;
+}
+
+static enum store_rc
+lite_queue_load(
+    struct store *st, void (*fn)(struct store *, int64_t seq), int64_t *last)
+{
+	struct queue_load l = {fn, last};
+	return snapshot(lite(st), queue_load_tx, &l);
+}
+
+static enum store_rc
+lite_queue_follow(struct store *st, int64_t after,
+    void (*fn)(struct store *, int64_t id, int64_t seq, int queued))
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_QUEUE_FOLLOW, ARGS(I64(after)));
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW)
+		fn(st, sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1),
+		    sqlite3_column_int(q, 2));
+	if (step != SQLITE_DONE)
+		rc = db_fail(s);
+	done(q);
+	return rc;
 }
 
 /* ---- rows ---------------------------------------------------------- */
@@ -645,7 +750,6 @@ row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
 	j->started_at = col_int(q, 18);
 	j->finished_at = col_int(q, 19);
 	j->updated_at = col_int(q, 20);
-	j->position = col_int(q, 21);
 	if (status == NULL || job_status_parse(status, &j->status) < 0 ||
 	    j->inputs == NULL || j->outputs == NULL)
 		return store_set_error(&s->base, "sqlite: job %s is malformed",
@@ -729,15 +833,20 @@ user_ensure(struct sqlite_store *s, const char *user_id, int64_t now)
 	    s, user_id, NULL, "grant", initial, initial, "initial", now);
 }
 
-/* Append the event row of job j: the job as clients now see it. */
+/* Append the event row of job j: the job as clients now see it. The
+ * queue's order follows it. */
 static enum store_rc
 emit(struct sqlite_store *s, const struct job *j, int64_t now)
 {
 	json_t *o = job_to_json(j);
 	char *data = dump_json(o);
 	enum store_rc rc = run(s, ST_EVENT_INSERT, NULL,
-	    ARGS(TXT(j->id), TXT(j->user_id), TXT(data), I64(now)));
+	    ARGS(TXT(j->id), TXT(j->user_id), TXT(data), I64(now), I64(j->seq),
+	        TXT(job_status_name(j->status))));
 
+	if (rc == STORE_OK)
+		store_logged(&s->base, sqlite3_last_insert_rowid(s->db), j->seq,
+		    j->status == JOB_QUEUED);
 	json_decref(o);
 	free(data);
 	return rc;
@@ -754,7 +863,10 @@ changed(struct sqlite_store *s, const char *id, struct job *out, int64_t now)
 	if (rc == STORE_NOTFOUND)
 		rc = store_set_error(&s->base, "sqlite: job %s vanished", key);
 	free(key);
-	return rc == STORE_OK ? emit(s, out, now) : rc;
+	if (rc != STORE_OK)
+		return rc;
+	store_place(&s->base, out);
+	return emit(s, out, now);
 }
 
 /* Free the job's slot; a row beyond a shrunk slot count goes with it. */
@@ -1005,9 +1117,6 @@ submit_tx(struct sqlite_store *s, void *arg)
 		    *a->balance, in->tool, now);
 	if (rc == STORE_OK)
 		rc = changed(s, in->id, a->out, now);
-	if (rc == STORE_OK) /* its event, just appended, shows its place */
-		rc = run(s, ST_SHOWN_ADD, NULL,
-		    ARGS(TXT(in->id), I64(a->out->position)));
 	return rc;
 }
 
@@ -1110,7 +1219,7 @@ lite_queue(
 {
 	struct queue_read q = {limit, with_active, v};
 
-	return tx_as(lite(st), ST_BEGIN_READ, queue_tx, &q);
+	return snapshot(lite(st), queue_tx, &q);
 }
 
 /* ---- transitions --------------------------------------------------- */
@@ -1294,12 +1403,13 @@ column_dup(sqlite3_stmt *q, int i)
 }
 
 static enum store_rc
-lite_events_after(struct store *st, int64_t after, const char *user_id,
-    const char *job_id, int limit, struct store_event_list *out)
+lite_events_after(struct store *st, int64_t after, int64_t upto,
+    const char *user_id, const char *job_id, int limit,
+    struct store_event_list *out)
 {
 	struct sqlite_store *s = lite(st);
 	sqlite3_stmt *q = prep(s, ST_EVENTS_AFTER,
-	    ARGS(I64(after), TXT(user_id), TXT(job_id),
+	    ARGS(I64(after), I64(upto), TXT(user_id), TXT(job_id),
 	        I64(limit > 0 ? limit : -1)));
 	enum store_rc rc = STORE_OK;
 	int step;
@@ -1313,38 +1423,14 @@ lite_events_after(struct store *st, int64_t after, const char *user_id,
 		}
 		struct store_event *e = &out->v[out->n++];
 		e->id = sqlite3_column_int64(q, 0);
-		e->job_id = column_dup(q, 1);
-		e->user_id = column_dup(q, 2);
-		e->data = column_dup(q, 3);
-		if (sqlite3_column_type(q, 4) != SQLITE_NULL) {
-			/* A position event: its base's text, re-placed. */
-			char *t = job_text_at_position(
-			    e->data, sqlite3_column_int64(q, 4));
-			if (t) {
-				free(e->data);
-				e->data = t;
-			}
-		}
+		e->seq = sqlite3_column_int64(q, 1);
+		e->job_id = column_dup(q, 2);
+		e->user_id = column_dup(q, 3);
+		e->data = column_dup(q, 4);
 	}
 	if (step != SQLITE_DONE)
 		rc = db_fail(s);
 	done(q);
-	return rc;
-}
-
-/* One event for each queued job whose place differs from what its last
- * event showed, then the places remembered: two statements for the whole
- * queue, whatever its length. */
-static enum store_rc
-positions_tx(struct sqlite_store *s, void *arg)
-{
-	int64_t added = 0;
-	enum store_rc rc =
-	    run(s, ST_POSITION_EVENTS, &added, ARGS(I64(now_ms())));
-
-	if (rc == STORE_OK && added > 0)
-		rc = run(s, ST_POSITIONS_SHOWN, NULL, NOARGS);
-	*(int *)arg = (int)added;
 	return rc;
 }
 
@@ -1398,77 +1484,6 @@ lite_job_counts(struct store *st, json_t **counts)
 		*counts = NULL;
 	}
 	done(q);
-	return rc;
-}
-
-/* A transaction whose loss in a crash costs nothing but work done again:
- * it need not wait for the disk (no fsync at its commit). */
-static enum store_rc
-tx_nosync(struct sqlite_store *s, tx_fn fn, void *arg)
-{
-	enum store_rc rc;
-
-	sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-	rc = tx(s, fn, arg);
-	sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
-	return rc;
-}
-
-/* Positions can always be worked out again from the queue. */
-static enum store_rc
-lite_positions_publish(struct store *st, int *n)
-{
-	return tx_nosync(lite(st), positions_tx, n);
-}
-
-struct prune {
-	int64_t before_ms, ids;
-	int more;
-};
-
-/* One round: from where the last stopped to the first event to keep, at
- * most p->ids ids further, and never past the base of a job still queued
- * (the cursor would leave its positions behind for good); only the
- * positions of jobs out of the queue go. */
-static enum store_rc
-prune_tx(struct sqlite_store *s, void *arg)
-{
-	struct prune *p = arg;
-	int64_t end = 0, cap = 0;
-	enum store_rc rc = get_int(s, ST_PRUNE_END, &end,
-	    ARGS(I64(s->pruned), I64(p->before_ms), I64(p->ids)));
-
-	if (rc == STORE_NOTFOUND) { /* every event after it is old enough */
-		rc = get_int(s, ST_EVENTS_LAST, &end, NOARGS);
-		end++;
-	}
-	if (rc == STORE_OK)
-		rc = get_int(s, ST_PRUNE_CAP, &cap, NOARGS);
-	if (rc != STORE_OK)
-		return rc;
-	p->more = end > s->pruned + p->ids;
-	if (cap > 0 && end > cap) {
-		end = cap;
-		p->more = 0; /* until that job leaves */
-	}
-	if (end > s->pruned + 1)
-		rc = run(s, ST_PRUNE, NULL, ARGS(I64(s->pruned), I64(end)));
-	if (rc == STORE_OK && end > s->pruned)
-		s->pruned = end - 1;
-	return rc;
-}
-
-static enum store_rc
-lite_events_prune(struct store *st, int64_t before_ms, int64_t ids, int *more)
-{
-	struct sqlite_store *s = lite(st);
-	struct prune p = {before_ms, ids, 0};
-	int64_t from = s->pruned;
-	enum store_rc rc = tx_nosync(s, prune_tx, &p);
-
-	if (rc != STORE_OK)
-		s->pruned = from; /* rolled back: look again next time */
-	*more = p.more;
 	return rc;
 }
 
@@ -1543,9 +1558,9 @@ configure(struct sqlite_store *s)
 		    "sqlite: journal mode is %s,"
 		    " not wal",
 		    mode);
-	/* A queue move with thousands waiting appends megabytes of position
-	 * events; checkpointing every 4 MB (the default) would copy pages
-	 * back on nearly every move, on the loop. 64 MB between them. */
+	/* A checkpoint copies the WAL's pages back into the database inside
+	 * the commit that crosses the mark, on the loop: 64 MB apart rather
+	 * than the default 4 MB, so it comes rarely. */
 	return exec_sql(s, "PRAGMA synchronous = FULL;"
 	                   "PRAGMA wal_autocheckpoint = 16384;"
 	                   "PRAGMA foreign_keys = ON;");
@@ -1567,6 +1582,23 @@ migrate_tx(struct sqlite_store *s, void *arg)
 	return rc;
 }
 
+/* A transaction of the opening, before the store is one: its own
+ * BEGIN IMMEDIATE and COMMIT, no queue order to keep yet. */
+static enum store_rc
+open_tx(struct sqlite_store *s, tx_fn fn, void *arg)
+{
+	enum store_rc rc = run(s, ST_BEGIN, NULL, NOARGS);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = fn(s, arg);
+	if (rc == STORE_OK)
+		rc = run(s, ST_COMMIT, NULL, NOARGS);
+	if (rc != STORE_OK)
+		lite_rollback(&s->base);
+	return rc;
+}
+
 static enum store_rc
 migrate(struct sqlite_store *s)
 {
@@ -1583,7 +1615,7 @@ migrate(struct sqlite_store *s)
 		    (long long)have, N_MIGRATIONS);
 	for (int64_t v = have + 1; rc == STORE_OK && v <= (int64_t)N_MIGRATIONS;
 	     v++)
-		rc = tx(s, migrate_tx, &v);
+		rc = open_tx(s, migrate_tx, &v);
 	return rc;
 }
 
@@ -1637,11 +1669,13 @@ lite_open(
 		goto fail;
 	}
 	if (configure(s) != STORE_OK || migrate(s) != STORE_OK ||
-	    tx(s, slots_tx, NULL) != STORE_OK)
+	    open_tx(s, slots_tx, NULL) != STORE_OK ||
+	    store_opened(&s->base) != STORE_OK)
 		goto fail;
 	return &s->base;
 fail:
 	snprintf(err, errlen, "%s: %s", path, s->base.err);
+	rank_free(s->base.queue);
 	lite_free(&s->base);
 	return NULL;
 }
@@ -1650,6 +1684,15 @@ const struct store_backend store_sqlite_backend = {
     .name = "sqlite",
     .open = lite_open,
     .free = lite_free,
+    .begin = lite_begin,
+    .commit = lite_commit,
+    .rollback = lite_rollback,
+    .savepoint = lite_savepoint,
+    .release = lite_release,
+    .rollback_to = lite_rollback_to,
+    .queue_load = lite_queue_load,
+    .queue_follow = lite_queue_follow,
+    .others_wrote = lite_others_wrote,
     .user_balance = lite_user_balance,
     .user_grant = lite_user_grant,
     .ledger = lite_ledger,
@@ -1670,8 +1713,6 @@ const struct store_backend store_sqlite_backend = {
     .jobs_finished = lite_jobs_finished,
     .events_after = lite_events_after,
     .events_last = lite_events_last,
-    .positions_publish = lite_positions_publish,
-    .events_prune = lite_events_prune,
     .job_counts = lite_job_counts,
     .jobs_older = lite_jobs_older,
     .jobs_holding_ended = lite_jobs_holding_ended,

@@ -437,9 +437,9 @@ Test(check, upload_of_another_user)
 
 Test(check, event_after_a_terminal_one)
 {
-	raw("INSERT INTO events (job_id, user_id, data, at)"
+	raw("INSERT INTO events (job_id, user_id, data, at, seq, status)"
 	    " SELECT job_id, user_id, json_set(data, '$.status', 'running'),"
-	    " at FROM events WHERE job_id = '" J_DONE "'"
+	    " at, seq, 'running' FROM events WHERE job_id = '" J_DONE "'"
 	    " ORDER BY id DESC LIMIT 1");
 	expect(2, LINES("job " J_DONE ": event ", "says running after event ",
 	              "said completed",
@@ -448,8 +448,8 @@ Test(check, event_after_a_terminal_one)
 
 Test(check, a_repeated_terminal_event_is_allowed)
 {
-	raw("INSERT INTO events (job_id, user_id, data, at)"
-	    " SELECT job_id, user_id, data, at FROM events"
+	raw("INSERT INTO events (job_id, user_id, data, at, seq, status)"
+	    " SELECT job_id, user_id, data, at, seq, status FROM events"
 	    " WHERE job_id = '" J_DONE "' ORDER BY id DESC LIMIT 1");
 	expect(0, NULL);
 }
@@ -465,51 +465,29 @@ Test(check, last_event_disagrees)
 Test(check, job_without_events_and_malformed_event)
 {
 	raw("DELETE FROM events WHERE job_id = '" J_QUEUED "';"
-	    "INSERT INTO events (job_id, user_id, data, at)"
-	    " VALUES ('" J_CANCEL "', 'carol', '{not json', 0)");
+	    "INSERT INTO events (job_id, user_id, data, at, seq, status)"
+	    " SELECT '" J_CANCEL "', 'carol', '{not json', 0, seq, NULL"
+	    " FROM jobs WHERE id = '" J_CANCEL "'");
 	expect(2, LINES("job " J_QUEUED " is queued but its last event (none)"
 	                " says nothing",
 	              "of job " J_CANCEL " is not a JSON job with a status"));
 }
 
-/* A position event is its base's text at another place. */
-Test(check, position_event_reads_as_its_base)
+/* The queue's order is followed from each event's seq and status. */
+Test(check, event_filed_with_another_status)
 {
-	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
-	    " SELECT job_id, user_id, '', at, 1, id FROM events"
-	    " WHERE job_id = '" J_QUEUED "' ORDER BY id LIMIT 1");
-	expect(0, NULL);
+	raw("UPDATE events SET status = 'queued' WHERE id = (SELECT max(id)"
+	    " FROM events WHERE job_id = '" J_RUN "')");
+	expect(
+	    1, LINES("of job " J_RUN " is filed as queued but shows running"));
 }
 
-Test(check, position_event_showing_another_job)
+Test(check, event_filed_at_another_seq)
 {
-	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
-	    " SELECT '" J_QUEUED "', user_id, '', at, 1, id FROM events"
-	    " WHERE job_id = '" J_DONE "' ORDER BY id LIMIT 1");
-	expect(3, LINES("position event ", "of job " J_QUEUED " shows event ",
-	              "which is not a queued event of that job",
-	              "is filed under job " J_QUEUED " but shows job " J_DONE,
-	              "is filed under user "));
-}
-
-Test(check, position_event_without_its_base)
-{
-	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
-	    " SELECT job_id, user_id, '', at, 1, 999999 FROM events"
-	    " WHERE job_id = '" J_QUEUED "' ORDER BY id LIMIT 1");
-	expect(2, LINES("of job " J_QUEUED " is not a JSON job with a status",
-	              "shows event 999999, which is not a queued event of that"
-	              " job"));
-}
-
-/* A position is shown only of a queued job: its base is its queued event. */
-Test(check, position_event_on_a_later_state)
-{
-	raw("INSERT INTO events (job_id, user_id, data, at, position, base)"
-	    " SELECT job_id, user_id, '', at, 1, id FROM events"
-	    " WHERE job_id = '" J_RUN "' ORDER BY id DESC LIMIT 1");
-	expect(1, LINES("of job " J_RUN " shows event ",
-	              "which is not a queued event of that job"));
+	raw("UPDATE events SET seq = 999 WHERE id = (SELECT min(id)"
+	    " FROM events WHERE job_id = '" J_QUEUED "')");
+	expect(1, LINES("of job " J_QUEUED " is filed at seq 999, the job is"
+	                " at seq "));
 }
 
 Test(check, another_schema_version_is_not_checked)
@@ -519,7 +497,7 @@ Test(check, another_schema_version_is_not_checked)
 	raw("DELETE FROM schema_version WHERE version > 1");
 	cr_assert_eq(run_check(&text), -1, "%s", text);
 	cr_assert_not_null(strstr(text, "the store's schema is version 1, this"
-	                                " check reads version 3: start fila"
+	                                " check reads version 4: start fila"
 	                                " serve once to bring it up"),
 	    "%s", text);
 	free(text);

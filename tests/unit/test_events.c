@@ -5,8 +5,10 @@
  * store on a temporary file share one event_base, which the test drives
  * with event_base_loop(EVLOOP_NONBLOCK) between non-blocking reads of its
  * client sockets. So the store (which is not thread-safe) is called from
- * the loop's own thread, exactly as the daemon does, and a commit made by
- * the test reaches the streams on the next turns of the loop.
+ * the loop's own thread, exactly as the daemon does. As in the daemon,
+ * changes are grouped and committed at the end of each turn: the changes
+ * the test makes between two turns are one commit, which reaches the
+ * streams at the next turn.
  *
  * The client decodes the chunked body as it arrives and checks every SSE
  * block's framing; expected texts are built from store_events_after(), so
@@ -105,6 +107,7 @@ setup(void)
 	snprintf(dbpath, sizeof(dbpath), "%s/fila.db", dir);
 	o = (struct store_opts){cfg.slots, 10, 1000};
 	st = fx_store_open(dbpath, &o);
+	store_group(st, 1);
 	base = event_base_new();
 	ev = events_new(base, &cfg, st);
 	srv = http_server_new(
@@ -191,6 +194,7 @@ last_event_id(void)
 {
 	int64_t id;
 
+	store_sync(st);
 	cr_assert_eq(store_events_last(st, &id), STORE_OK);
 	return id;
 }
@@ -213,11 +217,13 @@ expected(int64_t after, const char *user, const char *job)
 	return out;
 }
 
+/* sql on a second connection, after what the test wrote is committed. */
 static void
 raw_sql(const char *sql)
 {
 	sqlite3 *db;
 
+	store_sync(st);
 	cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
 	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
@@ -321,14 +327,16 @@ decode(struct client *c)
 	}
 }
 
-/* One turn of the loop, then whatever the socket holds. */
+/* One turn of the loop and its commit, then whatever the socket holds. */
 static void
 pump(struct client *c)
 {
 	char buf[16384];
 	ssize_t n = -1;
 
+	store_sync(st);
 	event_base_loop(base, EVLOOP_NONBLOCK);
+	store_sync(st);
 	while (c && !c->eof && (n = recv(c->fd, buf, sizeof(buf), 0)) != 0) {
 		if (n < 0)
 			break; /* EAGAIN: nothing more for now */
@@ -506,7 +514,9 @@ struct sse_list {
 /*
  * Split a stream body into its events, checking the framing of every
  * block: "retry: N", a ": comment", or exactly "id: N\nevent: job\ndata:
- * {json}" — each ended by a blank line — with ids increasing.
+ * {json}" — each ended by a blank line — with ids increasing. A position
+ * event may have no id line (its stream was told of that id already):
+ * it is recorded with id 0.
  */
 static void
 parse(const char *body, struct sse_list *out)
@@ -522,17 +532,22 @@ parse(const char *body, struct sse_list *out)
 			p = end + 2;
 			continue;
 		}
-		const char *q;
-		long long id;
-		cr_assert_eq(strncmp(p, "id: ", 4), 0, "bad block: %.*s",
-		    (int)(end - p), p);
-		id = strtoll(p + 4, (char **)&q, 10);
-		cr_assert_eq(strncmp(q, "\nevent: job\ndata: ", 18), 0,
+		const char *q = p;
+		long long id = 0;
+		if (strncmp(p, "event: job\n", 11) != 0) {
+			cr_assert_eq(strncmp(p, "id: ", 4), 0,
+			    "bad block: %.*s", (int)(end - p), p);
+			id = strtoll(p + 4, (char **)&q, 10);
+			cr_assert_eq(*q, '\n');
+			q++;
+			cr_assert_gt(id, last,
+			    "ids must increase: %lld after %lld", id,
+			    (long long)last);
+			last = id;
+		}
+		cr_assert_eq(strncmp(q, "event: job\ndata: ", 17), 0,
 		    "bad block: %.*s", (int)(end - p), p);
-		q += 18;
-		cr_assert_gt(id, last, "ids must increase: %lld after %lld", id,
-		    (long long)last);
-		last = id;
+		q += 17;
 		char *data = strndup(q, (size_t)(end - q));
 		json_error_t err;
 		cr_assert_null(
@@ -641,38 +656,51 @@ Test(events, replay_from_zero_sends_every_event_of_the_user_in_order)
 
 /* A position whose base event is gone (a damaged log) is not sent, live
  * or replayed: no event with empty data ever leaves. */
-Test(events, a_position_without_its_base_is_not_sent)
+/* Positions are not in the log: a stream that comes back gets what it
+ * missed of the state changes, then where its jobs are now. */
+Test(events, a_reconnect_gets_the_current_places_after_the_replay)
 {
-	struct client *live = cl_stream("/events");
-
-	submit("a1", "alice");
-	wait_events(live, 1);
-	raw_sql("INSERT INTO events (job_id, user_id, data, at, position, base)"
-	        " VALUES ('a1', 'alice', '', 0, 7, 999999)");
-	finish("a1", JOB_CANCELLED);
-	wait_events(live, 2);
-	spin(live, 100);
-
-	struct client *again = cl_stream("/events?after=0");
-	spin(again, 200);
 	struct sse_list *l = xcalloc(1, sizeof(*l));
-	for (int k = 0; k < 2; k++) {
-		struct client *c = k ? again : live;
-		cr_assert_null(strstr(c->body, "data: \n"), "%s", c->body);
-		parse(c->body, l);
-		cr_assert_eq(l->n, 2, "%s", c->body);
-		expect_event(&l->v[0], "a1", "queued");
-		expect_event(&l->v[1], "a1", "cancelled");
-		sse_cleanup(l);
-	}
+	char target[64];
+
+	submit("b1", "bob");
+	submit("a1", "alice");
+	int64_t seen = last_event_id(); /* alice saw a1 queued at 2 */
+	finish("b1", JOB_CANCELLED);    /* a1 moves to 1 */
+	submit("a2", "alice");
+	snprintf(target, sizeof(target), "/events?after=%lld", (long long)seen);
+	struct client *c = cl_stream(target);
+	wait_events(c, 2);
+	spin(c, 100);
+	parse(c->body, l);
+	cr_assert_eq(l->n, 2, "%s", c->body);
+	expect_event(&l->v[0], "a2", "queued");
+	cr_assert_eq(position_of(&l->v[0]), 2);
+	expect_event(&l->v[1], "a1", "queued");
+	cr_assert_eq(position_of(&l->v[1]), 1);
+	cr_assert_eq(l->v[1].id, 0, "the newest id was sent already");
+	sse_cleanup(l);
+	/* From the start: the history, then a1 where it is now. */
+	struct client *d = cl_stream("/events?after=0");
+	wait_events(d, 3);
+	spin(d, 100);
+	parse(d->body, l);
+	cr_assert_eq(l->n, 3, "%s", d->body);
+	expect_event(&l->v[2], "a1", "queued");
+	cr_assert_eq(position_of(&l->v[2]), 1);
+	sse_cleanup(l);
+	/* Nothing moved since a client's last id: nothing to place. */
+	snprintf(target, sizeof(target), "/events?after=%lld",
+	    (long long)last_event_id());
+	struct client *e = cl_stream(target);
+	spin(e, 150);
+	cr_assert_str_eq(e->body, "retry: 2000\n\n");
 	free(l);
-	cl_close(live);
-	cl_close(again);
+	cl_close(c);
+	cl_close(d);
+	cl_close(e);
 }
 
-/* A history far larger than a stream may hold in memory (4 MiB) is
- * replayed whole, at the client's pace, and a live event waits behind it:
- * nothing lost, nothing twice, the stream never dropped. */
 Test(events, a_long_replay_is_paced_not_dropped)
 {
 	submit("a1", "alice");
@@ -682,7 +710,7 @@ Test(events, a_long_replay_is_paced_not_dropped)
 	        " (job_id, user_id, data, at) SELECT job_id, user_id,"
 	        " substr(data, 1, length(data) - 1) || ',\"pad\":\"' ||"
 	        " hex(zeroblob(2000)) || '\"}', at FROM events, c"
-	        " WHERE job_id = 'a1' AND position IS NULL ORDER BY x");
+	        " WHERE job_id = 'a1' ORDER BY x");
 	struct client *c = cl_stream("/events?after=0");
 	spin(c, 20); /* the replay has begun, and waits for the client */
 	finish("a1", JOB_CANCELLED);
@@ -746,13 +774,21 @@ Test(events, replay_after_an_id_sends_only_what_follows)
 	snprintf(target, sizeof(target), "/events?after=%lld", (long long)mid);
 	c = cl_stream(target);
 	cr_assert(until(c, has_len, &len), "short: %s", c->body);
+	wait_events(c, 4);
 	spin(c, 50);
-	cr_assert_str_eq(c->body, all);
+	/* What the log holds after mid, as it holds it... */
+	cr_assert_eq(strncmp(c->body, all, len), 0, "%s", c->body);
 	parse(c->body, l);
-	/* a3 queued, a1 cancelled, then a2 and a3 moved up. */
+	/* ...a3 queued, a1 cancelled; then a2 and a3 where they are now. */
 	cr_assert_eq(l->n, 4, "%s", c->body);
 	cr_assert_gt(l->v[0].id, mid);
 	expect_event(&l->v[0], "a3", "queued");
+	cr_assert_eq(position_of(&l->v[0]), 3);
+	expect_event(&l->v[1], "a1", "cancelled");
+	expect_event(&l->v[2], "a2", "queued");
+	cr_assert_eq(position_of(&l->v[2]), 1);
+	expect_event(&l->v[3], "a3", "queued");
+	cr_assert_eq(position_of(&l->v[3]), 2);
 	sse_cleanup(l);
 	free(l);
 	free(want);

@@ -87,3 +87,23 @@ Test(list, remove_while_walking)
 	order(&h, buf, sizeof(buf));
 	cr_expect_str_eq(buf, "2 4 6");
 }
+
+Test(list, splice_moves_everything)
+{
+	struct list a, b;
+	struct item v[4];
+	char buf[64];
+
+	list_init(&a);
+	list_init(&b);
+	list_splice(&a, &b); /* nothing to move */
+	cr_expect(list_empty(&a));
+	for (int i = 0; i < 4; i++) {
+		v[i].n = i + 1;
+		list_add_tail(i < 2 ? &a : &b, &v[i].link);
+	}
+	list_splice(&a, &b);
+	cr_expect(list_empty(&b));
+	order(&a, buf, sizeof(buf));
+	cr_expect_str_eq(buf, "1 2 3 4");
+}

@@ -1192,3 +1192,61 @@ Test(sched, the_wait_for_an_unknown_task_ends_after_run_timeout)
 	fx_spin(50);
 	fx_assert_status("j2", JOB_STARTING);
 }
+
+/* ---- group commit: nothing leaves before its commit ---------------- */
+
+Test(sched, the_first_submit_waits_for_the_promotion_to_be_committed)
+{
+	fx_env(NULL);
+	store_group(fx.st, 1);
+	cr_assert_eq(fx_submit_job("j1", "alice", "upscaler"), JOB_STARTING);
+	cr_assert_eq(fx_ncalls(FX_SUBMIT), 0, "sent before the commit");
+	cr_assert_eq(store_sync(fx.st), STORE_OK);
+	cr_assert_eq(fx_ncalls(FX_SUBMIT), 1);
+	fx_answer_submit(0, PROVIDER_OK, "task-1");
+	cr_assert_eq(store_sync(fx.st), STORE_OK);
+	fx_assert_status("j1", JOB_RUNNING);
+}
+
+Test(sched, a_lost_promotion_starts_nothing)
+{
+	struct job j;
+
+	fx_env(NULL);
+	fx_uploads_for("alice");
+	fx_uploads_for("bob");
+	fx_raw_exec("CREATE TRIGGER boom BEFORE INSERT ON events"
+	            " WHEN NEW.job_id = 'jx' BEGIN"
+	            " SELECT RAISE(ROLLBACK, 'disk gone'); END");
+	store_group(fx.st, 1);
+	cr_assert_eq(fx_submit_job("j1", "alice", "upscaler"), JOB_STARTING);
+	/* A later change of the same turn takes the whole turn with it. */
+	job_init(&j);
+	cr_assert_eq(fx_submit_with("jx", "bob", "upscaler",
+	                 fx_inputs_for("upscaler", "bob"), &j),
+	    SCHED_UNAVAILABLE);
+	job_cleanup(&j);
+	cr_assert_eq(store_sync(fx.st), STORE_OK);
+	cr_assert_eq(fx_ncalls(FX_SUBMIT), 0, "a task for a job never stored");
+	cr_assert_eq(fx_raw_int("SELECT count(*) FROM jobs"), 0);
+	cr_assert_eq(fx_slots_used(), 0);
+}
+
+Test(sched, a_cancel_reaches_the_provider_after_its_commit)
+{
+	struct job j;
+
+	fx_env(NULL);
+	fx_run_job("j1", "alice", 0, "task-1");
+	store_group(fx.st, 1);
+	cr_assert_eq(fx_cancel("j1", "alice", &j), SCHED_OK);
+	job_cleanup(&j);
+	cr_assert_eq(fx_ncalls(FX_CANCEL), 0, "sent before the commit");
+	cr_assert_eq(store_sync(fx.st), STORE_OK);
+	cr_assert_eq(fx_ncalls(FX_CANCEL), 1);
+	cr_assert_str_eq(fx_call_of(FX_CANCEL, 0)->task_id, "task-1");
+	cr_assert_eq(fx_slots_used(), 1, "held until the provider answers");
+	fx_answer_cancel(0);
+	cr_assert_eq(store_sync(fx.st), STORE_OK);
+	cr_assert_eq(fx_slots_used(), 0);
+}

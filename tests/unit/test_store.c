@@ -195,13 +195,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 3);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 4);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 3);
+	cr_assert_eq(count_of("schema_version"), 4);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1053,47 +1053,6 @@ Test(store, events_after_filters_and_orders)
 	store_event_list_cleanup(&l);
 }
 
-Test(store, positions_publish_only_what_moved)
-{
-	struct job j;
-	int n = -1;
-
-	submit_ok("p1", "u1", "upscaler");
-	submit_ok("p2", "u2", "upscaler");
-	submit_ok("p3", "u3", "upscaler");
-	/* Each submit's own event showed its place: nothing moved yet. */
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 0);
-
-	cr_assert_eq(finish("p1", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	int64_t before = count_of("events");
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 2);
-	cr_assert_eq(count_of("events"), before + 2);
-	/* Stored narrow: the place, and the event whose text it re-places. */
-	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'p3'"
-	                     " AND position = 2 AND data = ''"
-	                     " AND base = (SELECT min(id) FROM events"
-	                     "  WHERE job_id = 'p3')"),
-	    1);
-	/* Read back whole: the job's text at its new place. */
-	struct store_event_list l = {0};
-	cr_assert_eq(store_events_after(st, 0, "u3", "p3", 0, &l), STORE_OK);
-	cr_assert_eq(l.n, 2);
-	cr_assert_not_null(strstr(l.v[0].data, "\"position\":3,"));
-	cr_assert_not_null(strstr(l.v[1].data, "\"position\":2,"));
-	cr_assert_not_null(strstr(l.v[1].data, "\"id\":\"p3\""));
-	store_event_list_cleanup(&l);
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 0);
-	/* Only queued jobs have a place to show. */
-	cr_assert_eq(count_of("shown"), 2);
-	cr_assert_eq(store_promote(st, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(count_of("shown"), 1);
-}
-
 /* The head of the queue with its places, the length of all of it, the
  * active jobs and the slots held: one snapshot. */
 Test(store, queue_view)
@@ -1135,291 +1094,35 @@ Test(store, queue_view)
 	job_list_cleanup(&v.queued);
 }
 
-/* Old position events of jobs out of the queue go; everything else stays:
- * the state events, and the positions of jobs still waiting. */
-Test(store, events_prune_forgets_old_positions_of_jobs_gone)
-{
-	struct job j;
-	int n, more = -1;
-
-	submit_ok("q1", "u1", "upscaler");
-	submit_ok("q2", "u2", "upscaler");
-	cr_assert_eq(finish("q1", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 1);                            /* q2 at 1 */
-	cr_assert_eq(store_promote(st, &j), STORE_OK); /* q2 leaves */
-	job_cleanup(&j);
-	submit_ok("q3", "u3", "upscaler");
-	submit_ok("q4", "u4", "upscaler");
-	cr_assert_eq(finish("q3", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 1); /* q4 at 1, and waits */
-	int64_t all = count_of("events");
-
-	/* Nothing is old enough yet. */
-	cr_assert_eq(store_events_prune(st, 1, 1000, &more), STORE_OK);
-	cr_assert_eq(more, 0);
-	cr_assert_eq(count_of("events"), all);
-
-	/* Made old: q2's position event goes; q4 waits, so its stays. */
-	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
-	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
-	cr_assert_eq(more, 0);
-	cr_assert_eq(count_of("events"), all - 1);
-	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q2'"
-	                     " AND position IS NOT NULL"),
-	    0);
-	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE job_id = 'q4'"
-	                     " AND position IS NOT NULL"),
-	    1);
-	/* The log still reads whole, q2's state events included. */
-	struct store_event_list l = {0};
-	cr_assert_eq(store_events_after(st, 0, "u2", "q2", 0, &l), STORE_OK);
-	cr_assert_eq(l.n, 2); /* queued, starting */
-	store_event_list_cleanup(&l);
-	cr_assert_eq(store_events_after(st, 0, "u4", "q4", 0, &l), STORE_OK);
-	cr_assert_eq(l.n, 2); /* queued at 2, then at 1 */
-	cr_assert_not_null(strstr(l.v[1].data, "\"position\":1,"));
-	store_event_list_cleanup(&l);
-}
-
-/* A round stops at the first event new enough to keep, and the next one
- * goes on from there once time has passed. */
-Test(store, events_prune_stops_at_what_is_new)
-{
-	struct job j;
-	int n, more = -1;
-
-	submit_ok("m1", "mu1", "upscaler");
-	submit_ok("m2", "mu2", "upscaler");
-	submit_ok("m3", "mu3", "upscaler");
-	submit_ok("m4", "mu4", "upscaler");
-	for (int i = 0; i < 3; i++) { /* m1..m3 start; m4's place shown */
-		cr_assert_eq(store_promote(st, &j), STORE_OK);
-		job_cleanup(&j);
-		cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	}
-	cr_assert_eq(finish("m1", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(store_promote(st, &j), STORE_OK); /* m4 leaves */
-	job_cleanup(&j);
-	/* Position events, oldest first: m2, m3, m4 | m3, m4 | m4. */
-	cr_assert_eq(raw_int("SELECT count(*) FROM events"
-	                     " WHERE position IS NOT NULL"),
-	    6);
-	/* Old: everything up to the second publication's first event. */
-	int64_t cut =
-	    raw_int("SELECT min(id) FROM events WHERE position"
-	            " IS NOT NULL AND job_id = 'm3' AND position = 1");
-	char sql[160];
-	snprintf(sql, sizeof(sql),
-	    "UPDATE events SET at = CASE WHEN id < %lld THEN 5 ELSE 50 END",
-	    (long long)cut);
-	cr_assert_eq(raw_exec(sql), SQLITE_OK);
-	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
-	cr_assert_eq(more, 0);
-	cr_assert_eq(raw_int("SELECT count(*) FROM events"
-	                     " WHERE position IS NOT NULL"),
-	    3, "the first publication's three are gone");
-	/* Later, the rest is old too: the next round takes it from there. */
-	cr_assert_eq(store_events_prune(st, 100, 1000, &more), STORE_OK);
-	cr_assert_eq(raw_int("SELECT count(*) FROM events"
-	                     " WHERE position IS NOT NULL"),
-	    0);
-}
-
-/* A job waiting longer than the cutoff keeps its positions, and the
- * rounds do not pass over them: once it leaves, they go too. */
-Test(store, events_prune_comes_back_for_a_long_wait)
-{
-	struct job j;
-	int n, more = -1;
-
-	for (int i = 0; i < 5; i++) {
-		char id[16], user[16];
-		snprintf(id, sizeof(id), "L%d", i);
-		snprintf(user, sizeof(user), "Lu%d", i);
-		submit_ok(id, user, "upscaler");
-	}
-	for (int i = 0; i < 3; i++) { /* L0..L2 start: L3 and L4 move */
-		cr_assert_eq(store_promote(st, &j), STORE_OK);
-		job_cleanup(&j);
-		cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	}
-	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
-	for (int i = 0; i < 3; i++)
-		cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
-	int64_t kept = raw_int("SELECT count(*) FROM events"
-	                       " WHERE position IS NOT NULL");
-	cr_assert_gt(kept, 0, "L3 and L4 still wait: their places stay");
-	/* L3 and L4 leave; old events after the cursor's stop are reached. */
-	cr_assert_eq(finish("L3", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(finish("L4", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
-	cr_assert_eq(store_events_prune(st, 10, 1000, &more), STORE_OK);
-	cr_assert_eq(raw_int("SELECT count(*) FROM events"
-	                     " WHERE position IS NOT NULL"),
-	    0);
-}
-
-/* A round looks at so many ids at most, and goes on where it stopped. */
-Test(store, events_prune_in_rounds)
-{
-	struct job j;
-	int n, more = -1;
-
-	submit_ok("r1", "u1", "upscaler");
-	for (int i = 0; i < 6; i++) {
-		char id[16], user[16];
-		snprintf(id, sizeof(id), "w%d", i);
-		snprintf(user, sizeof(user), "v%d", i);
-		submit_ok(id, user, "upscaler");
-	}
-	cr_assert_eq(store_promote(st, &j), STORE_OK); /* r1 leaves */
-	job_cleanup(&j);
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 6);
-	/* w0 and w1 take the last two slots, w2..w5 are cancelled: all six
-	 * position events may go. */
-	for (int i = 0; i < 2; i++) {
-		cr_assert_eq(store_promote(st, &j), STORE_OK);
-		job_cleanup(&j);
-	}
-	for (int i = 2; i < 6; i++) { /* the others are cancelled */
-		char id[16];
-		snprintf(id, sizeof(id), "w%d", i);
-		cr_assert_eq(finish(id, JOB_CANCELLED, 0, &j), STORE_OK, "%s",
-		    store_error(st));
-		job_cleanup(&j);
-	}
-	cr_assert_eq(raw_exec("UPDATE events SET at = 5"), SQLITE_OK);
-	int64_t all = count_of("events");
-	int rounds = 0;
-	do {
-		cr_assert_eq(store_events_prune(st, 10, 4, &more), STORE_OK);
-		rounds++;
-	} while (more && rounds < 100);
-	cr_assert_gt(rounds, 2, "4 ids a round cannot cover the log at once");
-	cr_assert_eq(count_of("events"), all - 6);
-	cr_assert_eq(store_events_prune(st, 10, 4, &more), STORE_OK);
-	cr_assert_eq(more, 0);
-	cr_assert_eq(count_of("events"), all - 6);
-}
-
-/* A store of version 1 kept a whole copy in each position event and did
- * not know which event a place belongs to: migration 2 works that out, so
- * the old events read as they did and the queue moves on as before. */
-Test(store, migration_2_from_version_1)
-{
-	struct store_event_list l = {0};
-	struct job j;
-	int n;
-
-	submit_ok("v1", "u1", "upscaler");
-	submit_ok("v2", "u2", "upscaler");
-	submit_ok("v3", "u3", "upscaler");
-	store_free(st);
-	/* Back to version 1: a whole-text position event of v3, no bases. */
-	cr_assert_eq(raw_exec("DROP TABLE job_counts;"
-	                      "DROP TRIGGER job_counts_born;"
-	                      "DROP TRIGGER job_counts_move;"
-	                      "DELETE FROM schema_version WHERE version = 3;"
-	                      "DROP TRIGGER shown_leaves;"
-	                      "DROP TRIGGER shown_base;"
-	                      "ALTER TABLE events DROP COLUMN position;"
-	                      "ALTER TABLE events DROP COLUMN base;"
-	                      "ALTER TABLE shown DROP COLUMN base;"
-	                      "DELETE FROM schema_version WHERE version = 2;"
-	                      "INSERT INTO events (job_id, user_id, data, at)"
-	                      " SELECT job_id, user_id, replace(data,"
-	                      " '\"position\":3', '\"position\":2'), at"
-	                      " FROM events WHERE job_id = 'v3';"
-	                      "UPDATE shown SET position = 2"
-	                      " WHERE job_id = 'v3';"
-	                      "UPDATE jobs SET status = 'cancelled',"
-	                      " finished_at = 1 WHERE id = 'v1';"),
-	    SQLITE_OK);
-	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 3);
-	cr_assert_eq(count_of("shown"), 2, "v1 left the queue: no place");
-	/* Version 3 counted the jobs as they were. */
-	cr_assert_eq(raw_int("SELECT n FROM job_counts WHERE tool = 'upscaler'"
-	                     " AND status = 'queued'"),
-	    2);
-	cr_assert_eq(raw_int("SELECT n FROM job_counts WHERE tool = 'upscaler'"
-	                     " AND status = 'cancelled'"),
-	    1);
-	int64_t first =
-	    raw_int("SELECT min(id) FROM events WHERE job_id = 'v3'");
-	cr_assert_eq(
-	    raw_int("SELECT base FROM shown WHERE job_id = 'v3'"), first);
-	/* The copy became a narrow position event, which pruning can reach. */
-	cr_assert_eq(
-	    raw_int("SELECT count(*) FROM events WHERE job_id = 'v3'"
-	            " AND position = 2 AND data = '' AND base = "
-	            "(SELECT min(id) FROM events WHERE job_id = 'v3')"),
-	    1);
-	/* A fila of version 1 still at work writes places without a base:
-	 * they get their job's queued event. */
-	cr_assert_eq(raw_exec("INSERT OR REPLACE INTO shown (job_id, position)"
-	                      " VALUES ('v3', 2)"),
-	    SQLITE_OK);
-	cr_assert_eq(
-	    raw_int("SELECT base FROM shown WHERE job_id = 'v3'"), first);
-	/* v2 still shows 2 (its own event), v3 shows 2 (the copy): publishing
-	 * moves v2 to 1 only. */
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(store_job_get(st, "v2", NULL, &j), STORE_OK);
-	cr_assert_eq(j.position, 1);
-	job_cleanup(&j);
-	cr_assert_eq(store_events_after(st, 0, "u2", "v2", 0, &l), STORE_OK);
-	cr_assert_eq(l.n, 2);
-	cr_assert_not_null(strstr(l.v[1].data, "\"position\":1,"));
-	store_event_list_cleanup(&l);
-	cr_assert_eq(store_events_after(st, 0, "u3", "v3", 0, &l), STORE_OK);
-	cr_assert_eq(l.n, 2);
-	cr_assert_not_null(strstr(l.v[1].data, "\"position\":2,"));
-	store_event_list_cleanup(&l);
-}
-
-static int commits, moves;
+static int commits;
 static void
-count_commit(void *arg, int moved)
+count_commit(void *arg)
 {
 	commits++;
-	moves += moved;
 }
 
-Test(store, commit_hook_runs_after_changes_with_events)
+Test(store, commit_hook_runs_after_each_commit)
 {
 	struct job j;
-	int n;
 
-	commits = moves = 0;
+	commits = 0;
 	store_on_commit(st, count_commit, NULL);
 	submit_ok("h1", "u1", "upscaler");
 	cr_assert_eq(commits, 1);
-	cr_assert_eq(moves, 0, "a new job moves no one");
 	cr_assert_eq(store_promote(st, &j), STORE_OK);
 	job_cleanup(&j);
 	cr_assert_eq(commits, 2);
-	cr_assert_eq(moves, 1, "a promotion moves the queue");
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(commits, 2, "nothing moved, nothing committed");
 	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
-	cr_assert_eq(commits, 2);
+	cr_assert_eq(commits, 2, "nothing to promote: nothing committed");
+	/* Grouped: one commit for the turn, at its end. */
+	store_group(st, 1);
 	submit_ok("h2", "u2", "upscaler");
-	cr_assert_eq(finish("h2", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(moves, 2, "a job cancelled while queued moves the queue");
-	cr_assert_eq(finish("h1", JOB_FAILED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(moves, 2, "a job ending after it started does not");
+	submit_ok("h3", "u3", "upscaler");
+	cr_assert_eq(commits, 2);
+	cr_assert(store_pending(st));
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(commits, 3);
+	cr_assert_not(store_pending(st));
 	store_on_commit(st, NULL, NULL);
 }
 
@@ -1475,49 +1178,6 @@ Test(store, callbacks_are_recorded)
 	cr_assert_eq(count_of("callbacks"), 2);
 }
 
-/* Position events are built by SQL: they must say exactly what
- * job_to_json() says of the same job. */
-Test(store, position_events_match_job_to_json)
-{
-	struct store_event_list l = {0};
-	struct job j;
-	json_error_t err;
-	int n;
-
-	submit_ok("m1", "u1", "upscaler");
-	submit_ok("m2", "u2", "veste_ai");
-	cr_assert_eq(finish("m1", JOB_CANCELLED, 1, &j), STORE_OK);
-	job_cleanup(&j);
-	cr_assert_eq(store_positions_publish(st, &n), STORE_OK);
-	cr_assert_eq(n, 1);
-	cr_assert_eq(store_events_after(st, 0, "u2", "m2", 0, &l), STORE_OK);
-	cr_assert_eq(l.n, 2);
-	cr_assert_eq(store_job_get(st, "m2", NULL, &j), STORE_OK);
-	cr_assert_eq(j.position, 1);
-	json_t *want = job_to_json(&j);
-	json_t *got = json_loads(l.v[1].data, 0, &err);
-	char *w = json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT);
-	char *g = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
-	cr_assert(json_equal(want, got), "want %s\n got %s", w, g);
-	/* The same members in the same order, as clients may rely on. */
-	const char *k1, *k2;
-	json_t *v;
-	void *it = json_object_iter(got);
-	json_object_foreach(want, k1, v)
-	{
-		cr_assert_not_null(it);
-		k2 = json_object_iter_key(it);
-		cr_assert_str_eq(k1, k2);
-		it = json_object_iter_next(got, it);
-	}
-	free(w);
-	free(g);
-	json_decref(want);
-	json_decref(got);
-	job_cleanup(&j);
-	store_event_list_cleanup(&l);
-}
-
 Test(store, jobs_older_reads_only_what_waited_too_long)
 {
 	struct job_list l = {0};
@@ -1552,4 +1212,237 @@ Test(store, jobs_older_reads_only_what_waited_too_long)
 	cr_assert_eq(l.n, 1);
 	cr_assert_str_eq(l.v[0].id, "o1");
 	job_list_cleanup(&l);
+}
+
+/* ---- the queue's order, and group commit ---------------------------- */
+
+static int64_t
+position_of(struct store *s, const char *id)
+{
+	struct job j;
+	int64_t p;
+
+	cr_assert_eq(store_job_get(s, id, NULL, &j), STORE_OK);
+	p = j.position;
+	job_cleanup(&j);
+	return p;
+}
+
+/* Positions come from the queue's order when read: a move writes nothing
+ * but the state change that made it. */
+Test(store, positions_are_derived_not_stored)
+{
+	struct store *z = open_with(0, 1, 100); /* no slot: all wait */
+	struct job j;
+	char id[16], user[16];
+
+	store_free(st);
+	st = z;
+	for (int i = 1; i <= 5; i++) {
+		snprintf(id, sizeof(id), "q%d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		cr_assert_eq(submit(id, user, 10, &j), STORE_OK);
+		cr_assert_eq(j.position, i, "a new job's place is the last");
+		job_cleanup(&j);
+	}
+	cr_assert_eq(store_queue_length(st), 5);
+	int64_t events = count_of("events");
+	uint64_t gone = store_queue_departures(st);
+	cr_assert_eq(finish("q2", JOB_CANCELLED, 1, &j), STORE_OK);
+	cr_assert_eq(j.position, 0);
+	job_cleanup(&j);
+	cr_assert_eq(count_of("events"), events + 1, "the cancel alone");
+	cr_assert_eq(store_queue_departures(st), gone + 1);
+	cr_assert_eq(position_of(st, "q1"), 1);
+	cr_assert_eq(position_of(st, "q3"), 2);
+	cr_assert_eq(position_of(st, "q5"), 4);
+	cr_assert_eq(store_queue_length(st), 4);
+	/* A job that left the queue has no place. */
+	cr_assert_eq(position_of(st, "q2"), 0);
+	/* The stored queued event kept the place it showed then. */
+	cr_assert_eq(raw_int("SELECT json_extract(data, '$.position') FROM"
+	                     " events WHERE job_id = 'q5'"),
+	    5);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events WHERE seq IS NULL"
+	                     " OR status IS NOT json_extract(data,"
+	                     " '$.status')"),
+	    0);
+	/* Reopened: the order is built again from the jobs. */
+	store_free(st);
+	st = open_with(0, 1, 100);
+	cr_assert_eq(store_queue_length(st), 4);
+	cr_assert_eq(position_of(st, "q4"), 3);
+}
+
+/* Another process's changes reach this one's order through the log. */
+Test(store, the_order_follows_another_process)
+{
+	struct store *a = open_with(0, 2, 100), *b = open_with(0, 2, 100);
+	struct job j;
+
+	cr_assert_eq(
+	    submit_to(a, "x1", "u1", "upscaler", 10, NULL, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(
+	    submit_to(b, "x2", "u2", "upscaler", 10, NULL, &j), STORE_OK);
+	cr_assert_eq(j.position, 2, "b caught up before writing");
+	job_cleanup(&j);
+	cr_assert_eq(position_of(a, "x2"), 2, "a catches up to read");
+	cr_assert_eq(
+	    store_job_finish(b, "x1", JOB_CANCELLED, "c", "m", NULL, 1, &j),
+	    STORE_OK);
+	job_cleanup(&j);
+	uint64_t gone = store_queue_departures(a);
+	store_queue_sync(a);
+	cr_assert_eq(store_queue_departures(a), gone + 1);
+	cr_assert_eq(store_queue_place(a, raw_int("SELECT seq FROM jobs WHERE"
+	                                          " id = 'x2'")),
+	    1);
+	cr_assert_eq(store_queue_length(a), 1);
+	store_free(a);
+	store_free(b);
+}
+
+struct told {
+	int calls, ok;
+};
+
+static void
+tell(void *arg, int ok)
+{
+	struct told *t = arg;
+	t->calls++;
+	t->ok = ok;
+}
+
+/* Grouped: one transaction for many changes, a savepoint each; a failing
+ * change leaves the others, and nothing is seen outside before the sync. */
+Test(store, group_commit_keeps_what_succeeded)
+{
+	struct job j;
+	struct told t = {0};
+	int64_t b = -1;
+	json_t *inputs = json_object();
+	struct job_new dup = {.id = "g3",
+	    .user_id = "erin",
+	    .tool = "upscaler",
+	    .inputs = inputs,
+	    .cost = 10,
+	    .webhook_token = "tok_g1"}; /* taken: fails half-way */
+
+	store_group(st, 1);
+	submit_ok("g1", "u1", "upscaler");
+	store_after(st, tell, &t);
+	cr_assert_eq(t.calls, 0, "waits for the commit");
+	cr_assert_eq(store_job_submit(st, &dup, &j, &b), STORE_ERROR);
+	job_cleanup(&j);
+	json_decref(inputs);
+	submit_ok("g2", "u2", "upscaler");
+	cr_assert_eq(store_queue_length(st), 2);
+	cr_assert_eq(position_of(st, "g2"), 2);
+	/* Not committed: another connection sees nothing yet. */
+	cr_assert_eq(count_of("jobs"), 0);
+	struct store_event_list l = {0};
+	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 0, "pending events are not read");
+	store_event_list_cleanup(&l);
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(t.calls, 1);
+	cr_assert_eq(t.ok, 1);
+	cr_assert_eq(count_of("jobs"), 2);
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM users WHERE id = 'erin'"), 0);
+	cr_assert_eq(count_of("events"), 2);
+	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	store_event_list_cleanup(&l);
+	/* With nothing pending, store_after runs at once. */
+	store_after(st, tell, &t);
+	cr_assert_eq(t.calls, 2);
+	store_group(st, 0);
+}
+
+/* A lost transaction takes its changes to the queue's order with it, and
+ * what waited for it is told. RAISE(ROLLBACK) ends the whole transaction
+ * from inside, as a full disk or an I/O error would. */
+Test(store, a_lost_transaction_undoes_the_order)
+{
+	struct store *z = open_with(0, 1, 100);
+	struct job j;
+	struct told t = {0};
+
+	store_free(st);
+	st = z;
+	submit_ok("k1", "u1", "upscaler");
+	cr_assert_eq(raw_exec("CREATE TRIGGER boom BEFORE INSERT ON events"
+	                      " WHEN NEW.job_id = 'kx' BEGIN"
+	                      " SELECT RAISE(ROLLBACK, 'disk gone'); END"),
+	    SQLITE_OK);
+	store_group(st, 1);
+	submit_ok("k2", "u2", "upscaler");
+	cr_assert_eq(finish("k1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	uint64_t gone = store_queue_departures(st);
+	cr_assert_eq(store_queue_length(st), 1);
+	store_after(st, tell, &t);
+	cr_assert_eq(submit("kx", "u3", 10, &j), STORE_ERROR);
+	job_cleanup(&j);
+	cr_assert_not_null(strstr(store_error(st), "disk gone"));
+	/* All of it is gone: k2 was never queued, k1 never left. */
+	cr_assert_eq(t.calls, 1);
+	cr_assert_eq(t.ok, 0);
+	cr_assert_not(store_pending(st));
+	cr_assert_eq(store_queue_departures(st), gone - 1);
+	cr_assert_eq(store_queue_length(st), 1);
+	cr_assert_eq(position_of(st, "k1"), 1);
+	cr_assert_eq(count_of("jobs"), 1);
+	/* The store goes on: the next change is its own transaction. */
+	submit_ok("k3", "u3", "upscaler");
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(position_of(st, "k3"), 2);
+	cr_assert_eq(count_of("jobs"), 2);
+	store_group(st, 0);
+}
+
+/* A store of version 3 stored position events and the places shown: they
+ * go, and every state event is filed with its job's seq and status. */
+Test(store, migration_4_from_version_3)
+{
+	struct job j;
+
+	submit_ok("v1", "u1", "upscaler");
+	submit_ok("v2", "u2", "upscaler");
+	cr_assert_eq(finish("v1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	store_free(st);
+	st = NULL;
+	/* Back to version 3, with a position event of v2. */
+	cr_assert_eq(raw_exec("ALTER TABLE events DROP COLUMN seq;"
+	                      "ALTER TABLE events DROP COLUMN status;"
+	                      "ALTER TABLE events ADD COLUMN position INTEGER;"
+	                      "ALTER TABLE events ADD COLUMN base INTEGER;"
+	                      "CREATE TABLE shown (job_id TEXT PRIMARY KEY,"
+	                      " position INTEGER NOT NULL, base INTEGER NOT"
+	                      " NULL DEFAULT 0) WITHOUT ROWID;"
+	                      "CREATE TRIGGER shown_leaves AFTER UPDATE OF"
+	                      " status ON jobs BEGIN SELECT 1; END;"
+	                      "CREATE TRIGGER shown_base AFTER INSERT ON shown"
+	                      " BEGIN SELECT 1; END;"
+	                      "INSERT INTO shown VALUES ('v2', 1, 2);"
+	                      "INSERT INTO events (job_id, user_id, data, at,"
+	                      " position, base) VALUES ('v2', 'u2', '', 1, 1,"
+	                      " 2);"
+	                      "DELETE FROM schema_version WHERE version = 4"),
+	    SQLITE_OK);
+	st = open_with(3, 1, 100);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 4);
+	cr_assert_eq(count_of("events"), 3, "the position event went");
+	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
+	                     " = 'shown'"),
+	    0);
+	cr_assert_eq(raw_int("SELECT count(*) FROM events e JOIN jobs j ON"
+	                     " j.id = e.job_id WHERE e.seq = j.seq AND"
+	                     " e.status = json_extract(e.data, '$.status')"),
+	    3);
+	cr_assert_eq(position_of(st, "v2"), 1);
 }
