@@ -304,7 +304,7 @@ h_submit(struct http_req *r, void *ctx)
 	}
 	struct job j;
 	int64_t balance = 0;
-	random_hex(token, 32);
+	sorted_hex(token, 32); /* 208 bits of it random */
 	char *id = new_id("job_");
 	struct job_new in = {
 	    .id = id,

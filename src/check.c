@@ -50,7 +50,7 @@ struct rule {
 
 /* The schema version whose tables the rules read (store_sqlite.c's
  * migrations; test_check holds the two together). */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define TERMINAL "('completed', 'failed', 'cancelled')"
 #define ACTIVE "('queued', 'starting', 'running')"
 /* The event log: state changes only (positions are not stored). */

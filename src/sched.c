@@ -879,12 +879,16 @@ sched_submit(struct sched *s, const struct job_new *in, struct job *out,
 		return SCHED_UNAVAILABLE;
 	}
 	sched_pump(s);
-	/* Show the job as it is now: it may have started at once. */
-	struct job now;
-	job_init(&now);
-	if (store_job_get(s->st, in->id, NULL, &now) == STORE_OK) {
-		job_cleanup(out);
-		*out = now;
+	/* Show the job as it is now: moved up as the pump started the jobs
+	 * ahead of it, or, out of the queue, started (and more) at once. */
+	out->position = store_queue_place(s->st, out->seq);
+	if (out->position == 0) {
+		struct job now;
+		job_init(&now);
+		if (store_job_get(s->st, in->id, NULL, &now) == STORE_OK) {
+			job_cleanup(out);
+			*out = now;
+		}
 	}
 	return SCHED_OK;
 }

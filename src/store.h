@@ -173,7 +173,8 @@ struct job_filter {
 enum store_rc store_job_list(
     struct store *st, const struct job_filter *f, struct job_list *out);
 
-/* Every job with status s, oldest first (FIFO order), appended to out. */
+/* Every job with status s (queued, starting or running), oldest first
+ * (FIFO order), appended to out. */
 enum store_rc store_jobs_in(
     struct store *st, enum job_status s, struct job_list *out);
 

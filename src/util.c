@@ -150,11 +150,26 @@ random_hex(char *out, size_t nbytes)
 	out[2 * nbytes] = '\0';
 }
 
+void
+sorted_hex(char *out, size_t nbytes)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t t = (uint64_t)now_ms();
+
+	random_hex(out, nbytes);
+	if (nbytes < 6)
+		return;
+	for (int i = 11; i >= 0; i--, t >>= 4)
+		out[i] = hex[t & 15];
+}
+
+/* Sorted: a table keyed by these ids takes each new one at its end, so a
+ * turn's inserts touch one page of the index, not one page each. */
 char *
 new_id(const char *prefix)
 {
 	char hex[25];
-	random_hex(hex, 12);
+	sorted_hex(hex, 12);
 	return xasprintf("%s%s", prefix, hex);
 }
 

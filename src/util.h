@@ -33,7 +33,11 @@ char *fmt_time(int64_t ms, char buf[TIME_BUF]);
 
 /* Fill out with 2*nbytes lowercase hex chars of kernel randomness, then NUL. */
 void random_hex(char *out, size_t nbytes);
-/* A fresh id: prefix followed by 24 random hex chars; caller frees. */
+/* As random_hex, but the first 12 chars (for nbytes >= 6) are the time in
+ * milliseconds: values made later sort after those made before. */
+void sorted_hex(char *out, size_t nbytes);
+/* A fresh id: prefix followed by 24 hex chars, sorted by time (see
+ * sorted_hex), 48 bits of them random; caller frees. */
 char *new_id(const char *prefix);
 
 /* SHA-256 of buf as 64 lowercase hex chars + NUL into out. */

@@ -497,7 +497,7 @@ Test(check, another_schema_version_is_not_checked)
 	raw("DELETE FROM schema_version WHERE version > 1");
 	cr_assert_eq(run_check(&text), -1, "%s", text);
 	cr_assert_not_null(strstr(text, "the store's schema is version 1, this"
-	                                " check reads version 4: start fila"
+	                                " check reads version 5: start fila"
 	                                " serve once to bring it up"),
 	    "%s", text);
 	free(text);

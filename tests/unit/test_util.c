@@ -5,8 +5,11 @@
 #include <criterion/criterion.h>
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include "util.h"
 
@@ -120,6 +123,23 @@ Test(util, new_id)
 	a = new_id("");
 	cr_expect_eq(strlen(a), 24);
 	free(a);
+}
+
+Test(util, sorted_hex_sorts_by_time)
+{
+	char a[65], b[65], t[13];
+	struct timespec ms = {0, 2000000};
+
+	sorted_hex(a, 32);
+	nanosleep(&ms, NULL);
+	sorted_hex(b, 32);
+	cr_expect_eq(strlen(a), 64);
+	cr_expect(all_lower_hex(a), "%s", a);
+	cr_expect_lt(strcmp(a, b), 0, "%s then %s", a, b);
+	/* the time, in hex, leads */
+	snprintf(t, sizeof(t), "%012llx", (long long)now_ms());
+	cr_expect_eq(strncmp(a, t, 8), 0, "%s against %s", a, t);
+	cr_expect_str_neq(a + 12, b + 12, "the rest is random");
 }
 
 Test(util, sha256_hex)
