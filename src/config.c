@@ -1,5 +1,5 @@
 /*
- * config.c — reads the configuration of docs/api.md §8 in three layers: the
+ * config.c — reads the configuration of docs/api.md §8–§11 in three layers: the
  * repository's fila.conf compiled in, the operator's file, then --set
  * overrides. Every layer goes through the same apply(); only the way an
  * error is located differs (FILE:LINE or the --set argument).
@@ -25,7 +25,19 @@
 /* inih cuts longer section names short without a word (its MAX_SECTION). */
 #define INI_SECTION_MAX 50
 
-enum kind { K_INT, K_STR, K_URL, K_LISTEN, K_STORE, K_ORIGINS };
+enum kind {
+	K_INT,
+	K_STR,
+	K_URL,
+	K_URL_OPT, /* a URL or empty */
+	K_LISTEN,
+	K_STORE,
+	K_ORIGINS,
+	K_MAX_WAIT, /* seconds, or empty: the queue_timeout */
+	K_EVENTS,   /* terminal | all */
+	K_OUTPUTS,  /* none | local | s3 */
+	K_WHSEC,    /* whsec_<base64>, or empty */
+};
 
 struct key {
 	const char *section;
@@ -43,12 +55,19 @@ static const struct key keys[] = {
     {"server", "public_url", K_URL, OFF(public_url), 0, 0},
     {"server", "max_body", K_INT, OFF(max_body), 1, 0},
     {"server", "cors_origins", K_ORIGINS, OFF(cors_origins), 0, 1},
+    {"server", "max_connections", K_INT, OFF(max_connections), 16, 0},
     {"store", "url", K_STORE, OFF(store_url), 0, 0},
-    {"auth", "jwt_secret", K_STR, OFF(jwt_secret), 0, 0},
+    {"store", "schema", K_STR, OFF(store_schema), 0, 0},
+    {"auth", "jwt_secret", K_STR, OFF(jwt_secret), 0, 1},
+    {"auth", "jwks_url", K_URL_OPT, OFF(jwks_url), 0, 1},
+    {"auth", "issuer", K_STR, OFF(issuer), 0, 1},
+    {"auth", "audience", K_STR, OFF(audience), 0, 1},
+    {"auth", "admin_role", K_STR, OFF(admin_role), 0, 0},
     {"queue", "slots", K_INT, OFF(slots), 1, 0},
     {"queue", "per_user_active", K_INT, OFF(per_user_active), 1, 0},
     {"queue", "queue_timeout", K_INT, OFF(queue_timeout), 1, 0},
     {"queue", "run_timeout", K_INT, OFF(run_timeout), 1, 0},
+    {"queue", "max_wait", K_MAX_WAIT, OFF(max_wait), 0, 0},
     {"credits", "initial", K_INT, OFF(credits_initial), 0, 0},
     {"uploads", "dir", K_STR, OFF(uploads_dir), 0, 0},
     {"uploads", "max_bytes", K_INT, OFF(uploads_max), 1, 0},
@@ -56,6 +75,26 @@ static const struct key keys[] = {
     {"runninghub", "api_key", K_STR, OFF(rh_api_key), 0, 1},
     {"runninghub", "poll_after", K_INT, OFF(rh_poll_after), 1, 0},
     {"runninghub", "timeout", K_INT, OFF(rh_timeout), 1, 0},
+    {"runninghub", "down_for", K_INT, OFF(rh_down_for), 1, 0},
+    {"runninghub", "status_every", K_INT, OFF(rh_status_every), 1, 0},
+    {"webhooks", "url", K_URL_OPT, OFF(hook_url), 0, 1},
+    {"webhooks", "secret", K_WHSEC, OFF(hook_secret), 0, 1},
+    {"webhooks", "events", K_EVENTS, OFF(hook_all), 0, 0},
+    {"outputs", "store", K_OUTPUTS, OFF(outputs), 0, 0},
+    {"outputs", "dir", K_STR, OFF(outputs_dir), 0, 0},
+    {"outputs", "url_ttl", K_INT, OFF(outputs_url_ttl), 1, 0},
+    {"outputs", "max_bytes", K_INT, OFF(outputs_max), 1, 0},
+    {"outputs", "s3_endpoint", K_URL_OPT, OFF(s3_endpoint), 0, 1},
+    {"outputs", "s3_region", K_STR, OFF(s3_region), 0, 0},
+    {"outputs", "s3_bucket", K_STR, OFF(s3_bucket), 0, 1},
+    {"outputs", "s3_access_key", K_STR, OFF(s3_access_key), 0, 1},
+    {"outputs", "s3_secret_key", K_STR, OFF(s3_secret_key), 0, 1},
+    {"outputs", "s3_prefix", K_STR, OFF(s3_prefix), 0, 1},
+    {"limits", "submits_per_minute", K_INT, OFF(submits_per_minute), 0, 0},
+    {"limits", "uploads_per_hour", K_INT, OFF(uploads_per_hour), 0, 0},
+    {"limits", "upload_bytes_per_day", K_INT, OFF(upload_bytes_per_day), 0, 0},
+    {"limits", "streams_per_user", K_INT, OFF(streams_per_user), 0, 0},
+    {"limits", "upload_retention", K_INT, OFF(upload_retention), 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(*keys))
@@ -114,8 +153,10 @@ set_int(struct loader *ld, const struct key *k, const char *value)
 	return 0;
 }
 
-static int
-set_url(struct loader *ld, const struct key *k, const char *value)
+/* An http:// or https:// URL without its trailing slashes (a copy), or
+ * NULL when value is not one. */
+static char *
+url_of(const char *value)
 {
 	size_t scheme, len = strlen(value);
 
@@ -124,12 +165,84 @@ set_url(struct loader *ld, const struct key *k, const char *value)
 	else if (strncmp(value, "https://", 8) == 0)
 		scheme = 8;
 	else
-		return bad_value(ld, k, "an http:// or https:// URL", value);
+		return NULL;
 	while (len > scheme && value[len - 1] == '/')
 		len--;
-	if (len == scheme)
+	return len == scheme ? NULL : xstrndup(value, len);
+}
+
+static int
+set_url(struct loader *ld, const struct key *k, const char *value)
+{
+	char *url = url_of(value);
+
+	if (url == NULL)
 		return bad_value(ld, k, "an http:// or https:// URL", value);
-	replace((char **)((char *)ld->cfg + k->off), xstrndup(value, len));
+	replace((char **)((char *)ld->cfg + k->off), url);
+	return 0;
+}
+
+static int
+set_url_opt(struct loader *ld, const struct key *k, const char *value)
+{
+	if (*value != '\0')
+		return set_url(ld, k, value);
+	replace((char **)((char *)ld->cfg + k->off), xstrdup(""));
+	return 0;
+}
+
+/* Seconds, or empty for "as long as a job may wait" (resolved once all
+ * is read: -1 until then). */
+static int
+set_max_wait(struct loader *ld, const struct key *k, const char *value)
+{
+	if (*value == '\0') {
+		*(int64_t *)((char *)ld->cfg + k->off) = -1;
+		return 0;
+	}
+	return set_int(ld, k, value);
+}
+
+/* One of names (NULL-ended): its index into the int at k->off. */
+static int
+set_choice(struct loader *ld, const struct key *k, const char *value,
+    const char *const *names, const char *expected)
+{
+	for (int i = 0; names[i]; i++)
+		if (strcmp(value, names[i]) == 0) {
+			*(int *)((char *)ld->cfg + k->off) = i;
+			return 0;
+		}
+	return bad_value(ld, k, expected, value);
+}
+
+static int
+set_events(struct loader *ld, const struct key *k, const char *value)
+{
+	static const char *const names[] = {"terminal", "all", NULL};
+	return set_choice(ld, k, value, names, "terminal or all");
+}
+
+static int
+set_outputs(struct loader *ld, const struct key *k, const char *value)
+{
+	static const char *const names[] = {"none", "local", "s3", NULL};
+	return set_choice(ld, k, value, names, "none, local or s3");
+}
+
+/* The Standard Webhooks form of a secret: whsec_ and base64 (or empty). */
+static int
+set_whsec(struct loader *ld, const struct key *k, const char *value)
+{
+	const char *b = value + 6;
+	size_t n = strlen(b);
+
+	if (*value != '\0' &&
+	    (strncmp(value, "whsec_", 6) != 0 || n < 4 || n % 4 != 0 ||
+	        strspn(b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+	                  "wxyz0123456789+/=") != n))
+		return bad_value(ld, k, "whsec_ followed by base64", value);
+	replace((char **)((char *)ld->cfg + k->off), xstrdup(value));
 	return 0;
 }
 
@@ -267,6 +380,68 @@ set_tool(
 	return 0;
 }
 
+/* A name that can stand in a section header and a metric label. */
+static int
+name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && n <= 32 &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+static struct account *
+account_get(struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		if (strcmp(cfg->accounts[i].name, name) == 0)
+			return &cfg->accounts[i];
+	cfg->accounts = xrealloc(
+	    cfg->accounts, (cfg->naccounts + 1) * sizeof(*cfg->accounts));
+	struct account *a = &cfg->accounts[cfg->naccounts++];
+	memset(a, 0, sizeof(*a));
+	a->name = xstrdup(name);
+	return a;
+}
+
+/* A key of [runninghub.NAME]: base_url, api_key or slots. */
+static int
+set_account(
+    struct loader *ld, const char *name, const char *key, const char *value)
+{
+	struct account *a;
+	char *url;
+	long long n;
+
+	if (!name_ok(name))
+		return failf(ld,
+		    "[runninghub.%s]: an account name is 1 to 32 of a-z 0-9 _ "
+		    "-",
+		    name);
+	a = account_get(ld->cfg, name);
+	if (strcmp(key, "api_key") == 0) {
+		replace(&a->api_key, xstrdup(value));
+	} else if (strcmp(key, "base_url") == 0) {
+		if ((url = url_of(value)) == NULL)
+			return failf(ld,
+			    "[runninghub.%s] base_url: expected an"
+			    " http:// or https:// URL, got \"%s\"",
+			    name, value);
+		replace(&a->base_url, url);
+	} else if (strcmp(key, "slots") == 0) {
+		if (parse_ll(value, &n) < 0 || n < 1)
+			return failf(ld,
+			    "[runninghub.%s] slots: expected an integer >= 1,"
+			    " got \"%s\"",
+			    name, value);
+		a->slots = n;
+	} else {
+		return failf(
+		    ld, "unknown key \"%s\" in [runninghub.%s]", key, name);
+	}
+	return 0;
+}
+
 /* One key from any layer; 0, or -1 with the reason in ld->msg. */
 static int
 apply(
@@ -280,11 +455,18 @@ apply(
 	    [K_LISTEN] = set_listen,
 	    [K_STORE] = set_store,
 	    [K_ORIGINS] = set_origins,
+	    [K_URL_OPT] = set_url_opt,
+	    [K_MAX_WAIT] = set_max_wait,
+	    [K_EVENTS] = set_events,
+	    [K_OUTPUTS] = set_outputs,
+	    [K_WHSEC] = set_whsec,
 	};
 	int known_section = 0;
 
 	if (strncmp(section, "tool.", 5) == 0)
 		return set_tool(ld, section + 5, name, value);
+	if (strncmp(section, "runninghub.", 11) == 0)
+		return set_account(ld, section + 11, name, value);
 	if (*section == '\0')
 		return failf(ld, "key \"%s\" is outside any section", name);
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -310,7 +492,8 @@ on_ini_key(void *user, const char *section, const char *name, const char *value)
 static int
 section_known(const char *name)
 {
-	if (strncmp(name, "tool.", 5) == 0)
+	if (strncmp(name, "tool.", 5) == 0 ||
+	    strncmp(name, "runninghub.", 11) == 0)
 		return 1;
 	for (size_t i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].section, name) == 0)
@@ -323,7 +506,9 @@ section_known(const char *name)
 static const char *
 section_problem(const char *name, int has_keys, char *buf, size_t len)
 {
-	if (strncmp(name, "tool.", 5) == 0 && !has_keys)
+	if ((strncmp(name, "tool.", 5) == 0 ||
+	        strncmp(name, "runninghub.", 11) == 0) &&
+	    !has_keys)
 		snprintf(buf, len, "section [%s] has no keys", name);
 	else if (!section_known(name))
 		snprintf(buf, len, "unknown section [%s]", name);
@@ -469,7 +654,28 @@ load_file(struct loader *ld, const char *path, int missing_ok, char *err,
 	return rc;
 }
 
-/* "SECTION.KEY=VALUE", where SECTION may be tool.NAME. */
+/* The dot that ends the section of "SECTION.KEY=VALUE" (eq at '='): the
+ * last one, so sections may have dots (runninghub.main.slots), but for a
+ * tool's inputs and variants, whose keys have one (tool.NAME.input.X). */
+static const char *
+section_end(const char *arg, const char *eq)
+{
+	const char *dot = NULL, *p;
+
+	for (p = arg; p < eq; p++)
+		if (*p == '.')
+			dot = p;
+	if (dot == NULL || strncmp(arg, "tool.", 5) != 0)
+		return dot;
+	p = strchr(arg + 5, '.');
+	if (p != NULL && p < dot &&
+	    (strncmp(p + 1, "input.", 6) == 0 ||
+	        strncmp(p + 1, "variant.", 8) == 0))
+		return p;
+	return dot;
+}
+
+/* "SECTION.KEY=VALUE", where SECTION may be tool.NAME or runninghub.NAME. */
 static int
 load_set(struct loader *ld, const char *arg, char *err, size_t errlen)
 {
@@ -477,8 +683,7 @@ load_set(struct loader *ld, const char *arg, char *err, size_t errlen)
 	char *section = NULL, *key = NULL;
 	int rc = -1;
 
-	dot = strncmp(arg, "tool.", 5) == 0 ? strchr(arg + 5, '.')
-	                                    : strchr(arg, '.');
+	dot = eq ? section_end(arg, eq) : NULL;
 	if (eq == NULL || dot == NULL || dot > eq || dot == arg ||
 	    dot + 1 == eq) {
 		snprintf(
@@ -496,6 +701,52 @@ load_set(struct loader *ld, const char *arg, char *err, size_t errlen)
 	free(section);
 	free(key);
 	return rc;
+}
+
+/* What depends on several keys, once all are read: the accounts (their
+ * missing base_url and api_key are [runninghub]'s; without any, the one
+ * of [runninghub] with queue.slots), max_wait, a way to verify tokens. */
+static int
+settle(struct config *cfg, char *err, size_t errlen)
+{
+	if (cfg->naccounts == 0) {
+		struct account *a = account_get(cfg, "default");
+		a->slots = cfg->slots;
+	}
+	cfg->slots = 0;
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		struct account *a = &cfg->accounts[i];
+		if (a->slots == 0) {
+			snprintf(err, errlen,
+			    "[runninghub.%s] slots: no value"
+			    " given",
+			    a->name);
+			return -1;
+		}
+		if (a->base_url == NULL)
+			a->base_url = xstrdup(cfg->rh_base_url);
+		if (a->api_key == NULL)
+			a->api_key = xstrdup(cfg->rh_api_key);
+		cfg->slots += a->slots;
+	}
+	if (cfg->max_wait < 0)
+		cfg->max_wait = cfg->queue_timeout;
+	if (*cfg->jwt_secret == '\0' && *cfg->jwks_url == '\0') {
+		snprintf(err, errlen,
+		    "[auth] jwt_secret: empty, and no"
+		    " jwks_url: no token could be verified");
+		return -1;
+	}
+	return 0;
+}
+
+const struct account *
+config_account(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		if (strcmp(cfg->accounts[i].name, name) == 0)
+			return &cfg->accounts[i];
+	return NULL;
 }
 
 static int
@@ -526,7 +777,8 @@ config_load(struct config *cfg, const char *path, int missing_ok,
 		if (load_set(&ld, sets[i], err, errlen) < 0)
 			goto fail;
 	if (check_all_set(&ld, err, errlen) < 0 ||
-	    tools_check(&cfg->tools, err, errlen) < 0)
+	    tools_check(&cfg->tools, err, errlen) < 0 ||
+	    settle(cfg, err, errlen) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -545,6 +797,26 @@ config_cleanup(struct config *cfg)
 	free(cfg->uploads_dir);
 	free(cfg->rh_base_url);
 	free(cfg->rh_api_key);
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		free(cfg->accounts[i].name);
+		free(cfg->accounts[i].base_url);
+		free(cfg->accounts[i].api_key);
+	}
+	free(cfg->accounts);
+	free(cfg->store_schema);
+	free(cfg->jwks_url);
+	free(cfg->issuer);
+	free(cfg->audience);
+	free(cfg->admin_role);
+	free(cfg->hook_url);
+	free(cfg->hook_secret);
+	free(cfg->outputs_dir);
+	free(cfg->s3_endpoint);
+	free(cfg->s3_region);
+	free(cfg->s3_bucket);
+	free(cfg->s3_access_key);
+	free(cfg->s3_secret_key);
+	free(cfg->s3_prefix);
 	tools_cleanup(&cfg->tools);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "tools.h"
 
 static struct config cfg;
 static char err[512];
@@ -371,8 +372,15 @@ Test(config, error_urls_and_strings)
 	expect_error("[server]\npublic_url = http:///\n", 2,
 	    "[server] public_url: expected an http:// or https:// URL, "
 	    "got \"http:///\"");
-	expect_error("[auth]\njwt_secret =\n", 2,
-	    "[auth] jwt_secret: must not be empty");
+	/* Empty, the secret refuses HS256; with no JWKS either, nothing
+	 * could be verified. */
+	cr_assert_eq(load("[auth]\njwt_secret =\n", NULL, 0), -1);
+	cr_assert_str_eq(err, "[auth] jwt_secret: empty, and no jwks_url: no"
+	                      " token could be verified");
+	cr_assert_eq(
+	    load("[auth]\njwt_secret =\njwks_url = https://x/j\n", NULL, 0), 0,
+	    "%s", err);
+	config_cleanup(&cfg);
 	expect_error(
 	    "[uploads]\ndir = \n", 2, "[uploads] dir: must not be empty");
 }
@@ -443,7 +451,7 @@ Test(config, error_set)
 	expect_set_error("queue.slots", "--set queue.slots: expected "
 	                                "SECTION.KEY=VALUE");
 	expect_set_error(
-	    "tool.cost=3", "--set tool.cost=3: expected SECTION.KEY=VALUE");
+	    "tool.cost=3", "--set tool.cost=3: unknown section [tool]");
 	expect_set_error("tool.upscaler.cost=x",
 	    "--set tool.upscaler.cost=x: [tool.upscaler] cost: expected an "
 	    "integer >= 0, got \"x\"");
@@ -459,4 +467,99 @@ Test(config, error_set_breaks_tool)
 	cr_assert_eq(load(NULL, sets, 1), -1);
 	cr_assert_str_eq(err, "[tool.upscaler] variant.pro: input \"extra\" "
 	                      "is not mapped to a node");
+}
+
+/* ---- docs/api.md §9–§11 ------------------------------------------------ */
+
+Test(config, one_account_by_default)
+{
+	cr_assert_eq(load(NULL, NULL, 0), 0, "%s", err);
+	cr_assert_eq(cfg.naccounts, 1);
+	cr_assert_str_eq(cfg.accounts[0].name, "default");
+	cr_assert_str_eq(cfg.accounts[0].base_url, cfg.rh_base_url);
+	cr_assert_str_eq(cfg.accounts[0].api_key, cfg.rh_api_key);
+	cr_assert_eq(cfg.accounts[0].slots, 3);
+	cr_assert_eq(cfg.slots, 3);
+	cr_assert_eq(cfg.max_wait, cfg.queue_timeout, "empty: queue_timeout");
+	cr_assert_eq(cfg.rh_down_for, 300);
+	cr_assert_eq(cfg.rh_status_every, 60);
+	cr_assert_eq(cfg.outputs, OUTPUTS_NONE);
+	cr_assert_eq(cfg.hook_all, 0);
+	cr_assert_str_eq(cfg.admin_role, "admin");
+	cr_assert_str_eq(cfg.store_schema, "fila");
+	cr_assert_eq(cfg.streams_per_user, 20);
+}
+
+Test(config, accounts_are_pools_and_the_slots_their_sum)
+{
+	char *sets[] = {"runninghub.cn.slots=1", "queue.max_wait=0"};
+
+	cr_assert_eq(load("[runninghub.main]\n"
+	                  "base_url = https://www.runninghub.ai/\n"
+	                  "api_key = k1\nslots = 3\n",
+	                 sets, 2),
+	    0, "%s", err);
+	cr_assert_eq(cfg.naccounts, 2);
+	const struct account *m = config_account(&cfg, "main");
+	const struct account *c = config_account(&cfg, "cn");
+	cr_assert_not_null(m);
+	cr_assert_not_null(c);
+	cr_assert_str_eq(m->base_url, "https://www.runninghub.ai");
+	cr_assert_str_eq(m->api_key, "k1");
+	cr_assert_eq(m->slots, 3);
+	/* what an account does not say comes from [runninghub] */
+	cr_assert_str_eq(c->base_url, cfg.rh_base_url);
+	cr_assert_eq(c->slots, 1);
+	cr_assert_eq(cfg.slots, 4);
+	cr_assert_null(config_account(&cfg, "default"));
+	cr_assert_eq(cfg.max_wait, 0);
+}
+
+Test(config, an_account_needs_its_slots)
+{
+	cr_assert_eq(load("[runninghub.main]\napi_key = k\n", NULL, 0), -1);
+	cr_assert_str_eq(err, "[runninghub.main] slots: no value given");
+}
+
+Test(config, set_splits_at_the_last_dot)
+{
+	char *sets[] = {"runninghub.main.slots=2",
+	    "tool.upscaler.input.prompt=text", "tool.upscaler.cost=12",
+	    "server.public_url=http://a.b.c:1"};
+
+	cr_assert_eq(load(NULL, sets, 4), 0, "%s", err);
+	cr_assert_eq(config_account(&cfg, "main")->slots, 2);
+	cr_assert_eq(tools_find(&cfg.tools, "upscaler")->cost, 12);
+	cr_assert_str_eq(cfg.public_url, "http://a.b.c:1");
+}
+
+Test(config, webhooks_outputs_and_limits)
+{
+	cr_assert_eq(load("[webhooks]\nurl = https://app/hook\n"
+	                  "secret = whsec_c2VjcmV0\nevents = all\n"
+	                  "[outputs]\nstore = s3\n"
+	                  "s3_endpoint = http://127.0.0.1:9000/\n"
+	                  "[limits]\nsubmits_per_minute = 0\n",
+	                 NULL, 0),
+	    0, "%s", err);
+	cr_assert_str_eq(cfg.hook_url, "https://app/hook");
+	cr_assert_str_eq(cfg.hook_secret, "whsec_c2VjcmV0");
+	cr_assert_eq(cfg.hook_all, 1);
+	cr_assert_eq(cfg.outputs, OUTPUTS_S3);
+	cr_assert_str_eq(cfg.s3_endpoint, "http://127.0.0.1:9000");
+	cr_assert_eq(cfg.submits_per_minute, 0);
+	config_cleanup(&cfg);
+	expect_error("[webhooks]\nsecret = abc\n", 2,
+	    "[webhooks] secret: expected whsec_ followed by base64, got "
+	    "\"abc\"");
+	expect_error("[webhooks]\nevents = some\n", 2,
+	    "[webhooks] events: expected terminal or all, got \"some\"");
+	expect_error("[outputs]\nstore = ftp\n", 2,
+	    "[outputs] store: expected none, local or s3, got \"ftp\"");
+	expect_error("[runninghub.Main]\nslots = 1\n", 2,
+	    "[runninghub.Main]: an account name is 1 to 32 of a-z 0-9 _ -");
+	expect_error("[runninghub.m]\nslots = 0\n", 2,
+	    "[runninghub.m] slots: expected an integer >= 1, got \"0\"");
+	expect_error("[runninghub.m]\ncolour = 1\n", 2,
+	    "unknown key \"colour\" in [runninghub.m]");
 }
