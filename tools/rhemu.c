@@ -7,16 +7,23 @@
  * frozen on the task, and the TASK_END webhook carries that same envelope, so
  * polling and callbacks can never disagree.
  *
+ * Every API key is an account with its own concurrency and coins: one
+ * implicit account (any key, or --api-key) by default, or those of
+ * --accounts. A successful task charges its account when it ends and reports
+ * what it cost in its outputs.
+ *
  * What a real provider does rarely, a test needs on demand: magic field
  * values (EMU_FAIL, EMU_REJECT) and the /emu/ control endpoints switch on a
  * full queue, failures, lost, late, duplicate or malformed webhooks, 500s,
- * hung requests and dropped connections. All state lives in one struct emu
- * handed to every callback; see tools/README.md for the contract.
+ * hung requests, dropped connections, empty wallets, expired keys and any
+ * answer code to the next submits. All state lives in one struct emu handed
+ * to every callback; see tools/README.md for the contract.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,12 +46,16 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#define NELEM(a) (sizeof(a) / sizeof *(a))
 #define MAX_BODY (64L << 20)
 #define WEBHOOK_TIMEOUT_S 10
 #define DEFAULT_FAIL_MESSAGE                                                   \
 	"Allocation on device 0 would exceed allowed memory. (out of memory)"
 #define CANCEL_MESSAGE "Task cancelled by user"
 #define TRACEBACK "Traceback (most recent call last): ..."
+#define DEFAULT_COINS 99999 /* the implicit account's remainCoins, always */
+#define DEFAULT_COST_COINS 10
+#define DEFAULT_COST_MONEY "0.10"
 #define PROMPT_TIPS                                                            \
 	"{\"result\": true, \"error\": null, \"outputs_to_execute\": "         \
 	"[\"9\"], \"node_errors\": {}}"
@@ -74,7 +85,58 @@ enum run_mode {
 static const char *const run_mode_names[] = {
     "normal", "busy", "error500", "hang", "refuse", "accept_hang", NULL};
 
-/* What /emu/config changes; a running task keeps the duration it began with. */
+/* What a key's account answers to every call made with it. */
+enum key_state { KEY_OK, KEY_EXPIRED, KEY_REFUSED };
+static const char *const key_state_names[] = {"ok", "expired", "refused", NULL};
+
+/*
+ * RunningHub's business codes and their msg (its API docs' error code
+ * table): a forced answer without a msg gets this one.
+ */
+static const struct {
+	int code;
+	const char *msg;
+} rh_codes[] = {
+    {0, "success"},
+    {301, "PARAMS_INVALID"},
+    {380, "WORKFLOW_NOT_EXISTS"},
+    {412, "TOKEN_INVALID"},
+    {415, "TASK_INSTANCE_MAXED"},
+    {416, "TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET"},
+    {421, "TASK_QUEUE_MAXED"},
+    {423, "TASK_NOT_FOUNED"},
+    {433, "VALIDATE_PROMPT_FAILED"},
+    {435, "TASK_USER_EXCLAPI_INSTANCE_NOT_FOUND"},
+    {436, "TASK_USER_EXCLAPI_REQUIRED"},
+    {500, "UNKNOWN_ERROR"},
+    {801, "APIKEY_UNSUPPORTED_FREE_USER"},
+    {802, "APIKEY_UNAUTHORIZED"},
+    {803, "APIKEY_INVALID_NODE_INFO"},
+    {804, "APIKEY_TASK_IS_RUNNING"},
+    {805, "APIKEY_TASK_STATUS_ERROR"},
+    {806, "APIKEY_USER_NOT_FOUND"},
+    {807, "APIKEY_TASK_NOT_FOUND"},
+    {808, "APIKEY_UPLOAD_FAILED"},
+    {809, "APIKEY_FILE_SIZE_EXCEEDED"},
+    {810, "WORKFLOW_NOT_SAVED_OR_NOT_RUNNING"},
+    {811, "CORPAPIKEY_INVALID"},
+    {812, "CORPAPIKEY_INSUFFICIENT_FUNDS"},
+    {813, "APIKEY_TASK_IS_QUEUED"},
+    {814, "PERSONAL_QUEUE_COUNT_LIMIT"},
+    {901, "WEBAPP_NOT_EXISTS"},
+    {1003, "Rate limit exceeded, please slow down requests"},
+    {1011, "System is currently busy, please retry later"},
+};
+
+/* "Answer code with msg to the next count submits" (/emu/config "next"). */
+struct forced {
+	int code;
+	char *msg;
+	long count; /* 0: off */
+};
+
+/* What /emu/config changes; a running task keeps the duration and the cost
+ * it began with. */
 struct config {
 	long concurrency;
 	long duration_ms;
@@ -83,22 +145,30 @@ struct config {
 	int webhook;
 	long webhook_delay_ms;
 	int run_mode;
+	long cost_coins;
+	char *cost_money;
 };
 
 /* The counters of /emu/stats, zeroed by /emu/reset. */
 struct counters {
-	long submitted, accepted, refused_capacity, rejected, completed, failed,
-	    cancelled, uploads, webhooks_sent, webhook_errors;
+	long submitted, accepted, refused_capacity, refused_wallet, rejected,
+	    forced, completed, failed, cancelled, uploads, webhooks_sent,
+	    webhook_errors;
 };
 
-static const struct {
+/* A counter's name in /emu/stats and its place in its struct. */
+struct counter_name {
 	const char *name;
 	size_t off;
-} counter_names[] = {
+};
+
+static const struct counter_name counter_names[] = {
     {"submitted", offsetof(struct counters, submitted)},
     {"accepted", offsetof(struct counters, accepted)},
     {"refused_capacity", offsetof(struct counters, refused_capacity)},
+    {"refused_wallet", offsetof(struct counters, refused_wallet)},
     {"rejected", offsetof(struct counters, rejected)},
+    {"forced", offsetof(struct counters, forced)},
     {"completed", offsetof(struct counters, completed)},
     {"failed", offsetof(struct counters, failed)},
     {"cancelled", offsetof(struct counters, cancelled)},
@@ -115,8 +185,38 @@ struct stored_file {
 	struct stored_file *next;
 };
 
+/* The counters of one account in /emu/stats, zeroed by /emu/reset. */
+struct account_counters {
+	long submitted, accepted, completed, failed, cancelled;
+};
+
+static const struct counter_name account_counter_names[] = {
+    {"submitted", offsetof(struct account_counters, submitted)},
+    {"accepted", offsetof(struct account_counters, accepted)},
+    {"completed", offsetof(struct account_counters, completed)},
+    {"failed", offsetof(struct account_counters, failed)},
+    {"cancelled", offsetof(struct account_counters, cancelled)},
+};
+
+/*
+ * One API key. Without --accounts there is one, implicit: its key is
+ * --api-key (NULL: any non-empty key), its concurrency the configured one and
+ * its coins unlimited. Accounts live until exit.
+ */
+struct account {
+	char *key;
+	long concurrency; /* --accounts only */
+	long coins;       /* -1: unlimited */
+	enum key_state state;
+	struct forced next;
+	struct account_counters n;
+	long running, max_running;
+	struct account *link;
+};
+
 struct task {
 	struct emu *emu;
+	struct account *acct;
 	char id[20];
 	char *webapp_id;
 	json_t *nodes;
@@ -124,6 +224,8 @@ struct task {
 	enum task_status status;
 	int listed; /* shown in /emu/stats: not ended before the last reset */
 	struct timespec started;
+	long cost_coins; /* what it costs if it succeeds */
+	char *cost_money;
 	struct event *timer; /* while running */
 	json_t *result;      /* the outputs envelope once ended */
 	struct task *next;
@@ -157,7 +259,9 @@ struct emu {
 	struct config cfg;
 	struct counters n;
 	long running, max_running;
-	char *api_key; /* NULL: any non-empty key */
+	struct forced next;       /* of every submit, whatever its key */
+	struct account *accounts; /* in --accounts order */
+	int multi;                /* --accounts given */
 	char *public_url;
 	int quiet;
 	uint64_t rng;
@@ -788,18 +892,37 @@ task_output_file(struct emu *emu, struct task *t)
 	return file_store(emu, "output", "png", png_1x1, sizeof png_1x1);
 }
 
+/* RunningHub reports, per output item, the seconds the task ran and what it
+ * cost, all as strings. */
 static json_t *
 success_envelope(struct emu *emu, struct task *t)
 {
 	struct stored_file *f = task_output_file(emu, t);
 	char *url = xasprintf("%s/files/%s", emu->public_url, f->name);
-	char *cost = xasprintf("%ld", (elapsed_ms(&t->started) + 500) / 1000);
-	json_t *out = json_pack("[{s:s, s:s, s:s, s:s}]", "fileUrl", url,
-	    "fileType", ext_of(f->name), "taskCostTime", cost, "nodeId", "9");
+	char *secs = xasprintf("%ld", (elapsed_ms(&t->started) + 500) / 1000);
+	char *coins = xasprintf("%ld", t->cost_coins);
+	json_t *out = json_pack("[{s:s, s:s, s:s, s:s, s:n, s:s, s:s}]",
+	    "fileUrl", url, "fileType", ext_of(f->name), "taskCostTime", secs,
+	    "nodeId", "9", "thirdPartyConsumeMoney", "consumeMoney",
+	    t->cost_money, "consumeCoins", coins);
 
 	free(url);
-	free(cost);
+	free(secs);
+	free(coins);
 	return envelope(0, "success", out);
+}
+
+/* A task that succeeded costs its account its coins, never below 0. */
+static void
+task_charge(struct task *t)
+{
+	struct account *a = t->acct;
+
+	if (a->coins < 0)
+		return;
+	a->coins = a->coins > t->cost_coins ? a->coins - t->cost_coins : 0;
+	emu_log(t->emu, "task %s cost %ld coins: %ld left", t->id,
+	    t->cost_coins, a->coins);
 }
 
 static void
@@ -813,27 +936,41 @@ task_due(evutil_socket_t fd, short what, void *arg)
 	event_free(t->timer);
 	t->timer = NULL;
 	emu->running--;
+	t->acct->running--;
 	if (fail) {
 		t->status = TASK_FAILED;
 		t->result = failure_envelope(emu->cfg.fail_message);
 		emu->n.failed++;
+		t->acct->n.failed++;
 	} else {
 		t->status = TASK_SUCCESS;
 		t->result = success_envelope(emu, t);
 		emu->n.completed++;
+		t->acct->n.completed++;
+		task_charge(t);
 	}
 	emu_log(emu, "task %s %s", t->id, fail ? "failed" : "succeeded");
 	hook_schedule(emu, t);
 }
 
+static void
+count_running(long *running, long *max_running)
+{
+	if (++*running > *max_running)
+		*max_running = *running;
+}
+
 static struct task *
-task_start(struct emu *emu, const char *webapp_id, json_t *nodes,
-    const char *webhook_url)
+task_start(struct emu *emu, struct account *a, const char *webapp_id,
+    json_t *nodes, const char *webhook_url)
 {
 	struct task *t = xcalloc(1, sizeof *t);
 	struct timeval tv = ms_to_tv(emu->cfg.duration_ms);
 
 	t->emu = emu;
+	t->acct = a;
+	t->cost_coins = emu->cfg.cost_coins;
+	t->cost_money = xstrdup(emu->cfg.cost_money);
 	do
 		snprintf(t->id, sizeof t->id, "19%017" PRIu64,
 		    rng_next(emu) % (uint64_t)100000000000000000ULL);
@@ -851,8 +988,9 @@ task_start(struct emu *emu, const char *webapp_id, json_t *nodes,
 		emu->tasks = t;
 	emu->tasks_tail = t;
 	emu->n.accepted++;
-	if (++emu->running > emu->max_running)
-		emu->max_running = emu->running;
+	a->n.accepted++;
+	count_running(&emu->running, &emu->max_running);
+	count_running(&a->running, &a->max_running);
 	emu_log(emu, "task %s started (webapp %s, %ld ms)", t->id, webapp_id,
 	    emu->cfg.duration_ms);
 	return t;
@@ -870,6 +1008,8 @@ task_cancel(struct task *t)
 	t->result = failure_envelope(CANCEL_MESSAGE);
 	emu->running--;
 	emu->n.cancelled++;
+	t->acct->running--;
+	t->acct->n.cancelled++;
 	emu_log(emu, "task %s cancelled", t->id);
 }
 
@@ -882,15 +1022,21 @@ task_free(struct task *t)
 	json_decref(t->result);
 	free(t->webapp_id);
 	free(t->webhook_url);
+	free(t->cost_money);
 	free(t);
 }
 
+/* A task in /emu/stats; with --accounts, with the key of its account. */
 static json_t *
 task_json(const struct task *t)
 {
-	return json_pack("{s:s, s:s, s:s, s:O, s:s}", "taskId", t->id,
+	json_t *obj = json_pack("{s:s, s:s, s:s, s:O, s:s}", "taskId", t->id,
 	    "webappId", t->webapp_id, "status", task_status_names[t->status],
 	    "nodeInfoList", t->nodes, "webhookUrl", t->webhook_url);
+
+	if (t->emu->multi)
+		json_object_set_new(obj, "account", json_string(t->acct->key));
+	return obj;
 }
 
 /* ---- multipart/form-data ---- */
@@ -1012,37 +1158,98 @@ form_parse(struct form *f, const char *body, size_t len, const char *delim)
 	}
 }
 
-/* ---- RunningHub endpoints ---- */
+/* ---- accounts ---- */
 
-static int
-key_valid(const struct emu *emu, const char *key)
+/* RunningHub's msg of code, or "ERROR" for a code it does not list. */
+static const char *
+code_msg(int code)
+{
+	for (size_t i = 0; i < NELEM(rh_codes); i++)
+		if (rh_codes[i].code == code)
+			return rh_codes[i].msg;
+	return "ERROR";
+}
+
+/* The account of key, whatever its state, or NULL. */
+static struct account *
+account_find(struct emu *emu, const char *key)
 {
 	if (!key || !*key)
-		return 0;
-	return !emu->api_key || strcmp(key, emu->api_key) == 0;
+		return NULL;
+	for (struct account *a = emu->accounts; a; a = a->link)
+		if (!a->key || strcmp(a->key, key) == 0)
+			return a;
+	return NULL;
 }
 
-static int
-body_key_valid(const struct call *c)
+/* The tasks a can have at once: its own limit, or the configured one for
+ * the implicit account. */
+static long
+account_limit(const struct emu *emu, const struct account *a)
 {
-	return key_valid(
-	    c->emu, json_string_value(json_object_get(c->body, "apiKey")));
+	return emu->multi ? a->concurrency : emu->cfg.concurrency;
 }
 
-/* The task named by the body's taskId (a string or a number), or NULL. */
+/* Put the account of key in *out, or answer why key is refused and return
+ * 1: an unknown key is 412 as always without --accounts, 802 with. */
+static int
+key_refused(struct call *c, const char *key, struct account **out)
+{
+	struct account *a = account_find(c->emu, key);
+	int code;
+
+	if (!a)
+		code = c->emu->multi ? 802 : 412;
+	else if (a->state == KEY_EXPIRED)
+		code = 802;
+	else if (a->state == KEY_REFUSED)
+		code = 801;
+	else {
+		*out = a;
+		return 0;
+	}
+	reply_envelope(c, code, code_msg(code), NULL);
+	return 1;
+}
+
+/* Answer the forced code of f if it has one left: 1 then. */
+static int
+forced_answer(struct call *c, struct forced *f)
+{
+	if (f->count <= 0)
+		return 0;
+	f->count--;
+	c->emu->n.forced++;
+	emu_log(c->emu, "forced answer (%ld more)", f->count);
+	reply_envelope(c, f->code, f->msg, NULL);
+	return 1;
+}
+
+/* ---- RunningHub endpoints ---- */
+
+static const char *
+body_key(const struct call *c)
+{
+	return json_string_value(json_object_get(c->body, "apiKey"));
+}
+
+/* The task named by the body's taskId (a string or a number), or NULL; with
+ * --accounts, only a task of account a. */
 static struct task *
-body_task(struct call *c)
+body_task(struct call *c, const struct account *a)
 {
 	json_t *v = json_object_get(c->body, "taskId");
+	struct task *t = NULL;
 	char buf[32];
 
 	if (json_is_integer(v)) {
 		snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT,
 		    json_integer_value(v));
-		return task_find(c->emu, buf);
+		t = task_find(c->emu, buf);
+	} else if (json_is_string(v)) {
+		t = task_find(c->emu, json_string_value(v));
 	}
-	return json_is_string(v) ? task_find(c->emu, json_string_value(v))
-	                         : NULL;
+	return t && t->acct == a ? t : NULL;
 }
 
 static void
@@ -1054,13 +1261,14 @@ rh_upload(struct call *c)
 	    evhttp_request_get_input_headers(c->req), "Content-Type");
 	struct form f = {0};
 	struct stored_file *file;
+	struct account *a;
 	char delim[128];
 
 	if (len > 0 && form_delimiter(ctype, delim, sizeof delim) == 0)
 		form_parse(
 		    &f, (const char *)evbuffer_pullup(in, -1), len, delim);
-	if (!key_valid(c->emu, f.api_key)) {
-		reply_envelope(c, 412, "TOKEN_INVALID", NULL);
+	if (key_refused(c, f.api_key, &a)) {
+		/* answered */
 	} else if (!f.has_file) {
 		reply_envelope(c, 1001, "file is required", NULL);
 	} else {
@@ -1089,38 +1297,64 @@ webapp_of(json_t *body, char *buf, size_t len)
 	return NULL;
 }
 
-/* Checks in RunningHub's order: key, node list, capacity. */
+/* The last checks of a run by account a: node list, wallet, capacity. 1
+ * when the run was refused (and answered). */
+static int
+run_refused(struct call *c, struct account *a, const char *webapp)
+{
+	struct emu *emu = c->emu;
+	json_t *nodes = json_object_get(c->body, "nodeInfoList");
+
+	if (!webapp || !json_is_array(nodes) ||
+	    nodes_contain(nodes, "EMU_REJECT")) {
+		emu->n.rejected++;
+		reply_envelope(c, 803, code_msg(803), NULL);
+		return 1;
+	}
+	if (a->coins >= 0 && a->coins < emu->cfg.cost_coins) {
+		emu->n.refused_wallet++;
+		reply_envelope(c, 416, code_msg(416), NULL);
+		return 1;
+	}
+	if (a->running >= account_limit(emu, a)) {
+		emu->n.refused_capacity++;
+		reply_envelope(c, 421, code_msg(421), NULL);
+		return 1;
+	}
+	return 0;
+}
+
+/* Checks in this order: run_mode busy, the forced answer of every submit,
+ * the key, its account's forced answer, then run_refused(). */
 static void
 rh_run(struct call *c)
 {
 	struct emu *emu = c->emu;
-	json_t *nodes = json_object_get(c->body, "nodeInfoList");
 	const char *hook =
 	    json_string_value(json_object_get(c->body, "webhookUrl"));
 	const char *webapp;
+	struct account *a = account_find(emu, body_key(c));
 	struct task *t;
 	char buf[32], client[33];
 
-	if (emu->cfg.run_mode != RUN_BUSY && !body_key_valid(c)) {
-		emu->n.rejected++;
-		reply_envelope(c, 412, "TOKEN_INVALID", NULL);
-		return;
-	}
 	webapp = webapp_of(c->body, buf, sizeof buf);
-	if (emu->cfg.run_mode != RUN_BUSY &&
-	    (!webapp || !json_is_array(nodes) ||
-	        nodes_contain(nodes, "EMU_REJECT"))) {
-		emu->n.rejected++;
-		reply_envelope(c, 803, "APIKEY_INVALID_NODE_INFO", NULL);
-		return;
-	}
-	if (emu->cfg.run_mode == RUN_BUSY ||
-	    emu->running >= emu->cfg.concurrency) {
+	if (a)
+		a->n.submitted++;
+	if (emu->cfg.run_mode == RUN_BUSY) {
 		emu->n.refused_capacity++;
-		reply_envelope(c, 421, "TASK_QUEUE_MAXED", NULL);
+		reply_envelope(c, 421, code_msg(421), NULL);
 		return;
 	}
-	t = task_start(emu, webapp, nodes, hook ? hook : "");
+	if (forced_answer(c, &emu->next))
+		return;
+	if (key_refused(c, body_key(c), &a)) {
+		emu->n.rejected++;
+		return;
+	}
+	if (forced_answer(c, &a->next) || run_refused(c, a, webapp))
+		return;
+	t = task_start(emu, a, webapp, json_object_get(c->body, "nodeInfoList"),
+	    hook ? hook : "");
 	if (emu->cfg.run_mode == RUN_ACCEPT_HANG) {
 		/* The caller cannot know the task exists: a lost answer. */
 		hang_start(c, 0);
@@ -1136,15 +1370,14 @@ rh_run(struct call *c)
 static void
 rh_status(struct call *c)
 {
+	struct account *a;
 	struct task *t;
 
-	if (!body_key_valid(c)) {
-		reply_envelope(c, 412, "TOKEN_INVALID", NULL);
+	if (key_refused(c, body_key(c), &a))
 		return;
-	}
-	t = body_task(c);
+	t = body_task(c, a);
 	if (!t) {
-		reply_envelope(c, 807, "APIKEY_TASK_NOT_FOUND", NULL);
+		reply_envelope(c, 807, code_msg(807), NULL);
 		return;
 	}
 	reply_envelope(c, 0, "success",
@@ -1156,17 +1389,16 @@ rh_status(struct call *c)
 static void
 rh_outputs(struct call *c)
 {
+	struct account *a;
 	struct task *t;
 
-	if (!body_key_valid(c)) {
-		reply_envelope(c, 412, "TOKEN_INVALID", NULL);
+	if (key_refused(c, body_key(c), &a))
 		return;
-	}
-	t = body_task(c);
+	t = body_task(c, a);
 	if (!t)
-		reply_envelope(c, 807, "APIKEY_TASK_NOT_FOUND", NULL);
+		reply_envelope(c, 807, code_msg(807), NULL);
 	else if (t->status == TASK_RUNNING)
-		reply_envelope(c, 804, "APIKEY_TASK_IS_RUNNING", NULL);
+		reply_envelope(c, 804, code_msg(804), NULL);
 	else
 		reply_env(c, json_incref(t->result));
 }
@@ -1174,15 +1406,14 @@ rh_outputs(struct call *c)
 static void
 rh_cancel(struct call *c)
 {
+	struct account *a;
 	struct task *t;
 
-	if (!body_key_valid(c)) {
-		reply_envelope(c, 412, "TOKEN_INVALID", NULL);
+	if (key_refused(c, body_key(c), &a))
 		return;
-	}
-	t = body_task(c);
+	t = body_task(c, a);
 	if (!t) {
-		reply_envelope(c, 807, "APIKEY_TASK_NOT_FOUND", NULL);
+		reply_envelope(c, 807, code_msg(807), NULL);
 		return;
 	}
 	if (t->status == TASK_RUNNING)
@@ -1190,21 +1421,24 @@ rh_cancel(struct call *c)
 	reply_envelope(c, 0, "success", NULL);
 }
 
+/* RunningHub's body names the key "apikey" here; "apiKey" is taken too. The
+ * implicit account always has DEFAULT_COINS. */
 static void
 rh_account(struct call *c)
 {
 	json_t *key = json_object_get(c->body, "apikey");
-	char running[32];
+	struct account *a;
+	char coins[32], running[32];
 
 	if (!key)
 		key = json_object_get(c->body, "apiKey");
-	if (!key_valid(c->emu, json_string_value(key))) {
-		reply_envelope(c, 412, "TOKEN_INVALID", NULL);
+	if (key_refused(c, json_string_value(key), &a))
 		return;
-	}
-	snprintf(running, sizeof running, "%ld", c->emu->running);
+	snprintf(coins, sizeof coins, "%ld",
+	    a->coins < 0 ? (long)DEFAULT_COINS : a->coins);
+	snprintf(running, sizeof running, "%ld", a->running);
 	reply_envelope(c, 0, "success",
-	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "remainCoins", "99999",
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "remainCoins", coins,
 	        "currentTaskCounts", running, "remainMoney", "100.00",
 	        "currency", "CNY", "apiType", "NORMAL"));
 }
@@ -1231,27 +1465,50 @@ files_get(struct call *c)
 
 /* ---- control endpoints ---- */
 
+/* Add to obj one integer per counter of names, read from the struct at n. */
+static void
+counters_add(
+    json_t *obj, const void *n, const struct counter_name *names, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		const long *v = (const long *)((const char *)n + names[i].off);
+
+		json_object_set_new(obj, names[i].name, json_integer(*v));
+	}
+}
+
+static json_t *
+account_stats(const struct account *a)
+{
+	json_t *obj = json_object();
+
+	counters_add(
+	    obj, &a->n, account_counter_names, NELEM(account_counter_names));
+	json_object_set_new(obj, "running", json_integer(a->running));
+	json_object_set_new(obj, "max_running", json_integer(a->max_running));
+	json_object_set_new(obj, "coins", json_integer(a->coins));
+	return obj;
+}
+
 static json_t *
 stats_json(const struct emu *emu)
 {
 	json_t *stats = json_object();
 	json_t *tasks = json_array();
+	json_t *accounts = json_object();
 
 	json_object_set_new(stats, "running", json_integer(emu->running));
 	json_object_set_new(
 	    stats, "max_running", json_integer(emu->max_running));
-	for (size_t i = 0; i < sizeof counter_names / sizeof *counter_names;
-	     i++) {
-		const long *v = (const long *)((const char *)&emu->n +
-		                               counter_names[i].off);
-
-		json_object_set_new(
-		    stats, counter_names[i].name, json_integer(*v));
-	}
+	counters_add(stats, &emu->n, counter_names, NELEM(counter_names));
 	for (const struct task *t = emu->tasks; t; t = t->next)
 		if (t->listed)
 			json_array_append_new(tasks, task_json(t));
 	json_object_set_new(stats, "tasks", tasks);
+	for (const struct account *a = emu->accounts; emu->multi && a;
+	     a = a->link)
+		json_object_set_new(accounts, a->key, account_stats(a));
+	json_object_set_new(stats, "accounts", accounts);
 	return stats;
 }
 
@@ -1269,6 +1526,10 @@ emu_reset(struct call *c)
 
 	memset(&emu->n, 0, sizeof emu->n);
 	emu->max_running = emu->running;
+	for (struct account *a = emu->accounts; a; a = a->link) {
+		memset(&a->n, 0, sizeof a->n);
+		a->max_running = a->running;
+	}
 	for (struct task *t = emu->tasks; t; t = t->next)
 		if (t->status != TASK_RUNNING)
 			t->listed = 0;
@@ -1276,7 +1537,7 @@ emu_reset(struct call *c)
 	reply_json(c, 200, stats_json(emu));
 }
 
-enum conf_kind { CONF_COUNT, CONF_RATE, CONF_TEXT, CONF_CHOICE };
+enum conf_kind { CONF_COUNT, CONF_RATE, CONF_TEXT, CONF_MONEY, CONF_CHOICE };
 
 static const struct conf_key {
 	const char *name;
@@ -1293,6 +1554,8 @@ static const struct conf_key {
         NULL},
     {"run_mode", CONF_CHOICE, offsetof(struct config, run_mode),
         run_mode_names},
+    {"cost_coins", CONF_COUNT, offsetof(struct config, cost_coins), NULL},
+    {"cost_money", CONF_MONEY, offsetof(struct config, cost_money), NULL},
 };
 
 static int
@@ -1304,8 +1567,22 @@ choice_index(const char *const *choices, const char *s)
 	return -1;
 }
 
+/* A decimal amount of money as RunningHub writes it: "12", "0.10". */
+static int
+money_valid(const char *s)
+{
+	size_t whole = strspn(s, "0123456789");
+
+	if (whole == 0 || strlen(s) > 24)
+		return 0;
+	if (s[whole] == '\0')
+		return 1;
+	return s[whole] == '.' && s[whole + 1] &&
+	       s[whole + 1 + strspn(s + whole + 1, "0123456789")] == '\0';
+}
+
 /* Set one key of cfg from v; -1 with err filled when v does not fit. A
- * CONF_TEXT value points into v until the caller copies it. */
+ * CONF_TEXT or CONF_MONEY value points into v until the caller copies it. */
 static int
 conf_set(struct config *cfg, const struct conf_key *k, json_t *v, char *err,
     size_t errlen)
@@ -1325,6 +1602,11 @@ conf_set(struct config *cfg, const struct conf_key *k, json_t *v, char *err,
 			break;
 		*(double *)field = json_number_value(v);
 		return 0;
+	case CONF_MONEY:
+		if (!json_is_string(v) || !money_valid(json_string_value(v)))
+			break;
+		*(const char **)field = json_string_value(v);
+		return 0;
 	case CONF_TEXT:
 		if (!json_is_string(v))
 			break;
@@ -1341,23 +1623,195 @@ conf_set(struct config *cfg, const struct conf_key *k, json_t *v, char *err,
 	return -1;
 }
 
-/* Check every key of body into a copy first, so a bad request changes
- * nothing. */
+/* A forced answer from v: null (none), or {"code": N, "msg"?: M,
+ * "count"?: K (default 1)}. out->msg points into v, NULL when absent; err
+ * may be NULL. */
+static int
+forced_parse(
+    json_t *v, struct forced *out, const char *what, char *err, size_t errlen)
+{
+	json_t *code = json_object_get(v, "code");
+	json_t *msg = json_object_get(v, "msg");
+	json_t *count = json_object_get(v, "count");
+	const char *key;
+	json_t *field;
+
+	memset(out, 0, sizeof *out);
+	if (json_is_null(v))
+		return 0;
+	if (!json_is_object(v) || !json_is_integer(code) ||
+	    json_integer_value(code) < INT_MIN ||
+	    json_integer_value(code) > INT_MAX ||
+	    (msg && !json_is_string(msg)) ||
+	    (count &&
+	        (!json_is_integer(count) || json_integer_value(count) < 0)))
+		goto fail;
+	json_object_foreach(v, key, field)
+	{
+		if (strcmp(key, "code") && strcmp(key, "msg") &&
+		    strcmp(key, "count"))
+			goto fail;
+	}
+	out->code = (int)json_integer_value(code);
+	out->msg = (char *)json_string_value(msg);
+	out->count = count ? (long)json_integer_value(count) : 1;
+	return 0;
+fail:
+	snprintf(err, errlen, "bad value for %s", what);
+	return -1;
+}
+
+/* Make dst a copy of src (from forced_parse()), with RunningHub's msg for
+ * its code when src has none. */
+static void
+forced_set(struct forced *dst, const struct forced *src)
+{
+	free(dst->msg);
+	dst->code = src->code;
+	dst->count = src->count;
+	dst->msg = xstrdup(src->msg ? src->msg : code_msg(src->code));
+}
+
+static json_t *
+forced_json(const struct forced *f)
+{
+	if (f->count <= 0)
+		return json_null();
+	return json_pack("{s:i, s:s, s:I}", "code", f->code, "msg", f->msg,
+	    "count", (json_int_t)f->count);
+}
+
+/* The integer setting of a named key, or NULL. */
+static long *
+account_count(struct account *a, const char *key)
+{
+	if (strcmp(key, "coins") == 0)
+		return &a->coins;
+	if (strcmp(key, "concurrency") == 0)
+		return &a->concurrency;
+	return NULL;
+}
+
+/* Check (apply 0) or make (apply 1) the change of one key of account a. */
+static int
+account_set(struct account *a, const char *key, json_t *x, int apply)
+{
+	long *count = account_count(a, key);
+	struct forced f;
+	int state;
+
+	if (count) {
+		if (!json_is_integer(x) || json_integer_value(x) < 0)
+			return -1;
+		if (apply)
+			*count = (long)json_integer_value(x);
+	} else if (strcmp(key, "state") == 0) {
+		state = choice_index(key_state_names, json_string_value(x));
+		if (state < 0)
+			return -1;
+		if (apply)
+			a->state = (enum key_state)state;
+	} else { /* "next" */
+		if (forced_parse(x, &f, key, NULL, 0) < 0)
+			return -1;
+		if (apply)
+			forced_set(&a->next, &f);
+	}
+	return 0;
+}
+
+/* Check (apply 0) or make (apply 1) the changes v asks of account a. */
+static int
+account_conf(struct account *a, json_t *v, int apply, char *err, size_t errlen)
+{
+	static const char *const keys[] = {
+	    "coins", "concurrency", "state", "next", NULL};
+	const char *key;
+	json_t *x;
+
+	if (!json_is_object(v)) {
+		snprintf(err, errlen, "bad value for accounts.%s", a->key);
+		return -1;
+	}
+	json_object_foreach(v, key, x)
+	{
+		if (choice_index(keys, key) < 0) {
+			snprintf(err, errlen, "unknown key accounts.%s.%s",
+			    a->key, key);
+			return -1;
+		}
+		if (account_set(a, key, x, apply) < 0) {
+			snprintf(err, errlen, "bad value for accounts.%s.%s",
+			    a->key, key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Check or make the changes of "accounts": {KEY: {...}, ...}; only the
+ * accounts of --accounts can be named. */
+static int
+accounts_conf(struct emu *emu, json_t *v, int apply, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *x;
+
+	if (!json_is_object(v)) {
+		snprintf(err, errlen, "bad value for accounts");
+		return -1;
+	}
+	json_object_foreach(v, key, x)
+	{
+		struct account *a = emu->multi ? account_find(emu, key) : NULL;
+
+		if (!a) {
+			snprintf(err, errlen, "unknown account %s", key);
+			return -1;
+		}
+		if (account_conf(a, x, apply, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static const struct conf_key *
+conf_key_find(const char *name)
+{
+	for (size_t i = 0; i < NELEM(conf_keys); i++)
+		if (strcmp(conf_keys[i].name, name) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+/* Keep a copy of a text the new configuration took from the request. */
+static void
+text_keep(char **next, char *cur)
+{
+	if (*next != cur) {
+		*next = xstrdup(*next);
+		free(cur);
+	}
+}
+
+/* Check every key of body first (flat keys into a copy), so a bad request
+ * changes nothing. */
 static int
 conf_apply(struct emu *emu, json_t *body, char *err, size_t errlen)
 {
 	struct config next = emu->cfg;
+	json_t *forced_v = json_object_get(body, "next");
+	json_t *accounts = json_object_get(body, "accounts");
+	struct forced forced;
 	const char *key;
 	json_t *v;
 
 	json_object_foreach(body, key, v)
 	{
-		const struct conf_key *k = NULL;
+		const struct conf_key *k = conf_key_find(key);
 
-		for (size_t i = 0; i < sizeof conf_keys / sizeof *conf_keys;
-		     i++)
-			if (strcmp(conf_keys[i].name, key) == 0)
-				k = &conf_keys[i];
+		if (strcmp(key, "next") == 0 || strcmp(key, "accounts") == 0)
+			continue;
 		if (!k) {
 			snprintf(err, errlen, "unknown key %s", key);
 			return -1;
@@ -1365,24 +1819,49 @@ conf_apply(struct emu *emu, json_t *body, char *err, size_t errlen)
 		if (conf_set(&next, k, v, err, errlen) < 0)
 			return -1;
 	}
-	if (next.fail_message != emu->cfg.fail_message) {
-		next.fail_message = xstrdup(next.fail_message);
-		free(emu->cfg.fail_message);
-	}
+	if (forced_v &&
+	    forced_parse(forced_v, &forced, "next", err, errlen) < 0)
+		return -1;
+	if (accounts && accounts_conf(emu, accounts, 0, err, errlen) < 0)
+		return -1;
+	text_keep(&next.fail_message, emu->cfg.fail_message);
+	text_keep(&next.cost_money, emu->cfg.cost_money);
 	emu->cfg = next;
+	if (forced_v)
+		forced_set(&emu->next, &forced);
+	if (accounts)
+		accounts_conf(emu, accounts, 1, err, errlen);
 	return 0;
 }
 
 static json_t *
-config_json(const struct config *cfg)
+account_config_json(const struct account *a)
 {
-	return json_pack("{s:I, s:I, s:f, s:s, s:s, s:I, s:s}", "concurrency",
-	    (json_int_t)cfg->concurrency, "duration_ms",
+	return json_pack("{s:s, s:I, s:I, s:o}", "state",
+	    key_state_names[a->state], "concurrency",
+	    (json_int_t)a->concurrency, "coins", (json_int_t)a->coins, "next",
+	    forced_json(&a->next));
+}
+
+static json_t *
+config_json(const struct emu *emu)
+{
+	const struct config *cfg = &emu->cfg;
+	json_t *accounts = json_object();
+
+	for (const struct account *a = emu->accounts; emu->multi && a;
+	     a = a->link)
+		json_object_set_new(accounts, a->key, account_config_json(a));
+	return json_pack("{s:I, s:I, s:f, s:s, s:s, s:I, s:s, s:I, s:s, s:o, "
+	                 "s:o}",
+	    "concurrency", (json_int_t)cfg->concurrency, "duration_ms",
 	    (json_int_t)cfg->duration_ms, "fail_rate", cfg->fail_rate,
 	    "fail_message", cfg->fail_message, "webhook",
 	    hook_mode_names[cfg->webhook], "webhook_delay_ms",
 	    (json_int_t)cfg->webhook_delay_ms, "run_mode",
-	    run_mode_names[cfg->run_mode]);
+	    run_mode_names[cfg->run_mode], "cost_coins",
+	    (json_int_t)cfg->cost_coins, "cost_money", cfg->cost_money, "next",
+	    forced_json(&emu->next), "accounts", accounts);
 }
 
 static void
@@ -1405,7 +1884,7 @@ emu_config(struct call *c)
 			goto done;
 		}
 	}
-	reply_json(c, 200, config_json(&c->emu->cfg));
+	reply_json(c, 200, config_json(c->emu));
 done:
 	json_decref(body);
 }
@@ -1536,7 +2015,9 @@ struct options {
 	int port;
 	const char *public_url;
 	const char *api_key;
-	long concurrency, duration_ms;
+	const char *accounts;
+	const char *cost_money;
+	long concurrency, duration_ms, cost_coins;
 	double fail_rate;
 	uint64_t seed;
 	int has_seed, quiet;
@@ -1580,12 +2061,82 @@ parse_listen(const char *s, struct options *o)
 }
 
 static void
+accounts_free(struct account *a)
+{
+	while (a) {
+		struct account *next = a->link;
+
+		free(a->key);
+		free(a->next.msg);
+		free(a);
+		a = next;
+	}
+}
+
+/* One "KEY[:CONCURRENCY[:COINS]]" of --accounts, or NULL. */
+static struct account *
+account_parse(char *item, long def_concurrency)
+{
+	char *key = strsep(&item, ":");
+	char *conc = strsep(&item, ":");
+	char *coins = strsep(&item, ":");
+	struct account *a;
+
+	if (!*key || item)
+		return NULL;
+	a = xcalloc(1, sizeof *a);
+	a->key = xstrdup(key);
+	a->concurrency = def_concurrency;
+	a->coins = DEFAULT_COINS;
+	if ((conc && *conc && parse_long(conc, 0, 1000000, &a->concurrency)) ||
+	    (coins && *coins && parse_long(coins, 0, LONG_MAX, &a->coins))) {
+		accounts_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/*
+ * The accounts of an --accounts SPEC, "KEY[:CONCURRENCY[:COINS]],...", in
+ * its order; a part left out is def_concurrency or DEFAULT_COINS. NULL when
+ * SPEC is not one (an empty or repeated key, a bad number). The caller frees
+ * them with accounts_free().
+ */
+static struct account *
+accounts_parse(const char *spec, long def_concurrency)
+{
+	char *copy = xstrdup(spec), *rest = copy, *item;
+	struct account *list = NULL, **tail = &list;
+
+	while ((item = strsep(&rest, ","))) {
+		struct account *a = account_parse(item, def_concurrency);
+
+		for (struct account *b = list; a && b; b = b->link)
+			if (strcmp(a->key, b->key) == 0) {
+				accounts_free(a);
+				a = NULL;
+			}
+		if (!a) {
+			accounts_free(list);
+			list = NULL;
+			break;
+		}
+		*tail = a;
+		tail = &a->link;
+	}
+	free(copy);
+	return list;
+}
+
+static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: rhemu [--listen HOST:PORT] [--concurrency N] "
 	           "[--duration-ms N] [--fail-rate F]\n"
-	           "             [--api-key KEY] [--seed N] [--public-url URL] "
-	           "[--quiet]\n");
+	           "             [--api-key KEY | --accounts "
+	           "KEY[:CONCURRENCY[:COINS]],...]\n"
+	           "             [--cost-coins N] [--cost-money X] [--seed N] "
+	           "[--public-url URL] [--quiet]\n");
 }
 
 static int
@@ -1608,6 +2159,14 @@ parse_option(struct options *o, int opt, const char *arg)
 	case 'k':
 		o->api_key = arg;
 		return *arg ? 0 : -1;
+	case 'a':
+		o->accounts = arg;
+		return 0;
+	case 'C':
+		return parse_long(arg, 0, 1000000000, &o->cost_coins);
+	case 'M':
+		o->cost_money = arg;
+		return money_valid(arg) ? 0 : -1;
 	case 's':
 		o->seed = strtoull(arg, &end, 10);
 		o->has_seed = 1;
@@ -1623,6 +2182,23 @@ parse_option(struct options *o, int opt, const char *arg)
 	}
 }
 
+static int
+accounts_check(const struct options *o)
+{
+	struct account *list;
+
+	if (!o->accounts)
+		return 0;
+	list = accounts_parse(o->accounts, o->concurrency);
+	if (!list) {
+		fprintf(stderr, "rhemu: bad value for --accounts\n");
+		usage(stderr);
+		return -1;
+	}
+	accounts_free(list);
+	return 0;
+}
+
 /* Fill o from argv; -1 (usage printed) on a bad command line. */
 static int
 parse_options(int argc, char **argv, struct options *o)
@@ -1633,6 +2209,9 @@ parse_options(int argc, char **argv, struct options *o)
 	    {"duration-ms", required_argument, NULL, 'd'},
 	    {"fail-rate", required_argument, NULL, 'f'},
 	    {"api-key", required_argument, NULL, 'k'},
+	    {"accounts", required_argument, NULL, 'a'},
+	    {"cost-coins", required_argument, NULL, 'C'},
+	    {"cost-money", required_argument, NULL, 'M'},
 	    {"seed", required_argument, NULL, 's'},
 	    {"public-url", required_argument, NULL, 'u'},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -1645,6 +2224,7 @@ parse_options(int argc, char **argv, struct options *o)
 	o->port = 8090;
 	o->concurrency = 3;
 	o->duration_ms = 4000;
+	o->cost_coins = DEFAULT_COST_COINS;
 	while ((opt = getopt_long(argc, argv, "", longopts, &which)) != -1) {
 		if (opt == 'h') {
 			usage(stdout);
@@ -1658,11 +2238,14 @@ parse_options(int argc, char **argv, struct options *o)
 			return -1;
 		}
 	}
-	if (optind < argc) {
+	if (o->accounts && o->api_key)
+		fprintf(stderr, "rhemu: --api-key and --accounts exclude each "
+		                "other\n");
+	if (optind < argc || (o->accounts && o->api_key)) {
 		usage(stderr);
 		return -1;
 	}
-	return 0;
+	return accounts_check(o);
 }
 
 static void
@@ -1736,7 +2319,17 @@ emu_init(struct emu *emu, const struct options *o)
 	emu->cfg.fail_rate = o->fail_rate;
 	emu->cfg.fail_message = xstrdup(DEFAULT_FAIL_MESSAGE);
 	emu->cfg.webhook_delay_ms = 2000;
-	emu->api_key = o->api_key ? xstrdup(o->api_key) : NULL;
+	emu->cfg.cost_coins = o->cost_coins;
+	emu->cfg.cost_money =
+	    xstrdup(o->cost_money ? o->cost_money : DEFAULT_COST_MONEY);
+	if (o->accounts) {
+		emu->accounts = accounts_parse(o->accounts, o->concurrency);
+		emu->multi = 1;
+	} else {
+		emu->accounts = xcalloc(1, sizeof *emu->accounts);
+		emu->accounts->key = o->api_key ? xstrdup(o->api_key) : NULL;
+		emu->accounts->coins = -1;
+	}
 	emu->quiet = o->quiet;
 	clock_gettime(CLOCK_REALTIME, &now);
 	emu->rng = o->has_seed
@@ -1774,7 +2367,9 @@ emu_cleanup(struct emu *emu)
 		free(f);
 	}
 	free(emu->cfg.fail_message);
-	free(emu->api_key);
+	free(emu->cfg.cost_money);
+	free(emu->next.msg);
+	accounts_free(emu->accounts);
 	free(emu->public_url);
 	event_base_free(emu->base);
 }
