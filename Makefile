@@ -116,3 +116,12 @@ fmt-check: deps
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# `make bench`: fila against BullMQ on Redis in one run, written to
+# bench/RESULTS.md (bench/README.md). build/load is its HTTP load generator.
+.PHONY: bench
+bench: deps
+	@bench/all
+
+$(B)/load: bench/load.c | $(B)/obj
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs libevent)

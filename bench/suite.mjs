@@ -1,0 +1,744 @@
+#!/usr/bin/env node
+// bench/suite.mjs — the scenarios of `make bench` (bench/all starts it; see
+// bench/README.md). fila is driven only by build/load, the C generator;
+// Node here makes tokens and request files, starts and stops the servers,
+// reads /metrics and /proc, and writes bench/RESULTS.md. BullMQ is driven by
+// bench/bullmq.mjs on a redis-server started here.
+//
+// Options: --only a,b,...  --seconds S (time left for the whole suite)
+//          --fill N (default 50000)  --out FILE (default bench/RESULTS.md)
+// Env: FILA_BIN, RHEMU_BIN, LOAD_BIN (default build/…), BENCH_TMP (a temp
+// dir under /tmp made by bench/all; removed by it).
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const repo = path.resolve(here, '..');
+const bin = (env, name) => path.resolve(process.env[env] || path.join(repo, 'build', name));
+const FILA = bin('FILA_BIN', 'fila');
+const RHEMU = bin('RHEMU_BIN', 'rhemu');
+const LOAD = bin('LOAD_BIN', 'load');
+const SECRET = 'bench-secret';
+
+const SCENARIOS = ['idle', 'healthz', 'drain', 'submit', 'openloop', 'bullmq', 'sse', 'deep'];
+const opt = { only: null, seconds: 290, fill: 50000, out: path.join(here, 'RESULTS.md') };
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  const v = () => process.argv[++i];
+  if (a === '--only') opt.only = new Set(v().split(','));
+  else if (a === '--seconds') opt.seconds = Number(v());
+  else if (a === '--fill') opt.fill = Number(v());
+  else if (a === '--out') opt.out = path.resolve(v());
+  else { process.stderr.write(`suite: unknown argument ${a}\nscenarios: ${SCENARIOS.join(' ')}\n`); process.exit(2); }
+}
+for (const s of opt.only || []) {
+  if (!SCENARIOS.includes(s)) { process.stderr.write(`suite: no scenario "${s}" (${SCENARIOS.join(' ')})\n`); process.exit(2); }
+}
+// openloop runs at half of submit's rate and deep compares with it, so they
+// bring submit along.
+if (opt.only && (opt.only.has('openloop') || opt.only.has('deep'))) opt.only.add('submit');
+const want = (s) => !opt.only || opt.only.has(s);
+
+const t00 = performance.now();
+const deadline = t00 + opt.seconds * 1000;
+const left = () => (deadline - performance.now()) / 1000;
+const TMP = process.env.BENCH_TMP || fs.mkdtempSync('/tmp/fila-bench-');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => process.stderr.write(`[${((performance.now() - t00) / 1000).toFixed(1)}s] ${a.join(' ')}\n`);
+
+// ---- processes: every one started is killed at the end, whatever happens ----
+
+const children = new Set();
+function killAll() {
+  for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  children.clear();
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => { log(`${sig}: stopping`); killAll(); process.exit(130); });
+}
+
+function start(cmd, args, opts = {}) {
+  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  children.add(p);
+  p.out = '';
+  p.err = '';
+  p.stdout.setEncoding('utf8').on('data', (d) => { p.out += d; });
+  p.stderr.setEncoding('utf8').on('data', (d) => { p.err = (p.err + d).slice(-20000); });
+  p.done = new Promise((r) => {
+    p.on('exit', (code, sig) => { children.delete(p); r(code ?? sig); });
+    // Not started at all (no such binary): no exit event follows.
+    p.on('error', (e) => { p.failed = e; p.err += `${e.message}\n`; children.delete(p); r('error'); });
+  });
+  return p;
+}
+
+async function stop(p) {
+  if (!p || p.exitCode !== null || p.signalCode !== null || p.failed) return;
+  const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+  p.kill('SIGTERM');
+  await p.done;
+  clearTimeout(t);
+}
+
+// A condition polled until true; an Error thrown by it is a "not yet" (a
+// server not listening yet), a Fatal ends the wait.
+class Fatal extends Error {}
+async function waitFor(fn, ms, what, every = 50) {
+  const end = performance.now() + ms;
+  for (;;) {
+    const v = await fn().catch((e) => { if (e instanceof Fatal) throw e; return null; });
+    if (v) return v;
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
+// The first line a server prints ("… listening on http://HOST:PORT").
+async function listening(p, what) {
+  return waitFor(async () => {
+    if (p.exitCode !== null || p.failed) throw new Fatal(`${what} exited: ${p.err}`);
+    const m = /listening on (http:\/\/[\d.]+:(\d+))/.exec(p.out);
+    return m && { url: m[1], port: Number(m[2]) };
+  }, 10000, what, 20);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+async function startEmu(durationMs) {
+  const p = start(RHEMU, ['--listen', '127.0.0.1:0', '--duration-ms', String(durationMs), '--quiet']);
+  return { p, ...(await listening(p, 'rhemu')) };
+}
+
+let nfila = 0;
+// fila on a free port (known before it starts: the emulator's webhooks
+// need it in public_url), its store and uploads in a fresh dir under TMP.
+// Timeouts of a day: nothing expires during a run.
+async function startFila(emu, extra = []) {
+  const dir = path.join(TMP, `fila${++nfila}`);
+  fs.mkdirSync(dir);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const store = [`store.url=sqlite:${dir}/fila.db`, `uploads.dir=${dir}/uploads`,
+    `runninghub.base_url=${emu.url}`, `auth.jwt_secret=${SECRET}`, 'queue.slots=3',
+    'queue.queue_timeout=86400', 'queue.run_timeout=86400', 'runninghub.poll_after=3600'];
+  const sets = (l) => l.flatMap((s) => ['--set', s]);
+  const args = ['serve', ...extra, ...sets([`server.listen=127.0.0.1:${port}`, `server.public_url=${url}`, ...store])];
+  const p = start(FILA, args, { cwd: dir });
+  await listening(p, 'fila');
+  await waitFor(async () => (await fetch(`${url}/healthz`)).status === 200, 10000, 'fila /healthz');
+  return { p, url, port, dir, checkArgs: ['check', ...extra, ...sets(store)] };
+}
+
+// ---- /proc ----
+
+function rssBytes(pid) {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]) * 1024;
+}
+function cpuSeconds(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime in USER_HZ
+}
+
+// ---- tokens and requests ----
+
+const b64u = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
+function token(sub, role) {
+  const head = b64u({ alg: 'HS256', typ: 'JWT' }) + '.' + b64u(role ? { sub, role } : { sub });
+  return head + '.' + crypto.createHmac('sha256', SECRET).update(head).digest('base64url');
+}
+const ADMIN = token('bench-admin', 'admin');
+// A valid 1x1 PNG: fila reads the type from the bytes.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+
+// One request framed for build/load: "LENGTH\n" then the raw bytes.
+function frame(method, p, tok, body, ctype = 'application/json') {
+  const b = body === undefined ? null : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+  let head = `${method} ${p} HTTP/1.1\r\nHost: bench\r\n`;
+  if (tok) head += `Authorization: Bearer ${tok}\r\n`;
+  if (b) head += `Content-Type: ${ctype}\r\nContent-Length: ${b.length}\r\n`;
+  const raw = b ? Buffer.concat([Buffer.from(head + '\r\n'), b]) : Buffer.from(head + '\r\n');
+  return Buffer.concat([Buffer.from(`${raw.length}\n`), raw]);
+}
+
+let nfile = 0;
+function reqFile(frames) {
+  const f = path.join(TMP, `req${++nfile}`);
+  fs.writeFileSync(f, Buffer.concat(frames));
+  return f;
+}
+
+// Runs build/load against fila; adds fila's CPU time over the run, and the
+// answers when bodies are asked for.
+async function load(fila, frames, { c = 64, n, d, R, bodies = false } = {}) {
+  const file = reqFile(frames);
+  const args = ['-a', `127.0.0.1:${fila.port}`, '-f', file, '-c', String(c)];
+  if (n) args.push('-n', String(n));
+  if (d) args.push('-d', String(d));
+  if (R) args.push('-R', String(R));
+  const hard = Math.max(10, Math.min(600, left() - 5));
+  args.push('-t', String(d ? Math.min(d + 60, hard) : hard));
+  if (bodies) args.push('-o', `${file}.out`);
+  const cpu0 = cpuSeconds(fila.p.pid);
+  const p = start(LOAD, args);
+  const code = await p.done;
+  if (code !== 0) throw new Error(`load exited ${code}: ${p.err}`);
+  const r = JSON.parse(p.out);
+  r.fila_cpu_s = cpuSeconds(fila.p.pid) - cpu0;
+  if (bodies) {
+    r.answers = fs.readFileSync(`${file}.out`, 'utf8').split('\n').filter(Boolean).map((l) => {
+      const sp = l.indexOf(' ');
+      let json = null;
+      try { json = JSON.parse(l.slice(sp + 1)); } catch { /* not JSON */ }
+      return { status: Number(l.slice(0, sp)), json };
+    });
+    fs.rmSync(`${file}.out`);
+  }
+  fs.rmSync(file);
+  return r;
+}
+
+// Users named PREFIX0.. each upload one PNG (all must be 201); returns
+// [{ tok, upl }].
+async function makeUploads(fila, prefix, n) {
+  const users = Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, tok: token(`${prefix}${i}`) }));
+  const r = await load(fila, users.map((u) => frame('POST', '/v1/uploads', u.tok, PNG, 'image/png')), { bodies: true });
+  r.answers.forEach((a, i) => {
+    if (a.status !== 201) throw new Error(`upload ${i}: ${a.status} ${JSON.stringify(a.json)}`);
+    users[i].upl = a.json.id;
+  });
+  log(`${n} uploads at ${r.rate.toFixed(0)}/s`);
+  return users;
+}
+
+const submitFrame = (u) => frame('POST', '/v1/jobs', u.tok,
+  { tool: 'upscaler', variant: 'pro', inputs: { image: u.upl } });
+
+async function metrics(fila) {
+  const r = await fetch(`${fila.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } });
+  const text = await r.text();
+  const m = new Map();
+  for (const l of text.split('\n')) {
+    const x = /^([a-z_]+(?:\{[^}]*\})?) ([0-9.eE+-]+|\+Inf)$/.exec(l);
+    if (x) m.set(x[1], Number(x[2]));
+  }
+  return m;
+}
+const jobsIn = (m, state) => [...m].filter(([k]) => k.startsWith('fila_jobs{') && k.includes(`state="${state}"`))
+  .reduce((s, [, v]) => s + v, 0);
+
+// Three jobs that take the slots and stay running (the emulator's tasks
+// last an hour), so the measured submits meet no provider traffic.
+async function occupySlots(fila) {
+  const users = await makeUploads(fila, 'occupant', 3);
+  const r = await load(fila, users.map(submitFrame), { c: 1 });
+  if (r.status['201'] !== 3) throw new Error(`occupants: ${JSON.stringify(r.status)}`);
+  await waitFor(async () => jobsIn(await metrics(fila), 'running') === 3, 10000, '3 jobs running');
+}
+
+// p (0..1) of a Prometheus histogram, interpolated inside its bucket; and
+// the share of observations at or under x.
+function histogram(m, name) {
+  const b = [...m].filter(([k]) => k.startsWith(`${name}_bucket{`))
+    .map(([k, v]) => ({ le: k.includes('+Inf') ? Infinity : Number(/le="([^"]+)"/.exec(k)[1]), cum: v }))
+    .sort((x, y) => x.le - y.le);
+  const count = m.get(`${name}_count`) || 0;
+  const q = (p) => {
+    const target = p * count;
+    let lo = 0;
+    let cum0 = 0;
+    for (const { le, cum } of b) {
+      if (cum >= target) {
+        if (le === Infinity) return Infinity;
+        return lo + (le - lo) * (cum === cum0 ? 1 : (target - cum0) / (cum - cum0));
+      }
+      lo = le;
+      cum0 = cum;
+    }
+    return NaN;
+  };
+  const under = (x) => {
+    let lo = 0;
+    let cum0 = 0;
+    for (const { le, cum } of b) {
+      if (x <= le) return (cum0 + (le === Infinity ? 0 : (cum - cum0) * (x - lo) / (le - lo))) / count;
+      lo = le;
+      cum0 = cum;
+    }
+    return 1;
+  };
+  return { count, sum: m.get(`${name}_sum`), q, under };
+}
+
+// ---- the scenarios ----
+
+const R = { errors: {}, skipped: [] }; // every figure, for RESULTS.md
+const SUBMIT_S = 5; // seconds of a measured submit
+const DRAIN_S = 20; // at most, for the 5,000 jobs of scenario 4
+
+// 7, 8, 4, 5: a fresh fila with an emulator that finishes tasks at once.
+async function drainScenarios() {
+  const emu = await startEmu(0);
+  const fila = await startFila(emu);
+  try {
+    await sleep(500);
+    if (want('idle')) {
+      R.idle_rss = rssBytes(fila.p.pid);
+      log(`idle RSS ${(R.idle_rss / 1048576).toFixed(1)} MiB`);
+    }
+    if (want('healthz')) {
+      R.healthz = await load(fila, [frame('GET', '/healthz')], { n: 1e9, d: 3 });
+      log(`GET /healthz ${R.healthz.rate.toFixed(0)}/s`);
+    }
+    if (!want('drain')) return;
+    const N = 5000;
+    const users = await makeUploads(fila, 'drain', N);
+    // The drain gets at most DRAIN_S seconds (today's fila needs minutes);
+    // then the rate is what completed in that time.
+    const limit = Math.min(DRAIN_S, left() - 20);
+    const cpu0 = cpuSeconds(fila.p.pid);
+    const t0 = performance.now();
+    let subDone = false;
+    const sub = load(fila, users.map(submitFrame));
+    sub.then(() => { subDone = true; }, () => { subDone = true; });
+    let completed = 0;
+    let m;
+    // Poll the store's job counts every 100 ms until all are completed (or
+    // nothing is left to move).
+    for (;;) {
+      await sleep(100);
+      m = await metrics(fila);
+      completed = jobsIn(m, 'completed');
+      const open = ['queued', 'starting', 'running'].reduce((s, st) => s + jobsIn(m, st), 0);
+      if (completed >= N) break;
+      if (subDone && open === 0) break;
+      if (performance.now() - t0 > limit * 1000) break;
+    }
+    const t1 = performance.now();
+    const fila_cpu_s = cpuSeconds(fila.p.pid) - cpu0;
+    const s = await sub;
+    const failed = jobsIn(m, 'failed') + jobsIn(m, 'cancelled');
+    R.drain = { n: N, seconds: (t1 - t0) / 1000, rate: completed / ((t1 - t0) / 1000), completed, failed,
+      cut: completed < N, limit, submitted: s.status['201'] || 0, submit_rate: s.rate, submit_seconds: s.duration_s,
+      load_cpu_s: s.cpu_s, fila_cpu_s };
+    if (completed >= N) {
+      // fila's own verifier over the store (every job, charge, slot and
+      // event), bounded: it reads the whole event log.
+      const c = start(FILA, fila.checkArgs, { cwd: fila.dir });
+      const t = setTimeout(() => c.kill('SIGKILL'), Math.max(1, Math.min(20, left() - 30)) * 1000);
+      const code = await c.done;
+      clearTimeout(t);
+      const last = (c.out.trim().split('\n').pop() || '').slice(0, 200);
+      R.drain.check = code === 0 ? last : typeof code === 'number' ? `exit ${code}: ${last}` : 'did not finish in time';
+    }
+    log(`drain: ${completed}/${N} completed in ${R.drain.seconds.toFixed(2)} s = ${R.drain.rate.toFixed(0)} jobs/s` +
+      (R.drain.check ? `; fila check: ${R.drain.check}` : ''));
+    const h = histogram(m, 'fila_handoff_seconds');
+    R.handoff = { count: h.count, p50: h.q(0.5), p99: h.q(0.99), under_1ms: h.under(0.001), mean: h.sum / h.count };
+  } finally {
+    await stop(fila.p);
+    await stop(emu.p);
+  }
+}
+
+// How many users a measured submit needs: a quick run on a throwaway fila
+// gives the rate, and SUBMIT_S seconds of it are prepared (a fresh fila's
+// rate; fila of today slows as its queue grows, so the run is also cut at
+// 1.5 × SUBMIT_S).
+async function calibrate() {
+  const emu = await startEmu(3600000);
+  const fila = await startFila(emu);
+  try {
+    const users = await makeUploads(fila, 'cal', 1000);
+    const r = await load(fila, users.map(submitFrame));
+    return Math.max(1000, Math.min(100000, Math.ceil(r.rate * SUBMIT_S)));
+  } finally {
+    await stop(fila.p);
+    await stop(emu.p);
+  }
+}
+
+// The measured submit of scenarios 1 and 2: the users' uploads are made
+// before; 64 connections, closed loop.
+async function measuredSubmit(fila, users) {
+  const r = await load(fila, users.map(submitFrame), { d: 1.5 * SUBMIT_S });
+  const answered = r.answered;
+  return { rate: r.rate, jobs: r.status['201'] || 0, answered, status: r.status, errors: r.errors,
+    p50: r.latency_ms.p50, p99: r.latency_ms.p99, max: r.latency_ms.max, seconds: r.duration_s,
+    load_cpu_s: r.cpu_s, fila_cpu_s: r.fila_cpu_s, fila_cpu_ms_per_job: 1000 * r.fila_cpu_s / answered };
+}
+
+// 1: durable submit on a fresh queue.
+async function submitScenario() {
+  const n = await calibrate();
+  log(`submit: ${n} users prepared`);
+  const emu = await startEmu(3600000);
+  const fila = await startFila(emu);
+  try {
+    await occupySlots(fila);
+    const users = await makeUploads(fila, 'sub', n);
+    R.submit = await measuredSubmit(fila, users);
+    R.submit.prepared = n;
+    log(`submit: ${R.submit.rate.toFixed(0)} jobs/s, p50 ${R.submit.p50.toFixed(1)} p99 ${R.submit.p99.toFixed(1)} ms`);
+  } finally {
+    await stop(fila.p);
+    await stop(emu.p);
+  }
+}
+
+// 6: the same submit, open loop at half the rate of 1, on a fresh queue.
+async function openloopScenario() {
+  const rate = Math.max(1, Math.round(R.submit.rate / 2));
+  const secs = 5;
+  const emu = await startEmu(3600000);
+  const fila = await startFila(emu);
+  try {
+    await occupySlots(fila);
+    const users = await makeUploads(fila, 'ol', rate * secs);
+    const r = await load(fila, users.map(submitFrame), { R: rate });
+    R.openloop = { target_rate: rate, rate: r.rate, jobs: r.status['201'] || 0, sent: r.sent, status: r.status,
+      unanswered: r.unanswered, p50: r.latency_ms.p50, p90: r.latency_ms.p90, p99: r.latency_ms.p99,
+      max: r.latency_ms.max, load_cpu_s: r.cpu_s, fila_cpu_s: r.fila_cpu_s, seconds: r.duration_s };
+    log(`open loop at ${rate}/s: p50 ${r.latency_ms.p50.toFixed(1)} p99 ${r.latency_ms.p99.toFixed(1)} max ${r.latency_ms.max.toFixed(1)} ms`);
+  } finally {
+    await stop(fila.p);
+    await stop(emu.p);
+  }
+}
+
+// 2, 3: fill the queue, then the measured submit, then GET of a job near
+// the head and of the deepest. The fillers use a text-only tool of a bench
+// config (the built-in tools copied from fila.conf, plus "filler"), so they
+// need no uploads.
+async function deepScenario() {
+  const conf = fs.readFileSync(path.join(repo, 'fila.conf'), 'utf8');
+  const tools = conf.slice(conf.search(/^\[tool\./m));
+  const file = path.join(TMP, 'bench.conf');
+  fs.writeFileSync(file, `${tools}\n[tool.filler]\ncost = 1\ninput.prompt = text required\napp = 1 prompt=1:text\n`);
+  const emu = await startEmu(3600000);
+  const fila = await startFila(emu, ['--config', file]);
+  try {
+    const users = await makeUploads(fila, 'deep', R.submit.prepared);
+    // Fill: 3 fillers take the slots, the next opt.fill wait. The fill gets
+    // the time left but what the rest needs.
+    const total = opt.fill + 3;
+    const budget = Math.max(10, left() - 25);
+    const frames = Array.from({ length: total }, (_, i) =>
+      frame('POST', '/v1/jobs', token(`fill${i}`), { tool: 'filler', inputs: { prompt: 'fill' } }));
+    log(`fill: ${total} jobs, ${budget.toFixed(0)} s at most`);
+    const f = await load(fila, frames, { d: budget, bodies: true });
+    const jobs = f.answers.map((a, i) => ({ i, a })).filter(({ a }) => a.status === 201 && a.json);
+    const queued = jobs.filter(({ a }) => a.json.status === 'queued');
+    R.fill = { wanted: opt.fill, queued: queued.length, seconds: f.duration_s, rate: f.rate, status: f.status,
+      fila_cpu_s: f.fila_cpu_s };
+    log(`fill: ${queued.length} queued in ${f.duration_s.toFixed(1)} s (${f.rate.toFixed(0)}/s)`);
+    R.deep = await measuredSubmit(fila, users);
+    R.deep.queued_before = queued.length;
+    log(`submit with ${queued.length} queued: ${R.deep.rate.toFixed(0)} jobs/s`);
+
+    // 3: the job at position 10 and the deepest filler, each read by its
+    // owner, 64 connections, closed loop.
+    const at = (pos) => queued.find(({ a }) => a.json.position === pos) ||
+      queued.reduce((x, y) => (y.a.json.position > x.a.json.position ? y : x));
+    R.get = {};
+    for (const [name, pos] of [['near', 10], ['deep', opt.fill]]) {
+      const j = at(pos);
+      const req = frame('GET', `/v1/jobs/${j.a.json.id}`, token(`fill${j.i}`));
+      const one = await load(fila, [req], { c: 1, bodies: true });
+      const r = await load(fila, [req], { n: 1e9, d: 3 });
+      R.get[name] = { position: one.answers[0].json.position, rate: r.rate, p50: r.latency_ms.p50, p99: r.latency_ms.p99,
+        status: r.status, load_cpu_s: r.cpu_s, fila_cpu_s: r.fila_cpu_s };
+      log(`GET job at position ${R.get[name].position}: ${r.rate.toFixed(0)}/s`);
+    }
+  } finally {
+    await stop(fila.p);
+    await stop(emu.p);
+  }
+}
+
+// BullMQ on a fresh redis-server per fsync policy.
+async function bullmqScenario() {
+  const adds = R.submit?.answered || 5000;
+  R.bullmq = {};
+  for (const fsync of ['always', 'everysec']) {
+    const dir = path.join(TMP, `redis-${fsync}`);
+    fs.mkdirSync(dir);
+    const port = await freePort();
+    const redis = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+      '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--daemonize', 'no']);
+    try {
+      await waitFor(async () => {
+        if (redis.exitCode !== null || redis.failed) throw new Fatal(`redis-server exited: ${redis.out}${redis.err}`);
+        return redis.out.includes('Ready to accept connections');
+      }, 10000, 'redis-server');
+      const b = start(process.execPath, [path.join(here, 'bullmq.mjs'), '--port', String(port),
+        '--adds', String(adds), '--producers', '64', '--drain', '5000', '--concurrency', '3'], { cwd: repo });
+      let timer;
+      const code = await Promise.race([b.done, new Promise((r) => {
+        timer = setTimeout(() => r('timeout'), Math.max(10, left() - 5) * 1000);
+      })]);
+      clearTimeout(timer);
+      if (code !== 0) { b.kill('SIGKILL'); throw new Error(`bullmq.mjs (${fsync}): ${code} ${b.err}`); }
+      R.bullmq[fsync] = JSON.parse(b.out);
+      log(`BullMQ appendfsync ${fsync}: add ${R.bullmq[fsync].add.rate.toFixed(0)}/s, drain ${R.bullmq[fsync].drain.rate.toFixed(0)}/s`);
+    } finally {
+      await stop(redis);
+    }
+  }
+}
+
+// 9: the existing SSE benchmark, shortened.
+async function sseScenario() {
+  const json = path.join(TMP, 'sse.json');
+  const budget = Math.max(30, Math.floor(left() - (want('deep') ? 100 : 5)));
+  const p = start(process.execPath, [path.join(here, 'sse.mjs'), '--n', '5000', '--rounds', '3',
+    '--timeout', String(budget), '--json', json], { cwd: repo,
+    // TMPDIR: its temp stores go under ours, removed even if it is killed.
+    env: { ...process.env, FILA_BIN: FILA, RHEMU_BIN: RHEMU, TMPDIR: TMP } });
+  const code = await p.done;
+  if (!fs.existsSync(json)) throw new Error(`sse.mjs exited ${code}: ${p.err.slice(-1500)}`);
+  const o = JSON.parse(fs.readFileSync(json, 'utf8'))[0];
+  R.sse = { n: o.n, p50: o.overall.p50, p99: o.overall.p99, received_all: o.received_all,
+    per_stream: o.mem.per_stream_bytes, bare_p50: o.bare?.overall.p50, bare_p99: o.bare?.overall.p99,
+    bare_per_stream: o.bare?.per_stream_bytes };
+  log(`SSE: p99 ${R.sse.p99.toFixed(1)} ms (bare ${R.sse.bare_p99?.toFixed(1)}), ${Math.round(R.sse.per_stream)} B/stream`);
+}
+
+// ---- the machine ----
+
+function sh(cmd, args) {
+  try { return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(); } catch { return null; }
+}
+
+// fdatasync of 4 KiB appends in the dir fila's stores live in: what one
+// durable commit costs on this disk at the least.
+function fsyncProbe() {
+  const f = path.join(TMP, 'fsync-probe');
+  const fd = fs.openSync(f, 'w');
+  const buf = Buffer.alloc(4096, 1);
+  const t = [];
+  for (let i = 0; i < 200; i++) {
+    fs.writeSync(fd, buf);
+    const t0 = performance.now();
+    fs.fdatasyncSync(fd);
+    t.push(performance.now() - t0);
+  }
+  fs.closeSync(fd);
+  fs.rmSync(f);
+  t.sort((a, b) => a - b);
+  return { p50: t[100], p99: t[197] };
+}
+
+function machine() {
+  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const mem = Number(/MemTotal:\s+(\d+)/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))[1]) * 1024;
+  const osr = /PRETTY_NAME="([^"]+)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1];
+  const df = sh('df', ['-PT', TMP])?.split('\n')[1]?.split(/\s+/);
+  const git = (a) => sh('git', ['-C', repo, ...a]);
+  const dirty = git(['status', '--porcelain', '--', 'src', 'tools', 'fila.conf']);
+  return {
+    cpu: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1], cores: os.cpus().length, mem,
+    kernel: os.release(), os: osr, fs: df ? `${df[1]} on ${df[0]}` : '?', fsync: fsyncProbe(),
+    commit: git(['rev-parse', '--short', 'HEAD']), subject: git(['log', '-1', '--format=%s']),
+    dirty: dirty ? dirty.split('\n').length : 0,
+    fila_bin: process.env.FILA_BIN ? FILA : null,
+    node: process.version, redis: sh('redis-server', ['--version'])?.match(/v=(\S+)/)?.[1],
+    bullmq: JSON.parse(fs.readFileSync(path.join(repo, 'node_modules/bullmq/package.json'), 'utf8')).version,
+    sqlite: sh('pkg-config', ['--modversion', 'sqlite3']), libevent: sh('pkg-config', ['--modversion', 'libevent']),
+    load_before: os.loadavg(),
+  };
+}
+
+// ---- RESULTS.md ----
+
+const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+// A ratio: two decimals, or two significant digits when small.
+const fr = (x) => (!Number.isFinite(x) ? '–' : Math.abs(x) >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
+const ms = (s) => (Number.isFinite(s) ? (s * 1000).toFixed(2) : s === Infinity ? '> 30000' : '–');
+const pct = (x) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)} %` : '–');
+const mib = (b) => (Number.isFinite(b) ? `${(b / 1048576).toFixed(1)} MiB` : '–');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b ? a / b : NaN);
+const verdict = (ok, known = true) => (!known ? 'not measured' : ok ? '**met**' : '**missed**');
+
+function report(M, seconds) {
+  const L = [];
+  const p = (s = '') => L.push(s);
+  const statuses = (st) => Object.entries(st || {}).map(([k, v]) => `${v}×${k}`).join(', ');
+  p('# fila benchmark: results');
+  p();
+  p(`Written by \`make bench\` (bench/all; see [README.md](README.md)) on ${new Date().toISOString()}, in ${f0(seconds)} s. ` +
+    'Every figure below is from this one run, fila and BullMQ side by side on this machine.');
+  p();
+  p('| machine | |');
+  p('|---|---|');
+  p(`| CPU | ${M.cpu}, ${M.cores} cores |`);
+  p(`| memory | ${(M.mem / 2 ** 30).toFixed(1)} GiB |`);
+  p(`| OS, kernel | ${M.os}, Linux ${M.kernel} |`);
+  p(`| disk | ${M.fs}; fdatasync of a 4 KiB append: p50 ${f2(M.fsync.p50)} ms, p99 ${f2(M.fsync.p99)} ms (each durable commit waits for at least one) |`);
+  const tree = `commit ${M.commit} (${M.subject})${M.dirty ? `, with uncommitted changes in ${M.dirty} file(s) of src/, tools/, fila.conf` : ''}`;
+  p(`| fila | ${M.fila_bin ? `binary ${M.fila_bin} (FILA_BIN, not built by this run); the tree is at ${tree}` : `built from ${tree}`} |`);
+  p(`| versions | Node ${M.node}, redis-server ${M.redis}, bullmq ${M.bullmq}, SQLite ${M.sqlite}, libevent ${M.libevent} |`);
+  p(`| load average | ${M.load_before.map(f2).join(' ')} before, ${os.loadavg().map(f2).join(' ')} after (other work on the machine skews every figure) |`);
+  p();
+  p('fila runs with `queue.slots=3`, a temp SQLite store (`synchronous=FULL`, its default) and the RunningHub emulator; every fila ' +
+    'request is sent by `build/load` (bench/load.c) over 64 keep-alive connections unless said otherwise. Latencies are in ms, ' +
+    'as the client sees them.');
+  p();
+
+  p('## Targets');
+  p();
+  p('| target | figure | verdict |');
+  p('|---|---|---|');
+  const deepRatio = ratio(R.deep?.rate, R.submit?.rate);
+  const full = R.fill && R.fill.queued >= R.fill.wanted;
+  p(`| submit with ${f0(opt.fill)} queued ≥ 90 % of fresh | ${pct(deepRatio)}${R.fill && !full ? ` (only ${f0(R.fill.queued)} queued: the fill ran out of time)` : ''} | ${verdict(deepRatio >= 0.9 && full, Number.isFinite(deepRatio))} |`);
+  const getRatio = ratio(R.get?.deep?.rate, R.get?.near?.rate);
+  p(`| GET of the job at position ${f0(R.get?.deep?.position ?? opt.fill)} ≥ 90 % of position ${R.get?.near?.position ?? 10} | ${pct(getRatio)} | ${verdict(getRatio >= 0.9 && full, Number.isFinite(getRatio))} |`);
+  p(`| submit p99 at half the max rate < 10 ms | ${f1(R.openloop?.p99)} ms | ${verdict(R.openloop?.p99 < 10, !!R.openloop)} |`);
+  p(`| idle RSS < 20 MB | ${mib(R.idle_rss)} | ${verdict(R.idle_rss < 20e6, !!R.idle_rss)} |`);
+  p(`| SSE: every stream gets the move, p99 < 100 ms at 5,000 | ${f1(R.sse?.p99)} ms${R.sse && !R.sse.received_all ? ', some missed' : ''} | ${verdict(R.sse?.received_all && R.sse?.p99 < 100, !!R.sse)} |`);
+  p();
+
+  p('## fila');
+  p();
+  p('| # | scenario | jobs/s or req/s | p50 ms | p99 ms | max ms | notes |');
+  p('|---|---|---:|---:|---:|---:|---|');
+  const s = R.submit;
+  if (s) {
+    p(`| 1 | durable submit, fresh queue (closed loop) | **${f0(s.rate)}** | ${f1(s.p50)} | ${f1(s.p99)} | ${f1(s.max)} | ` +
+      `${f0(s.answered)} submits in ${f2(s.seconds)} s: ${statuses(s.status)}; fila CPU ${f2(s.fila_cpu_ms_per_job)} ms/job, load CPU ${f2(s.load_cpu_s)} s |`);
+  }
+  if (R.deep) {
+    p(`| 2 | durable submit with ${f0(R.deep.queued_before)} queued | **${f0(R.deep.rate)}** | ${f1(R.deep.p50)} | ${f1(R.deep.p99)} | ${f1(R.deep.max)} | ` +
+      `${f0(R.deep.answered)} submits in ${f2(R.deep.seconds)} s: ${statuses(R.deep.status)}; fila CPU ${f2(R.deep.fila_cpu_ms_per_job)} ms/job; ratio to 1: **${pct(deepRatio)}** |`);
+  }
+  if (R.fill) {
+    p(`| 2 | (the fill: text-only jobs) | ${f0(R.fill.rate)} | | | | ${f0(R.fill.queued)} of ${f0(R.fill.wanted)} queued in ${f1(R.fill.seconds)} s: ${statuses(R.fill.status)} |`);
+  }
+  for (const k of ['near', 'deep']) {
+    const g = R.get?.[k];
+    if (g) p(`| 3 | GET /v1/jobs/{id} at position ${f0(g.position)} | **${f0(g.rate)}** | ${f2(g.p50)} | ${f2(g.p99)} | | ${statuses(g.status)}; fila CPU ${f2(g.fila_cpu_s)} s, load CPU ${f2(g.load_cpu_s)} s |`);
+  }
+  if (R.get?.deep) p(`| 3 | ratio deep / near | **${pct(getRatio)}** | | | | |`);
+  if (R.drain) {
+    const d = R.drain;
+    p(`| 4 | 5,000 jobs through 3 slots, emulator at 0 ms | **${f0(d.rate)}** | | | | ${f0(d.completed)} completed` +
+      `${d.cut ? ` (**cut at ${d.limit} s**, the rest still waiting)` : ''}, ${d.failed} failed/cancelled, in ${f2(d.seconds)} s from the first submit ` +
+      `(the ${f0(d.submitted)} submits took ${f2(d.submit_seconds)} s); fila CPU ${f1(d.fila_cpu_s)} s${d.check ? `; \`fila check\`: ${d.check}` : ''} |`);
+  }
+  if (R.handoff) {
+    p(`| 5 | hand-off (slot taken → task id), from \`fila_handoff_seconds\` | | ${ms(R.handoff.p50)} | ${ms(R.handoff.p99)} | | ` +
+      `${f0(R.handoff.count)} hand-offs, mean ${ms(R.handoff.mean)} ms; **${pct(R.handoff.under_1ms)} under 1 ms** (estimated from the buckets) |`);
+  }
+  const o = R.openloop;
+  if (o) {
+    p(`| 6 | durable submit, open loop at ${f0(o.target_rate)}/s (half of 1) | ${f0(o.rate)} | ${f1(o.p50)} | **${f1(o.p99)}** | ${f1(o.max)} | ` +
+      `${f0(o.sent)} sent: ${statuses(o.status)}${o.unanswered ? `, ${o.unanswered} unanswered` : ''}; latency from each request's scheduled time; fila CPU ${f2(o.fila_cpu_s)} s, load CPU ${f2(o.load_cpu_s)} s in ${f1(o.seconds)} s |`);
+  }
+  if (R.idle_rss) p(`| 7 | idle RSS after start | ${mib(R.idle_rss)} | | | | VmRSS |`);
+  if (R.healthz) {
+    const h = R.healthz;
+    p(`| 8 | GET /healthz (the HTTP ceiling) | **${f0(h.rate)}** | ${f2(h.latency_ms.p50)} | ${f2(h.latency_ms.p99)} | ${f2(h.latency_ms.max)} | ` +
+      `fila CPU ${f2(h.fila_cpu_s)} s, load CPU ${f2(h.cpu_s)} s in ${f1(h.duration_s)} s (they share the 2 cores) |`);
+  }
+  if (R.sse) {
+    p(`| 9 | SSE fan-out, ${f0(R.sse.n)} streams, one queue move | | ${f1(R.sse.p50)} | ${f1(R.sse.p99)} | | ${Math.round(R.sse.per_stream)} B of RSS per stream; every stream received every move: ${R.sse.received_all ? 'yes' : '**no**'} |`);
+  }
+  p();
+
+  p('## fila against BullMQ on Redis (same run)');
+  p();
+  if (R.bullmq && Object.keys(R.bullmq).length) {
+    p('BullMQ: `queue.add` from 64 concurrent loops in one Node process (one ioredis connection), the same number of jobs as ' +
+      'fila\'s scenario 1; then a Worker at concurrency 3 with a no-op processor while 64 loops add 5,000 jobs, timed from the ' +
+      'first add to the last completion (as scenario 4). Redis: `--appendonly yes --save \'\'`, a fresh server and dir per policy.');
+    p();
+    p('| figure | fila | BullMQ, appendfsync always | BullMQ, appendfsync everysec | fila / always | fila / everysec |');
+    p('|---|---:|---:|---:|---:|---:|');
+    const a = R.bullmq.always;
+    const e = R.bullmq.everysec;
+    p(`| durable submit / add, jobs/s | ${f0(s?.rate)} | ${f0(a?.add.rate)} | ${f0(e?.add.rate)} | **${fr(ratio(s?.rate, a?.add.rate))}** | **${fr(ratio(s?.rate, e?.add.rate))}** |`);
+    p(`| submit / add p50 ms | ${f1(s?.p50)} | ${f1(a?.add.p50_ms)} | ${f1(e?.add.p50_ms)} | ${fr(ratio(s?.p50, a?.add.p50_ms))} | ${fr(ratio(s?.p50, e?.add.p50_ms))} |`);
+    p(`| submit / add p99 ms | ${f1(s?.p99)} | ${f1(a?.add.p99_ms)} | ${f1(e?.add.p99_ms)} | ${fr(ratio(s?.p99, a?.add.p99_ms))} | ${fr(ratio(s?.p99, e?.add.p99_ms))} |`);
+    p(`| 5,000 jobs through 3 at once, jobs/s | ${f0(R.drain?.rate)}${R.drain?.cut ? ` (cut at ${R.drain.limit} s)` : ''} | ${f0(a?.drain.rate)} | ${f0(e?.drain.rate)} | **${fr(ratio(R.drain?.rate, a?.drain.rate))}** | **${fr(ratio(R.drain?.rate, e?.drain.rate))}** |`);
+    p();
+    p('Ratios above 1 favour fila for rates, below 1 for latencies. BullMQ checks no rule (no token, credits, uploads or one job ' +
+      'per user) and its drain has no provider call; fila\'s drain includes the emulator\'s upload, run and webhook for every job.');
+  } else {
+    p('Not measured in this run.');
+  }
+  p();
+  if (R.sse) {
+    p('## SSE fan-out against a bare Node.js server (bench/sse.mjs, same run)');
+    p();
+    p('| N | fila p50 ms | bare p50 ms | fila p99 ms | bare p99 ms | p99 fila / bare | RSS per stream fila / bare |');
+    p('|---:|---:|---:|---:|---:|---:|---:|');
+    p(`| ${f0(R.sse.n)} | ${f1(R.sse.p50)} | ${f1(R.sse.bare_p50)} | ${f1(R.sse.p99)} | ${f1(R.sse.bare_p99)} | **${fr(ratio(R.sse.p99, R.sse.bare_p99))}** | ` +
+      `${Math.round(R.sse.per_stream)} B / ${Math.round(R.sse.bare_per_stream)} B = **${fr(ratio(R.sse.per_stream, R.sse.bare_per_stream))}** |`);
+    p();
+  }
+  const errs = Object.entries(R.errors);
+  if (errs.length || R.skipped.length) {
+    p('## Not measured');
+    p();
+    for (const [k, v] of errs) p(`- ${k}: failed: ${v.split('\n')[0].slice(0, 300)}`);
+    for (const k of R.skipped) p(`- ${k}: skipped (out of time)`);
+    p();
+  }
+  return L.join('\n');
+}
+
+// ---- main ----
+
+async function main() {
+  const M = machine();
+  log(`fila ${FILA}, temp ${TMP}, ${opt.seconds} s`);
+  const steps = [
+    ['idle,healthz,drain', drainScenarios, 30],
+    ['submit', submitScenario, 20],
+    ['openloop', openloopScenario, 15],
+    ['bullmq', bullmqScenario, 15],
+    ['sse', sseScenario, 45],
+    ['deep', deepScenario, 40],
+  ];
+  for (const [names, fn, need] of steps) {
+    const ns = names.split(',');
+    if (!ns.some(want)) continue;
+    if (left() < need) { R.skipped.push(names); log(`skipping ${names}: ${left().toFixed(0)} s left`); continue; }
+    if ((names === 'openloop' || names === 'deep') && !R.submit) {
+      R.errors[names] = 'needs the figures of scenario 1 (submit), which were not measured';
+      continue;
+    }
+    try {
+      await fn();
+    } catch (e) {
+      R.errors[names] = String(e.message || e);
+      log(`${names} failed: ${e.stack || e}`);
+      killAll();
+    }
+  }
+  const md = report(M, (performance.now() - t00) / 1000 + Number(process.env.BENCH_SETUP_S || 0));
+  fs.writeFileSync(opt.out, md + '\n');
+  process.stdout.write(md + '\n');
+  log(`wrote ${opt.out}`);
+}
+
+main().catch((e) => { log(`failed: ${e.stack || e}`); process.exitCode = 1; }).finally(() => {
+  killAll();
+  if (!process.env.BENCH_TMP) fs.rmSync(TMP, { recursive: true, force: true });
+});
