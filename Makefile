@@ -1,7 +1,7 @@
 # fila — `make` builds, `make run` serves the demo, `make test` tests it all.
 
 B       ?= build
-PKGS    := libevent libcurl jansson sqlite3 inih openssl
+PKGS    := libevent libcurl jansson sqlite3 inih openssl libpq
 SAN     ?=
 OPT     ?= -O2 -g
 CFLAGS  += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
@@ -31,7 +31,7 @@ UNITFX  := $(patsubst tests/unit/%.c,$(B)/unit/%.o,\
 FMT     := $(wildcard src/*.c src/*.h tools/*.c tests/unit/*.c \
            tests/unit/*.h fuzz/*.c)
 
-.PHONY: all run test unit api browser asan fuzz fmt fmt-check deps clean
+.PHONY: all run test unit api api-pg browser asan fuzz fmt fmt-check deps clean
 all: $(B)/fila $(B)/rhemu
 
 deps:
@@ -85,13 +85,20 @@ run: deps all
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT)
-	@$(MAKE) --no-print-directory unit api browser
+	@scripts/with-pg $(MAKE) --no-print-directory unit api api-pg browser
 
 unit: $(UNIT)
-	@set -e; for t in $(UNIT); do echo "== $$t"; $$t --jobs 2; done
+	@scripts/with-pg sh -c 'set -e; for t in $(UNIT); do echo "== $$t"; $$t --jobs 2; done'
 
 api: all
 	FILA_BIN=$(abspath $(B)/fila) RHEMU_BIN=$(abspath $(B)/rhemu) \
+	    node --test --test-concurrency=2 tests/api/
+
+# The same black-box suite with every fila on PostgreSQL (a throwaway
+# cluster, unless FILA_PG_URL names a database).
+api-pg: all
+	@scripts/with-pg env FILA_TEST_STORE=pg \
+	    FILA_BIN=$(abspath $(B)/fila) RHEMU_BIN=$(abspath $(B)/rhemu) \
 	    node --test --test-concurrency=2 tests/api/
 
 browser: all

@@ -1,16 +1,20 @@
 /*
- * check.c — `fila check`: an independent verifier of a store. It shares no
- * code with the store it checks: it opens the file itself, read-only, and
- * asks each invariant of docs/api.md §4 with its own SQL, so a bug in
- * store_sqlite.c cannot hide behind itself.
+ * check.c — `fila check`: an independent verifier of a store, SQLite or
+ * PostgreSQL. It shares no code with the store it checks: it opens the
+ * database itself, only reads, and asks each invariant of docs/api.md §4
+ * with its own SQL, so a bug in store_sqlite.c or store_pg.c cannot hide
+ * behind itself.
  *
- * Two ideas to read it by. First, a rule is one query whose rows are its
- * breaches, each row already the sentence to print (SQL's printf()), so a
- * rule is one entry of rules[] and the C only prints. Second, the whole
- * check reads one snapshot (a single read transaction), so a daemon still
- * running on the store cannot show it half of a change; what may
- * legitimately lag (a slot kept while a provider cancel is pending, a
- * watchdog that is stopped) is given a grace period.
+ * Three ideas to read it by. First, a rule is one query whose rows are its
+ * breaches, and a line with a "%s" for each column of a row, so a rule is
+ * one entry of rules[] and the C only prints. One SQL text serves both
+ * databases but where their dialects part (reading the event log's JSON):
+ * there a rule has a PostgreSQL text too. Second, the whole check reads
+ * one snapshot (one read-only transaction), so a daemon still running on
+ * the store cannot show it half of a change; what may legitimately lag (a
+ * slot kept while a provider cancel is pending, a watchdog that is
+ * stopped) is given a grace period. Third, under the rules sits a driver
+ * per database (struct driver): run a query, hand each row over as text.
  *
  * Uploads are the one rule in C: which inputs name uploads comes from the
  * tools of the configuration, and whether the file exists from the disk.
@@ -24,222 +28,308 @@
 #include <sys/stat.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
-#define GRACE_S 60 /* a stopped watchdog, a pending provider cancel */
-
-struct checker {
-	sqlite3 *db;
-	const struct config *cfg;
-	FILE *out;
-	int breaches;
-	int warnings;
-	int failed; /* a query could not run: the check is not complete */
-};
+#define GRACE_S 60    /* a stopped watchdog, a pending provider cancel */
+#define MAX_COLS 8    /* the most columns a query of the check answers */
+#define JOBS_PAGE 500 /* jobs read at a time for the uploads rule */
+#define N_PARAMS 8    /* struct param, params_init() */
 
 enum level { BREACH, WARNING };
 
-/* One invariant: every row sql answers is one line to print at level. */
-struct rule {
-	enum level level;
-	const char *sql;
+struct checker;
+
+/* One row of a query: its columns as text, NULL for SQL's NULL; valid
+ * during the call only. */
+typedef void row_fn(
+    struct checker *c, void *arg, const char *const *col, int ncol);
+
+/* A database the check can read. */
+struct driver {
+	/* Open url (the checker's cfg says the rest): 0, or -1 after a
+	 * "check: …" line. */
+	int (*open)(struct checker *c, const char *url);
+	/* Run sql, with arg (if not NULL) as its parameter $1, calling fn
+	 * (if not NULL) on each row: 0, or -1 with the error in c->err. */
+	int (*query)(struct checker *c, const char *sql, const char *arg,
+	    row_fn *fn, void *fnarg);
+	void (*close)(struct checker *c);
+	const char *begin;  /* one read-only snapshot */
+	const char *tables; /* how many of TABLES are there */
+	/* The schema versions whose tables the rules read. */
+	int64_t oldest, newest;
+	int postgres; /* the rules' PostgreSQL texts apply */
 };
 
-/* The schema version whose tables the rules read (store_sqlite.c's
- * migrations; test_check holds the two together). */
-#define SCHEMA_VERSION 5
+/* A named parameter of the rules: ":name" in their SQL, an integer. */
+struct param {
+	const char *name;
+	int64_t v;
+};
+
+struct checker {
+	const struct config *cfg;
+	const struct driver *db;
+	sqlite3 *lite;
+	PGconn *pg;
+	char *store; /* what is checked, in messages */
+	struct param params[N_PARAMS];
+	FILE *out;
+	int breaches;
+	int warnings;
+	int failed;    /* a query could not run: the check is not complete */
+	char err[512]; /* the last query's error */
+};
+
+/* One invariant: every row of sql is one line at level. */
+struct rule {
+	enum level level;
+	const char *say; /* the line; each "%s" the next column, as text */
+	/* The query: one for both, or SQLite's and PostgreSQL's. */
+	const char *sql[2];
+};
+
 #define TERMINAL "('completed', 'failed', 'cancelled')"
 #define ACTIVE "('queued', 'starting', 'running')"
-/* The event log: state changes only (positions are not stored). */
-#define EVENTS "events"
-#define EV_STATUS                                                              \
-	"CASE WHEN json_valid(data) THEN json_extract(data, '$.status') END"
+/* The tables a store has, whatever its version. */
+#define TABLES "('users', 'ledger', 'uploads', 'jobs', 'slots', 'events')"
+#define N_TABLES 6
 /* Is prev → st one of docs/api.md §3's arrows (or no move at all)? */
 #define ARROW(prev, st)                                                        \
-	"(" st " IS " prev " OR (" prev " = 'queued' AND " st                  \
+	"(" st " = " prev " OR (" prev " = 'queued' AND " st                   \
 	" IN ('starting', 'cancelled', 'failed')) OR (" prev                   \
 	" = 'starting' AND " st " IN ('running', 'failed', 'cancelled'))"      \
 	" OR (" prev " = 'running' AND " st " IN " TERMINAL "))"
+
+/*
+ * Where the dialects part: an event's data is text that may not be JSON,
+ * and reading a field must not fail on it (the rule says so instead).
+ * SQLite tests it with json_valid(); PostgreSQL 15 cannot without a
+ * function, so the check brings its own, pg_temp.json_valid (pg_open):
+ * it lives in the session, nothing of the store is written. X_FIELD(col,
+ * key) is the field's value as text, NULL when col is not JSON.
+ */
+/* clang-format off */
+#define LITE_VALID(col) "json_valid(" col ")"
+#define LITE_FIELD(col, key) \
+	"CASE WHEN json_valid(" col ") THEN json_extract(" col ", '$." key "')" \
+	" END"
+#define PG_VALID(col) "pg_temp.json_valid(" col ")"
+#define PG_FIELD(col, key) \
+	"CASE WHEN pg_temp.json_valid(" col ") THEN " col "::json ->> '" key "'" \
+	" END"
+
+/* The rules that read the event log's JSON, in dialect D (LITE or PG). */
+#define EV_NOT_JSON(D) \
+	"SELECT id, job_id FROM events" \
+	" WHERE " D##_FIELD("data", "status") " IS NULL"
+#define EV_OTHER_JOB(D) \
+	"SELECT id, job_id, " D##_FIELD("data", "id") " FROM events" \
+	" WHERE " D##_VALID("data") \
+	" AND " D##_FIELD("data", "id") " IS DISTINCT FROM job_id"
+#define EV_OTHER_STATUS(D) \
+	"SELECT id, job_id, coalesce(status, 'nothing'), " \
+	D##_FIELD("data", "status") " FROM events" \
+	" WHERE status IS DISTINCT FROM " D##_FIELD("data", "status")
+#define EV_ARROWS(D) \
+	"SELECT job_id, id, st, prev_id, prev FROM (SELECT id, job_id, " \
+	D##_FIELD("data", "status") " AS st," \
+	" lag(" D##_FIELD("data", "status") ") OVER w AS prev," \
+	" lag(id) OVER w AS prev_id FROM events" \
+	" WINDOW w AS (PARTITION BY job_id ORDER BY id)) AS x" \
+	" WHERE st IS NOT NULL AND prev IS NOT NULL" \
+	" AND NOT " ARROW("prev", "st")
+#define EV_LAST(D) \
+	"SELECT j.id, j.status, coalesce(CAST(e.id AS TEXT), 'none')," \
+	" coalesce(" D##_FIELD("e.data", "status") ", 'nothing')" \
+	" FROM jobs j LEFT JOIN (SELECT job_id, max(id) AS id FROM events" \
+	" GROUP BY job_id) AS m ON m.job_id = j.id" \
+	" LEFT JOIN events e ON e.id = m.id" \
+	" WHERE e.id IS NULL OR (" D##_VALID("e.data") \
+	" AND " D##_FIELD("e.data", "status") " IS DISTINCT FROM j.status)"
+#define BOTH(RULE) RULE(LITE), RULE(PG)
 
 /*
  * The parameters a rule may name: :slots, :per_user, :now (ms),
  * :queue_timeout and :run_timeout (s), :queue_limit and :run_limit (ms,
  * the timeouts plus the grace), :hold_limit (ms).
  */
-/* clang-format off */
 static const struct rule rules[] = {
 	/* ---- credits (rule 4) ---- */
-	{BREACH, "SELECT printf('user %s: grants - charges + refunds = %lld,"
-	    " balance = %lld', u.id, coalesce(sum(l.amount), 0), u.balance)"
+	{BREACH, "user %s: grants - charges + refunds = %s, balance = %s",
+	    {"SELECT u.id, coalesce(sum(l.amount), 0), u.balance"
 	    " FROM users u LEFT JOIN ledger l ON l.user_id = u.id"
-	    " GROUP BY u.id HAVING coalesce(sum(l.amount), 0) <> u.balance"},
-	{BREACH, "SELECT printf('user %s: balance = %lld, below 0', id, balance)"
-	    " FROM users WHERE balance < 0"},
-	/* The first entry that disagrees (min() picks its row's columns). */
-	{BREACH, "SELECT printf('user %s: ledger entry %lld has balance_after"
-	    " = %lld, the entries up to it sum to %lld (%lld entries"
-	    " disagree)', user_id, min(id), balance_after, running, count(*))"
-	    " FROM (SELECT id, user_id, balance_after, sum(amount) OVER"
-	    " (PARTITION BY user_id ORDER BY id) AS running FROM ledger)"
-	    " WHERE running <> balance_after OR balance_after < 0"
-	    " GROUP BY user_id"},
-	{BREACH, "SELECT printf('ledger entry %lld: user %s does not exist',"
-	    " id, user_id) FROM ledger l"
-	    " WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = l.user_id)"},
-	{BREACH, "SELECT printf('job %s: %lld %s entries in the ledger',"
-	    " job_id, count(*), kind) FROM ledger WHERE job_id IS NOT NULL"
-	    " GROUP BY job_id, kind HAVING count(*) > 1"},
-	{BREACH, "SELECT printf('ledger entry %lld: a %s without a job', id,"
-	    " kind) FROM ledger WHERE kind <> 'grant' AND job_id IS NULL"},
-	{BREACH, "SELECT printf('ledger entry %lld: %s of job %s, which does"
-	    " not exist', l.id, l.kind, l.job_id) FROM ledger l"
+	    " GROUP BY u.id, u.balance"
+	    " HAVING coalesce(sum(l.amount), 0) <> u.balance"}},
+	{BREACH, "user %s: balance = %s, below 0",
+	    {"SELECT id, balance FROM users WHERE balance < 0"}},
+	/* The first entry that disagrees, and how many do. */
+	{BREACH, "user %s: ledger entry %s has balance_after = %s, the"
+	    " entries up to it sum to %s (%s entries disagree)",
+	    {"SELECT user_id, id, balance_after, running, bad FROM (SELECT"
+	    " user_id, id, balance_after, running, row_number() OVER"
+	    " (PARTITION BY user_id ORDER BY id) AS k, count(*) OVER"
+	    " (PARTITION BY user_id) AS bad FROM (SELECT id, user_id,"
+	    " balance_after, sum(amount) OVER (PARTITION BY user_id ORDER BY"
+	    " id) AS running FROM ledger) AS l WHERE running <> balance_after"
+	    " OR balance_after < 0) AS b WHERE k = 1"}},
+	{BREACH, "ledger entry %s: user %s does not exist",
+	    {"SELECT id, user_id FROM ledger l"
+	    " WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = l.user_id)"}},
+	{BREACH, "job %s: %s %s entries in the ledger",
+	    {"SELECT job_id, count(*), kind FROM ledger"
+	    " WHERE job_id IS NOT NULL GROUP BY job_id, kind"
+	    " HAVING count(*) > 1"}},
+	{BREACH, "ledger entry %s: a %s without a job",
+	    {"SELECT id, kind FROM ledger WHERE kind <> 'grant'"
+	    " AND job_id IS NULL"}},
+	{BREACH, "ledger entry %s: %s of job %s, which does not exist",
+	    {"SELECT l.id, l.kind, l.job_id FROM ledger l"
 	    " WHERE l.job_id IS NOT NULL"
-	    " AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = l.job_id)"},
-	{BREACH, "SELECT printf('ledger entry %lld: %s of job %s is filed"
-	    " under user %s, the job is user %s''s', l.id, l.kind, j.id,"
-	    " l.user_id, j.user_id) FROM ledger l JOIN jobs j"
-	    " ON j.id = l.job_id WHERE l.user_id <> j.user_id"},
-	{BREACH, "SELECT printf('job %s: charged = %lld with %lld charge"
-	    " entries in the ledger (want charged = 1 and one charge)',"
-	    " j.id, j.charged, count(l.kind)) FROM jobs j LEFT JOIN ledger l"
-	    " ON l.job_id = j.id AND l.kind = 'charge' GROUP BY j.id"
-	    " HAVING j.charged <> 1 OR count(l.kind) <> 1"},
-	{BREACH, "SELECT printf('job %s: %s of %lld for a cost of %lld',"
-	    " j.id, l.kind, l.amount, j.cost) FROM jobs j JOIN ledger l"
-	    " ON l.job_id = j.id WHERE (l.kind = 'charge' AND l.amount <> -j.cost)"
-	    " OR (l.kind = 'refund' AND l.amount <> j.cost)"},
-	{BREACH, "SELECT printf('job %s is %s but was refunded (ledger entry"
-	    " %lld)', j.id, j.status, l.id) FROM jobs j JOIN ledger l"
+	    " AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = l.job_id)"}},
+	{BREACH, "ledger entry %s: %s of job %s is filed under user %s, the"
+	    " job is user %s's",
+	    {"SELECT l.id, l.kind, j.id, l.user_id, j.user_id FROM ledger l"
+	    " JOIN jobs j ON j.id = l.job_id WHERE l.user_id <> j.user_id"}},
+	{BREACH, "job %s: charged = %s with %s charge entries in the ledger"
+	    " (want charged = 1 and one charge)",
+	    {"SELECT j.id, j.charged, count(l.kind) FROM jobs j"
+	    " LEFT JOIN ledger l ON l.job_id = j.id AND l.kind = 'charge'"
+	    " GROUP BY j.id, j.charged"
+	    " HAVING j.charged <> 1 OR count(l.kind) <> 1"}},
+	{BREACH, "job %s: %s of %s for a cost of %s",
+	    {"SELECT j.id, l.kind, l.amount, j.cost FROM jobs j JOIN ledger l"
+	    " ON l.job_id = j.id WHERE (l.kind = 'charge'"
+	    " AND l.amount <> -j.cost) OR (l.kind = 'refund'"
+	    " AND l.amount <> j.cost)"}},
+	{BREACH, "job %s is %s but was refunded (ledger entry %s)",
+	    {"SELECT j.id, j.status, l.id FROM jobs j JOIN ledger l"
 	    " ON l.job_id = j.id AND l.kind = 'refund'"
-	    " WHERE j.status NOT IN ('failed', 'cancelled')"},
-	{BREACH, "SELECT printf('job %s is %s and was charged, but has no"
-	    " refund', id, status) FROM jobs j"
+	    " WHERE j.status NOT IN ('failed', 'cancelled')"}},
+	{BREACH, "job %s is %s and was charged, but has no refund",
+	    {"SELECT id, status FROM jobs j"
 	    " WHERE status IN ('failed', 'cancelled') AND charged = 1"
 	    " AND NOT EXISTS (SELECT 1 FROM ledger WHERE job_id = j.id"
-	    " AND kind = 'refund')"},
-	{BREACH, "SELECT printf('job %s: refunded = %lld, but the ledger has"
-	    " %s refund', id, refunded, iif(r, 'a', 'no')) FROM (SELECT id,"
-	    " refunded, EXISTS (SELECT 1 FROM ledger WHERE job_id = j.id"
-	    " AND kind = 'refund') AS r FROM jobs j) WHERE refunded <> r"},
+	    " AND kind = 'refund')"}},
+	{BREACH, "job %s: refunded = %s, but the ledger has %s refund",
+	    {"SELECT id, refunded, CASE WHEN r = 1 THEN 'a' ELSE 'no' END"
+	    " FROM (SELECT id, refunded, CASE WHEN EXISTS (SELECT 1 FROM"
+	    " ledger WHERE job_id = j.id AND kind = 'refund') THEN 1 ELSE 0"
+	    " END AS r FROM jobs j) AS x WHERE refunded <> r"}},
 
 	/* ---- slots (rule 1) ---- */
-	{BREACH, "WITH RECURSIVE n(i) AS (SELECT 1 WHERE :slots >= 1"
+	{BREACH, "slot %s of %s is missing",
+	    {"WITH RECURSIVE n(i) AS (SELECT 1 WHERE :slots >= 1"
 	    " UNION ALL SELECT i + 1 FROM n WHERE i < :slots)"
-	    " SELECT printf('slot %lld of %lld is missing', i, :slots) FROM n"
-	    " WHERE i NOT IN (SELECT id FROM slots)"},
-	{BREACH, "SELECT printf('slot %lld is beyond queue.slots = %lld',"
-	    " id, :slots) FROM slots WHERE (id > :slots OR id < 1)"
-	    " AND job_id IS NULL"},
+	    " SELECT i, :slots FROM n WHERE i NOT IN (SELECT id FROM slots)"}},
+	{BREACH, "slot %s is beyond queue.slots = %s",
+	    {"SELECT id, :slots FROM slots WHERE (id > :slots OR id < 1)"
+	    " AND job_id IS NULL"}},
 	/* A shrink keeps held rows until their jobs let go. */
-	{WARNING, "SELECT printf('slot %lld beyond queue.slots = %lld is"
-	    " still held by job %s', id, :slots, job_id) FROM slots"
-	    " WHERE (id > :slots OR id < 1) AND job_id IS NOT NULL"},
-	{BREACH, "SELECT printf('%lld slots are held, queue.slots = %lld',"
-	    " count(*), :slots) FROM slots WHERE job_id IS NOT NULL"
-	    " HAVING count(*) > :slots"},
-	{BREACH, "SELECT printf('%lld jobs are starting or running,"
-	    " queue.slots = %lld', count(*), :slots) FROM jobs"
-	    " WHERE status IN ('starting', 'running') HAVING count(*) > :slots"},
-	{BREACH, "SELECT printf('job %s is %s but holds no slot', id, status)"
-	    " FROM jobs j WHERE status IN ('starting', 'running')"
-	    " AND NOT EXISTS (SELECT 1 FROM slots WHERE job_id = j.id)"},
-	{BREACH, "SELECT printf('slot %lld is held by job %s, which does not"
-	    " exist', id, job_id) FROM slots s WHERE job_id IS NOT NULL"
-	    " AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id)"},
-	{BREACH, "SELECT printf('slot %lld is held by job %s, which is queued',"
-	    " s.id, j.id) FROM slots s JOIN jobs j ON j.id = s.job_id"
-	    " WHERE j.status = 'queued'"},
+	{WARNING, "slot %s beyond queue.slots = %s is still held by job %s",
+	    {"SELECT id, :slots, job_id FROM slots"
+	    " WHERE (id > :slots OR id < 1) AND job_id IS NOT NULL"}},
+	{BREACH, "%s slots are held, queue.slots = %s",
+	    {"SELECT count(*), :slots FROM slots WHERE job_id IS NOT NULL"
+	    " HAVING count(*) > :slots"}},
+	{BREACH, "%s jobs are starting or running, queue.slots = %s",
+	    {"SELECT count(*), :slots FROM jobs"
+	    " WHERE status IN ('starting', 'running') HAVING count(*) > :slots"}},
+	{BREACH, "job %s is %s but holds no slot",
+	    {"SELECT id, status FROM jobs j"
+	    " WHERE status IN ('starting', 'running')"
+	    " AND NOT EXISTS (SELECT 1 FROM slots WHERE job_id = j.id)"}},
+	{BREACH, "slot %s is held by job %s, which does not exist",
+	    {"SELECT id, job_id FROM slots s WHERE job_id IS NOT NULL"
+	    " AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = s.job_id)"}},
+	{BREACH, "slot %s is held by job %s, which is queued",
+	    {"SELECT s.id, j.id FROM slots s JOIN jobs j ON j.id = s.job_id"
+	    " WHERE j.status = 'queued'"}},
 	/* A terminal job keeps its slot until the provider lets go. */
-	{WARNING, "SELECT printf('slot %lld is still held by job %s, %s %lld s"
-	    " ago', s.id, j.id, j.status,"
-	    " (:now - coalesce(j.finished_at, j.updated_at)) / 1000)"
+	{WARNING, "slot %s is still held by job %s, %s %s s ago",
+	    {"SELECT s.id, j.id, j.status,"
+	    " (:now - coalesce(j.finished_at, j.updated_at)) / 1000"
 	    " FROM slots s JOIN jobs j ON j.id = s.job_id"
 	    " WHERE j.status IN " TERMINAL
-	    " AND coalesce(j.finished_at, j.updated_at) < :now - :hold_limit"},
+	    " AND coalesce(j.finished_at, j.updated_at) < :now - :hold_limit"}},
 
 	/* ---- nothing stuck (rule 6), one active job (rule 3) ---- */
-	{BREACH, "SELECT printf('job %s: stuck, queued for %lld s"
-	    " (queue.queue_timeout = %lld s)', id, (:now - created_at) / 1000,"
-	    " :queue_timeout) FROM jobs WHERE status = 'queued'"
-	    " AND created_at < :now - :queue_limit"},
-	{BREACH, "SELECT printf('job %s: stuck, %s for %lld s"
-	    " (queue.run_timeout = %lld s)', id, status,"
-	    " (:now - coalesce(started_at, created_at)) / 1000, :run_timeout)"
-	    " FROM jobs WHERE status IN ('starting', 'running')"
-	    " AND coalesce(started_at, created_at) < :now - :run_limit"},
-	{BREACH, "SELECT printf('user %s has %lld active jobs,"
-	    " queue.per_user_active = %lld', user_id, count(*), :per_user)"
-	    " FROM jobs WHERE status IN " ACTIVE " GROUP BY user_id"
-	    " HAVING count(*) > :per_user"},
-	{BREACH, "SELECT printf('job %s is %s but has no finished_at', id,"
-	    " status) FROM jobs WHERE status IN " TERMINAL
-	    " AND finished_at IS NULL"},
-	{BREACH, "SELECT printf('job %s: user %s does not exist', id,"
-	    " user_id) FROM jobs j"
-	    " WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = j.user_id)"},
+	{BREACH, "job %s: stuck, queued for %s s (queue.queue_timeout = %s s)",
+	    {"SELECT id, (:now - created_at) / 1000, :queue_timeout FROM jobs"
+	    " WHERE status = 'queued' AND created_at < :now - :queue_limit"}},
+	{BREACH, "job %s: stuck, %s for %s s (queue.run_timeout = %s s)",
+	    {"SELECT id, status, (:now - coalesce(started_at, created_at))"
+	    " / 1000, :run_timeout FROM jobs"
+	    " WHERE status IN ('starting', 'running')"
+	    " AND coalesce(started_at, created_at) < :now - :run_limit"}},
+	{BREACH, "user %s has %s active jobs, queue.per_user_active = %s",
+	    {"SELECT user_id, count(*), :per_user FROM jobs"
+	    " WHERE status IN " ACTIVE " GROUP BY user_id"
+	    " HAVING count(*) > :per_user"}},
+	{BREACH, "job %s is %s but has no finished_at",
+	    {"SELECT id, status FROM jobs WHERE status IN " TERMINAL
+	    " AND finished_at IS NULL"}},
+	{BREACH, "job %s: user %s does not exist",
+	    {"SELECT id, user_id FROM jobs j"
+	    " WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = j.user_id)"}},
 
-	/* The counts /metrics shows, kept by triggers, agree with the jobs. */
-	{BREACH, "SELECT printf('job_counts has %lld %s jobs of %s, the jobs"
-	    " table %lld', counted, status, tool, actual) FROM ("
+	/* The counts /metrics shows, kept by triggers, agree with the jobs
+	 * (PostgreSQL keeps them in shards: their sum is the count). */
+	{BREACH, "job_counts has %s %s jobs of %s, the jobs table %s",
+	    {"WITH c AS (SELECT tool, status, sum(n) AS n FROM job_counts"
+	    " GROUP BY tool, status)"
+	    " SELECT counted, status, tool, actual FROM ("
 	    " SELECT a.tool, a.status, a.n AS actual, coalesce(c.n, 0)"
 	    "  AS counted FROM (SELECT tool, status, count(*) AS n FROM jobs"
-	    "  GROUP BY tool, status) a LEFT JOIN job_counts c"
-	    "  USING (tool, status)"
-	    " UNION ALL SELECT tool, status, 0, n FROM job_counts c"
-	    "  WHERE n <> 0 AND NOT EXISTS (SELECT 1 FROM jobs j"
-	    "  WHERE j.tool = c.tool AND j.status = c.status))"
-	    " WHERE actual <> counted"},
+	    "  GROUP BY tool, status) AS a LEFT JOIN c USING (tool, status)"
+	    " UNION ALL SELECT tool, status, 0, n FROM c WHERE n <> 0"
+	    "  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.tool = c.tool"
+	    "  AND j.status = c.status)) AS x WHERE actual <> counted"}},
 
 	/* ---- the event log (docs/api.md §5) ---- */
-	{BREACH, "SELECT printf('event %lld of job %s is not a JSON job with"
-	    " a status', id, job_id) FROM " EVENTS " WHERE " EV_STATUS " IS NULL"},
-	{BREACH, "SELECT printf('event %lld is filed under job %s but shows"
-	    " job %s', id, job_id, json_extract(data, '$.id')) FROM " EVENTS
-	    " WHERE json_valid(data)"
-	    " AND json_extract(data, '$.id') IS NOT job_id"},
-	{BREACH, "SELECT printf('event %lld names job %s, which does not"
-	    " exist', id, job_id) FROM events e"
-	    " WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = e.job_id)"},
-	{BREACH, "SELECT printf('event %lld of job %s is filed under user %s,"
-	    " the job is user %s''s', e.id, j.id, e.user_id, j.user_id)"
-	    " FROM events e JOIN jobs j ON j.id = e.job_id"
-	    " WHERE e.user_id <> j.user_id"},
+	{BREACH, "event %s of job %s is not a JSON job with a status",
+	    {BOTH(EV_NOT_JSON)}},
+	{BREACH, "event %s is filed under job %s but shows job %s",
+	    {BOTH(EV_OTHER_JOB)}},
+	{BREACH, "event %s names job %s, which does not exist",
+	    {"SELECT id, job_id FROM events e"
+	    " WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = e.job_id)"}},
+	{BREACH, "event %s of job %s is filed under user %s, the job is user"
+	    " %s's",
+	    {"SELECT e.id, j.id, e.user_id, j.user_id FROM events e"
+	    " JOIN jobs j ON j.id = e.job_id WHERE e.user_id <> j.user_id"}},
 	/* The queue's order is followed from these two columns. */
-	{BREACH, "SELECT printf('event %lld of job %s is filed as %s but"
-	    " shows %s', id, job_id, coalesce(status, 'nothing'), " EV_STATUS
-	    ") FROM " EVENTS " WHERE status IS NOT " EV_STATUS},
-	{BREACH, "SELECT printf('event %lld of job %s is filed at seq %s,"
-	    " the job is at seq %lld', e.id, j.id, coalesce(e.seq, 'none'),"
-	    " j.seq) FROM events e JOIN jobs j ON j.id = e.job_id"
-	    " WHERE e.seq IS NOT j.seq"},
+	{BREACH, "event %s of job %s is filed as %s but shows %s",
+	    {BOTH(EV_OTHER_STATUS)}},
+	{BREACH, "event %s of job %s is filed at seq %s, the job is at seq %s",
+	    {"SELECT e.id, j.id, coalesce(CAST(e.seq AS TEXT), 'none'), j.seq"
+	    " FROM events e JOIN jobs j ON j.id = e.job_id"
+	    " WHERE e.seq IS DISTINCT FROM j.seq"}},
 	/* In id order each event repeats or follows an arrow; so nothing
 	 * but a repeat comes after a terminal event. */
-	{BREACH, "SELECT printf('job %s: event %lld says %s after event %lld"
-	    " said %s', job_id, id, st, prev_id, prev) FROM (SELECT id,"
-	    " job_id, " EV_STATUS " AS st, lag(" EV_STATUS ") OVER w AS prev,"
-	    " lag(id) OVER w AS prev_id FROM " EVENTS
-	    " WINDOW w AS (PARTITION BY job_id ORDER BY id))"
-	    " WHERE st IS NOT NULL AND prev IS NOT NULL"
-	    " AND NOT " ARROW("prev", "st")},
-	{BREACH, "SELECT printf('job %s is %s but its last event (%s) says"
-	    " %s', j.id, j.status, coalesce(e.id, 'none'),"
-	    " coalesce(json_extract(e.data, '$.status'), 'nothing'))"
-	    " FROM jobs j LEFT JOIN (SELECT job_id, max(id) AS id FROM events"
-	    " GROUP BY job_id) last ON last.job_id = j.id"
-	    " LEFT JOIN " EVENTS " e ON e.id = last.id"
-	    " WHERE e.id IS NULL OR (json_valid(e.data)"
-	    " AND json_extract(e.data, '$.status') IS NOT j.status)"},
+	{BREACH, "job %s: event %s says %s after event %s said %s",
+	    {BOTH(EV_ARROWS)}},
+	{BREACH, "job %s is %s but its last event (%s) says %s",
+	    {BOTH(EV_LAST)}},
 };
 /* clang-format on */
 #define N_RULES (sizeof(rules) / sizeof(rules[0]))
 
-static const char *const tables[] = {
-    "users", "ledger", "uploads", "jobs", "slots", "events"};
-
 /* ---- output -------------------------------------------------------- */
+
+static void
+line_start(struct checker *c, enum level lv)
+{
+	if (lv == BREACH)
+		c->breaches++;
+	else
+		c->warnings++;
+	fputs(lv == BREACH ? "breach: " : "warning: ", c->out);
+}
 
 static void say(struct checker *c, enum level lv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -249,11 +339,7 @@ say(struct checker *c, enum level lv, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (lv == BREACH)
-		c->breaches++;
-	else
-		c->warnings++;
-	fputs(lv == BREACH ? "breach: " : "warning: ", c->out);
+	line_start(c, lv);
 	va_start(ap, fmt);
 	vfprintf(c->out, fmt, ap);
 	va_end(ap);
@@ -264,54 +350,295 @@ say(struct checker *c, enum level lv, const char *fmt, ...)
 static void
 db_fail(struct checker *c, const char *what)
 {
-	fprintf(c->out, "check: %s: %s\n", what, sqlite3_errmsg(c->db));
+	fprintf(c->out, "check: %s: %s\n", what, c->err);
 	c->failed = 1;
 }
 
+/* Keep a library's message (its first line) before it is freed. */
+static void
+set_err(struct checker *c, const char *msg)
+{
+	snprintf(c->err, sizeof(c->err), "%s", msg ? msg : "unknown error");
+	c->err[strcspn(c->err, "\n")] = '\0';
+}
+
+/* ---- SQLite -------------------------------------------------------- */
+
+static int
+lite_open(struct checker *c, const char *url)
+{
+	const char *path = url + strlen("sqlite:");
+
+	if (*path == '\0') {
+		fprintf(c->out, "check: store.url \"%s\" names no file\n", url);
+		return -1;
+	}
+	c->store = xstrdup(path);
+	if (sqlite3_open_v2(path, &c->lite, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		fprintf(c->out, "check: %s: %s\n", path,
+		    c->lite ? sqlite3_errmsg(c->lite) : "cannot open");
+		return -1;
+	}
+	sqlite3_busy_timeout(c->lite, BUSY_TIMEOUT_MS);
+	return 0;
+}
+
+static int
+lite_query(struct checker *c, const char *sql, const char *arg, row_fn *fn,
+    void *fnarg)
+{
+	const char *col[MAX_COLS];
+	sqlite3_stmt *q = NULL;
+	int step, n, rc = -1;
+
+	if (sqlite3_prepare_v2(c->lite, sql, -1, &q, NULL) != SQLITE_OK) {
+		set_err(c, sqlite3_errmsg(c->lite));
+		goto done;
+	}
+	if (arg != NULL)
+		sqlite3_bind_text(q, 1, arg, -1, SQLITE_TRANSIENT);
+	n = sqlite3_column_count(q);
+	if (n > MAX_COLS) {
+		set_err(c, "too many columns");
+		goto done;
+	}
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		for (int i = 0; i < n; i++)
+			col[i] = (const char *)sqlite3_column_text(q, i);
+		if (fn != NULL)
+			fn(c, fnarg, col, n);
+	}
+	if (step == SQLITE_DONE)
+		rc = 0;
+	else
+		set_err(c, sqlite3_errmsg(c->lite));
+done:
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static void
+lite_close(struct checker *c)
+{
+	sqlite3_close(c->lite);
+}
+
+static const struct driver lite_driver = {
+    .open = lite_open,
+    .query = lite_query,
+    .close = lite_close,
+    .begin = "BEGIN",
+    .tables = "SELECT count(*) FROM sqlite_master"
+              " WHERE type = 'table' AND name IN " TABLES,
+    /* store_sqlite.c's migrations: 6 adds leases, which no rule reads. */
+    .oldest = 6,
+    .newest = 6,
+};
+
+/* ---- PostgreSQL ---------------------------------------------------- */
+
+/* Is t JSON? (LITE_VALID's twin; PG_FIELD above.) */
+#define PG_JSON_VALID                                                          \
+	"CREATE FUNCTION pg_temp.json_valid(t text) RETURNS boolean"           \
+	" LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN PERFORM t::json;"             \
+	" RETURN true; EXCEPTION WHEN others THEN RETURN false; END $$"
+
+static int
+pg_query(struct checker *c, const char *sql, const char *arg, row_fn *fn,
+    void *fnarg)
+{
+	PGresult *r =
+	    PQexecParams(c->pg, sql, arg != NULL, NULL, &arg, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	const char *col[MAX_COLS];
+	int n = PQnfields(r), rc = -1;
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+		set_err(c, r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+	else if (n > MAX_COLS)
+		set_err(c, "too many columns");
+	else
+		rc = 0;
+	for (int row = 0; rc == 0 && fn != NULL && row < PQntuples(r); row++) {
+		for (int i = 0; i < n; i++)
+			col[i] = PQgetisnull(r, row, i) ? NULL
+			                                : PQgetvalue(r, row, i);
+		fn(c, fnarg, col, n);
+	}
+	PQclear(r);
+	return rc;
+}
+
+/* Connect, in the schema of cfg->store_schema ("fila" if unset). */
+static int
+pg_open(struct checker *c, const char *url)
+{
+	const char *keys[] = {
+	    "dbname", "application_name", "connect_timeout", NULL};
+	const char *vals[] = {url, "fila check", "10", NULL};
+	const char *schema = c->cfg->store_schema && *c->cfg->store_schema
+	                         ? c->cfg->store_schema
+	                         : "fila";
+	char *esc = NULL, *sql;
+	int rc = -1;
+
+	c->pg = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(c->pg) != CONNECTION_OK ||
+	    (esc = PQescapeIdentifier(c->pg, schema, strlen(schema))) == NULL) {
+		set_err(c, PQerrorMessage(c->pg));
+	} else {
+		c->store =
+		    xasprintf("schema %s of database %s", schema, PQdb(c->pg));
+		sql = xasprintf("SET search_path = %s", esc);
+		rc = pg_query(c, sql, NULL, NULL, NULL);
+		free(sql);
+		if (rc == 0)
+			rc = pg_query(c, PG_JSON_VALID, NULL, NULL, NULL);
+	}
+	PQfreemem(esc);
+	if (rc < 0)
+		fprintf(c->out, "check: postgres: %s\n", c->err);
+	return rc;
+}
+
+static void
+pg_close(struct checker *c)
+{
+	PQfinish(c->pg);
+}
+
+static const struct driver pg_driver = {
+    .open = pg_open,
+    .query = pg_query,
+    .close = pg_close,
+    .begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    .tables = "SELECT count(*) FROM information_schema.tables"
+              " WHERE table_schema = current_schema()"
+              " AND table_name IN " TABLES,
+    /* store_pg.c's N_MIGRATIONS. */
+    .oldest = 1,
+    .newest = 1,
+    .postgres = 1,
+};
+
 /* ---- the SQL rules ------------------------------------------------- */
 
-/* Bind the named parameters a statement uses, whichever they are. */
 static void
-bind_params(struct checker *c, sqlite3_stmt *q)
+params_init(struct checker *c)
 {
 	const struct config *cfg = c->cfg;
-	const struct {
-		const char *name;
-		int64_t v;
-	} p[] = {
-	    {":slots", cfg->slots},
-	    {":per_user", cfg->per_user_active},
-	    {":now", now_ms()},
-	    {":queue_timeout", cfg->queue_timeout},
-	    {":run_timeout", cfg->run_timeout},
-	    {":queue_limit", (cfg->queue_timeout + GRACE_S) * 1000},
-	    {":run_limit", (cfg->run_timeout + GRACE_S) * 1000},
-	    {":hold_limit", GRACE_S * 1000},
+	const struct param p[] = {
+	    {"slots", cfg->slots},
+	    {"per_user", cfg->per_user_active},
+	    {"now", now_ms()},
+	    {"queue_timeout", cfg->queue_timeout},
+	    {"run_timeout", cfg->run_timeout},
+	    {"queue_limit", (cfg->queue_timeout + GRACE_S) * 1000},
+	    {"run_limit", (cfg->run_timeout + GRACE_S) * 1000},
+	    {"hold_limit", GRACE_S * 1000},
 	};
 
-	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
-		int at = sqlite3_bind_parameter_index(q, p[i].name);
-		if (at > 0)
-			sqlite3_bind_int64(q, at, p[i].v);
+	_Static_assert(sizeof(p) == sizeof(c->params), "N_PARAMS");
+	memcpy(c->params, p, sizeof(c->params));
+}
+
+static const struct param *
+param_find(const struct checker *c, const char *name, size_t len)
+{
+	for (size_t i = 0; i < N_PARAMS; i++)
+		if (strlen(c->params[i].name) == len &&
+		    strncmp(c->params[i].name, name, len) == 0)
+			return &c->params[i];
+	return NULL;
+}
+
+/* sql with each :name replaced by the parameter's value ("::" is a
+ * PostgreSQL cast). The caller frees; NULL after a message when a name
+ * is unknown. */
+static char *
+expand(struct checker *c, const char *sql)
+{
+	char *text = NULL;
+	size_t len = 0, n;
+	FILE *f = open_memstream(&text, &len);
+	const struct param *p;
+
+	while (*sql != '\0') {
+		if (sql[0] == ':' && sql[1] == ':') { /* a cast */
+			fputs("::", f);
+			sql += 2;
+			continue;
+		}
+		n = sql[0] == ':'
+		        ? strspn(sql + 1, "abcdefghijklmnopqrstuvwxyz_")
+		        : 0;
+		if (n == 0) {
+			fputc(*sql++, f);
+		} else if ((p = param_find(c, sql + 1, n)) != NULL) {
+			fprintf(
+			    f, p->v < 0 ? "(%lld)" : "%lld", (long long)p->v);
+			sql += 1 + n;
+		} else {
+			break;
+		}
 	}
+	fclose(f);
+	if (*sql == '\0')
+		return text;
+	free(text);
+	set_err(c, sql);
+	db_fail(c, "a rule names an unknown parameter");
+	return NULL;
+}
+
+/* How many columns a rule's line takes. */
+static int
+holes(const char *say_fmt)
+{
+	int n = 0;
+
+	for (const char *p = say_fmt; (p = strstr(p, "%s")) != NULL; p += 2)
+		n++;
+	return n;
+}
+
+/* One breach (or warning): the rule's line with the row's columns. */
+static void
+rule_row(struct checker *c, void *arg, const char *const *col, int ncol)
+{
+	const struct rule *r = arg;
+
+	if (c->failed)
+		return;
+	if (holes(r->say) != ncol) {
+		snprintf(c->err, sizeof(c->err), "\"%s\" for %d columns",
+		    r->say, ncol);
+		db_fail(c, "a rule does not fit its query");
+		return;
+	}
+	line_start(c, r->level);
+	for (const char *p = r->say; *p != '\0'; p++) {
+		if (p[0] == '%' && p[1] == 's') {
+			fputs(*col != NULL ? *col : "", c->out);
+			col++;
+			p++;
+		} else {
+			fputc(*p, c->out);
+		}
+	}
+	fputc('\n', c->out);
 }
 
 static void
 rule_run(struct checker *c, const struct rule *r)
 {
-	sqlite3_stmt *q = NULL;
-	int step;
+	char *sql =
+	    expand(c, c->db->postgres && r->sql[1] ? r->sql[1] : r->sql[0]);
 
-	if (sqlite3_prepare_v2(c->db, r->sql, -1, &q, NULL) != SQLITE_OK) {
-		db_fail(c, "a rule does not compile");
-		return;
-	}
-	bind_params(c, q);
-	while ((step = sqlite3_step(q)) == SQLITE_ROW)
-		say(c, r->level, "%s", (const char *)sqlite3_column_text(q, 0));
-	if (step != SQLITE_DONE)
+	if (sql != NULL && c->db->query(c, sql, NULL, rule_row, (void *)r) < 0)
 		db_fail(c, "a rule failed");
-	sqlite3_finalize(q);
+	free(sql);
 }
 
 /* ---- uploads (rule 7) ---------------------------------------------- */
@@ -340,45 +667,55 @@ upload_file_exists(struct checker *c, const char *path)
 	return ok;
 }
 
-/* Input name of job (user's) names upload id: it exists, is theirs and
- * its bytes are on disk. get is the prepared look-up of an upload. */
-static void
-upload_one(struct checker *c, sqlite3_stmt *get, const char *job,
-    const char *user, const char *name, const char *id)
-{
-	int step;
+/* An upload's row: its owner and path (copies), found or not. */
+struct upload_row {
+	int found;
+	char *owner;
+	char *path;
+};
 
-	sqlite3_bind_text(get, 1, id, -1, SQLITE_TRANSIENT);
-	step = sqlite3_step(get);
-	if (step == SQLITE_DONE) {
-		say(c, BREACH,
-		    "job %s: input %s names upload %s, which does"
-		    " not exist",
-		    job, name, id);
-	} else if (step != SQLITE_ROW) {
+static void
+upload_got(struct checker *c, void *arg, const char *const *col, int ncol)
+{
+	struct upload_row *u = arg;
+
+	u->found = 1;
+	u->owner = col[0] ? xstrdup(col[0]) : NULL;
+	u->path = col[1] ? xstrdup(col[1]) : NULL;
+}
+
+/* Input name of job (user's) names upload id: it exists, is theirs and
+ * its bytes are on disk. ("$1" is a parameter to SQLite too.) */
+static void
+upload_one(struct checker *c, const char *job, const char *user,
+    const char *name, const char *id)
+{
+	struct upload_row u = {0};
+
+	if (c->db->query(c, "SELECT user_id, path FROM uploads WHERE id = $1",
+	        id, upload_got, &u) < 0)
 		db_fail(c, "reading an upload");
-	} else {
-		const char *owner = (const char *)sqlite3_column_text(get, 0);
-		const char *path = (const char *)sqlite3_column_text(get, 1);
-		if (owner == NULL || strcmp(owner, user) != 0)
-			say(c, BREACH,
-			    "job %s of user %s: input %s names"
-			    " upload %s of user %s",
-			    job, user, name, id, owner ? owner : "?");
-		else if (path == NULL || !upload_file_exists(c, path))
-			say(c, BREACH, "job %s: upload %s's file %s is missing",
-			    job, id, path ? path : "(none)");
-	}
-	sqlite3_reset(get);
-	sqlite3_clear_bindings(get);
+	else if (!u.found)
+		say(c, BREACH,
+		    "job %s: input %s names upload %s, which does not exist",
+		    job, name, id);
+	else if (u.owner == NULL || strcmp(u.owner, user) != 0)
+		say(c, BREACH,
+		    "job %s of user %s: input %s names upload %s of user %s",
+		    job, user, name, id, u.owner ? u.owner : "?");
+	else if (u.path == NULL || !upload_file_exists(c, u.path))
+		say(c, BREACH, "job %s: upload %s's file %s is missing", job,
+		    id, u.path ? u.path : "(none)");
+	free(u.owner);
+	free(u.path);
 }
 
 /* Check each image and video input of one job against its tool. */
 static void
-job_uploads(struct checker *c, sqlite3_stmt *get, const char *job,
-    const char *user, const struct tool *t, json_t *inputs)
+job_uploads(struct checker *c, const char *job, const char *user,
+    const struct tool *t, json_t *inputs)
 {
-	for (size_t i = 0; i < t->ninputs; i++) {
+	for (size_t i = 0; i < t->ninputs && !c->failed; i++) {
 		const struct tool_input *in = &t->inputs[i];
 		json_t *v = json_object_get(inputs, in->name);
 
@@ -392,135 +729,112 @@ job_uploads(struct checker *c, sqlite3_stmt *get, const char *job,
 			    job, in->name);
 		else if (v != NULL)
 			upload_one(
-			    c, get, job, user, in->name, json_string_value(v));
+			    c, job, user, in->name, json_string_value(v));
 	}
 }
 
-/* One row of (id, user_id, tool, inputs). */
-static void
-job_row(struct checker *c, sqlite3_stmt *get, sqlite3_stmt *q)
-{
-	const char *job = (const char *)sqlite3_column_text(q, 0);
-	const char *user = (const char *)sqlite3_column_text(q, 1);
-	const char *tool = (const char *)sqlite3_column_text(q, 2);
-	const char *text = (const char *)sqlite3_column_text(q, 3);
-	const struct tool *t = tools_find(&c->cfg->tools, tool ? tool : "");
-	json_t *inputs = text ? json_loads(text, 0, NULL) : NULL;
+/* Where a page of jobs ended, and how many it had. */
+struct page {
+	int64_t last;
+	int n;
+};
 
+/* One row of (seq, id, user_id, tool, inputs). */
+static void
+job_row(struct checker *c, void *arg, const char *const *col, int ncol)
+{
+	struct page *pg = arg;
+	const char *job = col[1] ? col[1] : "?";
+	const char *tool = col[3] ? col[3] : "?";
+	const struct tool *t = tools_find(&c->cfg->tools, tool);
+	json_t *inputs;
+
+	pg->last = col[0] ? strtoll(col[0], NULL, 10) : pg->last;
+	pg->n++;
+	if (c->failed)
+		return;
+	inputs = col[4] ? json_loads(col[4], 0, NULL) : NULL;
 	if (t == NULL)
 		say(c, WARNING,
 		    "job %s: tool %s is not in the configuration,"
 		    " its uploads are not checked",
-		    job, tool ? tool : "?");
+		    job, tool);
 	else if (!json_is_object(inputs))
 		say(c, BREACH, "job %s: inputs are not a JSON object", job);
 	else
-		job_uploads(c, get, job, user ? user : "", t, inputs);
+		job_uploads(c, job, col[2] ? col[2] : "", t, inputs);
 	json_decref(inputs);
 }
 
+/* The jobs a page at a time, so that neither database holds them all. */
 static void
 check_uploads(struct checker *c)
 {
-	sqlite3_stmt *jobs = NULL, *get = NULL;
-	int step;
+	struct page pg = {INT64_MIN, JOBS_PAGE};
 
-	if (sqlite3_prepare_v2(c->db,
-	        "SELECT id, user_id, tool, inputs FROM jobs ORDER BY seq", -1,
-	        &jobs, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(c->db,
-	        "SELECT user_id, path FROM uploads WHERE id = ?1", -1, &get,
-	        NULL) != SQLITE_OK) {
-		db_fail(c, "reading the jobs' uploads");
-		goto out;
+	while (pg.n == JOBS_PAGE && !c->failed) {
+		char *sql =
+		    xasprintf("SELECT seq, id, user_id, tool, inputs FROM jobs"
+		              " WHERE seq > %lld ORDER BY seq LIMIT %d",
+		        (long long)pg.last, JOBS_PAGE);
+
+		pg.n = 0;
+		if (c->db->query(c, sql, NULL, job_row, &pg) < 0)
+			db_fail(c, "reading the jobs");
+		free(sql);
 	}
-	while ((step = sqlite3_step(jobs)) == SQLITE_ROW)
-		job_row(c, get, jobs);
-	if (step != SQLITE_DONE)
-		db_fail(c, "reading the jobs");
-out:
-	sqlite3_finalize(jobs);
-	sqlite3_finalize(get);
 }
 
 /* ---- open, run, summarise ------------------------------------------ */
 
+static void
+count_row(struct checker *c, void *arg, const char *const *col, int ncol)
+{
+	*(int64_t *)arg = col[0] ? strtoll(col[0], NULL, 10) : 0;
+}
+
+/* The first column of sql's one row as a number (NULL is 0); -1 after a
+ * message when it cannot be read. */
 static int64_t
 count_rows(struct checker *c, const char *sql)
 {
-	sqlite3_stmt *q = NULL;
 	int64_t n = -1;
 
-	if (sqlite3_prepare_v2(c->db, sql, -1, &q, NULL) == SQLITE_OK &&
-	    sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	else
+	if (c->db->query(c, sql, NULL, count_row, &n) < 0) {
 		db_fail(c, "counting");
-	sqlite3_finalize(q);
+		n = -1;
+	}
 	return n;
 }
 
-/* 1 when every table of the schema is there: a path that names some
- * other file (or nothing) is not a store. */
+/* The schema is a store of the version the rules read: 0, or -1 after a
+ * "check: …" line. */
 static int
-is_store(struct checker *c)
+check_schema(struct checker *c)
 {
-	char *sql = xstrdup("SELECT count(*) FROM sqlite_master"
-	                    " WHERE type = 'table' AND name IN (");
-	size_t n = sizeof(tables) / sizeof(tables[0]);
-	int64_t have;
+	int64_t v;
 
-	for (size_t i = 0; i < n; i++) {
-		char *more = xasprintf(
-		    "%s'%s'%s", sql, tables[i], i + 1 < n ? ", " : ")");
-		free(sql);
-		sql = more;
+	if (count_rows(c, c->db->tables) != N_TABLES) {
+		if (!c->failed)
+			fprintf(c->out, "check: %s is not a fila store\n",
+			    c->store);
+		return -1;
 	}
-	have = count_rows(c, sql);
-	free(sql);
-	return have == (int64_t)n;
-}
-
-/* The SQLite file of cfg's store, opened read-only; NULL after a message. */
-static sqlite3 *
-open_store(const struct config *cfg, FILE *out)
-{
-	const char *url = cfg->store_url ? cfg->store_url : "";
-	sqlite3 *db = NULL;
-
-	if (strncmp(url, "postgres://", 11) == 0 ||
-	    strncmp(url, "postgresql://", 13) == 0) {
-		fprintf(out, "check: postgres stores are not supported yet\n");
-		return NULL;
+	v = count_rows(c, "SELECT max(version) FROM schema_version");
+	if (c->failed)
+		return -1;
+	if (v < c->db->oldest || v > c->db->newest) {
+		fprintf(c->out,
+		    "check: the store's schema is version %lld, this check"
+		    " reads version %lld%s\n",
+		    (long long)v,
+		    (long long)(v < c->db->oldest ? c->db->oldest
+		                                  : c->db->newest),
+		    v < c->db->oldest ? ": start fila serve once to bring it up"
+		                      : "");
+		return -1;
 	}
-	if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
-		fprintf(
-		    out, "check: store.url \"%s\" is not sqlite:PATH\n", url);
-		return NULL;
-	}
-	if (sqlite3_open_v2(url + 7, &db, SQLITE_OPEN_READONLY, NULL) !=
-	    SQLITE_OK) {
-		fprintf(out, "check: %s: %s\n", url + 7,
-		    db ? sqlite3_errmsg(db) : "cannot open");
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-	return db;
-}
-
-/* Every rule inside one read transaction: one snapshot of the store. */
-static void
-check_all(struct checker *c)
-{
-	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		db_fail(c, "BEGIN");
-		return;
-	}
-	for (size_t i = 0; i < N_RULES && !c->failed; i++)
-		rule_run(c, &rules[i]);
-	if (!c->failed)
-		check_uploads(c);
+	return 0;
 }
 
 static void
@@ -529,6 +843,8 @@ summarise(struct checker *c)
 	int64_t users = count_rows(c, "SELECT count(*) FROM users");
 	int64_t jobs = count_rows(c, "SELECT count(*) FROM jobs");
 
+	if (c->failed)
+		return;
 	fprintf(c->out, "check: %lld users, %lld jobs, %d breach%s",
 	    (long long)users, (long long)jobs, c->breaches,
 	    c->breaches == 1 ? "" : "es");
@@ -538,39 +854,59 @@ summarise(struct checker *c)
 	fputc('\n', c->out);
 }
 
+/* The driver of url's scheme; NULL after a message. */
+static const struct driver *
+driver_of(const char *url, FILE *out)
+{
+	static const struct {
+		const char *scheme;
+		const struct driver *db;
+	} schemes[] = {
+	    {"sqlite:", &lite_driver},
+	    {"postgres://", &pg_driver},
+	    {"postgresql://", &pg_driver},
+	};
+
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strncmp(
+		        url, schemes[i].scheme, strlen(schemes[i].scheme)) == 0)
+			return schemes[i].db;
+	fprintf(out,
+	    "check: store.url \"%s\" is neither sqlite:PATH nor"
+	    " postgres://…\n",
+	    url);
+	return NULL;
+}
+
 int
 check_store(const struct config *cfg, FILE *out)
 {
 	struct checker c = {.cfg = cfg, .out = out};
+	const char *url = cfg->store_url ? cfg->store_url : "";
 	int rc = -1;
 
-	c.db = open_store(cfg, out);
+	c.db = driver_of(url, out);
 	if (c.db == NULL)
 		return -1;
-	if (!is_store(&c)) {
-		if (!c.failed)
-			fprintf(out, "check: %s is not a fila store\n",
-			    cfg->store_url + 7);
+	params_init(&c);
+	if (c.db->open(&c, url) < 0)
+		goto done;
+	/* Every read from here on sees one snapshot. */
+	if (c.db->query(&c, c.db->begin, NULL, NULL, NULL) < 0) {
+		db_fail(&c, "BEGIN");
 		goto done;
 	}
-	int64_t v = count_rows(&c, "SELECT max(version) FROM schema_version");
-	if (v != SCHEMA_VERSION) {
-		if (!c.failed)
-			fprintf(out,
-			    "check: the store's schema is version %lld, this"
-			    " check reads version %d%s\n",
-			    (long long)v, SCHEMA_VERSION,
-			    v < SCHEMA_VERSION
-			        ? ": start fila serve once to bring it up"
-			        : "");
+	if (check_schema(&c) < 0)
 		goto done;
-	}
-	check_all(&c);
+	for (size_t i = 0; i < N_RULES && !c.failed; i++)
+		rule_run(&c, &rules[i]);
+	if (!c.failed)
+		check_uploads(&c);
 	if (!c.failed)
 		summarise(&c);
 	rc = c.failed ? -1 : c.breaches;
 done:
-	sqlite3_exec(c.db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_close(c.db);
+	c.db->close(&c); /* which ends the snapshot */
+	free(c.store);
 	return rc;
 }

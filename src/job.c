@@ -40,6 +40,7 @@ job_cleanup(struct job *j)
 	free(j->webhook_token);
 	free(j->session_id);
 	free(j->idem_key);
+	free(j->starter);
 	job_init(j);
 }
 

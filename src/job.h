@@ -49,6 +49,7 @@ struct job {
 	char *webhook_token;
 	char *session_id;
 	char *idem_key;
+	char *starter; /* the process carrying it to or from the provider */
 	int64_t created_at;
 	int64_t started_at;
 	int64_t finished_at;

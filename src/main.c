@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -145,6 +146,19 @@ raise_fd_limit(void)
 	}
 }
 
+/* This process's name among those sharing the store: its host and the
+ * address it serves, the same after a restart, so a process started again
+ * takes back at once what it carried (docs/design.md, leases). */
+static void
+process_name(const struct config *cfg, char *buf, size_t len)
+{
+	char host[256] = "localhost";
+
+	gethostname(host, sizeof(host) - 1);
+	snprintf(
+	    buf, len, "%s/%s:%d", host, cfg->listen_host, cfg->listen_port);
+}
+
 /*
  * The loop, a turn at a time: each turn's changes are committed together
  * at its end (group commit), and what waited for them (answers, calls to
@@ -171,8 +185,12 @@ static int
 cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {0};
-	struct store_opts so = {
-	    cfg->slots, cfg->per_user_active, cfg->credits_initial};
+	char me[300];
+	struct store_opts so = {.slots = cfg->slots,
+	    .per_user_active = cfg->per_user_active,
+	    .credits_initial = cfg->credits_initial,
+	    .schema = cfg->store_schema,
+	    .process = me};
 	struct store *st = NULL;
 	struct provider *p = NULL;
 	struct metrics *m = NULL;
@@ -186,11 +204,13 @@ cmd_serve(const struct config *cfg)
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
+	process_name(cfg, me, sizeof(me));
 	d.base = event_base_new();
 	st = store_open(cfg->store_url, &so, err, sizeof(err));
 	if (st == NULL)
 		goto fail;
 	store_group(st, 1);
+	store_watch(st, d.base);
 	p = runninghub_new(d.base, cfg->rh_base_url, cfg->rh_api_key,
 	    cfg->rh_timeout * 1000, err, sizeof(err));
 	if (p == NULL)

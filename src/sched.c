@@ -87,6 +87,7 @@ struct sched {
 	/* jobs found starting at start-up, not yet sent again */
 	char **recovering;
 	size_t nrecovering;
+	int asking; /* the provider's task count is being asked */
 	struct event *recover_ev;
 };
 
@@ -701,6 +702,7 @@ on_tasks(void *arg, const struct provider_result *res)
 	struct sched *s = arg;
 	long known, unknown;
 
+	s->asking = 0;
 	recover_prune(s);
 	if (res->rc == PROVIDER_OK && (known = known_tasks(s)) >= 0) {
 		unknown = res->count > known ? res->count - known : 0;
@@ -712,11 +714,17 @@ on_tasks(void *arg, const struct provider_result *res)
 	sched_pump(s);
 }
 
+/* One question at a time: its answer serves every job recovering. */
 static void
 ask_tasks(struct sched *s)
 {
-	if (provider_tasks(s->prov, on_tasks, s) != 0)
+	if (s->asking)
+		return;
+	s->asking = 1;
+	if (provider_tasks(s->prov, on_tasks, s) != 0) {
+		s->asking = 0;
 		recover_later(s);
+	}
 }
 
 static void
@@ -824,25 +832,52 @@ sched_free(struct sched *s)
 	free(s);
 }
 
+/*
+ * Carry what was taken over (at start: this process's own name's, left by
+ * a stop; later: a lapsed process's). Ended jobs still holding slots lost
+ * their provider's answer: ask again, the answer frees them. Starting jobs
+ * are recovered as above. Running jobs need nothing here: the watchdog
+ * polls the jobs this process carries.
+ */
+static void
+adopt(struct sched *s, struct job_list *starting, struct job_list *holding)
+{
+	for (size_t i = 0; i < holding->n; i++)
+		cancel_task(
+		    s, holding->v[i].id, holding->v[i].provider_task_id);
+	if (starting->n == 0)
+		return;
+	s->recovering = xrealloc(s->recovering,
+	    (s->nrecovering + starting->n) * sizeof(*s->recovering));
+	for (size_t i = 0; i < starting->n; i++)
+		s->recovering[s->nrecovering++] = xstrdup(starting->v[i].id);
+	ask_tasks(s);
+}
+
+void
+sched_lease(struct sched *s, int at_start)
+{
+	struct job_list starting = {0}, running = {0}, holding = {0};
+
+	if (store_lease(s->st, SCHED_LEASE_MS, at_start, &starting, &running,
+	        &holding) != STORE_OK)
+		log_store(s, "lease", "-");
+	else if (starting.n || running.n || holding.n)
+		fprintf(stderr,
+		    "fila: took over %zu starting, %zu running and %zu"
+		    " ending jobs\n",
+		    starting.n, running.n, holding.n);
+	adopt(s, &starting, &holding);
+	job_list_cleanup(&starting);
+	job_list_cleanup(&running);
+	job_list_cleanup(&holding);
+	sched_pump(s);
+}
+
 void
 sched_recover(struct sched *s)
 {
-	struct job_list l = {0};
-
-	/* Slots still held by ended jobs: their provider's answer was lost
-	 * with the stop. Ask again; the answer frees them. */
-	if (store_jobs_holding_ended(s->st, &l) == STORE_OK)
-		for (size_t i = 0; i < l.n; i++)
-			cancel_task(s, l.v[i].id, l.v[i].provider_task_id);
-	job_list_cleanup(&l);
-	if (store_jobs_in(s->st, JOB_STARTING, &l) == STORE_OK && l.n) {
-		s->recovering = xcalloc(l.n, sizeof(*s->recovering));
-		for (size_t i = 0; i < l.n; i++)
-			s->recovering[s->nrecovering++] = xstrdup(l.v[i].id);
-		ask_tasks(s);
-	}
-	job_list_cleanup(&l);
-	sched_pump(s);
+	sched_lease(s, 1);
 }
 
 void

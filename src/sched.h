@@ -33,9 +33,21 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg,
 /* Forget every start and release in flight (free the provider after). */
 void sched_free(struct sched *s);
 
-/* Resume after a start: ended jobs still holding slots ask the provider
- * again, starting jobs are sent again once it is safe, free slots fill. */
+/* How long a process's lease lasts: it renews it four times as often. */
+#define SCHED_LEASE_MS 10000
+
+/* Resume after a start: what this process's name carried before is taken
+ * over as sched_lease() does, and free slots fill. */
 void sched_recover(struct sched *s);
+
+/*
+ * Renew this process's lease, and carry on what processes whose lease ran
+ * out (or, at_start, this process's name before a stop) were carrying:
+ * ended jobs still holding slots ask the provider again, starting jobs are
+ * sent again once it is safe (the provider runs no task fila does not
+ * know of), running jobs are polled by the watchdog from now on.
+ */
+void sched_lease(struct sched *s, int at_start);
 
 /*
  * Submit a job (validated by the caller), as store_job_submit() decides

@@ -30,6 +30,8 @@ static const struct {
 	const struct store_backend *be;
 } backends[] = {
 	{ "sqlite:", &store_sqlite_backend },
+	{ "postgres://", &store_pg_backend },
+	{ "postgresql://", &store_pg_backend },
 };
 /* clang-format on */
 
@@ -394,6 +396,26 @@ store_error(struct store *st)
 	return st->err;
 }
 
+const char *
+store_process(const struct store *st)
+{
+	return st->be->process(st);
+}
+
+void
+store_watch(struct store *st, struct event_base *base)
+{
+	if (st->be->watch)
+		st->be->watch(st, base);
+}
+
+void
+store_notified(struct store *st)
+{
+	if (!st->open && st->on_commit)
+		st->on_commit(st->on_commit_arg);
+}
+
 void
 store_on_commit(struct store *st, void (*fn)(void *), void *arg)
 {
@@ -582,7 +604,8 @@ enum store_rc
 store_events_after(struct store *st, int64_t after, const char *user_id,
     const char *job_id, int limit, struct store_event_list *out)
 {
-	int64_t upto = st->open ? st->floor : INT64_MAX;
+	int64_t upto =
+	    st->open && !st->be->log_at_commit ? st->floor : INT64_MAX;
 
 	return enter(st)->be->events_after(
 	    st, after, upto, user_id, job_id, limit, out);
@@ -592,7 +615,7 @@ enum store_rc
 store_events_last(struct store *st, int64_t *id)
 {
 	*id = 0;
-	if (st->open) {
+	if (st->open && !st->be->log_at_commit) {
 		*id = st->floor;
 		return STORE_OK;
 	}
@@ -625,4 +648,24 @@ enum store_rc
 store_jobs_holding_ended(struct store *st, struct job_list *out)
 {
 	return enter(st)->be->jobs_holding_ended(st, out);
+}
+
+enum store_rc
+store_lease(struct store *st, int64_t ttl_ms, int mine,
+    struct job_list *starting, struct job_list *running,
+    struct job_list *holding)
+{
+	struct job_list all = {0};
+	enum store_rc rc = enter(st)->be->lease(st, ttl_ms, mine, &all);
+
+	for (size_t i = 0; rc == STORE_OK && i < all.n; i++) {
+		struct job_list *to = all.v[i].status == JOB_STARTING ? starting
+		                      : all.v[i].status == JOB_RUNNING
+		                          ? running
+		                          : holding;
+		*job_list_push(to) = all.v[i];
+		job_init(&all.v[i]);
+	}
+	job_list_cleanup(&all);
+	return rc;
 }

@@ -48,6 +48,9 @@ struct store_opts {
 	int64_t slots;
 	int64_t per_user_active;
 	int64_t credits_initial;
+	const char *schema;  /* PostgreSQL: the schema of fila's tables */
+	const char *process; /* this process's name among those sharing the
+	                      * store (its leases and the jobs it carries) */
 };
 
 /*
@@ -56,6 +59,13 @@ struct store_opts {
  */
 struct store *store_open(
     const char *url, const struct store_opts *opts, char *err, size_t errlen);
+/* This process's name among those sharing the store. */
+const char *store_process(const struct store *st);
+
+/* Follow the store from base: other processes' commits as they come (the
+ * commit hook runs), a lost connection made again. */
+struct event_base;
+void store_watch(struct store *st, struct event_base *base);
 /* Commit what is pending (store_sync), then close. NULL is a no-op. */
 void store_free(struct store *st);
 /* The last error's text (valid until the next call). */
@@ -240,6 +250,18 @@ enum store_rc store_jobs_finished(
 
 /* Jobs counted by tool and status: {"tool": {"status": n}} (new ref). */
 enum store_rc store_job_counts(struct store *st, json_t **counts);
+
+/*
+ * Renew this process's lease for ttl_ms, and take over what processes
+ * whose lease ran out were carrying: jobs they were starting (appended to
+ * starting), running (to running) and ended jobs whose slot waits for the
+ * provider (to holding); with mine set, also what this process's own name
+ * carries (a process started again does not know what it carried before).
+ * Jobs taken over are this process's to carry from now on.
+ */
+enum store_rc store_lease(struct store *st, int64_t ttl_ms, int mine,
+    struct job_list *starting, struct job_list *running,
+    struct job_list *holding);
 
 /* Record a provider callback for job_id: what it said (outcome: "completed",
  * "failed", "running", "unknown") and whether it changed the job. */

@@ -23,6 +23,8 @@
 #include "rank.h"
 #include "store.h"
 
+struct event_base;
+
 #define STORE_ERR_MAX 512
 
 /* A queue change of the open transaction, to undo if it rolls back. */
@@ -61,6 +63,9 @@ typedef enum store_rc (*store_tx_fn)(struct store *st, void *arg);
 
 struct store_backend {
 	const char *name;
+	/* Its events are appended at commit, not as changes are made: reads
+	 * of the log then need no bound while a transaction is open. */
+	int log_at_commit;
 	/* url is the whole store URL, scheme included. */
 	struct store *(*open)(const char *url, const struct store_opts *opts,
 	    char *err, size_t errlen);
@@ -86,6 +91,11 @@ struct store_backend {
 	    void (*fn)(struct store *, int64_t id, int64_t seq, int queued));
 	/* 1 when another process may have committed since the last ask. */
 	int (*others_wrote)(struct store *st);
+	/* Follow the store from the loop (other processes' commits, a lost
+	 * connection); NULL when there is nothing to follow. */
+	void (*watch)(struct store *st, struct event_base *base);
+	/* This process's name (as store_opts gave it, or one made up). */
+	const char *(*process)(const struct store *st);
 
 	enum store_rc (*user_balance)(
 	    struct store *st, const char *user_id, int64_t *balance);
@@ -136,6 +146,10 @@ struct store_backend {
 	enum store_rc (*job_counts)(struct store *st, json_t **counts);
 	enum store_rc (*callback_add)(struct store *st, const char *job_id,
 	    const char *task_id, const char *outcome, int applied);
+	/* Renew the lease; the jobs of lapsed processes (and with mine, of
+	 * this process's name) become this process's, appended to all. */
+	enum store_rc (*lease)(
+	    struct store *st, int64_t ttl_ms, int mine, struct job_list *all);
 };
 
 /* Set st's error text (printf-style); returns STORE_ERROR for tail calls. */
@@ -151,14 +165,19 @@ enum store_rc store_set_error(struct store *st, const char *fmt, ...)
 enum store_rc store_write(struct store *st, store_tx_fn fn, void *arg);
 /* Run fn as one snapshot of reads (inside the open transaction, if any). */
 enum store_rc store_read(struct store *st, store_tx_fn fn, void *arg);
-/* The backend appended event id of the job of seq, which shows it queued
- * or not: the queue's order follows. Inside store_write() only. */
+/* The backend appended event id (0: its id comes at commit) of the job of
+ * seq, which shows it queued or not: the queue's order follows. Inside
+ * store_write() only. */
 void store_logged(struct store *st, int64_t id, int64_t seq, int queued);
 /* Set a queued job's position from the queue's order (others: 0). */
 void store_place(struct store *st, struct job *j);
 /* What every backend's open does last: build the queue's order. */
 enum store_rc store_opened(struct store *st);
+/* Another process committed (the backend learnt it from the loop): the
+ * log is worth reading again (the commit hook runs). */
+void store_notified(struct store *st);
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_pg_backend;
 
 #endif

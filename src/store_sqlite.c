@@ -270,12 +270,37 @@ static const char migration_5[] =
 	"CREATE INDEX jobs_queued_since ON jobs (created_at)"
 	" WHERE status = 'queued';";
 
+/*
+ * Version 6: leases. Several processes may share the store; each names
+ * itself and renews a lease in processes, and a job in the hands of one
+ * (starting, running, or ended with its slot waiting for the provider)
+ * names it as its starter. The jobs of a process whose lease ran out are
+ * taken over by a live one. A terminal job's starter may still change:
+ * nothing else of it.
+ */
+static const char migration_6[] =
+	"CREATE TABLE processes ("
+	" id TEXT PRIMARY KEY,"
+	" lease_until INTEGER NOT NULL,"
+	" started_at INTEGER NOT NULL) WITHOUT ROWID;"
+	"ALTER TABLE jobs ADD COLUMN starter TEXT;"
+	"CREATE INDEX jobs_starter ON jobs (starter)"
+	" WHERE status IN ('starting', 'running');"
+	"DROP TRIGGER jobs_terminal;"
+	"CREATE TRIGGER jobs_terminal BEFORE UPDATE OF seq, id, user_id, tool,"
+	" variant, status, inputs, outputs, error_code, error_message, cost,"
+	" charged, refunded, provider_task_id, webhook_token, session_id,"
+	" idem_key, created_at, started_at, finished_at, updated_at ON jobs"
+	" WHEN OLD.status IN " TERMINAL_SQL " BEGIN"
+	" SELECT RAISE(ABORT, 'a terminal job never changes'); END;";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
 	migration_4,
 	migration_5,
+	migration_6,
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -285,7 +310,7 @@ static const char *const migrations[] = {
 	"seq, id, user_id, tool, variant, status, inputs, outputs,"            \
 	" error_code, error_message, cost, charged, refunded,"                 \
 	" provider_task_id, webhook_token, session_id, idem_key,"              \
-	" created_at, started_at, finished_at, updated_at"
+	" created_at, started_at, finished_at, updated_at, starter"
 #define SELECT_JOB "SELECT " JOB_COLS " FROM jobs "
 
 enum stmt_id {
@@ -339,6 +364,9 @@ enum stmt_id {
 	ST_STARTED_OLDER,
 	ST_JOBS_HOLDING_ENDED,
 	ST_CALLBACK_INSERT,
+	ST_LEASE_RENEW,
+	ST_LEASE_ADOPT,
+	ST_LEASE_FORGET,
 	ST_COUNT,
 };
 
@@ -409,13 +437,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_QUEUE_HEAD] = SELECT_JOB "WHERE status = 'queued'"
 	    " ORDER BY seq LIMIT 1",
 	[ST_JOB_START] = "UPDATE jobs SET status = 'starting', started_at = ?2,"
-	    " updated_at = ?2 WHERE id = ?1 AND status = 'queued'",
+	    " updated_at = ?2, starter = ?3 WHERE id = ?1 AND status = 'queued'",
 	[ST_JOB_RUNNING] =
 	    "UPDATE jobs SET status = 'running', provider_task_id = ?2,"
 	    " updated_at = ?3 WHERE id = ?1 AND status = 'starting'",
+	/* A job whose slot waits for the provider is carried by this
+	 * process (?8) until it lets go. */
 	[ST_JOB_FINISH] =
 	    "UPDATE jobs SET status = ?2, error_code = ?3, error_message = ?4,"
-	    " outputs = ?5, refunded = ?6, finished_at = ?7, updated_at = ?7"
+	    " outputs = ?5, refunded = ?6, finished_at = ?7, updated_at = ?7,"
+	    " starter = coalesce(?8, starter)"
 	    " WHERE id = ?1 AND status IN " ACTIVE_SQL
 	    " AND (?2 <> 'completed' OR status = 'running')",
 	[ST_SLOT_ADD] = "INSERT INTO slots (id) VALUES (?1)"
@@ -447,6 +478,21 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " AND status IN ('starting', 'running') AND started_at < ?2"
 	    " ORDER BY seq LIMIT ?3",
 	[ST_JOB_COUNTS] = "SELECT tool, status, n FROM job_counts WHERE n > 0",
+	[ST_LEASE_RENEW] = "INSERT INTO processes (id, lease_until, started_at)"
+	    " VALUES (?1, ?2, ?3) ON CONFLICT (id)"
+	    " DO UPDATE SET lease_until = ?2",
+	/* What a lapsed process (or none, or with ?4 this one's name)
+	 * carried: its starts, its running jobs, the ended jobs whose slot
+	 * waits for the provider. */
+	[ST_LEASE_ADOPT] = "UPDATE jobs SET starter = ?1"
+	    " WHERE (starter IS NULL OR (?4 AND starter = ?1) OR starter IN"
+	    "  (SELECT id FROM processes WHERE lease_until < ?3))"
+	    " AND (status IN ('starting', 'running') OR (status IN "
+	    TERMINAL_SQL " AND id IN (SELECT job_id FROM slots"
+	    "  WHERE job_id IS NOT NULL)))"
+	    " RETURNING " JOB_COLS,
+	[ST_LEASE_FORGET] = "DELETE FROM processes WHERE lease_until < ?1"
+	    " AND id <> ?2",
 };
 /* clang-format on */
 
@@ -454,6 +500,7 @@ struct sqlite_store {
 	struct store base; /* first: the store.c handle */
 	sqlite3 *db;
 	struct store_opts opts;
+	char *process; /* opts.process points here */
 	sqlite3_stmt *stmt[ST_COUNT];
 	int64_t data_version; /* PRAGMA data_version when last asked */
 };
@@ -775,6 +822,7 @@ row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
 	j->started_at = col_int(q, 18);
 	j->finished_at = col_int(q, 19);
 	j->updated_at = col_int(q, 20);
+	j->starter = col_text(q, 21);
 	if (status == NULL || job_status_parse(status, &j->status) < 0 ||
 	    j->inputs == NULL || j->outputs == NULL)
 		return store_set_error(&s->base, "sqlite: job %s is malformed",
@@ -1329,7 +1377,8 @@ promote_tx(struct sqlite_store *s, void *arg)
 	if (rc == STORE_OK)
 		rc = run(s, ST_SLOT_TAKE, NULL, ARGS(I64(slot), TXT(out->id)));
 	if (rc == STORE_OK)
-		rc = run(s, ST_JOB_START, NULL, ARGS(TXT(out->id), I64(now)));
+		rc = run(s, ST_JOB_START, NULL,
+		    ARGS(TXT(out->id), I64(now), TXT(s->opts.process)));
 	if (rc == STORE_OK)
 		rc = changed(s, out->id, out, now);
 	return rc;
@@ -1438,7 +1487,7 @@ finish_tx(struct sqlite_store *s, void *arg)
 	rc = run(s, ST_JOB_FINISH, &n,
 	    ARGS(TXT(a->id), TXT(job_status_name(a->to)), TXT(a->code),
 	        TXT(a->message), TXT(outputs), I64(j->refunded || give_back),
-	        I64(now)));
+	        I64(now), TXT(a->release_slot ? NULL : s->opts.process)));
 	free(outputs);
 	if (rc == STORE_OK && n != 1)
 		rc = store_set_error(
@@ -1543,6 +1592,43 @@ lite_callback_add(struct store *st, const char *job_id, const char *task_id,
 	return run(lite(st), ST_CALLBACK_INSERT, NULL,
 	    ARGS(TXT(job_id), TXT(task_id), TXT(outcome), I64(applied),
 	        I64(now_ms())));
+}
+
+struct lease_arg {
+	int64_t ttl_ms;
+	int mine;
+	struct job_list *all;
+};
+
+static enum store_rc
+lease_tx(struct sqlite_store *s, void *arg)
+{
+	struct lease_arg *l = arg;
+	const char *me = s->opts.process;
+	int64_t now = now_ms();
+	enum store_rc rc = run(s, ST_LEASE_RENEW, NULL,
+	    ARGS(TXT(me), I64(now + l->ttl_ms), I64(now)));
+
+	if (rc == STORE_OK)
+		rc = get_jobs(s, ST_LEASE_ADOPT, l->all,
+		    ARGS(TXT(me), I64(0), I64(now), I64(l->mine)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_LEASE_FORGET, NULL, ARGS(I64(now), TXT(me)));
+	return rc;
+}
+
+static const char *
+lite_process(const struct store *st)
+{
+	return ((const struct sqlite_store *)st)->process;
+}
+
+static enum store_rc
+lite_lease(struct store *st, int64_t ttl_ms, int mine, struct job_list *all)
+{
+	struct lease_arg l = {ttl_ms, mine, all};
+
+	return tx(lite(st), lease_tx, &l);
 }
 
 static enum store_rc
@@ -1737,6 +1823,7 @@ lite_free(struct store *st)
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
+	free(s->process);
 	free(s);
 }
 
@@ -1772,6 +1859,9 @@ lite_open(
 	s = xcalloc(1, sizeof(*s));
 	s->base.be = &store_sqlite_backend;
 	s->opts = *opts;
+	s->process = xstrdup(opts->process ? opts->process : "local");
+	s->opts.process = s->process;
+	s->opts.schema = NULL;
 	if (sqlite3_open_v2(path, &s->db,
 	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 	        NULL) != SQLITE_OK) {
@@ -1827,4 +1917,6 @@ const struct store_backend store_sqlite_backend = {
     .jobs_older = lite_jobs_older,
     .jobs_holding_ended = lite_jobs_holding_ended,
     .callback_add = lite_callback_add,
+    .lease = lite_lease,
+    .process = lite_process,
 };

@@ -7,7 +7,9 @@
  *   older than run_timeout (failed, "timeout", refunded by the store);
  * - polls the provider for a running job with no callback after
  *   poll_after seconds, then again with a growing interval, a bounded
- *   number of times; what the provider says finishes the job.
+ *   number of times; what the provider says finishes the job;
+ * - renews this process's lease, taking over the jobs of processes
+ *   sharing the store whose lease ran out (sched_lease).
  */
 #include "watchdog.h"
 
@@ -42,6 +44,7 @@ struct watchdog {
 	struct provider *prov;
 	struct event *tick;
 	struct list polls;
+	int64_t leased_at; /* when this process's lease was last renewed */
 };
 
 static void
@@ -134,15 +137,19 @@ check_expired(struct watchdog *w, enum job_status s, int64_t limit_s,
 	job_list_cleanup(&l);
 }
 
-/* Poll the running jobs whose callback is due (a few: one per slot). */
+/* Poll the running jobs this process carries whose callback is due (a
+ * few: one per slot); other processes poll theirs. */
 static void
 check_running(struct watchdog *w, int64_t now)
 {
+	const char *me = store_process(w->st);
 	struct job_list l = {0};
 
 	if (store_jobs_in(w->st, JOB_RUNNING, &l) == STORE_OK)
 		for (size_t i = 0; i < l.n; i++)
-			poll_due(w, &l.v[i], now);
+			if (l.v[i].starter == NULL ||
+			    strcmp(l.v[i].starter, me) == 0)
+				poll_due(w, &l.v[i], now);
 	job_list_cleanup(&l);
 }
 
@@ -174,6 +181,10 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	check_expired(w, JOB_RUNNING, w->cfg->run_timeout, "run_timeout", now);
 	check_running(w, now);
 	prune(w);
+	if (now - w->leased_at >= SCHED_LEASE_MS / 4) {
+		w->leased_at = now;
+		sched_lease(w->sc, 0);
+	}
 }
 
 struct watchdog *
@@ -187,6 +198,7 @@ watchdog_new(struct event_base *base, const struct config *cfg,
 	w->st = st;
 	w->sc = sc;
 	w->prov = p;
+	w->leased_at = now_ms();
 	list_init(&w->polls);
 	w->tick = event_new(base, -1, EV_PERSIST, on_tick, w);
 	event_add(w->tick, &tv);

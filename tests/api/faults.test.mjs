@@ -9,7 +9,7 @@
 // the last one waits for every job any test made, then checks it all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Env, FILA_BIN, adminToken, newUser, pngBytes, run, sleep, startFila, waitFor } from './harness.mjs';
+import { Env, FILA_BIN, adminToken, newUser, pngBytes, run, sleep, startFila, storeSets, waitFor } from './harness.mjs';
 
 const SLOTS = 3;
 // poll_after=1: a callback lost (or sent while fila was dead) is made up
@@ -41,7 +41,7 @@ after(async () => { await env?.stop(); });
 // `fila check` on this file's store, with fila's own settings.
 async function filaCheck() {
   const r = await run(FILA_BIN, ['check',
-    '--set', `store.url=sqlite:${env.dir}/fila.db`,
+    ...storeSets(env.dir).flatMap((s) => ['--set', s]),
     '--set', `uploads.dir=${env.dir}/uploads`,
     ...SETS.flatMap((s) => ['--set', s])], { cwd: env.dir, timeout: 20000 });
   assert.ok(!/usage:/.test(r.stderr), `fila check is not a command of ${FILA_BIN} yet (main.c): ${r.stderr}`);

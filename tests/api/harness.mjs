@@ -136,6 +136,18 @@ export async function startEmu({ durationMs = 500, concurrency = 10, args = [] }
   return emu;
 }
 
+// The store of the fila whose files are in dir: a SQLite file there, or,
+// with FILA_TEST_STORE=pg, a schema of its own, named after dir, in the
+// PostgreSQL database FILA_PG_URL names (make api-pg starts a throwaway
+// cluster).
+export function storeSets(dir) {
+  const pg = process.env.FILA_TEST_STORE === 'pg' && process.env.FILA_PG_URL;
+  if (!pg) return [`store.url=sqlite:${dir}/fila.db`];
+  const schema = 't_' + crypto.createHash('sha1').update(dir).digest('hex').slice(0, 16);
+  return [`store.url=${pg}`, `store.schema=${schema}`];
+}
+export const onPg = process.env.FILA_TEST_STORE === 'pg';
+
 // Starts `fila serve` in dir (made if absent) and waits for /healthz.
 export async function startFila({ emuUrl, dir, port, sets = [], args = [] }) {
   needBin(FILA_BIN, 'FILA_BIN');
@@ -156,7 +168,7 @@ async function spawnFila({ emuUrl, dir, port, sets, args }) {
     'serve',
     '--set', `server.listen=127.0.0.1:${port}`,
     '--set', `server.public_url=${url}`,
-    '--set', `store.url=sqlite:${dir}/fila.db`,
+    ...storeSets(dir).flatMap((s) => ['--set', s]),
     '--set', `uploads.dir=${dir}/uploads`,
     '--set', `runninghub.base_url=${emuUrl}`,
     '--set', `auth.jwt_secret=${SECRET}`,

@@ -302,8 +302,9 @@ fx_answer_poll(int i, enum provider_state state, const char *message)
 static struct store_opts
 store_opts_of(const struct config *cfg)
 {
-	struct store_opts o = {
-	    cfg->slots, cfg->per_user_active, cfg->credits_initial};
+	struct store_opts o = {.slots = cfg->slots,
+	    .per_user_active = cfg->per_user_active,
+	    .credits_initial = cfg->credits_initial};
 	return o;
 }
 

@@ -1,9 +1,12 @@
 /*
  * test_check.c — `fila check` (src/check.c) on a store built through the
- * real store API: clean, it finds nothing; then a second, raw sqlite3
- * connection breaks one invariant at a time behind the store's back
- * (dropping the triggers that would refuse it) and each breach must be
- * named.
+ * real store API: clean, it finds nothing; then a second, raw connection
+ * breaks one invariant at a time behind the store's back (past the
+ * triggers that would refuse it) and each breach must be named.
+ *
+ * Each scenario runs on both stores, with the same expected lines: suite
+ * "check" on SQLite, suite "check_pg" on PostgreSQL, in a fresh schema of
+ * the database FILA_PG_URL names (without it, check_pg is skipped).
  */
 #include <criterion/criterion.h>
 
@@ -12,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "check.h"
@@ -22,7 +26,9 @@
 #include "util.h"
 
 static char dir[64];
-static char path[128];
+static char path[128];     /* SQLite: the store's file */
+static const char *pg_url; /* PostgreSQL: the database, or NULL */
+static char schema[32];    /* PostgreSQL: this test's schema */
 static struct config cfg;
 static int cfg_loaded;
 static struct store *st;
@@ -37,25 +43,43 @@ static struct store *st;
 static struct store *
 open_store(int64_t slots, int64_t per_user)
 {
-	struct store_opts o = {slots, per_user, 100};
+	struct store_opts o = {.slots = slots,
+	    .per_user_active = per_user,
+	    .credits_initial = 100,
+	    .schema = schema};
+	char err[256] = "";
+	struct store *s;
 
-	return fx_store_open(path, &o);
+	if (pg_url == NULL)
+		return fx_store_open(path, &o);
+	s = store_open(pg_url, &o, err, sizeof(err));
+	cr_assert_not_null(s, "store_open: %s", err);
+	return s;
 }
 
 /* The configuration check runs with: the built-in tools, our store. */
 static void
 load_config(const char *extra)
 {
-	char url[200], up[200];
-	char *sets[3] = {url, up, (char *)extra};
+	char url[300], up[200], sch[64];
+	char *sets[4] = {url, up};
+	int n = 2;
 	char err[512];
 
 	if (cfg_loaded)
 		config_cleanup(&cfg);
-	snprintf(url, sizeof(url), "store.url=sqlite:%s", path);
+	if (pg_url != NULL) {
+		snprintf(url, sizeof(url), "store.url=%s", pg_url);
+		snprintf(sch, sizeof(sch), "store.schema=%s", schema);
+		sets[n++] = sch;
+	} else {
+		snprintf(url, sizeof(url), "store.url=sqlite:%s", path);
+	}
 	snprintf(up, sizeof(up), "uploads.dir=%s/uploads", dir);
-	cr_assert_eq(config_load(&cfg, "/nonexistent/fila.conf", 1, sets,
-	                 extra ? 3 : 2, err, sizeof(err)),
+	if (extra != NULL)
+		sets[n++] = (char *)extra;
+	cr_assert_eq(config_load(&cfg, "/nonexistent/fila.conf", 1, sets, n,
+	                 err, sizeof(err)),
 	    0, "%s", err);
 	cfg_loaded = 1;
 }
@@ -139,8 +163,9 @@ finish(const char *id, enum job_status to, int release)
 	json_decref(outs);
 }
 
+/* The fixture's store, in the directory made for the test. */
 static void
-setup(void)
+fixture(void)
 {
 	int64_t bal;
 
@@ -165,17 +190,86 @@ setup(void)
 }
 
 static void
+setup(void)
+{
+	pg_url = NULL;
+	fixture();
+}
+
+/* sql on a connection of our own to the test's database (as the
+ * schema's owner, a superuser: scripts/pg's "fila"), in its schema;
+ * with unguarded, triggers (and foreign keys) are not run. */
+static void
+pg_exec(const char *sql, int unguarded)
+{
+	PGconn *db = PQconnectdb(pg_url);
+	char *text;
+	PGresult *r;
+
+	cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+	text = xasprintf(
+	    "SET client_min_messages = warning; SET search_path = %s;%s %s",
+	    schema, unguarded ? " SET session_replication_role = replica;" : "",
+	    sql);
+	r = PQexec(db, text);
+	cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK ||
+	              PQresultStatus(r) == PGRES_TUPLES_OK,
+	    "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(db);
+	free(text);
+}
+
+/* The same fixture on PostgreSQL, in a schema of its own. */
+static void
+setup_pg(void)
+{
+	char hex[13];
+
+	pg_url = getenv("FILA_PG_URL");
+	if (pg_url == NULL || *pg_url == '\0')
+		cr_assert_fail("FILA_PG_URL is not set: run the unit tests with"
+		               " scripts/with-pg (make unit does)");
+	random_hex(hex, 6);
+	snprintf(schema, sizeof(schema), "t_check_%s", hex);
+	fixture();
+}
+
+static void
 teardown(void)
 {
+	char *drop;
+
 	store_free(st);
 	st = NULL;
 	if (cfg_loaded)
 		config_cleanup(&cfg);
 	cfg_loaded = 0;
+	if (pg_url != NULL && schema[0] != '\0') {
+		drop = xasprintf("DROP SCHEMA IF EXISTS %s CASCADE", schema);
+		pg_exec(drop, 0);
+		free(drop);
+	}
+	schema[0] = '\0';
 	fx_rmtree(dir);
 }
 
 TestSuite(check, .init = setup, .fini = teardown);
+TestSuite(check_pg, .init = setup_pg, .fini = teardown);
+
+/* A scenario of both stores: Test(check, name) and Test(check_pg, name)
+ * run the one body that follows. */
+#define BOTH_STORES(name)                                                      \
+	static void name(void);                                                \
+	Test(check, name)                                                      \
+	{                                                                      \
+		name();                                                        \
+	}                                                                      \
+	Test(check_pg, name)                                                   \
+	{                                                                      \
+		name();                                                        \
+	}                                                                      \
+	static void name(void)
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -211,39 +305,64 @@ expect(int breaches, const char *const *lines)
 
 #define LINES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-/* Run sql on a second connection, behind the store's back. */
+/* Run sql on a second connection, behind the store's back: on SQLite
+ * lite, on PostgreSQL pg (NULL: lite too) with no trigger run. */
 static void
-raw(const char *sql)
+raw2(const char *lite, const char *pg)
 {
 	sqlite3 *db;
 	char *msg = NULL;
 
+	if (pg_url != NULL) {
+		pg_exec(pg ? pg : lite, 1);
+		return;
+	}
 	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK,
-	    "%s: %s", sql, msg ? msg : "?");
+	cr_assert_eq(sqlite3_exec(db, lite, NULL, NULL, &msg), SQLITE_OK,
+	    "%s: %s", lite, msg ? msg : "?");
 	sqlite3_close(db);
+}
+
+/* The same sql on both stores. */
+static void
+raw(const char *sql)
+{
+	raw2(sql, NULL);
+}
+
+/* Let a raw write past the trigger named (SQLite drops it; PostgreSQL's
+ * raw writes run no trigger at all). */
+static void
+unguard(const char *trigger)
+{
+	char *sql = xasprintf("DROP TRIGGER %s", trigger);
+
+	if (pg_url == NULL)
+		raw(sql);
+	free(sql);
 }
 
 /* The ledger without its UNIQUE (job_id, kind) and its triggers. */
 static void
 ledger_unguarded(void)
 {
-	raw("CREATE TABLE l2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	    " user_id TEXT, job_id TEXT, kind TEXT, amount INTEGER,"
-	    " balance_after INTEGER, reason TEXT, at INTEGER);"
-	    "INSERT INTO l2 SELECT * FROM ledger; DROP TABLE ledger;"
-	    "ALTER TABLE l2 RENAME TO ledger;");
+	raw2("CREATE TABLE l2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	     " user_id TEXT, job_id TEXT, kind TEXT, amount INTEGER,"
+	     " balance_after INTEGER, reason TEXT, at INTEGER);"
+	     "INSERT INTO l2 SELECT * FROM ledger; DROP TABLE ledger;"
+	     "ALTER TABLE l2 RENAME TO ledger;",
+	    "ALTER TABLE ledger DROP CONSTRAINT ledger_job_id_kind_key");
 }
 
 /* ---- clean --------------------------------------------------------- */
 
-Test(check, clean_store_has_no_breach)
+BOTH_STORES(clean_store_has_no_breach)
 {
 	expect(0, LINES("check: 5 users, 5 jobs, 0 breaches\n"));
 }
 
-Test(check, clean_while_a_terminal_job_holds_its_slot_briefly)
+BOTH_STORES(clean_while_a_terminal_job_holds_its_slot_briefly)
 {
 	start(J_QUEUED);
 	finish(J_QUEUED, JOB_CANCELLED, 0); /* provider cancel pending */
@@ -252,29 +371,31 @@ Test(check, clean_while_a_terminal_job_holds_its_slot_briefly)
 
 /* ---- credits ------------------------------------------------------- */
 
-Test(check, balance_changed)
+BOTH_STORES(balance_changed)
 {
 	raw("UPDATE users SET balance = 80 WHERE id = 'alice'");
 	expect(1, LINES("breach: user alice: grants - charges + refunds = 140,"
 	                " balance = 80\n"));
 }
 
-Test(check, negative_balance)
+BOTH_STORES(negative_balance)
 {
 	/* CHECK (balance >= 0) is a column constraint: rebuild without. */
-	raw("PRAGMA foreign_keys = OFF;"
-	    "CREATE TABLE u2 AS SELECT * FROM users; DROP TABLE users;"
-	    " ALTER TABLE u2 RENAME TO users;"
+	raw2("PRAGMA foreign_keys = OFF;"
+	     "CREATE TABLE u2 AS SELECT * FROM users; DROP TABLE users;"
+	     " ALTER TABLE u2 RENAME TO users;"
+	     "UPDATE users SET balance = -5 WHERE id = 'carol'",
+	    "ALTER TABLE users DROP CONSTRAINT users_balance_check;"
 	    "UPDATE users SET balance = -5 WHERE id = 'carol'");
 	expect(2, LINES("user carol: balance = -5, below 0",
 	              "user carol: grants - charges + refunds = 100,"
 	              " balance = -5"));
 }
 
-Test(check, missing_refund)
+BOTH_STORES(missing_refund)
 {
-	raw("DROP TRIGGER ledger_no_delete;"
-	    "DELETE FROM ledger WHERE job_id = '" J_FAILED "'"
+	unguard("ledger_no_delete");
+	raw("DELETE FROM ledger WHERE job_id = '" J_FAILED "'"
 	    " AND kind = 'refund'");
 	/* The sum, the flag and the refund itself all disagree now. */
 	expect(3, LINES("breach: job " J_FAILED " is failed and was charged,"
@@ -284,7 +405,7 @@ Test(check, missing_refund)
 	              "user bob: grants - charges + refunds = 90"));
 }
 
-Test(check, second_charge)
+BOTH_STORES(second_charge)
 {
 	ledger_unguarded();
 	raw("INSERT INTO ledger (user_id, job_id, kind, amount,"
@@ -296,7 +417,7 @@ Test(check, second_charge)
 	              " balance = 140"));
 }
 
-Test(check, refund_of_a_completed_job)
+BOTH_STORES(refund_of_a_completed_job)
 {
 	raw("INSERT INTO ledger (user_id, job_id, kind, amount,"
 	    " balance_after, at) VALUES ('alice', '" J_DONE "', 'refund',"
@@ -307,20 +428,20 @@ Test(check, refund_of_a_completed_job)
 	              "user alice: grants - charges + refunds = 150"));
 }
 
-Test(check, balance_after_out_of_line)
+BOTH_STORES(balance_after_out_of_line)
 {
-	raw("DROP TRIGGER ledger_no_update;"
-	    "UPDATE ledger SET balance_after = 999 WHERE user_id = 'dave'"
+	unguard("ledger_no_update");
+	raw("UPDATE ledger SET balance_after = 999 WHERE user_id = 'dave'"
 	    " AND kind = 'grant'");
 	expect(1, LINES("user dave: ledger entry ",
 	              "has balance_after = 999, the entries up to it sum to"
 	              " 100 (1 entries disagree)"));
 }
 
-Test(check, charge_of_the_wrong_amount)
+BOTH_STORES(charge_of_the_wrong_amount)
 {
-	raw("DROP TRIGGER ledger_no_update;"
-	    "UPDATE ledger SET amount = -7, balance_after = 93"
+	unguard("ledger_no_update");
+	raw("UPDATE ledger SET amount = -7, balance_after = 93"
 	    " WHERE job_id = '" J_QUEUED "' AND kind = 'charge'");
 	expect(2, LINES("job " J_QUEUED ": charge of -7 for a cost of 10",
 	              "user erin: grants - charges + refunds = 93"));
@@ -328,15 +449,15 @@ Test(check, charge_of_the_wrong_amount)
 
 /* ---- slots --------------------------------------------------------- */
 
-Test(check, slot_freed_under_a_running_job)
+BOTH_STORES(slot_freed_under_a_running_job)
 {
-	raw("DROP TRIGGER slots_keep;"
-	    "UPDATE slots SET job_id = NULL WHERE job_id = '" J_RUN "'");
+	unguard("slots_keep");
+	raw("UPDATE slots SET job_id = NULL WHERE job_id = '" J_RUN "'");
 	expect(
 	    1, LINES("breach: job " J_RUN " is running but holds no slot\n"));
 }
 
-Test(check, more_running_than_slots)
+BOTH_STORES(more_running_than_slots)
 {
 	start(J_QUEUED);
 	load_config("queue.slots=1");
@@ -350,26 +471,26 @@ Test(check, more_running_than_slots)
 	              " queue.slots = 1\n"));
 }
 
-Test(check, missing_slot_row)
+BOTH_STORES(missing_slot_row)
 {
 	raw("DELETE FROM slots WHERE id = 2");
 	expect(1, LINES("breach: slot 2 of 3 is missing\n"));
 }
 
-Test(check, slot_held_by_a_queued_job)
+BOTH_STORES(slot_held_by_a_queued_job)
 {
-	raw("DROP TRIGGER slots_take;"
-	    "UPDATE slots SET job_id = '" J_QUEUED "' WHERE job_id IS NULL"
+	unguard("slots_take");
+	raw("UPDATE slots SET job_id = '" J_QUEUED "' WHERE job_id IS NULL"
 	    " AND id = (SELECT min(id) FROM slots WHERE job_id IS NULL)");
 	expect(1, LINES("is held by job " J_QUEUED ", which is queued"));
 }
 
-Test(check, slot_kept_long_after_the_end_is_a_warning)
+BOTH_STORES(slot_kept_long_after_the_end_is_a_warning)
 {
 	start(J_QUEUED);
 	finish(J_QUEUED, JOB_FAILED, 0);
-	raw("DROP TRIGGER jobs_terminal;"
-	    "UPDATE jobs SET finished_at = finished_at - 120000"
+	unguard("jobs_terminal");
+	raw("UPDATE jobs SET finished_at = finished_at - 120000"
 	    " WHERE id = '" J_QUEUED "'");
 	expect(0, LINES("warning: slot ",
 	              "still held by job " J_QUEUED ", failed 120 s ago\n",
@@ -378,7 +499,7 @@ Test(check, slot_kept_long_after_the_end_is_a_warning)
 
 /* ---- stuck and per user -------------------------------------------- */
 
-Test(check, stuck_jobs)
+BOTH_STORES(stuck_jobs)
 {
 	raw("UPDATE jobs SET created_at = created_at - 700000"
 	    " WHERE id = '" J_QUEUED "';"
@@ -390,14 +511,14 @@ Test(check, stuck_jobs)
 	              " (queue.run_timeout = 600 s)"));
 }
 
-Test(check, within_the_grace_is_not_stuck)
+BOTH_STORES(within_the_grace_is_not_stuck)
 {
 	raw("UPDATE jobs SET created_at = created_at - 630000"
 	    " WHERE id = '" J_QUEUED "'");
 	expect(0, NULL);
 }
 
-Test(check, two_active_jobs_of_one_user)
+BOTH_STORES(two_active_jobs_of_one_user)
 {
 	store_free(st);
 	st = open_store(3, 2);
@@ -408,7 +529,7 @@ Test(check, two_active_jobs_of_one_user)
 
 /* ---- uploads ------------------------------------------------------- */
 
-Test(check, missing_upload_file)
+BOTH_STORES(missing_upload_file)
 {
 	char f[200];
 
@@ -418,7 +539,7 @@ Test(check, missing_upload_file)
 	              "upl_" J_RUN ".png is missing\n"));
 }
 
-Test(check, missing_upload_row)
+BOTH_STORES(missing_upload_row)
 {
 	raw("DELETE FROM uploads WHERE id = 'upl_" J_CANCEL "'");
 	expect(
@@ -426,7 +547,7 @@ Test(check, missing_upload_row)
 	             ", which does not exist"));
 }
 
-Test(check, upload_of_another_user)
+BOTH_STORES(upload_of_another_user)
 {
 	raw("UPDATE uploads SET user_id = 'bob' WHERE id = 'upl_" J_RUN "'");
 	expect(1, LINES("job " J_RUN " of user dave: input image names upload"
@@ -435,26 +556,38 @@ Test(check, upload_of_another_user)
 
 /* ---- the event log ------------------------------------------------- */
 
-Test(check, event_after_a_terminal_one)
+/* PostgreSQL numbers events from a sequence. */
+#define PG_EVENT_INSERT                                                        \
+	"INSERT INTO events (id, job_id, user_id, data, at, seq, status)"      \
+	" SELECT nextval('events_ids'), "
+
+BOTH_STORES(event_after_a_terminal_one)
 {
-	raw("INSERT INTO events (job_id, user_id, data, at, seq, status)"
-	    " SELECT job_id, user_id, json_set(data, '$.status', 'running'),"
-	    " at, seq, 'running' FROM events WHERE job_id = '" J_DONE "'"
-	    " ORDER BY id DESC LIMIT 1");
+	raw2("INSERT INTO events (job_id, user_id, data, at, seq, status)"
+	     " SELECT job_id, user_id, json_set(data, '$.status', 'running'),"
+	     " at, seq, 'running' FROM events WHERE job_id = '" J_DONE "'"
+	     " ORDER BY id DESC LIMIT 1",
+	    PG_EVENT_INSERT "job_id, user_id, jsonb_set(data::jsonb,"
+	                    " '{status}', '\"running\"')::text, at, seq,"
+	                    " 'running' FROM events WHERE job_id = '" J_DONE
+	                    "' ORDER BY id DESC LIMIT 1");
 	expect(2, LINES("job " J_DONE ": event ", "says running after event ",
 	              "said completed",
 	              "job " J_DONE " is completed but its last event"));
 }
 
-Test(check, a_repeated_terminal_event_is_allowed)
+BOTH_STORES(a_repeated_terminal_event_is_allowed)
 {
-	raw("INSERT INTO events (job_id, user_id, data, at, seq, status)"
-	    " SELECT job_id, user_id, data, at, seq, status FROM events"
-	    " WHERE job_id = '" J_DONE "' ORDER BY id DESC LIMIT 1");
+	raw2("INSERT INTO events (job_id, user_id, data, at, seq, status)"
+	     " SELECT job_id, user_id, data, at, seq, status FROM events"
+	     " WHERE job_id = '" J_DONE "' ORDER BY id DESC LIMIT 1",
+	    PG_EVENT_INSERT "job_id, user_id, data, at, seq, status FROM"
+	                    " events WHERE job_id = '" J_DONE "'"
+	                    " ORDER BY id DESC LIMIT 1");
 	expect(0, NULL);
 }
 
-Test(check, last_event_disagrees)
+BOTH_STORES(last_event_disagrees)
 {
 	raw("DELETE FROM events WHERE id = (SELECT max(id) FROM events"
 	    " WHERE job_id = '" J_RUN "')");
@@ -462,19 +595,28 @@ Test(check, last_event_disagrees)
 	              "says starting"));
 }
 
-Test(check, job_without_events_and_malformed_event)
+BOTH_STORES(job_without_events_and_malformed_event)
 {
-	raw("DELETE FROM events WHERE job_id = '" J_QUEUED "';"
-	    "INSERT INTO events (job_id, user_id, data, at, seq, status)"
-	    " SELECT '" J_CANCEL "', 'carol', '{not json', 0, seq, NULL"
+	raw2("DELETE FROM events WHERE job_id = '" J_QUEUED "';"
+	     "INSERT INTO events (job_id, user_id, data, at, seq, status)"
+	     " SELECT '" J_CANCEL "', 'carol', '{not json', 0, seq, NULL"
+	     " FROM jobs WHERE id = '" J_CANCEL "'",
+	    "DELETE FROM events WHERE job_id = '" J_QUEUED "';" PG_EVENT_INSERT
+	    "'" J_CANCEL "', 'carol', '{not json', 0, seq, 'cancelled'"
 	    " FROM jobs WHERE id = '" J_CANCEL "'");
-	expect(2, LINES("job " J_QUEUED " is queued but its last event (none)"
-	                " says nothing",
-	              "of job " J_CANCEL " is not a JSON job with a status"));
+	/* PostgreSQL's events have a status (NOT NULL), which the malformed
+	 * one does not show: a third breach. */
+	expect(pg_url ? 3 : 2,
+	    LINES("job " J_QUEUED " is queued but its last event (none)"
+	          " says nothing",
+	        "of job " J_CANCEL " is not a JSON job with a status"));
+	if (pg_url != NULL)
+		expect(3, LINES("of job " J_CANCEL " is filed as cancelled but"
+		                " shows \n"));
 }
 
 /* The queue's order is followed from each event's seq and status. */
-Test(check, event_filed_with_another_status)
+BOTH_STORES(event_filed_with_another_status)
 {
 	raw("UPDATE events SET status = 'queued' WHERE id = (SELECT max(id)"
 	    " FROM events WHERE job_id = '" J_RUN "')");
@@ -482,7 +624,7 @@ Test(check, event_filed_with_another_status)
 	    1, LINES("of job " J_RUN " is filed as queued but shows running"));
 }
 
-Test(check, event_filed_at_another_seq)
+BOTH_STORES(event_filed_at_another_seq)
 {
 	raw("UPDATE events SET seq = 999 WHERE id = (SELECT min(id)"
 	    " FROM events WHERE job_id = '" J_QUEUED "')");
@@ -497,31 +639,57 @@ Test(check, another_schema_version_is_not_checked)
 	raw("DELETE FROM schema_version WHERE version > 1");
 	cr_assert_eq(run_check(&text), -1, "%s", text);
 	cr_assert_not_null(strstr(text, "the store's schema is version 1, this"
-	                                " check reads version 5: start fila"
+	                                " check reads version 6: start fila"
 	                                " serve once to bring it up"),
 	    "%s", text);
 	free(text);
 }
 
-Test(check, job_counts_disagree)
+Test(check_pg, another_schema_version_is_not_checked)
 {
-	raw("UPDATE job_counts SET n = n + 2 WHERE status = 'running';"
-	    "INSERT INTO job_counts VALUES ('ghost', 'queued', 1);");
+	char *text = NULL;
+
+	raw("DELETE FROM schema_version");
+	cr_assert_eq(run_check(&text), -1, "%s", text);
+	cr_assert_not_null(strstr(text, "the store's schema is version 0, this"
+	                                " check reads version 1: start fila"
+	                                " serve once to bring it up"),
+	    "%s", text);
+	free(text);
+}
+
+BOTH_STORES(job_counts_disagree)
+{
+	raw2("UPDATE job_counts SET n = n + 2 WHERE status = 'running';"
+	     "INSERT INTO job_counts VALUES ('ghost', 'queued', 1);",
+	    "UPDATE job_counts SET n = n + 2 WHERE status = 'running';"
+	    "INSERT INTO job_counts VALUES ('ghost', 'queued', 0, 1);");
 	expect(
 	    2, LINES("job_counts has ", "running jobs of ",
 	           "job_counts has 1 queued jobs of ghost, the jobs table 0"));
 }
 
+/* PostgreSQL's counts are shards: their sum is the count. */
+Test(check_pg, job_counts_in_shards_are_summed)
+{
+	raw("INSERT INTO job_counts VALUES ('upscaler', 'running', 101, 4),"
+	    " ('upscaler', 'running', 102, -4),"
+	    " ('upscaler', 'queued', 101, -1), ('ghost', 'failed', 101, 1),"
+	    " ('ghost', 'failed', 102, -1)");
+	expect(1, LINES("breach: job_counts has 0 queued jobs of upscaler, the"
+	                " jobs table 1\n"));
+}
+
 /* ---- what cannot be checked ---------------------------------------- */
 
-Test(check, postgres_is_not_supported_yet)
+Test(check, postgres_unreachable)
 {
 	char *text = NULL;
 
-	load_config("store.url=postgres://u:p@localhost/fila");
+	load_config("store.url=postgres://u:secret@127.0.0.1:1/fila");
 	cr_expect_eq(run_check(&text), -1);
-	cr_expect_str_eq(
-	    text, "check: postgres stores are not supported yet\n");
+	cr_expect_eq(strncmp(text, "check: postgres: ", 17), 0, "%s", text);
+	cr_expect_null(strstr(text, "secret"), "%s", text);
 	free(text);
 }
 
@@ -550,6 +718,17 @@ Test(check, not_a_store)
 		sqlite3_exec(db, "CREATE TABLE t (x)", NULL, NULL, NULL);
 		sqlite3_close(db);
 	}
+	load_config(set);
+	cr_expect_eq(run_check(&text), -1);
+	cr_expect_not_null(strstr(text, "is not a fila store"), "%s", text);
+	free(text);
+}
+
+Test(check_pg, not_a_store)
+{
+	char *text = NULL, set[200];
+
+	snprintf(set, sizeof(set), "store.schema=%s_none", schema);
 	load_config(set);
 	cr_expect_eq(run_check(&text), -1);
 	cr_expect_not_null(strstr(text, "is not a fila store"), "%s", text);

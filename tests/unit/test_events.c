@@ -105,7 +105,8 @@ setup(void)
 	    "%s", err);
 	fx_tmpdir(dir, sizeof(dir), "events");
 	snprintf(dbpath, sizeof(dbpath), "%s/fila.db", dir);
-	o = (struct store_opts){cfg.slots, 10, 1000};
+	o = (struct store_opts){
+	    .slots = cfg.slots, .per_user_active = 10, .credits_initial = 1000};
 	st = fx_store_open(dbpath, &o);
 	store_group(st, 1);
 	base = event_base_new();

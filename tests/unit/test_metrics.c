@@ -39,7 +39,8 @@ setup(void)
 	    "%s", err);
 	fx_tmpdir(dir, sizeof(dir), "metrics");
 	snprintf(dbpath, sizeof(dbpath), "%s/fila.db", dir);
-	o = (struct store_opts){cfg.slots, 10, 100};
+	o = (struct store_opts){
+	    .slots = cfg.slots, .per_user_active = 10, .credits_initial = 100};
 	st = fx_store_open(dbpath, &o);
 	m = metrics_new();
 	text = NULL;

@@ -25,7 +25,9 @@ static struct store *st;
 static struct store *
 open_with(int64_t slots, int64_t per_user, int64_t initial)
 {
-	struct store_opts o = {slots, per_user, initial};
+	struct store_opts o = {.slots = slots,
+	    .per_user_active = per_user,
+	    .credits_initial = initial};
 
 	return fx_store_open(path, &o);
 }
@@ -195,13 +197,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 5);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 6);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 5);
+	cr_assert_eq(count_of("schema_version"), 6);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -218,7 +220,12 @@ Test(store, open_migrate_reopen)
 
 Test(store, open_refuses_unknown_scheme_and_bad_opts)
 {
-	struct store_opts o = {3, 1, 100}, bad = {-1, 1, 100};
+	struct store_opts o = {.slots = 3,
+	                      .per_user_active = 1,
+	                      .credits_initial = 100},
+	                  bad = {.slots = -1,
+	                      .per_user_active = 1,
+	                      .credits_initial = 100};
 	char err[256] = "";
 
 	cr_assert_null(store_open("mysql://x", &o, err, sizeof(err)));
@@ -993,7 +1000,9 @@ Test(store, racing_processes_never_exceed_the_slots)
 		pid[c] = fork();
 		cr_assert_neq(pid[c], -1);
 		if (pid[c] == 0) {
-			struct store_opts o = {3, 1, 100};
+			struct store_opts o = {.slots = 3,
+			    .per_user_active = 1,
+			    .credits_initial = 100};
 			char err[256];
 			struct store *s = store_open(url, &o, err, sizeof(err));
 			struct job j;
@@ -1432,6 +1441,9 @@ Test(store, migration_4_from_version_3)
 	                      "INSERT INTO events (job_id, user_id, data, at,"
 	                      " position, base) VALUES ('v2', 'u2', '', 1, 1,"
 	                      " 2);"
+	                      "DROP INDEX jobs_starter;"
+	                      "ALTER TABLE jobs DROP COLUMN starter;"
+	                      "DROP TABLE processes;"
 	                      "DROP INDEX jobs_started;"
 	                      "DROP INDEX jobs_queued_since;"
 	                      "CREATE INDEX jobs_status_seq ON jobs"
@@ -1439,7 +1451,7 @@ Test(store, migration_4_from_version_3)
 	                      "DELETE FROM schema_version WHERE version >= 4"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 5);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 6);
 	cr_assert_eq(count_of("events"), 3, "the position event went");
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
 	                     " = 'shown'"),
