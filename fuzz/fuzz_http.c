@@ -212,13 +212,13 @@ h_stream(struct http_req *r, void *ctx)
 }
 
 static const struct http_route routes[] = {
-    {HTTP_GET | HTTP_HEAD, "/v1/health", h_health, 0, 0},
-    {HTTP_POST, "/v1/jobs", h_jobs, JOBS_BODY, 0},
-    {HTTP_GET | HTTP_DELETE, "/v1/jobs/{}", h_job, 0, 0},
-    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, SMALL_BODY, 0},
-    {HTTP_GET | HTTP_PUT, "/v1/uploads/{}/{}", h_file, 0, 0},
-    {HTTP_GET | HTTP_POST, "/later/{}", h_later, 0, 0},
-    {HTTP_GET | HTTP_HEAD, "/v1/events", h_stream, 0, 0},
+    {HTTP_GET | HTTP_HEAD, "/v1/health", h_health, 0, 0, 0},
+    {HTTP_POST, "/v1/jobs", h_jobs, JOBS_BODY, 0, 0},
+    {HTTP_GET | HTTP_DELETE, "/v1/jobs/{}", h_job, 0, 0, 0},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, SMALL_BODY, 0, 0},
+    {HTTP_GET | HTTP_PUT, "/v1/uploads/{}/{}", h_file, 0, 0, 0},
+    {HTTP_GET | HTTP_POST, "/later/{}", h_later, 0, 0, 0},
+    {HTTP_GET | HTTP_HEAD, "/v1/events", h_stream, 0, 0, 0},
 };
 
 /* --- the client side: one connection per input --- */

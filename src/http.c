@@ -15,9 +15,20 @@
  *  - a request handed to a handler belongs to the handler until it answers.
  *    If the client leaves first the request is kept, detached (conn NULL),
  *    and freed silently by the answer. A stream is told by on_close instead.
+ *
+ * What a client may hold is bounded (struct http_limits): connections, and
+ * descriptors with the spool files, by a cap past which the listener waits
+ * for a close; time, by one timer per connection whose deadline depends on
+ * the state (a head's from its first byte, a body's from its length and a
+ * minimum rate); memory, by spooling upload bodies to disk (a few KB each
+ * whatever their size) and by closing the streams that fall behind, alone
+ * or all together (the biggest first).
  */
 #include "http.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,9 +37,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -42,16 +58,49 @@
 #define REQLINE_MAX (8 * 1024)
 #define HEAD_MAX (32 * 1024)
 #define HEADERS_MAX 100
-#define STREAM_BUF_MAX (4 * 1024 * 1024)
 /* Pipelined bytes buffered while a request is being answered. */
 #define PENDING_MAX (64 * 1024)
-#define REQUEST_TIMEOUT 30
-#define IDLE_TIMEOUT 60
+/* Replies not yet taken by a client that pipelines without reading: past
+ * this, its next request waits until they are sent. */
+#define OUTPUT_MAX (256 * 1024)
 #define FLUSH_TIMEOUT 30
-/* Lingering close: discard what the client still sends, for a while. */
+/* Lingering close: discard what the client still sends, for a while (a
+ * shorter while after a deadline was missed). */
 #define LINGER_IDLE 2
 #define LINGER_MAX_MS 30000
+#define LINGER_TIMEOUT_MS 2000
 #define BODY_CHUNK (64 * 1024)
+
+/*
+ * The defaults of struct http_limits. 16384 connections hold the 5,000
+ * event streams fila is sized for, their apps' requests and room to spare,
+ * in some tens of MB; 32 of them are kept for probes and admins. A head is
+ * a few hundred bytes: 10 s is generous even on a bad mobile link. 16 KiB/s
+ * is 128 kbit/s, a slow mobile uplink, after 5 s for the radio and TCP to
+ * wake up: a 30 MiB upload may take 32 minutes, a trickle cannot hold a
+ * connection longer than its length allows. A stream may hold 512 KiB:
+ * events.c replays history until 256 KiB are pending (REPLAY_AHEAD), so
+ * a cap must leave that and the events of a while on top (at some hundred
+ * bytes each, a thousand more); 64 MiB for all bounds what thousands of
+ * slow readers cost together.
+ */
+#define MAX_CONNECTIONS 16384
+#define RESERVE 32
+#define HEAD_TIMEOUT_MS 10000
+#define IDLE_TIMEOUT_MS 60000
+#define BODY_GRACE_MS 5000
+#define BODY_MIN_RATE (16 * 1024)
+#define STREAM_MAX (512 * 1024)
+#define STREAMS_MAX (64 * 1024 * 1024)
+/* Descriptors left to the rest of the process (store, provider, files). */
+#define FD_HEADROOM 256
+
+/* Spooled bodies: the bytes kept in memory for sniffing, the file names,
+ * and the age past which a file is a dead process's leftover. */
+#define SPOOL_HEAD 4096
+#define SPOOL_PREFIX "fila-spool-"
+#define SPOOL_STALE_S 3600
+#define SPOOL_COPY (16 * 1024)
 
 enum conn_state {
 	C_IDLE,    /* waiting for the first byte of a request */
@@ -71,11 +120,19 @@ struct conn {
 	struct list link;     /* in http_server.conns */
 	struct http_req *req;
 	enum conn_state state;
-	int busy;   /* inside one of our callbacks: closing defers the free */
-	int closed; /* closed while busy: free when the callback unwinds */
-	int linger; /* the client may still be sending a body we refused */
-	int drop;   /* a stream over its buffer limit: close from the loop */
-	int64_t linger_start;
+	int busy;     /* inside one of our callbacks: closing defers the free */
+	int closed;   /* closed while busy: free when the callback unwinds */
+	int linger;   /* the client may still be sending a body we refused */
+	int drop;     /* a stream over its buffer limit: close from the loop */
+	int reserved; /* accepted into the reserve: HTTP_RESERVE routes only */
+	int out_wait; /* reading paused until the output is sent */
+	int in_streams; /* in http_server.streams */
+	int nreq;       /* requests begun on it */
+	struct list slink;
+	size_t accounted; /* its share of http_server.streams_pending */
+	int64_t body_start;
+	int64_t linger_end;
+	int linger_max_ms;
 	char peer[64];
 };
 
@@ -91,6 +148,15 @@ struct http_server {
 	struct event *accept_retry;
 	int port;
 	struct list conns;
+	struct http_limits lim;
+	size_t max_conns, fd_cap, reserve; /* lim made effective */
+	size_t nconns, nreserved, nspools;
+	int paused; /* the listener waits for a close */
+	char *spool_dir;
+	struct list streams; /* conns of open streams, for their budget */
+	size_t nstreams;
+	size_t streams_pending; /* sum of their accounted, maybe stale high */
+	uint64_t nrefused, ntimeouts, ndropped, npauses;
 	int draining;
 	void (*drain_done)(void *);
 	void *drain_arg;
@@ -122,7 +188,15 @@ struct http_req {
 	int nquery;
 	size_t content_length;
 	char *body;
-	size_t body_got, body_cap;
+	size_t body_got, body_cap; /* body_got counts spooled bytes too */
+	/* A spooled body: the file (open while the body arrives), its hash
+	 * so far, its first bytes; srv is read only while spool_fd is open. */
+	struct http_server *srv;
+	int spooled, spool_fd;
+	EVP_MD_CTX *sha;
+	unsigned char *spool_head;
+	char *spool_path;
+	struct http_spool spool;
 	char peer[64];
 	void *data;
 	void (*data_free)(void *);
@@ -154,6 +228,10 @@ static const struct {
 static void conn_process(struct conn *c);
 static void conn_close(struct conn *c);
 static int cors_headers(struct http_req *r);
+static void accept_update(struct http_server *s);
+static void spool_cleanup(struct http_req *r);
+static void refuse(struct conn *c, int status, const char *code,
+    const char *message, json_t *details, int keep);
 
 static const char *
 reason(int status)
@@ -320,6 +398,7 @@ req_new(struct conn *c)
 
 	r->conn = c;
 	r->base = c->srv->base;
+	r->spool_fd = -1;
 	memcpy(r->peer, c->peer, sizeof r->peer);
 	r->rhdrs = evbuffer_new();
 	if (r->rhdrs == NULL)
@@ -351,6 +430,7 @@ req_free(struct http_req *r)
 	}
 	free(r->query);
 	free(r->body);
+	spool_cleanup(r);
 	if (r->data_free)
 		r->data_free(r->data);
 	evbuffer_free(r->rhdrs);
@@ -462,7 +542,7 @@ const char *
 http_req_body(const struct http_req *r, size_t *len)
 {
 	if (len)
-		*len = r->body_got;
+		*len = r->spooled ? 0 : r->body_got;
 	return r->body ? r->body : "";
 }
 
@@ -490,11 +570,17 @@ http_req_data(const struct http_req *r)
 /* --- connection plumbing --- */
 
 static void
-timer_arm(struct conn *c, int secs)
+timer_ms(struct conn *c, int64_t ms)
 {
-	struct timeval tv = {secs, 0};
+	struct timeval tv = timeval_ms(ms > 0 ? ms : 0);
 
 	evtimer_add(c->timer, &tv);
+}
+
+static void
+timer_arm(struct conn *c, int secs)
+{
+	timer_ms(c, (int64_t)secs * 1000);
 }
 
 static void
@@ -532,6 +618,89 @@ req_orphan(struct http_req *r, enum conn_state state)
 	}
 }
 
+/* ---- streams' output, and its budget ---- */
+
+/* Bring c's share of the streams' total up to date. */
+static void
+stream_account(struct conn *c)
+{
+	struct http_server *s = c->srv;
+	size_t now = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	s->streams_pending = s->streams_pending - c->accounted + now;
+	c->accounted = now;
+}
+
+static void
+stream_link(struct conn *c)
+{
+	list_add_tail(&c->srv->streams, &c->slink);
+	c->in_streams = 1;
+	c->accounted = 0;
+	c->srv->nstreams++;
+	stream_account(c);
+}
+
+static void
+stream_unlink(struct conn *c)
+{
+	struct http_server *s = c->srv;
+
+	if (!c->in_streams)
+		return;
+	s->streams_pending -= c->accounted;
+	c->accounted = 0;
+	list_remove(&c->slink);
+	c->in_streams = 0;
+	s->nstreams--;
+}
+
+/* A stream too far behind: out of the budget at once, closed from the
+ * loop (on_close must not run inside somebody's write). */
+static void
+stream_drop(struct conn *c)
+{
+	stream_unlink(c);
+	c->drop = 1;
+	c->srv->ndropped++;
+	event_active(c->resume, EV_TIMEOUT, 0);
+}
+
+/* The stream with the most output pending, or NULL. */
+static struct conn *
+stream_biggest(struct http_server *s)
+{
+	struct conn *big = NULL;
+	struct list *it;
+
+	list_each(it, &s->streams)
+	{
+		struct conn *c = list_entry(it, struct conn, slink);
+
+		if (big == NULL || c->accounted > big->accounted)
+			big = c;
+	}
+	return big;
+}
+
+/* Over the budget of all streams, close the biggest until under it. The
+ * running total only errs high (a buffer drained since it was counted):
+ * recount first, and only then close anyone. */
+static void
+streams_budget(struct http_server *s)
+{
+	struct list *it;
+	struct conn *big;
+
+	if (s->streams_pending <= s->lim.streams_max)
+		return;
+	list_each(it, &s->streams)
+	    stream_account(list_entry(it, struct conn, slink));
+	while (s->streams_pending > s->lim.streams_max &&
+	       (big = stream_biggest(s)) != NULL)
+		stream_drop(big);
+}
+
 static void
 conn_close(struct conn *c)
 {
@@ -543,6 +712,10 @@ conn_close(struct conn *c)
 	c->closed = 1;
 	c->req = NULL;
 	list_remove(&c->link);
+	stream_unlink(c);
+	s->nconns--;
+	if (c->reserved)
+		s->nreserved--;
 	bufferevent_free(c->bev);
 	event_free(c->timer);
 	event_free(c->resume);
@@ -550,6 +723,7 @@ conn_close(struct conn *c)
 		req_orphan(r, c->state);
 	if (!c->busy)
 		free(c);
+	accept_update(s);
 	server_check_drained(s);
 }
 
@@ -565,7 +739,7 @@ conn_flushed(struct conn *c)
 	 * destroy the reply before the client reads it. */
 	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 	c->state = C_LINGER;
-	c->linger_start = mono_ms();
+	c->linger_end = mono_ms() + c->linger_max_ms;
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
 	bufferevent_enable(c->bev, EV_READ);
 	evbuffer_drain(bufferevent_get_input(c->bev),
@@ -593,13 +767,14 @@ conn_req_done(struct conn *c)
 
 	c->req = NULL;
 	req_free(r);
+	stream_unlink(c);
 	if (!keep) {
 		conn_closing(c);
 		return;
 	}
 	c->state = C_IDLE;
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-	timer_arm(c, IDLE_TIMEOUT);
+	timer_ms(c, c->srv->lim.idle_timeout_ms);
 	/* Inside our own callback the processing loop picks up what follows;
 	 * otherwise run it from the loop, not under the caller's feet. */
 	if (!c->busy && evbuffer_get_length(bufferevent_get_input(c->bev)))
@@ -614,7 +789,7 @@ read_cb(struct bufferevent *bev, void *arg)
 
 	if (c->state == C_LINGER) {
 		evbuffer_drain(in, evbuffer_get_length(in));
-		if (mono_ms() - c->linger_start < LINGER_MAX_MS)
+		if (mono_ms() < c->linger_end)
 			timer_arm(c, LINGER_IDLE);
 		return;
 	}
@@ -626,6 +801,13 @@ write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->in_streams)
+		stream_account(c);
+	if (c->out_wait) { /* the replies are sent: read what follows */
+		c->out_wait = 0;
+		bufferevent_enable(c->bev, EV_READ);
+		conn_schedule(c);
+	}
 	if (c->state == C_STREAM && c->req && c->req->on_drain) {
 		void (*fn)(void *) = c->req->on_drain;
 
@@ -647,10 +829,26 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(arg);
 }
 
+/* A deadline passed. A request being read is told why (408) and the
+ * connection closes, lingering but briefly; anything else just closes. */
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	conn_close(arg);
+	struct conn *c = arg;
+
+	if (c->state != C_HEAD && c->state != C_BODY) {
+		conn_close(c);
+		return;
+	}
+	c->srv->ntimeouts++;
+	c->linger_max_ms = LINGER_TIMEOUT_MS;
+	c->busy++;
+	refuse(c, 408, "request_timeout",
+	    c->state == C_HEAD ? "the request head came too slowly"
+	                       : "the request body came too slowly",
+	    NULL, 0);
+	if (--c->busy == 0 && c->closed)
+		free(c);
 }
 
 static void
@@ -847,6 +1045,7 @@ http_stream_start(struct http_req *r, int status, const char *ctype,
 	    r->chunked ? "Transfer-Encoding: chunked\r\n"
 	                 "Cache-Control: no-cache\r\n"
 	               : "Cache-Control: no-cache\r\n");
+	stream_link(c);
 }
 
 /*
@@ -913,12 +1112,14 @@ http_stream_write(struct http_req *r, const void *buf, size_t len)
 		if (r->chunked)
 			evbuffer_add(out, "\r\n", 2);
 	}
-	/* A reader this far behind is not coming back; dropping it from the
-	 * loop keeps on_close out of the caller's own write. */
-	if (evbuffer_get_length(out) > STREAM_BUF_MAX) {
-		c->drop = 1;
-		conn_schedule(c);
-	}
+	/* A reader this far behind is not coming back (and resumes from its
+	 * Last-Event-ID when it does): drop it, or the biggest of all when
+	 * together they hold too much. */
+	stream_account(c);
+	if (evbuffer_get_length(out) > c->srv->lim.stream_max)
+		stream_drop(c);
+	else
+		streams_budget(c->srv);
 }
 
 size_t
@@ -1205,6 +1406,12 @@ cors_headers(struct http_req *r)
 	const struct http_server *s = r->conn->srv;
 	const char *origin = http_req_header(r, "Origin");
 
+	if (s->cors != NULL && strcmp(s->cors, "*") == 0) {
+		/* The same for every origin: nothing to vary on, nothing of
+		 * the request echoed. */
+		http_reply_header(r, "Access-Control-Allow-Origin", "*");
+		return origin != NULL && *origin != '\0';
+	}
 	if (s->cors == NULL || origin == NULL)
 		return 0;
 	http_reply_header(r, "Vary", "Origin"); /* the answer depends on it */
@@ -1299,12 +1506,267 @@ gate(struct conn *c)
 	return -1;
 }
 
+/*
+ * A connection of the reserve serves HTTP_RESERVE routes only, until the
+ * server has room again and it leaves the reserve: 0 to go on, -1 once
+ * refused (and the connection closing).
+ */
+static int
+reserve_check(struct conn *c, int status)
+{
+	struct http_server *s = c->srv;
+
+	if (!c->reserved)
+		return 0;
+	if (s->nconns - s->nreserved < s->max_conns - s->reserve) {
+		c->reserved = 0;
+		s->nreserved--;
+		return 0;
+	}
+	if (status == 0 && (c->req->route->flags & HTTP_RESERVE))
+		return 0;
+	s->nrefused++;
+	refuse(c, 503, "unavailable", "too many connections", NULL, 0);
+	return -1;
+}
+
+/* ---- bodies: to memory, or to a spool file ---- */
+
+/* mkdir -p, mode 0700: 0, or -1 with errno set. */
+static int
+mkdirs(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int rc = 0;
+
+	for (char *q = p + 1;; q++) {
+		char end = *q;
+
+		if (end != '/' && end != '\0')
+			continue;
+		*q = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST)
+			rc = -1;
+		*q = end;
+		if (end == '\0' || rc < 0)
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+/* Create a spool file in dir (O_EXCL, a random name, mode 0600), making
+ * dir again if it went away: its descriptor and *path (caller frees), or
+ * -1 with errno set and *path NULL. */
+static int
+spool_create(const char *dir, char **path)
+{
+	char hex[33];
+	int fd, err;
+
+	for (int i = 0; i < 8; i++) {
+		random_hex(hex, 16);
+		*path = xasprintf("%s/" SPOOL_PREFIX "%s", dir, hex);
+		fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		err = errno;
+		free(*path);
+		*path = NULL;
+		if ((err == ENOENT && mkdirs(dir) < 0) ||
+		    (err != ENOENT && err != EEXIST))
+			return -1;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+/* A spool file for the body of c's request: 0, or -1 with errno set (as
+ * when descriptors run short). */
+static int
+spool_open(struct conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_req *r = c->req;
+	int fd;
+
+	if (s->nconns + s->nspools >= s->fd_cap) {
+		errno = EMFILE;
+		return -1;
+	}
+	if ((fd = spool_create(s->spool_dir, &r->spool_path)) < 0)
+		return -1;
+	r->srv = s;
+	r->spool_fd = fd;
+	r->spooled = 1;
+	s->nspools++;
+	r->sha = EVP_MD_CTX_new();
+	if (r->sha == NULL ||
+	    EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL) != 1)
+		abort();
+	r->spool_head = xmalloc(SPOOL_HEAD);
+	return 0;
+}
+
+/* Append n bytes of the body to the spool: 0, or -1 with errno set. */
+static int
+spool_write(struct http_req *r, const char *buf, size_t n)
+{
+	size_t off = 0;
+
+	if (r->body_got < SPOOL_HEAD)
+		memcpy(r->spool_head + r->body_got, buf,
+		    n < SPOOL_HEAD - r->body_got ? n
+		                                 : SPOOL_HEAD - r->body_got);
+	EVP_DigestUpdate(r->sha, buf, n);
+	while (off < n) {
+		ssize_t w = write(r->spool_fd, buf + off, n - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		off += (size_t)w;
+	}
+	r->body_got += n;
+	return 0;
+}
+
+/* Close the spool file's descriptor (a slot to accept with again). */
+static int
+spool_close_fd(struct http_req *r)
+{
+	int rc = close(r->spool_fd);
+
+	r->spool_fd = -1;
+	r->srv->nspools--;
+	accept_update(r->srv);
+	return rc;
+}
+
+/* The body is whole: close its file and say what it holds. 0, or -1 with
+ * errno set. */
+static int
+spool_finish(struct http_req *r)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	if (spool_close_fd(r) < 0)
+		return -1;
+	EVP_DigestFinal_ex(r->sha, md, &mdlen);
+	for (i = 0; i < mdlen && i < 32; i++) {
+		r->spool.sha256[2 * i] = hex[md[i] >> 4];
+		r->spool.sha256[2 * i + 1] = hex[md[i] & 15];
+	}
+	r->spool.sha256[2 * i] = '\0';
+	r->spool.path = r->spool_path;
+	r->spool.size = r->body_got;
+	r->spool.head = r->spool_head;
+	r->spool.head_len = r->body_got < SPOOL_HEAD ? r->body_got : SPOOL_HEAD;
+	return 0;
+}
+
+/* With the request: the descriptor closed, the file unlinked unless the
+ * handler took it. */
+static void
+spool_cleanup(struct http_req *r)
+{
+	if (r->spool_fd >= 0)
+		spool_close_fd(r);
+	if (r->spool_path != NULL)
+		unlink(r->spool_path);
+	free(r->spool_path);
+	EVP_MD_CTX_free(r->sha);
+	free(r->spool_head);
+}
+
+const struct http_spool *
+http_req_spool(const struct http_req *r)
+{
+	return r->spooled && r->spool_fd < 0 ? &r->spool : NULL;
+}
+
+char *
+http_req_spool_take(struct http_req *r)
+{
+	char *path = r->spool_path;
+
+	r->spool_path = NULL;
+	r->spool.path = NULL;
+	return path;
+}
+
+/* The spool failed (errno says why): 503, and the connection closes. */
+static void
+spool_refuse(struct conn *c, const char *what)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof msg, "the upload could not be %s: %s", what,
+	    strerror(errno));
+	refuse(c, 503, "unavailable", msg, NULL, 0);
+}
+
+/* The body's deadline for what has come of it: every part at the minimum
+ * rate after the grace, hence the whole by grace + length / rate. */
+static void
+body_timer(struct conn *c)
+{
+	const struct http_limits *l = &c->srv->lim;
+	int64_t due = c->body_start + l->body_grace_ms +
+	              (int64_t)((double)c->req->body_got * 1000.0 /
+	                        (double)l->body_min_rate);
+
+	timer_ms(c, due - mono_ms());
+}
+
+/* The body is whole: hand the request over. */
+static void
+body_done(struct conn *c)
+{
+	struct http_req *r = c->req;
+
+	if (r->spooled && spool_finish(r) < 0) {
+		spool_refuse(c, "written");
+		return;
+	}
+	if (r->body != NULL)
+		r->body[r->body_got] = '\0';
+	dispatch(c);
+}
+
+/* The head is accepted: read the body (into a spool file when the route
+ * asks and there is a spool directory), or dispatch when there is none. */
+static void
+body_begin(struct conn *c)
+{
+	struct http_req *r = c->req;
+	const char *expect = http_req_header(r, "Expect");
+
+	if ((r->route->flags & HTTP_SPOOL) && c->srv->spool_dir != NULL &&
+	    spool_open(c) < 0) {
+		spool_refuse(c, "stored");
+		return;
+	}
+	if (r->content_length == 0) {
+		body_done(c);
+		return;
+	}
+	if (expect && r->minor >= 1 && strcasecmp(expect, "100-continue") == 0)
+		evbuffer_add_printf(bufferevent_get_output(c->bev),
+		    "HTTP/1.1 100 Continue\r\n\r\n");
+	c->state = C_BODY;
+	c->body_start = mono_ms();
+	body_timer(c);
+}
+
 /* The head is complete: check it, then read the body or dispatch. */
 static void
 head_done(struct conn *c)
 {
 	struct http_req *r = c->req;
-	const char *expect = http_req_header(r, "Expect");
 	size_t limit;
 	int status, allow, cors_ok;
 
@@ -1321,6 +1783,8 @@ head_done(struct conn *c)
 		return;
 	}
 	status = route_find(c, &allow);
+	if (reserve_check(c, status))
+		return;
 	if (cors_preflight(c, cors_ok, status, allow))
 		return;
 	if (status != 0) {
@@ -1339,14 +1803,7 @@ head_done(struct conn *c)
 		    json_pack("{s:I}", "limit", (json_int_t)limit), 0);
 		return;
 	}
-	if (r->content_length == 0) {
-		dispatch(c);
-		return;
-	}
-	if (expect && r->minor >= 1 && strcasecmp(expect, "100-continue") == 0)
-		evbuffer_add_printf(bufferevent_get_output(c->bev),
-		    "HTTP/1.1 100 Continue\r\n\r\n");
-	c->state = C_BODY;
+	body_begin(c);
 }
 
 /*
@@ -1394,9 +1851,19 @@ head_read(struct conn *c)
 	if (c->state == C_IDLE) {
 		if (evbuffer_get_length(in) == 0)
 			return;
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
+		    OUTPUT_MAX) {
+			/* Replies pile up unread: read on once they are sent
+			 * (write_cb), not to pile up more. */
+			c->out_wait = 1;
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
 		c->req = req_new(c);
 		c->state = C_HEAD;
-		timer_arm(c, REQUEST_TIMEOUT);
+		/* The first head's deadline runs from the accept. */
+		if (c->nreq++ > 0)
+			timer_ms(c, c->srv->lim.head_timeout_ms);
 	}
 	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
 		int rc = head_line(c, line, n);
@@ -1421,11 +1888,10 @@ head_read(struct conn *c)
 /* Move what has arrived of the body into the request; grow as it comes,
  * so a large Content-Length alone costs no memory. */
 static void
-body_read(struct conn *c)
+body_to_memory(struct conn *c)
 {
 	struct http_req *r = c->req;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t had = r->body_got;
 
 	while (r->body_got < r->content_length && evbuffer_get_length(in)) {
 		size_t want = r->content_length - r->body_got;
@@ -1445,14 +1911,48 @@ body_read(struct conn *c)
 			break;
 		r->body_got += got;
 	}
+}
+
+/* Move what has arrived of the body to its spool file, through a small
+ * buffer: 0, or -1 once refused. */
+static int
+body_to_spool(struct conn *c)
+{
+	struct http_req *r = c->req;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char buf[SPOOL_COPY];
+
+	while (r->body_got < r->content_length && evbuffer_get_length(in)) {
+		size_t want = r->content_length - r->body_got;
+		int got = evbuffer_remove(
+		    in, buf, want < sizeof buf ? want : sizeof buf);
+
+		if (got <= 0)
+			break;
+		if (spool_write(r, buf, (size_t)got) < 0) {
+			spool_refuse(c, "written");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+body_read(struct conn *c)
+{
+	struct http_req *r = c->req;
+	size_t had = r->body_got;
+
+	if (!r->spooled)
+		body_to_memory(c);
+	else if (body_to_spool(c) < 0)
+		return;
 	if (r->body_got < r->content_length) {
-		/* A large body on a slow link: the limit is on silence. */
 		if (r->body_got > had)
-			timer_arm(c, REQUEST_TIMEOUT);
+			body_timer(c);
 		return;
 	}
-	r->body[r->body_got] = '\0';
-	dispatch(c);
+	body_done(c);
 }
 
 /* Read and dispatch as many requests as the input holds, one at a time,
@@ -1523,10 +2023,39 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	if (c->bev == NULL || c->timer == NULL || c->resume == NULL)
 		abort();
 	peer_text(sa, c->peer);
+	c->linger_max_ms = LINGER_MAX_MS;
 	list_add_tail(&s->conns, &c->link);
+	s->nconns++;
+	if (s->nconns - s->nreserved > s->max_conns - s->reserve) {
+		c->reserved = 1;
+		s->nreserved++;
+	}
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	timer_arm(c, REQUEST_TIMEOUT);
+	timer_ms(c, s->lim.head_timeout_ms);
+	accept_update(s);
+}
+
+/*
+ * Accept while there is room; at the cap, stop until a connection (or a
+ * spool file) closes. The waiting clients stay in the kernel's backlog:
+ * nothing spins on them.
+ */
+static void
+accept_update(struct http_server *s)
+{
+	int full =
+	    s->nconns >= s->max_conns || s->nconns + s->nspools >= s->fd_cap;
+
+	if (s->listener == NULL || full == s->paused)
+		return;
+	s->paused = full;
+	if (full) {
+		s->npauses++;
+		evconnlistener_disable(s->listener);
+	} else if (!evtimer_pending(s->accept_retry, NULL)) {
+		evconnlistener_enable(s->listener);
+	}
 }
 
 static void
@@ -1534,7 +2063,7 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
 
-	if (s->listener)
+	if (s->listener && !s->paused)
 		evconnlistener_enable(s->listener);
 }
 
@@ -1550,6 +2079,160 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	evtimer_add(s->accept_retry, &tv);
 }
 
+void
+http_limits_default(struct http_limits *l)
+{
+	*l = (struct http_limits){
+	    .max_connections = MAX_CONNECTIONS,
+	    .reserve = RESERVE,
+	    .head_timeout_ms = HEAD_TIMEOUT_MS,
+	    .idle_timeout_ms = IDLE_TIMEOUT_MS,
+	    .body_grace_ms = BODY_GRACE_MS,
+	    .body_min_rate = BODY_MIN_RATE,
+	    .stream_max = STREAM_MAX,
+	    .streams_max = STREAMS_MAX,
+	};
+}
+
+/* The descriptors connections and spool files may take: the soft limit,
+ * less a headroom for the rest of the process. */
+static size_t
+fd_cap(void)
+{
+	struct rlimit rl;
+	size_t nofile = 1024, room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		nofile =
+		    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > SIZE_MAX / 2
+		        ? SIZE_MAX / 2
+		        : (size_t)rl.rlim_cur;
+	room = nofile / 4 < FD_HEADROOM ? nofile / 4 : FD_HEADROOM;
+	return nofile - room;
+}
+
+/* Make s->lim effective: defaults for zeros, the caps within reach. */
+static void
+limits_apply(struct http_server *s)
+{
+	struct http_limits d, *l = &s->lim;
+
+	http_limits_default(&d);
+	if (l->head_timeout_ms <= 0)
+		l->head_timeout_ms = d.head_timeout_ms;
+	if (l->idle_timeout_ms <= 0)
+		l->idle_timeout_ms = d.idle_timeout_ms;
+	if (l->body_grace_ms <= 0)
+		l->body_grace_ms = d.body_grace_ms;
+	if (l->body_min_rate == 0)
+		l->body_min_rate = d.body_min_rate;
+	if (l->stream_max == 0)
+		l->stream_max = d.stream_max;
+	if (l->streams_max == 0)
+		l->streams_max = d.streams_max;
+	s->fd_cap = fd_cap();
+	s->max_conns = s->fd_cap;
+	if (l->max_connections > 0 && (size_t)l->max_connections < s->fd_cap)
+		s->max_conns = (size_t)l->max_connections;
+	s->reserve = l->reserve <= 0 ? 0 : (size_t)l->reserve;
+	if (s->reserve >= s->max_conns)
+		s->reserve = s->max_conns - 1;
+	accept_update(s);
+}
+
+void
+http_server_limits(struct http_server *s, const struct http_limits *l)
+{
+	s->lim = *l;
+	limits_apply(s);
+}
+
+/* Remove the spool files of processes long gone. A live one's file is
+ * written to within its body's deadline (grace + length / rate: half an
+ * hour for 30 MiB at the default rate), then soon renamed or unlinked;
+ * the directory may be shared by several processes. */
+static void
+spool_sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat st;
+	time_t old = time(NULL) - SPOOL_STALE_S;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, SPOOL_PREFIX, strlen(SPOOL_PREFIX)) != 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+		        0 &&
+		    S_ISREG(st.st_mode) && st.st_mtime < old)
+			unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+}
+
+int
+http_server_spool(
+    struct http_server *s, const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t n = dir ? strlen(dir) : 0;
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	free(s->spool_dir);
+	s->spool_dir = NULL;
+	if (n == 0)
+		return 0;
+	s->spool_dir = xstrndup(dir, n);
+	if (mkdirs(s->spool_dir) < 0 || stat(s->spool_dir, &st) < 0)
+		goto fail;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		goto fail;
+	}
+	spool_sweep(s->spool_dir);
+	return 0;
+fail:
+	snprintf(err, errlen, "spool directory %s: %s", s->spool_dir,
+	    strerror(errno));
+	free(s->spool_dir);
+	s->spool_dir = NULL;
+	return -1;
+}
+
+size_t
+http_streams_pending_total(const struct http_server *s)
+{
+	size_t total = 0;
+	const struct list *it;
+
+	for (it = s->streams.next; it != &s->streams; it = it->next) {
+		struct conn *c = list_entry(it, struct conn, slink);
+
+		total += evbuffer_get_length(bufferevent_get_output(c->bev));
+	}
+	return total;
+}
+
+void
+http_server_stats(const struct http_server *s, struct http_stats *st)
+{
+	*st = (struct http_stats){
+	    .connections = s->nconns,
+	    .reserved = s->nreserved,
+	    .spooling = s->nspools,
+	    .streams = s->nstreams,
+	    .streams_pending = http_streams_pending_total(s),
+	    .paused = s->paused,
+	    .refused_full = s->nrefused,
+	    .timeouts = s->ntimeouts,
+	    .streams_dropped = s->ndropped,
+	    .pauses = s->npauses,
+	};
+}
+
 struct http_server *
 http_server_new(struct event_base *base, const struct http_route *routes,
     size_t nroutes, void *ctx, size_t default_max_body)
@@ -1558,6 +2241,9 @@ http_server_new(struct event_base *base, const struct http_route *routes,
 
 	s->base = base;
 	list_init(&s->conns);
+	list_init(&s->streams);
+	http_limits_default(&s->lim);
+	limits_apply(s);
 	s->routes = routes;
 	s->nroutes = nroutes;
 	s->ctx = ctx;
@@ -1597,6 +2283,8 @@ http_server_listen(
 		return -1;
 	}
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	s->paused = 0;
+	limits_apply(s); /* the descriptor limit may have been raised */
 	getsockname(evconnlistener_get_fd(s->listener), (void *)&ss, &sslen);
 	s->port = ntohs(ss.ss_family == AF_INET6
 	                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
@@ -1646,5 +2334,6 @@ http_server_free(struct http_server *s)
 		evconnlistener_free(s->listener);
 	event_free(s->accept_retry);
 	free(s->cors);
+	free(s->spool_dir);
 	free(s);
 }

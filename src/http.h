@@ -6,11 +6,16 @@
  * Content-Length before a byte of it is read. Replies may be sent at once
  * or later (the request stays alive until answered), or streamed.
  * Errors are the JSON shape of docs/api.md §2.
+ *
+ * Made for the open internet: connections are capped (with a reserve for
+ * health checks and admins), heads and bodies have deadlines, upload bodies
+ * can go to disk as they arrive, and streams that fall behind are closed.
  */
 #ifndef FILA_HTTP_H
 #define FILA_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 struct event_base;
@@ -26,13 +31,24 @@ enum {
 	HTTP_OPTIONS = 32,
 };
 
+/* Route flags (struct http_route.flags). */
+enum {
+	/* Served on connections of the reserve too (see http_limits): health
+	 * checks and admin pages, reachable when the server is full. */
+	HTTP_RESERVE = 1,
+	/* The body goes to a file in the spool directory as it arrives, not
+	 * to memory (see http_server_spool, http_req_spool). */
+	HTTP_SPOOL = 2,
+};
+
 typedef void (*http_handler)(struct http_req *req, void *ctx);
 
 /*
  * One route. pattern is a path where "{}" matches one non-empty segment,
  * e.g. "/v1/jobs/{}/cancel"; captured segments are percent-decoded and
  * read with http_req_param(). max_body 0 means the server's default.
- * access is the server's gate's to read (see http_server_gate).
+ * access is the server's gate's to read (see http_server_gate); flags are
+ * HTTP_RESERVE and HTTP_SPOOL bits (0: none).
  */
 struct http_route {
 	int methods;
@@ -40,7 +56,42 @@ struct http_route {
 	http_handler handler;
 	size_t max_body;
 	int access;
+	int flags;
 };
+
+/*
+ * What a server lets its clients hold. Start from http_limits_default()
+ * and change what you need; a 0 in a timeout, rate or size takes its
+ * default.
+ */
+struct http_limits {
+	/* Open connections; at this many the server stops accepting until
+	 * one closes. 0: as many as the descriptor limit leaves room for.
+	 * Never more than that: connections and spool files together stay
+	 * under RLIMIT_NOFILE, less a headroom for the rest of the process. */
+	int max_connections;
+	/* The last `reserve` of them serve only HTTP_RESERVE routes; other
+	 * requests there get 503 "unavailable" and the connection closes. */
+	int reserve;
+	/* A request's head must be whole this long after its first byte (a
+	 * new connection's first: after the accept); else 408, closed. */
+	int head_timeout_ms;
+	/* A kept-alive connection waits this long for its next request. */
+	int idle_timeout_ms;
+	/* A body must arrive at body_min_rate bytes/s on average, counted
+	 * after a grace of body_grace_ms: length L must be whole within
+	 * grace + L / rate, and every part of it in proportion; else 408. */
+	int body_grace_ms;
+	size_t body_min_rate;
+	/* Output a stream may leave unsent before it is closed (its client
+	 * resumes with Last-Event-ID), and all streams together: over that,
+	 * the streams with the most pending are closed first. */
+	size_t stream_max;
+	size_t streams_max;
+};
+
+/* Fill l with the defaults (see http.c for the reasons). */
+void http_limits_default(struct http_limits *l);
 
 /*
  * Judge a request on its head alone, before a byte of its body is read:
@@ -62,11 +113,48 @@ struct http_server *http_server_new(struct event_base *base,
 /* Put gate before every routed request (NULL: none). */
 void http_server_gate(struct http_server *s, http_gate gate);
 
+/* Apply limits (copied); until called, http_limits_default()'s. Applies to
+ * what comes next: connections open stay, even over a smaller cap. */
+void http_server_limits(struct http_server *s, const struct http_limits *l);
+
+/*
+ * Spool the bodies of HTTP_SPOOL routes into dir (created, mode 0700, if
+ * missing; it should be on the filesystem their files are renamed to).
+ * Spool files left there by a process that died (over an hour old) are
+ * removed. 0, or -1 with err set. Without a spool directory such routes
+ * read their bodies into memory like the others.
+ */
+int http_server_spool(
+    struct http_server *s, const char *dir, char *err, size_t errlen);
+
+/* What the server holds now, for /metrics. */
+struct http_stats {
+	size_t connections;     /* open */
+	size_t reserved;        /* of them, accepted into the reserve */
+	size_t spooling;        /* bodies being written to spool files */
+	size_t streams;         /* open streams */
+	size_t streams_pending; /* bytes they have not sent yet */
+	int paused;             /* 1 while the listener waits for a close */
+	/* Since the start: */
+	uint64_t refused_full;    /* 503 "too many connections" */
+	uint64_t timeouts;        /* 408: a head or body too slow */
+	uint64_t streams_dropped; /* streams closed for falling behind */
+	uint64_t pauses;          /* times the listener paused */
+};
+
+/* Fill st. */
+void http_server_stats(const struct http_server *s, struct http_stats *st);
+
+/* Bytes written to all open streams that their clients have not taken. */
+size_t http_streams_pending_total(const struct http_server *s);
+
 /*
  * Let pages of these origins call the server from the browser (CORS):
  * NULL or "" none but its own, "*" any, else origins separated by single
  * spaces (copied). Allowed origins get Access-Control-Allow-Origin on
  * every answer, and their preflights are answered from the route table.
+ * With "*" every answer says "Access-Control-Allow-Origin: *" literally
+ * (never echoing Origin), so none varies by Origin.
  */
 void http_server_cors(struct http_server *s, const char *origins);
 
@@ -98,8 +186,27 @@ const char *http_req_param(const struct http_req *r, int i);
 const char *http_req_query(const struct http_req *r, const char *name);
 /* A request header by case-insensitive name, or NULL. */
 const char *http_req_header(const struct http_req *r, const char *name);
-/* The body (NUL-terminated for convenience; may hold NULs) and its length. */
+/* The body (NUL-terminated for convenience; may hold NULs) and its length;
+ * "" and 0 for a spooled body (see http_req_spool). */
 const char *http_req_body(const struct http_req *r, size_t *len);
+
+/* A body spooled to disk (HTTP_SPOOL), whole by the time the handler runs. */
+struct http_spool {
+	const char *path; /* the file, mode 0600; NULL once taken */
+	size_t size;
+	char sha256[65];           /* lowercase hex */
+	const unsigned char *head; /* its first head_len bytes */
+	size_t head_len;           /* min(size, 4096) */
+};
+
+/* The spooled body of r, or NULL when it was not spooled. Valid until the
+ * request ends; the file is unlinked then unless taken. */
+const struct http_spool *http_req_spool(const struct http_req *r);
+
+/* Take the spool file: its path (caller frees; NULL if none or taken
+ * already), which the server will no longer unlink: rename it away, or
+ * unlink it yourself. */
+char *http_req_spool_take(struct http_req *r);
 /* The peer's address as text. */
 const char *http_req_peer(const struct http_req *r);
 

@@ -3,7 +3,9 @@
  *
  * The type comes from the first bytes (magic numbers), never from the
  * client's Content-Type or file name, and only the five types the tools take
- * are recognised. A file is written under a temporary name, synced, then
+ * are recognised; uploads_sniff_file() also follows the format's framing a
+ * step or two, so that a signature glued to something else (a page, a
+ * script) is refused. A file is written under a temporary name, synced, then
  * renamed into place and its directory synced, so after a crash a file is
  * either whole under its final name or not there at all.
  */
@@ -108,6 +110,171 @@ uploads_sniff(const void *buf, size_t len)
 	    memcmp(b + 8, "WEBP", 4) == 0)
 		return "webp";
 	return sniff_iso(b, len);
+}
+
+/* ---- structure: the framing past the magic numbers ---- */
+
+/* The CRC of PNG chunks (ISO 3309), a bit at a time: it runs over 17
+ * bytes. */
+static uint32_t
+crc32_of(const unsigned char *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+	}
+	return c ^ 0xffffffffu;
+}
+
+static uint32_t
+le32(const unsigned char *p)
+{
+	return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[1] << 8 | p[0];
+}
+
+/* A file to check: its first bytes, and where to read the others. */
+struct peek {
+	const unsigned char *head;
+	size_t headlen;
+	const char *path; /* NULL: no bytes past head */
+	uint64_t size;
+};
+
+/* n bytes at off into out: 0, or -1 when the file has no such bytes. */
+static int
+peek_at(const struct peek *p, uint64_t off, void *out, size_t n)
+{
+	ssize_t got;
+	int fd;
+
+	if (off > p->size || n > p->size - off)
+		return -1;
+	if (off + n <= p->headlen) {
+		memcpy(out, p->head + off, n);
+		return 0;
+	}
+	if (p->path == NULL || (fd = open(p->path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	got = pread(fd, out, n, (off_t)off);
+	close(fd);
+	return got == (ssize_t)n ? 0 : -1;
+}
+
+/* The signature, then IHDR: length 13, a size, its CRC right. */
+static int
+png_ok(const struct peek *p)
+{
+	unsigned char b[33];
+	uint32_t w, h;
+
+	if (peek_at(p, 0, b, sizeof(b)) < 0)
+		return 0;
+	w = be32(b + 16);
+	h = be32(b + 20);
+	return be32(b + 8) == 13 && memcmp(b + 12, "IHDR", 4) == 0 && w > 0 &&
+	       h > 0 && w <= 0x7fffffff && h <= 0x7fffffff &&
+	       crc32_of(b + 12, 17) == be32(b + 29);
+}
+
+/* SOI, then a marker that opens a segment (not RSTn, SOI, EOI, TEM or a
+ * fill byte) whose length fits in the file. */
+static int
+jpeg_ok(const struct peek *p)
+{
+	unsigned char b[6];
+	unsigned m, len;
+
+	if (peek_at(p, 0, b, sizeof(b)) < 0)
+		return 0;
+	m = b[3];
+	len = (unsigned)b[4] << 8 | b[5];
+	if (m < 0xc0 || m == 0xff || (m >= 0xd0 && m <= 0xd9))
+		return 0;
+	return len >= 2 && 4 + (uint64_t)len <= p->size;
+}
+
+/* RIFF's size is the file's less 8, and its first chunk is VP8, VP8L or
+ * VP8X (of 10 bytes), within the file. */
+static int
+webp_ok(const struct peek *p)
+{
+	static const char *const chunks[] = {"VP8 ", "VP8L", "VP8X", NULL};
+	unsigned char b[20];
+	uint32_t csize;
+
+	if (peek_at(p, 0, b, sizeof(b)) < 0)
+		return 0;
+	csize = le32(b + 16);
+	if ((uint64_t)le32(b + 4) + 8 != p->size || !is_one_of(b + 12, chunks))
+		return 0;
+	if (memcmp(b + 12, "VP8X", 4) == 0 && csize != 10)
+		return 0;
+	return 20 + (uint64_t)csize <= p->size;
+}
+
+/* The end of the ISO box at off (its size 0: the file's end; 1: a 64-bit
+ * size follows), or 0 when its header is not sane or it overruns. */
+static uint64_t
+box_end(const struct peek *p, uint64_t off)
+{
+	unsigned char b[16];
+	uint64_t sz;
+
+	if (peek_at(p, off, b, 8) < 0)
+		return 0;
+	for (int i = 4; i < 8; i++)
+		if (b[i] < 0x20 || b[i] > 0x7e)
+			return 0;
+	sz = be32(b);
+	if (sz == 0)
+		return p->size;
+	if (sz == 1) {
+		if (peek_at(p, off, b, 16) < 0)
+			return 0;
+		sz = (uint64_t)be32(b + 8) << 32 | be32(b + 12);
+		if (sz < 16)
+			return 0;
+	} else if (sz < 8) {
+		return 0;
+	}
+	return sz <= p->size - off ? off + sz : 0;
+}
+
+/* The first box ends inside the file, and a sane box follows it. */
+static int
+iso_ok(const struct peek *p)
+{
+	uint64_t first = box_end(p, 0);
+
+	return first != 0 && first < p->size && box_end(p, first) != 0;
+}
+
+const char *
+uploads_sniff_file(
+    const void *head, size_t headlen, const char *path, uint64_t size)
+{
+	static const struct {
+		const char *type;
+		int (*ok)(const struct peek *);
+	} checks[] = {
+	    {"png", png_ok},
+	    {"jpeg", jpeg_ok},
+	    {"webp", webp_ok},
+	    {"mp4", iso_ok},
+	    {"mov", iso_ok},
+	};
+	struct peek p = {
+	    head, headlen < size ? headlen : (size_t)size, path, size};
+	const char *type = uploads_sniff(head, p.headlen);
+
+	for (size_t i = 0; type && i < sizeof(checks) / sizeof(checks[0]); i++)
+		if (strcmp(type, checks[i].type) == 0)
+			return checks[i].ok(&p) ? type : NULL;
+	return NULL;
 }
 
 int
@@ -342,4 +509,63 @@ uploads_create(struct upload *u, const char *dir, const char *user_id,
 		return -1;
 	}
 	return 0;
+}
+
+/* Sync src, make it 0644 and rename it to path: 0, or -1 with errno set. */
+static int
+move_synced(const char *src, const char *path)
+{
+	int fd = open(src, O_RDONLY | O_CLOEXEC);
+	int saved;
+
+	if (fd < 0)
+		return -1;
+	if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (close(fd) < 0)
+		return -1;
+	return rename(src, path);
+}
+
+int
+uploads_adopt(struct upload *u, const char *dir, const char *user_id,
+    const char *type, const char *filename, const char *src, int64_t size,
+    const char *sha256, char *err, size_t errlen)
+{
+	size_t dlen = dir ? strlen(dir) : 0;
+
+	upload_init(u);
+	while (dlen > 1 && dir[dlen - 1] == '/')
+		dlen--;
+	if (dlen == 0) {
+		set_err(err, errlen, "uploads: no directory given");
+		return -1;
+	}
+	if (make_dirs(dir, err, errlen) < 0)
+		return -1;
+	u->id = new_id("upl_");
+	u->user_id = xstrdup(user_id);
+	u->type = xstrdup(type);
+	u->size = size;
+	u->sha256 = xstrdup(sha256);
+	u->filename = clean_filename(filename);
+	u->created_at = now_ms();
+	u->path = xasprintf("%.*s%s%s.%s", (int)dlen, dir,
+	    dir[dlen - 1] == '/' ? "" : "/", u->id, type);
+	if (move_synced(src, u->path) < 0)
+		goto fail;
+	if (sync_dir(dir) < 0) {
+		unlink(u->path); /* not durable: nothing under dir */
+		goto fail;
+	}
+	return 0;
+fail:
+	set_err(err, errlen, "uploads: cannot move %s to %s: %s", src, u->path,
+	    strerror(errno));
+	upload_cleanup(u);
+	return -1;
 }

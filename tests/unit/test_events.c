@@ -89,8 +89,8 @@ h_job_events(struct http_req *r, void *ctx)
 }
 
 static const struct http_route routes[] = {
-    {HTTP_GET, "/events", h_events, 0, 0},
-    {HTTP_GET, "/jobs/{}/events", h_job_events, 0, 0},
+    {HTTP_GET, "/events", h_events, 0, 0, 0},
+    {HTTP_GET, "/jobs/{}/events", h_job_events, 0, 0, 0},
 };
 
 static void

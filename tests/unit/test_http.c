@@ -9,25 +9,37 @@
  * through a socketpair, as libevent is not built thread-safe here. C11
  * threads (pthreads underneath) because <pthread.h> pulls in the system
  * <sched.h>, which -Isrc would shadow with ours.
+ *
+ * The suites after the first start their server with limits of their own
+ * (short deadlines, few connections, small stream budgets, a spool
+ * directory), so that every limit is met in a second or two.
  */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <threads.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
+#include "fixtures.h"
 #include "http.h"
 #include "util.h"
 
@@ -230,26 +242,153 @@ h_guarded(struct http_req *r, void *ctx)
 	        (json_int_t)len));
 }
 
+/* A reply of BIG_REPLY bytes, for a client that does not read them. */
+#define BIG_REPLY 60000
+
+static void
+h_big(struct http_req *r, void *ctx)
+{
+	static char block[BIG_REPLY];
+
+	memset(block, 'B', sizeof block);
+	http_reply(r, 200, "application/octet-stream", block, sizeof block);
+}
+
+/* --- spooled bodies --- */
+
+static char spool_root[64]; /* the suite's temporary directory */
+static char spool_dir[96];  /* the spool, made by http_server_spool() */
+
+static void
+hex_of(const unsigned char *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+	out[2 * n] = '\0';
+}
+
+/* SHA-256 of the file at path, read in small pieces, into out ("" when
+ * it cannot be read). */
+static void
+file_sha256(const char *path, char out[65])
+{
+	unsigned char buf[64 * 1024], md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	out[0] = '\0';
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	while (fd >= 0 && (n = read(fd, buf, sizeof buf)) > 0)
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	if (fd >= 0)
+		hex_of(md, mdlen, out);
+	EVP_MD_CTX_free(ctx);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* What the handler saw of a spooled body: the spool's word, the file's. */
+static json_t *
+spool_json(struct http_req *r)
+{
+	const struct http_spool *sp = http_req_spool(r);
+	struct stat st = {0};
+	char sum[65], head[33];
+	size_t len;
+
+	http_req_body(r, &len);
+	if (sp == NULL)
+		return json_pack(
+		    "{s:b, s:I}", "spooled", 0, "body_len", (json_int_t)len);
+	stat(sp->path, &st);
+	file_sha256(sp->path, sum);
+	hex_of(sp->head, sp->head_len < 16 ? sp->head_len : 16, head);
+	return json_pack("{s:b, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:i}",
+	    "spooled", 1, "body_len", (json_int_t)len, "size",
+	    (json_int_t)sp->size, "sha256", sp->sha256, "file_sha256", sum,
+	    "head", head, "head_len", (json_int_t)sp->head_len, "file_size",
+	    (json_int_t)st.st_size, "mode", (int)(st.st_mode & 0777));
+}
+
+static void
+h_spool(struct http_req *r, void *ctx)
+{
+	http_reply_json(r, 200, spool_json(r));
+}
+
+/* Takes the file: renamed to spool_root/kept, no longer the server's. */
+static void
+h_spool_keep(struct http_req *r, void *ctx)
+{
+	json_t *o = spool_json(r);
+	char *path = http_req_spool_take(r);
+	char *kept = xasprintf("%s/kept", spool_root);
+
+	json_object_set_new(
+	    o, "renamed", json_boolean(path && rename(path, kept) == 0));
+	json_object_set_new(o, "taken",
+	    json_boolean(http_req_spool(r)->path == NULL &&
+	                 http_req_spool_take(r) == NULL));
+	free(path);
+	free(kept);
+	http_reply_json(r, 200, o);
+}
+
+/* --- streams the test thread writes to, through the loop (ctl_cb) --- */
+
+#define NSLOTS 8
+static struct http_req *slot[NSLOTS];
+static atomic_int slot_gone[NSLOTS];
+static int nslots;
+
+static void
+on_slot_close(void *arg)
+{
+	int i = (int)(intptr_t)arg;
+
+	slot[i] = NULL;
+	atomic_store(&slot_gone[i], 1);
+	atomic_fetch_add(&stream_closed, 1);
+}
+
+static void
+h_slot(struct http_req *r, void *ctx)
+{
+	int i = nslots++;
+
+	slot[i] = r;
+	http_stream_start(
+	    r, 200, "text/event-stream", on_slot_close, (void *)(intptr_t)i);
+}
+
 static const struct http_route routes[] = {
-    {HTTP_GET | HTTP_HEAD, "/hello", h_hello, 0, 0},
-    {HTTP_GET, "/", h_hello, 0, 0},
-    {HTTP_GET, "/v1/jobs/{}", h_job, 0, 0},
-    {HTTP_POST, "/v1/jobs/{}/cancel", h_job, 0, 0},
-    {HTTP_GET, "/v1/{}/x/{}", h_job, 0, 0},
-    {HTTP_GET, "/q", h_query, 0, 0},
-    {HTTP_POST | HTTP_PUT, "/echo", h_echo, 0, 0},
-    {HTTP_POST, "/upload", h_length, 1000, 0},
-    {HTTP_GET, "/hdr", h_headers, 0, 0},
-    {HTTP_GET, "/err", h_error, 0, 0},
-    {HTTP_GET, "/peer", h_peer, 0, 0},
-    {HTTP_DELETE, "/nothing", h_nocontent, 0, 0},
-    {HTTP_GET, "/defer", h_defer, 0, 0},
-    {HTTP_GET, "/defer-gone", h_defer_gone, 0, 0},
-    {HTTP_GET, "/stream", h_stream, 0, 0},
-    {HTTP_GET, "/stream-end", h_stream_end, 0, 0},
-    {HTTP_GET, "/flood", h_flood, 0, 0},
-    {HTTP_GET, "/slash/", h_hello, 0, 0},
-    {HTTP_GET | HTTP_POST, "/guarded", h_guarded, 0, 1},
+    {HTTP_GET | HTTP_HEAD, "/hello", h_hello, 0, 0, 0},
+    {HTTP_GET, "/", h_hello, 0, 0, 0},
+    {HTTP_GET, "/v1/jobs/{}", h_job, 0, 0, 0},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_job, 0, 0, 0},
+    {HTTP_GET, "/v1/{}/x/{}", h_job, 0, 0, 0},
+    {HTTP_GET, "/q", h_query, 0, 0, 0},
+    {HTTP_POST | HTTP_PUT, "/echo", h_echo, 0, 0, 0},
+    {HTTP_POST, "/upload", h_length, 1000, 0, 0},
+    {HTTP_GET, "/hdr", h_headers, 0, 0, 0},
+    {HTTP_GET, "/err", h_error, 0, 0, 0},
+    {HTTP_GET, "/peer", h_peer, 0, 0, 0},
+    {HTTP_DELETE, "/nothing", h_nocontent, 0, 0, 0},
+    {HTTP_GET, "/defer", h_defer, 0, 0, 0},
+    {HTTP_GET, "/defer-gone", h_defer_gone, 0, 0, 0},
+    {HTTP_GET, "/stream", h_stream, 0, 0, 0},
+    {HTTP_GET, "/stream-end", h_stream_end, 0, 0, 0},
+    {HTTP_GET, "/flood", h_flood, 0, 0, 0},
+    {HTTP_GET, "/slash/", h_hello, 0, 0, 0},
+    {HTTP_GET | HTTP_POST, "/guarded", h_guarded, 0, 1, 0},
+    {HTTP_GET | HTTP_HEAD, "/healthz", h_hello, 0, 0, HTTP_RESERVE},
+    {HTTP_GET, "/big", h_big, 0, 0, 0},
+    {HTTP_POST, "/spool", h_spool, 64 << 20, 0, HTTP_SPOOL},
+    {HTTP_POST, "/spool-keep", h_spool_keep, 64 << 20, 0, HTTP_SPOOL},
+    {HTTP_GET, "/slot", h_slot, 0, 0, 0},
 };
 
 /* --- the server thread --- */
@@ -267,20 +406,54 @@ drain_done(void *arg)
 	atomic_store(&drained, 1);
 }
 
+/* A command to the loop: 'd' drain, 'q' stop; 's' stats, 'w' write kib
+ * KiB to stream slot, 'p' write to it until kib KiB are pending (at most
+ * 64 MiB), each answered with the server's stats. */
+struct ctl_msg {
+	char cmd;
+	int slot;
+	size_t kib;
+};
+
+/* Write to stream i in 16 KiB pieces: kib KiB, or until kib KiB are
+ * pending; writes to a stream dropped but not yet closed do nothing. */
+static void
+slot_fill(int i, size_t kib, int until_pending)
+{
+	static char block[16 * 1024];
+	size_t written = 0, most = until_pending ? (size_t)64 << 20 : kib << 10;
+
+	memset(block, 'e', sizeof block);
+	while (slot[i] != NULL && written < most) {
+		if (until_pending && http_stream_pending(slot[i]) >= kib << 10)
+			break;
+		http_stream_write(slot[i], block, sizeof block);
+		written += sizeof block;
+	}
+}
+
 static void
 ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
-	char cmd;
+	struct ctl_msg m;
+	struct http_stats st;
 
-	if (read(fd, &cmd, 1) != 1)
+	if (read(fd, &m, sizeof m) != sizeof m)
 		return;
-	if (cmd == 'd') {
+	if (m.cmd == 'd') {
 		http_server_drain(srv, drain_done, NULL);
-	} else if (cmd == 'q') {
+		return;
+	} else if (m.cmd == 'q') {
 		http_server_free(srv);
 		srv = NULL;
 		event_base_loopbreak(base);
+		return;
+	} else if (m.cmd == 'w' || m.cmd == 'p') {
+		slot_fill(m.slot, m.kib, m.cmd == 'p');
 	}
+	http_server_stats(srv, &st);
+	if (write(fd, &st, sizeof st) != sizeof st)
+		abort();
 }
 
 static int
@@ -290,8 +463,10 @@ loop_main(void *arg)
 	return 0;
 }
 
+/* A server with limits l (NULL: the defaults), these CORS origins, and a
+ * spool directory if spool is set. */
 static void
-server_start(void)
+server_start_with(const struct http_limits *l, const char *cors, int spool)
 {
 	char err[256];
 
@@ -304,8 +479,17 @@ server_start(void)
 	loop_base = base;
 	srv = http_server_new(
 	    base, routes, sizeof routes / sizeof routes[0], NULL, 100);
-	http_server_cors(srv, "https://app.example.com http://localhost:3000");
+	http_server_cors(srv, cors);
 	http_server_gate(srv, gate);
+	if (l != NULL)
+		http_server_limits(srv, l);
+	if (spool) {
+		fx_tmpdir(spool_root, sizeof spool_root, "test-http");
+		snprintf(spool_dir, sizeof spool_dir, "%s/spool/", spool_root);
+		cr_assert_eq(http_server_spool(srv, spool_dir, err, sizeof err),
+		    0, "%s", err);
+		spool_dir[strlen(spool_dir) - 1] = '\0';
+	}
 	cr_assert_eq(http_server_listen(srv, "127.0.0.1", 0, err, sizeof err),
 	    0, "%s", err);
 	port = http_server_port(srv);
@@ -317,13 +501,41 @@ server_start(void)
 }
 
 static void
-server_cmd(char cmd)
+server_start(void)
 {
-	cr_assert_eq(write(ctl[0], &cmd, 1), 1);
+	server_start_with(
+	    NULL, "https://app.example.com http://localhost:3000", 0);
 }
 
 static void
-server_stop(void)
+server_cmd(char cmd)
+{
+	struct ctl_msg m = {.cmd = cmd};
+
+	cr_assert_eq(write(ctl[0], &m, sizeof m), (ssize_t)sizeof m);
+}
+
+/* Have the loop run cmd (see ctl_cb); the server's stats after it. */
+static struct http_stats
+server_ask(char cmd, int i, size_t kib)
+{
+	struct ctl_msg m = {.cmd = cmd, .slot = i, .kib = kib};
+	struct http_stats st;
+	size_t got = 0;
+
+	cr_assert_eq(write(ctl[0], &m, sizeof m), (ssize_t)sizeof m);
+	while (got < sizeof st) {
+		ssize_t n = read(ctl[0], (char *)&st + got, sizeof st - got);
+
+		cr_assert_gt(n, 0);
+		got += (size_t)n;
+	}
+	return st;
+}
+
+/* Free the server and end its loop, leaving the spool directory. */
+static void
+server_halt(void)
 {
 	server_cmd('q');
 	thrd_join(thread, NULL);
@@ -331,6 +543,15 @@ server_stop(void)
 	event_base_free(base);
 	close(ctl[0]);
 	close(ctl[1]);
+}
+
+static void
+server_stop(void)
+{
+	server_halt();
+	if (spool_root[0] != '\0')
+		fx_rmtree(spool_root);
+	spool_root[0] = '\0';
 }
 
 static void
@@ -367,8 +588,10 @@ struct resp {
 	size_t body_len;
 };
 
+/* A connection; rcvbuf, when not 0, is set before the connect (a small
+ * window: what the client does not read stays in the server). */
 static struct client *
-cl_open(void)
+cl_open_rcvbuf(int rcvbuf)
 {
 	struct client *c = xcalloc(1, sizeof *c);
 	struct sockaddr_in sa = {0};
@@ -379,8 +602,17 @@ cl_open(void)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (rcvbuf)
+		setsockopt(
+		    c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
 	cr_assert_eq(connect(c->fd, (void *)&sa, sizeof sa), 0);
 	return c;
+}
+
+static struct client *
+cl_open(void)
+{
+	return cl_open_rcvbuf(0);
 }
 
 static void
@@ -1090,6 +1322,28 @@ Test(http, pipelining)
 	cl_close(c);
 }
 
+Test(http, pipelined_replies_wait_for_their_reader)
+{
+	/* 100 requests for 6 MB of replies, read only later: the server reads
+	 * no further request while what it owes piles up, then serves all. */
+	static const char one[] = "GET /big HTTP/1.1\r\n\r\n";
+	struct client *c = cl_open_rcvbuf(4096);
+	char *reqs = xmalloc(100 * (sizeof one - 1) + 1), *p = reqs;
+	struct resp r;
+
+	for (int i = 0; i < 100; i++)
+		p += sprintf(p, "%s", one);
+	cl_send(c, reqs);
+	sleep_ms(300);
+	for (int i = 0; i < 100; i++) {
+		cl_resp(c, &r, 0);
+		cr_assert_eq(r.status, 200);
+		cr_assert_eq(r.body_len, BIG_REPLY);
+	}
+	free(reqs);
+	cl_close(c);
+}
+
 Test(http, http10)
 {
 	struct client *c = cl_open();
@@ -1357,4 +1611,671 @@ Test(http, free_with_open_connections)
 	cl_close(stream);
 	/* .fini stops the server again: start a fresh one for it. */
 	server_start();
+}
+
+/* --- more of the client: slow ones, silent servers --- */
+
+/* Is there nothing to read for ms milliseconds? */
+static int
+cl_quiet(struct client *c, int ms)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+
+	return c->len == 0 && poll(&p, 1, ms) == 0;
+}
+
+/*
+ * Send n bytes of s one at a time, ms milliseconds apart, until the server
+ * answers: the milliseconds from the first byte to the answer's, or -1 if
+ * none came before the bytes ran out.
+ */
+static int64_t
+cl_trickle(struct client *c, const char *s, size_t n, int ms)
+{
+	int64_t start = mono_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		ssize_t got;
+
+		send(c->fd, s + i, 1, MSG_NOSIGNAL);
+		sleep_ms(ms);
+		got = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len - 1,
+		    MSG_DONTWAIT);
+		if (got > 0) {
+			c->len += (size_t)got;
+			c->buf[c->len] = '\0';
+			return mono_ms() - start;
+		}
+	}
+	return -1;
+}
+
+/* Wait up to two seconds for cond. */
+#define WAIT_UNTIL(cond)                                                       \
+	do {                                                                   \
+		for (int w_ = 0; w_ < 200 && !(cond); w_++)                    \
+			sleep_ms(10);                                          \
+	} while (0)
+
+/* --- connection limits: 4, the last 2 a reserve --- */
+
+static void
+start_limits(void)
+{
+	struct http_limits l;
+
+	http_limits_default(&l);
+	l.max_connections = 4;
+	l.reserve = 2;
+	server_start_with(&l, NULL, 0);
+}
+
+TestSuite(limits, .init = start_limits, .fini = server_stop, .timeout = 30);
+
+static void
+expect_status(struct client *c, const char *req, int status)
+{
+	struct resp r;
+
+	cl_send(c, req);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, status, "%s: %s", req, r.head);
+}
+
+Test(limits, the_reserve_serves_healthz_only)
+{
+	struct client *a = cl_open(), *b = cl_open(), *c, *d;
+	struct resp r;
+
+	expect_status(a, "GET /hello HTTP/1.1\r\n\r\n", 200);
+	expect_status(b, "GET /hello HTTP/1.1\r\n\r\n", 200);
+	/* Past max - reserve: refused, and closed. */
+	c = cl_open();
+	cl_send(c, "GET /hello HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.head, "HTTP/1.1 503 Service Unavailable\r\n"
+	                         "Content-Type: application/json\r\n"
+	                         "Content-Length: 65\r\n"
+	                         "Connection: close\r\n"
+	                         "\r\n");
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"unavailable\","
+	                         "\"message\":\"too many connections\"}}");
+	cr_assert(cl_eof(c));
+	cl_close(c);
+	/* A probe is served, again and again on its connection. */
+	d = cl_open();
+	expect_status(d, "GET /healthz HTTP/1.1\r\n\r\n", 200);
+	expect_status(d, "GET /healthz HTTP/1.1\r\n\r\n", 200);
+	cr_assert_eq(server_ask('s', 0, 0).refused_full, 1);
+	/* Once there is room again, the connection leaves the reserve. */
+	cl_close(a);
+	WAIT_UNTIL(server_ask('s', 0, 0).connections == 2);
+	expect_status(d, "GET /hello HTTP/1.1\r\n\r\n", 200);
+	cr_assert_eq(server_ask('s', 0, 0).reserved, 0);
+	cl_close(b);
+	cl_close(d);
+}
+
+Test(limits, the_listener_pauses_at_max_and_resumes)
+{
+	struct client *c[4], *late;
+	struct http_stats st;
+	struct resp r;
+
+	for (int i = 0; i < 4; i++) {
+		c[i] = cl_open();
+		expect_status(c[i], "GET /healthz HTTP/1.1\r\n\r\n", 200);
+	}
+	st = server_ask('s', 0, 0);
+	cr_assert_eq(st.connections, 4);
+	cr_assert_eq(st.paused, 1);
+	cr_assert_eq(st.pauses, 1);
+	/* The kernel completes the handshake; nobody answers. */
+	late = cl_open();
+	cl_send(late, "GET /healthz HTTP/1.1\r\n\r\n");
+	cr_assert(cl_quiet(late, 300), "answered over the cap");
+	cr_assert_eq(server_ask('s', 0, 0).connections, 4);
+	cl_close(c[0]);
+	cl_resp(late, &r, 0);
+	cr_assert_eq(r.status, 200);
+	st = server_ask('s', 0, 0);
+	cr_assert_eq(st.connections, 4);
+	cr_assert_eq(st.paused, 1);
+	cr_assert_eq(st.pauses, 2);
+	for (int i = 1; i < 4; i++)
+		cl_close(c[i]);
+	cl_close(late);
+}
+
+/* --- deadlines: a head in 500 ms, a body at 1000 B/s after 300 ms --- */
+
+static void
+start_deadlines(void)
+{
+	struct http_limits l;
+
+	http_limits_default(&l);
+	l.head_timeout_ms = 500;
+	l.body_grace_ms = 300;
+	l.body_min_rate = 1000;
+	server_start_with(&l, NULL, 1);
+}
+
+TestSuite(
+    deadlines, .init = start_deadlines, .fini = server_stop, .timeout = 30);
+
+/* The 408 of a trickle that took ms, then the close. */
+static void
+expect_timeout(struct client *c, int64_t ms, int64_t lo, const char *what)
+{
+	char want[160];
+	struct resp r;
+
+	cr_assert(ms >= lo && ms < lo + 1000, "answered after %lld ms",
+	    (long long)ms);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 408, "%s", r.head);
+	cr_assert(strstr(r.head, "Connection: close\r\n"), "%s", r.head);
+	snprintf(want, sizeof want,
+	    "{\"error\":{\"code\":\"request_timeout\","
+	    "\"message\":\"the request %s came too slowly\"}}",
+	    what);
+	cr_assert_str_eq(r.body, want);
+	cr_assert(cl_eof(c));
+}
+
+Test(deadlines, a_trickled_head_is_cut_off)
+{
+	struct client *c = cl_open();
+	char head[2048];
+
+	/* 40 bytes a second, never ending: each would have reset a timer of
+	 * silence; the head's deadline does not move. */
+	snprintf(head, sizeof head, "GET /hello HTTP/1.1\r\nX-Pad: %01500d", 0);
+	expect_timeout(c, cl_trickle(c, head, strlen(head), 25), 450, "head");
+	cl_close(c);
+	cr_assert_eq(server_ask('s', 0, 0).timeouts, 1);
+}
+
+Test(deadlines, the_head_deadline_runs_from_the_first_byte)
+{
+	struct client *c = cl_open();
+	static const char req[] = "GET /hello HTTP/1.1\r\n\r\n";
+
+	expect_status(c, req, 200);
+	/* Idle longer than a head may take: still open. */
+	sleep_ms(700);
+	expect_status(c, req, 200);
+	sleep_ms(700);
+	expect_timeout(c, cl_trickle(c, req, sizeof req - 1, 100), 450, "head");
+	cl_close(c);
+}
+
+Test(deadlines, a_silent_connection_closes_without_a_word)
+{
+	struct client *c = cl_open();
+	int64_t start = mono_ms();
+
+	cr_assert_eq(cl_fill(c), 0);
+	cr_assert_eq(c->len, 0);
+	cr_assert_geq(mono_ms() - start, 450);
+	cl_close(c);
+}
+
+Test(deadlines, a_trickled_body_is_cut_off)
+{
+	struct client *c = cl_open();
+	char body[100];
+
+	memset(body, 'b', sizeof body);
+	cl_send(c, "POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n");
+	/* 20 B/s: behind the minimum as soon as the grace is over. */
+	expect_timeout(c, cl_trickle(c, body, sizeof body, 50), 250, "body");
+	cl_close(c);
+}
+
+Test(deadlines, a_body_above_the_rate_is_served)
+{
+	struct client *c = cl_open();
+	char body[1000];
+	struct resp r;
+
+	/* 2000 B/s for half a second: slower than the grace alone allows
+	 * for no byte, faster than the minimum rate. */
+	memset(body, 'z', sizeof body);
+	cl_send(c, "POST /upload HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+	for (int i = 0; i < 10; i++) {
+		cl_sendn(c, body + 100 * i, 100);
+		sleep_ms(50);
+	}
+	cl_resp(c, &r, 0);
+	cr_assert_str_eq(r.body, "1000 1");
+	cl_close(c);
+}
+
+/* Spool files in the spool directory. */
+static int
+spool_files(void)
+{
+	DIR *d = opendir(spool_dir);
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert_not_null(d, "%s", spool_dir);
+	while ((e = readdir(d)) != NULL)
+		n += strncmp(e->d_name, "fila-spool-", 11) == 0;
+	closedir(d);
+	return n;
+}
+
+Test(deadlines, a_trickled_upload_is_cut_off_and_its_file_removed)
+{
+	struct client *c = cl_open();
+	char body[1000];
+
+	memset(body, 'u', sizeof body);
+	cl_send(c, "POST /spool HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+	cl_sendn(c, body, 10);
+	WAIT_UNTIL(spool_files() == 1);
+	cr_assert_eq(spool_files(), 1);
+	expect_timeout(c, cl_trickle(c, body, 40, 50), 250, "body");
+	cr_assert_eq(spool_files(), 0);
+	cl_close(c);
+}
+
+/* --- spooled bodies --- */
+
+static void
+start_spool(void)
+{
+	server_start_with(NULL, NULL, 1);
+}
+
+TestSuite(spool, .init = start_spool, .fini = server_stop, .timeout = 30);
+
+/* POST body (n bytes) to path; the handler's JSON. */
+static json_t *
+post_spool(const char *path, const void *body, size_t n)
+{
+	struct client *c = cl_open();
+	char head[128];
+	struct resp r;
+	json_t *o;
+
+	snprintf(head, sizeof head,
+	    "POST %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", path, n);
+	cl_send(c, head);
+	if (n > 0)
+		cl_sendn(c, body, n);
+	cl_resp(c, &r, 0);
+	cr_assert_eq(r.status, 200, "%s%s", r.head, r.body);
+	o = json_loads(r.body, 0, NULL);
+	cr_assert_not_null(o, "%s", r.body);
+	cl_close(c);
+	return o;
+}
+
+static const char *
+jstr(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	cr_assert_not_null(v, "no %s", k);
+	return v;
+}
+
+static json_int_t
+jint(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+/* AddressSanitizer keeps what is freed aside for a while: the process's
+ * peak memory says nothing then. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_MEANINGFUL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_MEANINGFUL 0
+#endif
+#endif
+#ifndef RSS_MEANINGFUL
+#define RSS_MEANINGFUL 1
+#endif
+
+Test(spool, a_big_upload_goes_to_disk_in_bounded_memory)
+{
+	static unsigned char chunk[64 * 1024];
+	const size_t total = (size_t)16 << 20;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	char want[65], head[33], req[128];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	struct rusage before, after;
+	struct client *c;
+	struct resp r;
+	uint32_t x = 2463534242u;
+	json_t *o;
+
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	getrusage(RUSAGE_SELF, &before);
+	c = cl_open();
+	snprintf(req, sizeof req,
+	    "POST /spool HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", total);
+	cl_send(c, req);
+	for (size_t sent = 0; sent < total; sent += sizeof chunk) {
+		for (size_t i = 0; i < sizeof chunk; i++) {
+			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+			chunk[i] = (unsigned char)x;
+		}
+		if (sent == 0)
+			hex_of(chunk, 16, head);
+		EVP_DigestUpdate(ctx, chunk, sizeof chunk);
+		cl_sendn(c, chunk, sizeof chunk);
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	hex_of(md, mdlen, want);
+	cl_resp(c, &r, 0);
+	getrusage(RUSAGE_SELF, &after);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	o = json_loads(r.body, 0, NULL);
+	cr_assert(json_is_true(json_object_get(o, "spooled")), "%s", r.body);
+	cr_assert_eq(jint(o, "body_len"), 0);
+	cr_assert_eq(jint(o, "size"), (json_int_t)total);
+	cr_assert_eq(jint(o, "file_size"), (json_int_t)total);
+	cr_assert_eq(jint(o, "mode"), 0600);
+	cr_assert_str_eq(jstr(o, "sha256"), want);
+	cr_assert_str_eq(jstr(o, "file_sha256"), want);
+	cr_assert_eq(jint(o, "head_len"), 4096);
+	cr_assert_str_eq(jstr(o, "head"), head);
+	/* 16 MiB went through; the process grew by far less (ru_maxrss is in
+	 * KiB; some hundreds in practice, 16 MiB when in memory). */
+	if (RSS_MEANINGFUL)
+		cr_assert_lt(after.ru_maxrss - before.ru_maxrss, 4096,
+		    "grew %ld KiB", after.ru_maxrss - before.ru_maxrss);
+	/* The handler did not take the file: gone with the request. */
+	WAIT_UNTIL(spool_files() == 0);
+	cr_assert_eq(spool_files(), 0);
+	json_decref(o);
+	cl_close(c);
+}
+
+Test(spool, the_handler_may_take_the_file)
+{
+	static const char body[] = "hello, spool";
+	char kept[128], back[64] = "";
+	struct stat st;
+	json_t *o;
+	FILE *f;
+
+	cr_assert_eq(stat(spool_dir, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode));
+	cr_assert_eq(st.st_mode & 0777, 0700);
+	o = post_spool("/spool-keep", body, sizeof body - 1);
+	cr_assert(json_is_true(json_object_get(o, "renamed")));
+	cr_assert(json_is_true(json_object_get(o, "taken")));
+	cr_assert_eq(jint(o, "head_len"), sizeof body - 1);
+	snprintf(kept, sizeof kept, "%s/kept", spool_root);
+	f = fopen(kept, "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fread(back, 1, sizeof back, f), sizeof body - 1);
+	fclose(f);
+	cr_assert_str_eq(back, body);
+	cr_assert_eq(spool_files(), 0);
+	json_decref(o);
+}
+
+Test(spool, an_empty_body_is_an_empty_file)
+{
+	json_t *o = post_spool("/spool", "", 0);
+
+	cr_assert(json_is_true(json_object_get(o, "spooled")));
+	cr_assert_eq(jint(o, "size"), 0);
+	cr_assert_eq(jint(o, "head_len"), 0);
+	cr_assert_str_eq(jstr(o, "sha256"),
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	cr_assert_str_eq(jstr(o, "file_sha256"), jstr(o, "sha256"));
+	WAIT_UNTIL(spool_files() == 0);
+	cr_assert_eq(spool_files(), 0);
+	json_decref(o);
+}
+
+Test(spool, a_client_that_leaves_mid_body_leaves_no_file)
+{
+	static char part[256 * 1024];
+	struct client *c = cl_open();
+
+	memset(part, 'p', sizeof part);
+	cl_send(c, "POST /spool HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n");
+	cl_sendn(c, part, sizeof part);
+	WAIT_UNTIL(server_ask('s', 0, 0).spooling == 1);
+	cr_assert_eq(spool_files(), 1);
+	cl_close(c);
+	WAIT_UNTIL(spool_files() == 0);
+	cr_assert_eq(spool_files(), 0);
+	cr_assert_eq(server_ask('s', 0, 0).spooling, 0);
+}
+
+Test(spool, a_shutdown_mid_body_leaves_no_file)
+{
+	struct client *c = cl_open();
+
+	cl_send(c, "POST /spool HTTP/1.1\r\nContent-Length: 1000\r\n\r\nabc");
+	WAIT_UNTIL(server_ask('s', 0, 0).spooling == 1);
+	cr_assert_eq(spool_files(), 1);
+	server_halt();
+	cr_assert_eq(spool_files(), 0);
+	cl_close(c);
+	fx_rmtree(spool_root);
+	start_spool(); /* for .fini */
+}
+
+Test(spool, no_file_for_a_body_refused_from_the_head)
+{
+	struct resp r;
+
+	roundtrip(
+	    "POST /spool HTTP/1.1\r\nContent-Length: 67108865\r\n\r\n", &r);
+	cr_assert_eq(r.status, 413);
+	cr_assert_eq(server_ask('s', 0, 0).spooling, 0);
+	cr_assert_eq(spool_files(), 0);
+}
+
+Test(spool, a_spool_that_cannot_be_written_is_a_503)
+{
+	char moved[128];
+	struct resp r;
+	FILE *f;
+
+	snprintf(moved, sizeof moved, "%s/moved", spool_root);
+	cr_assert_eq(rename(spool_dir, moved), 0);
+	f = fopen(spool_dir, "w"); /* a file where the directory was */
+	cr_assert_not_null(f);
+	fclose(f);
+	roundtrip("POST /spool HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &r);
+	cr_assert_eq(r.status, 503);
+	cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"unavailable\","
+	                         "\"message\":\"the upload could not be "
+	                         "stored: Not a directory\"}}");
+	/* Put back, the spool works again. */
+	cr_assert_eq(unlink(spool_dir), 0);
+	cr_assert_eq(rename(moved, spool_dir), 0);
+	json_decref(post_spool("/spool", "abc", 3));
+}
+
+Test(spool, a_spool_directory_removed_is_made_again)
+{
+	json_t *o;
+
+	cr_assert_eq(rmdir(spool_dir), 0);
+	o = post_spool("/spool", "abc", 3);
+	cr_assert_eq(jint(o, "size"), 3);
+	json_decref(o);
+	cr_assert_eq(access(spool_dir, F_OK), 0);
+}
+
+Test(spool, other_routes_keep_their_bodies_in_memory)
+{
+	json_t *o;
+	struct resp r;
+
+	roundtrip("POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &r);
+	cr_assert_str_eq(r.body, "abc");
+	/* The spool's route answers the handler's fallback without a spool:
+	 * here, with one, the body is never in memory. */
+	o = post_spool("/spool", "abc", 3);
+	cr_assert_eq(jint(o, "body_len"), 0);
+	json_decref(o);
+}
+
+Test(spool, the_directory_made_and_swept)
+{
+	struct event_base *b = event_base_new();
+	struct http_server *s = http_server_new(b, routes, 1, NULL, 100);
+	char dir[128], path[192], err[256] = "";
+	struct timespec old[2] = {
+	    {time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+	static const char *const names[] = {
+	    "fila-spool-old", "fila-spool-new", "other-old"};
+
+	snprintf(dir, sizeof dir, "%s/sweep", spool_root);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		close(open(path, O_WRONLY | O_CREAT, 0600));
+		if (i != 1)
+			cr_assert_eq(utimensat(AT_FDCWD, path, old, 0), 0);
+	}
+	cr_assert_eq(http_server_spool(s, dir, err, sizeof err), 0, "%s", err);
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		cr_assert_eq(access(path, F_OK) == 0, i != 0, "%s", names[i]);
+	}
+	/* Not a directory: refused, saying so. */
+	snprintf(path, sizeof path, "%s/other-old", dir);
+	cr_assert_eq(http_server_spool(s, path, err, sizeof err), -1);
+	cr_assert(strstr(err, "Not a directory"), "%s", err);
+	snprintf(path, sizeof path, "%s/other-old/sub", dir);
+	cr_assert_eq(http_server_spool(s, path, err, sizeof err), -1);
+	http_server_free(s);
+	event_base_free(b);
+}
+
+/* --- streams: 512 KiB each, 1 MiB together --- */
+
+static void
+start_streams(void)
+{
+	struct http_limits l;
+
+	http_limits_default(&l);
+	l.stream_max = 512 * 1024;
+	l.streams_max = 1024 * 1024;
+	server_start_with(&l, NULL, 0);
+}
+
+TestSuite(streams, .init = start_streams, .fini = server_stop, .timeout = 30);
+
+/* A stream on a client that reads nothing past its head: slot i. */
+static struct client *
+open_slot(int i)
+{
+	struct client *c = cl_open_rcvbuf(4096);
+	struct resp r;
+
+	cl_send(c, "GET /slot HTTP/1.1\r\n\r\n");
+	cl_resp(c, &r, 1);
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(server_ask('s', 0, 0).streams, (size_t)i + 1);
+	return c;
+}
+
+Test(streams, a_stream_over_its_cap_is_closed)
+{
+	struct client *c = open_slot(0);
+	struct http_stats st;
+
+	st = server_ask('p', 0, 400);
+	cr_assert_eq(st.streams_dropped, 0);
+	cr_assert_geq(st.streams_pending, 400 * 1024);
+	st = server_ask('p', 0, 600);
+	cr_assert_eq(st.streams_dropped, 1);
+	cr_assert_eq(wait_flag(&slot_gone[0], 1), 1);
+	st = server_ask('s', 0, 0);
+	cr_assert_eq(st.streams, 0);
+	cr_assert_eq(st.streams_pending, 0);
+	cl_close(c);
+}
+
+Test(streams, over_the_budget_the_biggest_goes_first)
+{
+	struct client *a = open_slot(0), *b = open_slot(1), *c = open_slot(2);
+	struct http_stats st;
+
+	server_ask('p', 0, 450);
+	st = server_ask('p', 1, 300);
+	cr_assert_eq(st.streams_dropped, 0);
+	cr_assert_leq(st.streams_pending, 1024 * 1024);
+	/* c's 400 KiB take the three over 1 MiB: a, the biggest, goes; the
+	 * one being written to, smaller, stays. */
+	st = server_ask('p', 2, 400);
+	cr_assert_eq(st.streams_dropped, 1);
+	cr_assert_eq(wait_flag(&slot_gone[0], 1), 1);
+	st = server_ask('w', 1, 16);
+	cr_assert_eq(st.streams, 2);
+	cr_assert_eq(st.streams_dropped, 1);
+	cr_assert_leq(st.streams_pending, 1024 * 1024);
+	cr_assert_eq(atomic_load(&slot_gone[1]), 0);
+	cr_assert_eq(atomic_load(&slot_gone[2]), 0);
+	cl_close(a);
+	cl_close(b);
+	cl_close(c);
+}
+
+/* --- CORS with "*" --- */
+
+static void
+start_cors_any(void)
+{
+	server_start_with(NULL, "*", 0);
+}
+
+TestSuite(cors_any, .init = start_cors_any, .fini = server_stop, .timeout = 30);
+
+Test(cors_any, a_literal_star_never_the_origin)
+{
+	static const char *const reqs[] = {
+	    "GET /hello HTTP/1.1\r\nOrigin: https://evil.example.com\r\n\r\n",
+	    "GET /hello HTTP/1.1\r\nOrigin: null\r\n\r\n",
+	    "GET /hello HTTP/1.1\r\n\r\n",
+	};
+	struct resp r;
+
+	for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+		roundtrip(reqs[i], &r);
+		cr_assert_str_eq(r.head,
+		    "HTTP/1.1 200 OK\r\n"
+		    "Content-Type: text/plain\r\n"
+		    "Content-Length: 6\r\n"
+		    "Access-Control-Allow-Origin: *\r\n"
+		    "\r\n",
+		    "%s", reqs[i]);
+	}
+	roundtrip(
+	    "GET /nope HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n", &r);
+	cr_assert_eq(r.status, 404);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Origin: *\r\n"),
+	    "%s", r.head);
+	roundtrip("OPTIONS /echo HTTP/1.1\r\nOrigin: https://a.example\r\n"
+	          "Access-Control-Request-Method: POST\r\n\r\n",
+	    &r);
+	cr_assert_eq(r.status, 204);
+	cr_assert(strstr(r.head, "\r\nAccess-Control-Allow-Origin: *\r\n"),
+	    "%s", r.head);
+	cr_assert(
+	    strstr(r.head, "\r\nAccess-Control-Allow-Methods: POST, PUT\r\n"),
+	    "%s", r.head);
+	cr_assert_null(strstr(r.head, "Vary"), "%s", r.head);
+	cr_assert_null(strstr(r.head, "a.example"), "%s", r.head);
 }

@@ -389,3 +389,246 @@ Test(uploads_create, nothing_made_when_the_write_fails)
 	cr_expect_null(u.id);
 	cr_expect_null(u.path);
 }
+
+/* ---- the structure behind the magic numbers ---------------------------- */
+
+#define SNIFF_FILE(lit)                                                        \
+	uploads_sniff_file(lit, sizeof(lit) - 1, NULL, sizeof(lit) - 1)
+
+/* A real 1x1 PNG (as bench/suite.mjs uploads). */
+static const char real_png[] =
+    "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0"
+    "\x1f\x15\xc4\x89\0\0\0\x0dIDATx\xda\x63\x64\x60\xf8\x5f\x0f\0\x02\x87"
+    "\x01\x80\xebG\xba\x92\0\0\0\0IEND\xae\x42\x60\x82";
+
+/* tests/api/harness.mjs's pngBytes(): IHDR 1x1 RGB, a tEXt chunk, IEND. */
+static const char harness_png[] =
+    "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0"
+    "\x90\x77\x53\xde\0\0\0\x0atEXtk\0randomAB\x12\x34\x56\x78"
+    "\0\0\0\0IEND\xae\x42\x60\x82";
+
+/* harness.mjs's jpegBytes(): SOI, APP0 JFIF (16), 16 random bytes, EOI. */
+static const char harness_jpeg[] =
+    "\xff\xd8\xff\xe0\0\x10JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
+    "0123456789abcdef\xff\xd9";
+
+/* harness.mjs's mp4Bytes(): ftyp isom (24), mdat (24). */
+static const char harness_mp4[] = "\0\0\0\x18"
+                                  "ftypisom\0\0\x02\0isommp41"
+                                  "\0\0\0\x18mdat0123456789abcdef";
+
+/* tests/api/uploads.test.mjs's webpBytes() and movBytes(). */
+static const char api_webp[] = "RIFF\x16\0\0\0WEBPVP8 \x0a\0\0\0"
+                               "0123456789";
+static const char api_mov[] = "\0\0\0\x14"
+                              "ftypqt  \0\0\x02\0qt  "
+                              "\0\0\0\x10moov01234567";
+
+Test(uploads_sniff_file, the_fixtures_of_the_tests_are_whole_files)
+{
+	cr_expect_str_eq(SNIFF_FILE(real_png), "png");
+	cr_expect_str_eq(SNIFF_FILE(harness_png), "png");
+	cr_expect_str_eq(SNIFF_FILE(harness_jpeg), "jpeg");
+	cr_expect_str_eq(SNIFF_FILE(harness_mp4), "mp4");
+	cr_expect_str_eq(SNIFF_FILE(api_webp), "webp");
+	cr_expect_str_eq(SNIFF_FILE(api_mov), "mov");
+}
+
+Test(uploads_sniff_file, a_png_signature_glued_to_html_is_refused)
+{
+	cr_expect_null(SNIFF_FILE("\x89PNG\r\n\x1a\n<html><script>alert(1)"
+	                          "</script></html>"));
+	/* What tests/api/multiproc.test.mjs and bench/sse.mjs send. */
+	cr_expect_null(SNIFF_FILE("\x89PNG\r\n\x1a\n\0\0\0\x01"));
+	cr_expect_null(SNIFF_FILE("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR"
+	                          "0123456789abcdefg"));
+}
+
+Test(uploads_sniff_file, png_ihdr_checked)
+{
+	char b[sizeof(harness_png)];
+
+	memcpy(b, harness_png, sizeof(b));
+	b[29] ^= 1; /* the CRC */
+	cr_expect_null(
+	    uploads_sniff_file(b, sizeof(b) - 1, NULL, sizeof(b) - 1));
+	memcpy(b, harness_png, sizeof(b));
+	b[18] ^= 0x40; /* the width, CRC unchanged */
+	cr_expect_null(
+	    uploads_sniff_file(b, sizeof(b) - 1, NULL, sizeof(b) - 1));
+	/* Width 0, its CRC right. */
+	cr_expect_null(SNIFF_FILE("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\0"
+	                          "\0\0\0\x01\x08\x02\0\0\0\x7f\xb5\x38\xe0"));
+	/* IHDR of another length; another first chunk. */
+	cr_expect_null(SNIFF_FILE("\x89PNG\r\n\x1a\n\0\0\0\x0cIHDR\0\0\0\x01"
+	                          "\0\0\0\x01\x08\x02\0\0\0\x90\x77\x53\xde"));
+	cr_expect_null(SNIFF_FILE("\x89PNG\r\n\x1a\n\0\0\0\x0dIDAT\0\0\0\x01"
+	                          "\0\0\0\x01\x08\x02\0\0\0\x90\x77\x53\xde"));
+	/* Cut inside IHDR. */
+	cr_expect_null(uploads_sniff_file(harness_png, 30, NULL, 30));
+}
+
+Test(uploads_sniff_file, jpeg_first_segment_checked)
+{
+	/* tests/api/multiproc.test.mjs's: APP0 says 16 bytes, 9 follow. */
+	cr_expect_null(SNIFF_FILE("\xff\xd8\xff\xe0\0\x10JFIF\0\x01\x07"));
+	cr_expect_null(SNIFF_FILE("\xff\xd8\xff\xd9"));       /* EOI at once */
+	cr_expect_null(SNIFF_FILE("\xff\xd8\xff\xd0\0\x04")); /* RST0 */
+	cr_expect_null(SNIFF_FILE("\xff\xd8\xff\xe0\0\x01xx")); /* length < 2 */
+	cr_expect_null(SNIFF_FILE("\xff\xd8\xff\x01\0\x02"));   /* TEM */
+	cr_expect_null(SNIFF_FILE("\xff\xd8\xff\xe0<html>"));
+	cr_expect_str_eq(SNIFF_FILE("\xff\xd8\xff\xdb\0\x02"), "jpeg");
+}
+
+Test(uploads_sniff_file, webp_riff_checked)
+{
+	/* One byte more than RIFF says: something was glued on. */
+	cr_expect_null(SNIFF_FILE("RIFF\x16\0\0\0WEBPVP8 \x0a\0\0\0"
+	                          "0123456789<"));
+	cr_expect_null(SNIFF_FILE("RIFF\x16\0\0\0WEBPVP9 \x0a\0\0\0"
+	                          "0123456789"));
+	cr_expect_null(SNIFF_FILE("RIFF\x16\0\0\0WEBPVP8 \x0b\0\0\0"
+	                          "0123456789"));
+	cr_expect_str_eq(SNIFF_FILE("RIFF\x16\0\0\0WEBPVP8X\x0a\0\0\0"
+	                            "0123456789"),
+	    "webp");
+	cr_expect_null(SNIFF_FILE("RIFF\x14\0\0\0WEBPVP8X\x08\0\0\0"
+	                          "01234567"));
+	cr_expect_str_eq(SNIFF_FILE("RIFF\x14\0\0\0WEBPVP8L\x08\0\0\0"
+	                            "01234567"),
+	    "webp");
+}
+
+Test(uploads_sniff_file, iso_boxes_checked)
+{
+	cr_expect_null(SNIFF_FILE("\0\0\0\x18"
+	                          "ftypisom\0\0\x02\0isommp41")); /* alone */
+	cr_expect_null(SNIFF_FILE("\0\0\0\x40"
+	                          "ftypisom\0\0\x02\0isommp41"
+	                          "\0\0\0\x08mdat")); /* over the file */
+	cr_expect_null(SNIFF_FILE("\0\0\0\x18"
+	                          "ftypisom\0\0\x02\0isommp41"
+	                          "\0\0\0\x04mdat")); /* next < 8 */
+	cr_expect_null(SNIFF_FILE("\0\0\0\x18"
+	                          "ftypisom\0\0\x02\0isommp41"
+	                          "\0\0\0\x10mdat0123")); /* next overruns */
+	cr_expect_null(SNIFF_FILE("\0\0\0\x18"
+	                          "ftypisom\0\0\x02\0isommp41"
+	                          "<html><body>")); /* not a box */
+	cr_expect_null(SNIFF_FILE("\0\0\0\x18"
+	                          "ftypisom\0\0\x02\0isommp41"
+	                          "\0\0\0\x08md"));
+	/* Sizes 0 (to the end) and 1 (64-bit) of the second box. */
+	cr_expect_str_eq(SNIFF_FILE("\0\0\0\x18"
+	                            "ftypisom\0\0\x02\0isommp41"
+	                            "\0\0\0\0mdat0123"),
+	    "mp4");
+	cr_expect_str_eq(SNIFF_FILE("\0\0\0\x18"
+	                            "ftypisom\0\0\x02\0isommp41"
+	                            "\0\0\0\x01mdat\0\0\0\0\0\0\0\x14"
+	                            "0123"),
+	    "mp4");
+	cr_expect_null(SNIFF_FILE("\0\0\0\x18"
+	                          "ftypisom\0\0\x02\0isommp41"
+	                          "\0\0\0\x01mdat\0\0\0\0\0\0\0\x24"
+	                          "0123"));
+	/* A first box of size 0 leaves no room for a second. */
+	cr_expect_null(SNIFF_FILE("\0\0\0\0"
+	                          "moov0123"));
+}
+
+TestSuite(
+    uploads_sniff_file_on_disk, .init = make_tmpdir, .fini = remove_tmpdir);
+
+static void
+write_bytes(const char *path, const void *b, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+
+	cr_assert_not_null(f, "%s", path);
+	cr_assert_eq(fwrite(b, 1, n, f), n);
+	fclose(f);
+}
+
+/* A box header past the bytes in memory is read from the file. */
+Test(uploads_sniff_file_on_disk, past_the_head_from_the_file)
+{
+	static unsigned char b[12000];
+	char path[128];
+
+	/* An ftyp of 10024 bytes (brands and brands), then mdat */
+	memcpy(b,
+	    "\0\0\x27\x28"
+	    "ftypisom\0\0\x02\0isommp41",
+	    24);
+	memcpy(b + 10024, "\0\0\x07\xd0mdat", 8);
+	snprintf(path, sizeof(path), "%s/clip", tmpdir);
+	write_bytes(path, b, sizeof(b));
+	/* 12000 bytes: the mdat of 2000 at 10024 overruns by 24. */
+	cr_expect_null(uploads_sniff_file(b, 4096, path, sizeof(b)));
+	memcpy(b + 10024, "\0\0\x07\xb8mdat", 8); /* 1976: to the end */
+	write_bytes(path, b, sizeof(b));
+	cr_expect_null(uploads_sniff_file(b, 4096, NULL, sizeof(b)));
+	cr_expect_null(
+	    uploads_sniff_file(b, 4096, "/nonexistent/clip", sizeof(b)));
+	cr_expect_str_eq(uploads_sniff_file(b, 4096, path, sizeof(b)), "mp4");
+}
+
+TestSuite(uploads_adopt, .init = make_tmpdir, .fini = remove_tmpdir);
+
+Test(uploads_adopt, moves_a_spooled_file_into_place)
+{
+	char src[128], dir[128], want[192], err[256] = "";
+	struct upload u;
+	struct stat st;
+	size_t len;
+	char *back;
+
+	snprintf(src, sizeof(src), "%s/fila-spool-1", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/uploads/", tmpdir);
+	write_bytes(src, harness_png, sizeof(harness_png) - 1);
+	chmod(src, 0600);
+	cr_assert_eq(uploads_adopt(&u, dir, "alice", "png", "a/cat.png", src,
+	                 sizeof(harness_png) - 1, "abc123", err, sizeof(err)),
+	    0, "%s", err);
+	snprintf(want, sizeof(want), "%s/uploads/%s.png", tmpdir, u.id);
+	cr_expect_str_eq(u.path, want);
+	cr_expect_str_eq(u.user_id, "alice");
+	cr_expect_str_eq(u.type, "png");
+	cr_expect_str_eq(u.sha256, "abc123");
+	cr_expect_str_eq(u.filename, "cat.png");
+	cr_expect_eq(u.size, (int64_t)sizeof(harness_png) - 1);
+	cr_expect_neq(access(src, F_OK), 0, "the spool file is still there");
+	cr_assert_eq(stat(u.path, &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0644);
+	back = read_all(u.path, &len);
+	cr_expect_eq(len, sizeof(harness_png) - 1);
+	cr_expect_eq(memcmp(back, harness_png, len), 0);
+	free(back);
+	upload_cleanup(&u);
+}
+
+Test(uploads_adopt, nothing_made_when_it_cannot)
+{
+	char src[128], file[128], err[256] = "";
+	struct upload u;
+
+	snprintf(src, sizeof(src), "%s/fila-spool-2", tmpdir);
+	snprintf(file, sizeof(file), "%s/plain", tmpdir);
+	write_bytes(src, "", 0);
+	write_bytes(file, "", 0);
+	cr_expect_eq(uploads_adopt(&u, file, "bob", "png", NULL, src, 0, "x",
+	                 err, sizeof(err)),
+	    -1);
+	cr_expect(
+	    strstr(err, "uploads: cannot create directory") == err, "%s", err);
+	cr_expect_null(u.id);
+	cr_expect_eq(access(src, F_OK), 0);
+	snprintf(src, sizeof(src), "%s/missing", tmpdir);
+	cr_expect_eq(uploads_adopt(&u, tmpdir, "bob", "png", NULL, src, 0, "x",
+	                 err, sizeof(err)),
+	    -1);
+	cr_expect(strstr(err, "uploads: cannot move") == err, "%s", err);
+	cr_expect_null(u.path);
+	cr_expect_eq(count_entries(tmpdir), 2);
+}
