@@ -222,17 +222,36 @@ static const struct rule rules[] = {
 	    " END AS r FROM jobs j) AS x WHERE refunded <> r"}},
 
 	/* ---- slots (rule 1) ---- */
-	{BREACH, "slot %s of %s is missing",
-	    {"WITH RECURSIVE n(i) AS (SELECT 1 WHERE :slots >= 1"
-	    " UNION ALL SELECT i + 1 FROM n WHERE i < :slots)"
-	    " SELECT i, :slots FROM n WHERE i NOT IN (SELECT id FROM slots)"}},
-	{BREACH, "slot %s is beyond queue.slots = %s",
-	    {"SELECT id, :slots FROM slots WHERE (id > :slots OR id < 1)"
-	    " AND job_id IS NULL"}},
+	{BREACH, "the accounts have %s slots in all, queue.slots = %s",
+	    {"SELECT coalesce(sum(slots), 0), :slots FROM accounts"
+	    " HAVING coalesce(sum(slots), 0) <> :slots"}},
+	{BREACH, "slot %s of account %s is missing",
+	    {"WITH RECURSIVE n(account, i, top) AS (SELECT name, 1, slots"
+	    " FROM accounts WHERE slots >= 1 UNION ALL SELECT account, i + 1,"
+	    " top FROM n WHERE i < top) SELECT i, account FROM n"
+	    " WHERE NOT EXISTS (SELECT 1 FROM slots s"
+	    " WHERE s.account = n.account AND s.n = n.i)"}},
+	{BREACH, "slot %s of account %s is beyond its %s slots",
+	    {"SELECT s.n, s.account, coalesce(a.slots, 0) FROM slots s"
+	    " LEFT JOIN accounts a ON a.name = s.account"
+	    " WHERE (s.n > coalesce(a.slots, 0) OR s.n < 1)"
+	    " AND s.job_id IS NULL"}},
 	/* A shrink keeps held rows until their jobs let go. */
-	{WARNING, "slot %s beyond queue.slots = %s is still held by job %s",
-	    {"SELECT id, :slots, job_id FROM slots"
-	    " WHERE (id > :slots OR id < 1) AND job_id IS NOT NULL"}},
+	{WARNING, "slot %s of account %s beyond its %s slots is still held"
+	    " by job %s",
+	    {"SELECT s.n, s.account, coalesce(a.slots, 0), s.job_id FROM slots s"
+	    " LEFT JOIN accounts a ON a.name = s.account"
+	    " WHERE (s.n > coalesce(a.slots, 0) OR s.n < 1)"
+	    " AND s.job_id IS NOT NULL"}},
+	{BREACH, "account %s holds %s slots, its slots = %s",
+	    {"SELECT s.account, count(*), a.slots FROM slots s"
+	    " JOIN accounts a ON a.name = s.account WHERE s.job_id IS NOT NULL"
+	    " GROUP BY s.account, a.slots HAVING count(*) > a.slots"}},
+	{BREACH, "job %s is %s on account %s but holds a slot of account %s",
+	    {"SELECT j.id, j.status, coalesce(j.account, ''), s.account"
+	    " FROM jobs j JOIN slots s ON s.job_id = j.id"
+	    " WHERE j.status IN ('starting', 'running')"
+	    " AND j.account IS DISTINCT FROM s.account"}},
 	{BREACH, "%s slots are held, queue.slots = %s",
 	    {"SELECT count(*), :slots FROM slots WHERE job_id IS NOT NULL"
 	    " HAVING count(*) > :slots"}},
@@ -431,9 +450,9 @@ static const struct driver lite_driver = {
     .begin = "BEGIN",
     .tables = "SELECT count(*) FROM sqlite_master"
               " WHERE type = 'table' AND name IN " TABLES,
-    /* store_sqlite.c's migrations: 6 adds leases, which no rule reads. */
-    .oldest = 6,
-    .newest = 6,
+    /* store_sqlite.c's migrations: 7 adds accounts, outbox, cost. */
+    .oldest = 7,
+    .newest = 7,
 };
 
 /* ---- PostgreSQL ---------------------------------------------------- */

@@ -41,6 +41,8 @@ job_cleanup(struct job *j)
 	free(j->session_id);
 	free(j->idem_key);
 	free(j->starter);
+	free(j->account);
+	json_decref(j->provider_cost);
 	job_init(j);
 }
 
@@ -124,6 +126,8 @@ job_to_json(const struct job *j)
 	json_object_set_new(o, "started_at", time_or_null(j->started_at));
 	json_object_set_new(o, "finished_at", time_or_null(j->finished_at));
 	json_object_set_new(o, "updated_at", time_or_null(j->updated_at));
+	if (j->provider_cost)
+		json_object_set(o, "provider_cost", j->provider_cost);
 	return o;
 }
 
@@ -177,5 +181,17 @@ job_list_to_json(const struct job_list *l)
 	json_t *a = json_array();
 	for (size_t i = 0; i < l->n; i++)
 		json_array_append_new(a, job_to_json(&l->v[i]));
+	return a;
+}
+
+json_t *
+job_list_to_admin_json(const struct job_list *l)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < l->n; i++) {
+		json_t *o = job_to_json(&l->v[i]);
+		json_object_set_new(o, "account", str_or_null(l->v[i].account));
+		json_array_append_new(a, o);
+	}
 	return a;
 }

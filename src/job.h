@@ -50,6 +50,8 @@ struct job {
 	char *session_id;
 	char *idem_key;
 	char *starter; /* the process carrying it to or from the provider */
+	char *account; /* the provider account of its slot, once started */
+	json_t *provider_cost; /* {coins, money, seconds}, or NULL */
 	int64_t created_at;
 	int64_t started_at;
 	int64_t finished_at;
@@ -95,5 +97,7 @@ struct job *job_list_push(struct job_list *l);
 void job_list_cleanup(struct job_list *l);
 /* A JSON array of the jobs (new reference). */
 json_t *job_list_to_json(const struct job_list *l);
+/* The same with each job's account, as the admin views show them. */
+json_t *job_list_to_admin_json(const struct job_list *l);
 
 #endif

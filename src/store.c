@@ -387,6 +387,7 @@ store_free(struct store *st)
 	store_sync(st);
 	rank_free(st->queue);
 	free(st->undo);
+	free(st->up);
 	st->be->free(st);
 }
 
@@ -668,4 +669,160 @@ store_lease(struct store *st, int64_t ttl_ms, int mine,
 	}
 	job_list_cleanup(&all);
 	return rc;
+}
+
+/* ---- accounts ------------------------------------------------------ */
+
+void
+store_accounts_up(struct store *st, const char *const *names, size_t n)
+{
+	json_t *a;
+
+	free(st->up);
+	st->up = NULL;
+	if (names == NULL || n == 0)
+		return;
+	a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(names[i]));
+	st->up = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+}
+
+enum store_rc
+store_job_move(struct store *st, const char *id, struct job *out)
+{
+	job_init(out);
+	return enter(st)->be->job_move(st, id, out);
+}
+
+enum store_rc
+store_slots_by_account(struct store *st, json_t **used)
+{
+	*used = NULL;
+	return enter(st)->be->slots_by_account(st, used);
+}
+
+enum store_rc
+store_job_cost(struct store *st, const char *id, const json_t *provider_cost)
+{
+	char *text = json_dumps(provider_cost, JSON_COMPACT);
+	enum store_rc rc = enter(st)->be->job_cost(st, id, text);
+
+	free(text);
+	return rc;
+}
+
+/* ---- usage and retention ------------------------------------------- */
+
+enum store_rc
+store_user_submits(struct store *st, const char *user_id, int64_t since,
+    int64_t upto, int64_t *n)
+{
+	*n = 0;
+	return enter(st)->be->user_submits(st, user_id, since, upto, n);
+}
+
+enum store_rc
+store_user_uploads(struct store *st, const char *user_id, int64_t since,
+    int64_t *n, int64_t *bytes)
+{
+	*n = *bytes = 0;
+	return enter(st)->be->user_uploads(st, user_id, since, n, bytes);
+}
+
+struct upload *
+upload_list_push(struct upload_list *l)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	upload_init(&l->v[l->n]);
+	return &l->v[l->n++];
+}
+
+void
+upload_list_cleanup(struct upload_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		upload_cleanup(&l->v[i]);
+	free(l->v);
+	*l = (struct upload_list){0};
+}
+
+enum store_rc
+store_uploads_older(
+    struct store *st, int64_t before_ms, int limit, struct upload_list *out)
+{
+	return enter(st)->be->uploads_older(st, before_ms, limit, out);
+}
+
+enum store_rc
+store_upload_delete(struct store *st, const char *id)
+{
+	return enter(st)->be->upload_delete(st, id);
+}
+
+/* ---- the outbox ---------------------------------------------------- */
+
+int
+store_hooked(enum store_hooks h, enum job_status s)
+{
+	return h == STORE_HOOKS_ALL ||
+	       (h == STORE_HOOKS_TERMINAL && job_status_terminal(s));
+}
+
+struct store_delivery *
+store_delivery_push(struct store_delivery_list *l)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	memset(&l->v[l->n], 0, sizeof(l->v[l->n]));
+	return &l->v[l->n++];
+}
+
+void
+store_delivery_list_cleanup(struct store_delivery_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct store_delivery *d = &l->v[i];
+		free(d->job_id);
+		free(d->status);
+		free(d->data);
+		free(d->state);
+		free(d->last_error);
+	}
+	free(l->v);
+	*l = (struct store_delivery_list){0};
+}
+
+enum store_rc
+store_outbox_claim(struct store *st, int64_t now, int64_t claim_ms, int limit,
+    struct store_delivery_list *out)
+{
+	return enter(st)->be->outbox_claim(st, now, claim_ms, limit, out);
+}
+
+enum store_rc
+store_outbox_done(struct store *st, int64_t event_id, int ok, int64_t next_at,
+    const char *error)
+{
+	return enter(st)->be->outbox_done(st, event_id, ok, next_at, error);
+}
+
+enum store_rc
+store_outbox_list(struct store *st, const char *state, int64_t after, int limit,
+    struct store_delivery_list *out)
+{
+	return enter(st)->be->outbox_list(st, state, after, limit, out);
+}
+
+enum store_rc
+store_outbox_counts(struct store *st, int64_t *pending, int64_t *failed)
+{
+	*pending = *failed = 0;
+	return enter(st)->be->outbox_counts(st, pending, failed);
 }

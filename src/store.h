@@ -44,13 +44,29 @@ enum store_rc {
 	STORE_ERROR,    /* the database failed; nothing was written */
 };
 
-struct store_opts {
+/* A pool of slots: one provider account and how many tasks it may run. */
+struct store_account {
+	const char *name;
 	int64_t slots;
+};
+
+/* Which events become webhooks to the app (store_outbox_*). */
+enum store_hooks {
+	STORE_HOOKS_NONE,
+	STORE_HOOKS_TERMINAL, /* completed, failed, cancelled */
+	STORE_HOOKS_ALL,      /* every state change */
+};
+
+struct store_opts {
+	int64_t slots; /* with no accounts: the one account "default" */
 	int64_t per_user_active;
 	int64_t credits_initial;
 	const char *schema;  /* PostgreSQL: the schema of fila's tables */
 	const char *process; /* this process's name among those sharing the
 	                      * store (its leases and the jobs it carries) */
+	const struct store_account *accounts; /* the pools; slots is then */
+	size_t naccounts;                     /* their sum */
+	enum store_hooks hooks;
 };
 
 /*
@@ -212,10 +228,32 @@ enum store_rc store_jobs_older(struct store *st, enum job_status s,
     int64_t before_ms, int limit, struct job_list *out);
 
 /*
- * Take a free slot for the oldest queued job: it becomes starting and holds
- * the slot. STORE_NOTFOUND when no slot is free or nothing is queued.
+ * Take a free slot, of an account that is up, for the oldest queued job:
+ * it becomes starting, holds the slot, and names the slot's account (the
+ * one with the most room). STORE_NOTFOUND when no slot is free or nothing
+ * is queued.
  */
 enum store_rc store_promote(struct store *st, struct job *out);
+
+/* The accounts promote and move may use (names; NULL or n = 0: all of
+ * them). Those left out are down: their slots stay where they are. */
+void store_accounts_up(struct store *st, const char *const *names, size_t n);
+
+/*
+ * Move starting job id to a free slot of another account that is up: the
+ * job keeps its slot row, whose account changes (with the free row's, so
+ * every account keeps its number of rows). STORE_NOTFOUND when no other
+ * account has room, STORE_CONFLICT when the job is not starting.
+ */
+enum store_rc store_job_move(struct store *st, const char *id, struct job *out);
+
+/* Slots held per account: {"name": n, …} (new reference). */
+enum store_rc store_slots_by_account(struct store *st, json_t **used);
+
+/* Record what the provider says running job id cost (an object of coins,
+ * money, seconds), before it ends: a terminal job never changes. */
+enum store_rc store_job_cost(
+    struct store *st, const char *id, const json_t *provider_cost);
 
 /* starting → running with the provider's task id. STORE_CONFLICT when the
  * job is not starting any more. */
@@ -262,6 +300,70 @@ enum store_rc store_job_counts(struct store *st, json_t **counts);
 enum store_rc store_lease(struct store *st, int64_t ttl_ms, int mine,
     struct job_list *starting, struct job_list *running,
     struct job_list *holding);
+
+/* --- per-user usage (the limits of docs/api.md §11) --- */
+
+/* How many of the user's jobs were created at or after since (ms),
+ * counting at most upto of the newest. */
+enum store_rc store_user_submits(struct store *st, const char *user_id,
+    int64_t since, int64_t upto, int64_t *n);
+/* The user's uploads created at or after since: how many, their bytes. */
+enum store_rc store_user_uploads(struct store *st, const char *user_id,
+    int64_t since, int64_t *n, int64_t *bytes);
+
+/* Uploads created before before_ms, oldest first, at most limit (the
+ * retention sweep); appended to out. */
+struct upload_list {
+	struct upload *v;
+	size_t n, cap;
+};
+void upload_list_cleanup(struct upload_list *l);
+enum store_rc store_uploads_older(
+    struct store *st, int64_t before_ms, int limit, struct upload_list *out);
+/* Forget an upload (its file is the caller's to delete). */
+enum store_rc store_upload_delete(struct store *st, const char *id);
+
+/* --- the outbox: webhooks to the app, one per event --- */
+
+/*
+ * With opts.hooks, every change whose event qualifies also writes an
+ * outbox row in its transaction: the delivery is as durable as the change.
+ * A delivery is claimed by one process for a while (claim_ms), attempted,
+ * then marked delivered, due again later, or failed for good. A job's
+ * deliveries go out in order: a row is due only when no older row of its
+ * job is still pending.
+ */
+struct store_delivery {
+	int64_t event_id; /* also the delivery's id (webhook-id) */
+	char *job_id;
+	char *status; /* the job's status in the event: job.<status> */
+	char *data;   /* the job's JSON in the event */
+	int64_t at;   /* the event's time (ms) */
+	char *state;  /* pending, delivered, failed */
+	int64_t attempts;
+	int64_t next_at;
+	char *last_error;
+};
+struct store_delivery_list {
+	struct store_delivery *v;
+	size_t n, cap;
+};
+void store_delivery_list_cleanup(struct store_delivery_list *l);
+
+/* Claim up to limit due deliveries for claim_ms; appended to out. */
+enum store_rc store_outbox_claim(struct store *st, int64_t now,
+    int64_t claim_ms, int limit, struct store_delivery_list *out);
+/* An attempt's end: delivered (ok), due again at next_at (> 0), or failed
+ * for good (next_at 0); error says why it was not delivered. */
+enum store_rc store_outbox_done(struct store *st, int64_t event_id, int ok,
+    int64_t next_at, const char *error);
+/* Deliveries in state (NULL: any) with event_id > after, oldest first, at
+ * most limit; appended. */
+enum store_rc store_outbox_list(struct store *st, const char *state,
+    int64_t after, int limit, struct store_delivery_list *out);
+/* How many deliveries are pending and failed. */
+enum store_rc store_outbox_counts(
+    struct store *st, int64_t *pending, int64_t *failed);
 
 /* Record a provider callback for job_id: what it said (outcome: "completed",
  * "failed", "running", "unknown") and whether it changed the job. */

@@ -57,6 +57,8 @@ struct store {
 	int64_t mark_indexed; /* indexed before the current write */
 	int64_t open_indexed; /* indexed when the transaction opened */
 	int64_t mark_departed, open_departed; /* departed, likewise */
+
+	char *up; /* the accounts that are up, a JSON array; NULL: all */
 };
 
 typedef enum store_rc (*store_tx_fn)(struct store *st, void *arg);
@@ -150,7 +152,34 @@ struct store_backend {
 	 * this process's name) become this process's, appended to all. */
 	enum store_rc (*lease)(
 	    struct store *st, int64_t ttl_ms, int mine, struct job_list *all);
+
+	enum store_rc (*job_move)(
+	    struct store *st, const char *id, struct job *out);
+	enum store_rc (*slots_by_account)(struct store *st, json_t **used);
+	enum store_rc (*job_cost)(
+	    struct store *st, const char *id, const char *cost_json);
+	enum store_rc (*user_submits)(struct store *st, const char *user_id,
+	    int64_t since, int64_t upto, int64_t *n);
+	enum store_rc (*user_uploads)(struct store *st, const char *user_id,
+	    int64_t since, int64_t *n, int64_t *bytes);
+	enum store_rc (*uploads_older)(struct store *st, int64_t before_ms,
+	    int limit, struct upload_list *out);
+	enum store_rc (*upload_delete)(struct store *st, const char *id);
+	enum store_rc (*outbox_claim)(struct store *st, int64_t now,
+	    int64_t claim_ms, int limit, struct store_delivery_list *out);
+	enum store_rc (*outbox_done)(struct store *st, int64_t event_id, int ok,
+	    int64_t next_at, const char *error);
+	enum store_rc (*outbox_list)(struct store *st, const char *state,
+	    int64_t after, int limit, struct store_delivery_list *out);
+	enum store_rc (*outbox_counts)(
+	    struct store *st, int64_t *pending, int64_t *failed);
 };
+
+/* The upload and delivery lists' growth, for the backends. */
+struct upload *upload_list_push(struct upload_list *l);
+struct store_delivery *store_delivery_push(struct store_delivery_list *l);
+/* Whether an event of a job in status s becomes a webhook under h. */
+int store_hooked(enum store_hooks h, enum job_status s);
 
 /* Set st's error text (printf-style); returns STORE_ERROR for tail calls. */
 enum store_rc store_set_error(struct store *st, const char *fmt, ...)

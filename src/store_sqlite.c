@@ -294,6 +294,58 @@ static const char migration_6[] =
 	" WHEN OLD.status IN " TERMINAL_SQL " BEGIN"
 	" SELECT RAISE(ABORT, 'a terminal job never changes'); END;";
 
+/*
+ * Version 7: capacity, cost, and the app's webhooks. Each provider account
+ * is a pool of slots: accounts holds its size, and a slot row belongs to
+ * one account (its number n in it), so rule 1 holds per account; a job
+ * names the account of its slot. A job keeps what the provider said it
+ * cost. The outbox holds the webhooks to deliver, one row per event,
+ * written in the transaction of the change. Indexes for the per-user
+ * limits and the upload retention sweep.
+ */
+static const char migration_7[] =
+	"CREATE TABLE accounts ("
+	" name TEXT PRIMARY KEY,"
+	" slots INTEGER NOT NULL CHECK (slots >= 0)) WITHOUT ROWID;"
+	"INSERT INTO accounts SELECT 'default', count(*) FROM slots;"
+	"ALTER TABLE slots ADD COLUMN account TEXT NOT NULL DEFAULT 'default';"
+	"ALTER TABLE slots ADD COLUMN n INTEGER;"
+	"UPDATE slots SET n = id;"
+	"CREATE UNIQUE INDEX slots_place ON slots (account, n);"
+	"ALTER TABLE jobs ADD COLUMN account TEXT;"
+	"ALTER TABLE jobs ADD COLUMN provider_cost TEXT"
+	" CHECK (provider_cost IS NULL OR json_valid(provider_cost));"
+	"UPDATE jobs SET account = 'default'"
+	" WHERE status IN ('starting', 'running');"
+	"DROP TRIGGER jobs_terminal;"
+	"CREATE TRIGGER jobs_terminal BEFORE UPDATE OF seq, id, user_id, tool,"
+	" variant, status, inputs, outputs, error_code, error_message, cost,"
+	" charged, refunded, provider_task_id, webhook_token, session_id,"
+	" idem_key, created_at, started_at, finished_at, updated_at, account,"
+	" provider_cost ON jobs"
+	" WHEN OLD.status IN " TERMINAL_SQL " BEGIN"
+	" SELECT RAISE(ABORT, 'a terminal job never changes'); END;"
+	"CREATE TABLE outbox ("
+	" event_id INTEGER PRIMARY KEY,"
+	" job_id TEXT NOT NULL,"
+	" status TEXT NOT NULL DEFAULT 'pending'"
+	"  CHECK (status IN ('pending', 'delivered', 'failed')),"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_at INTEGER NOT NULL,"
+	" claimed_until INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" done_at INTEGER);"
+	"CREATE INDEX outbox_due ON outbox (next_at) WHERE status = 'pending';"
+	"CREATE INDEX outbox_job ON outbox (job_id, event_id)"
+	" WHERE status = 'pending';"
+	"CREATE INDEX outbox_failed ON outbox (event_id)"
+	" WHERE status = 'failed';"
+	"CREATE INDEX outbox_delivered ON outbox (done_at)"
+	" WHERE status = 'delivered';"
+	"CREATE INDEX uploads_user_created ON uploads (user_id, created_at);"
+	"CREATE INDEX uploads_created ON uploads (created_at);";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_2,
@@ -301,6 +353,7 @@ static const char *const migrations[] = {
 	migration_4,
 	migration_5,
 	migration_6,
+	migration_7,
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -310,7 +363,8 @@ static const char *const migrations[] = {
 	"seq, id, user_id, tool, variant, status, inputs, outputs,"            \
 	" error_code, error_message, cost, charged, refunded,"                 \
 	" provider_task_id, webhook_token, session_id, idem_key,"              \
-	" created_at, started_at, finished_at, updated_at, starter"
+	" created_at, started_at, finished_at, updated_at, starter,"         \
+	" account, provider_cost"
 #define SELECT_JOB "SELECT " JOB_COLS " FROM jobs "
 
 enum stmt_id {
@@ -367,6 +421,25 @@ enum stmt_id {
 	ST_LEASE_RENEW,
 	ST_LEASE_ADOPT,
 	ST_LEASE_FORGET,
+	ST_ACCOUNT_SET,
+	ST_ACCOUNTS_OFF,
+	ST_JOB_SLOT,
+	ST_SLOT_PLACE,
+	ST_SLOT_LABEL,
+	ST_JOB_ACCOUNT,
+	ST_SLOTS_BY_ACCOUNT,
+	ST_JOB_COST,
+	ST_USER_SUBMITS,
+	ST_USER_UPLOADS,
+	ST_UPLOADS_OLDER,
+	ST_UPLOAD_DELETE,
+	ST_OUTBOX_ADD,
+	ST_OUTBOX_DUE,
+	ST_OUTBOX_CLAIM,
+	ST_OUTBOX_DONE,
+	ST_OUTBOX_PRUNE,
+	ST_OUTBOX_LIST,
+	ST_OUTBOX_COUNTS,
 	ST_COUNT,
 };
 
@@ -437,6 +510,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_QUEUE_HEAD] = SELECT_JOB "WHERE status = 'queued'"
 	    " ORDER BY seq LIMIT 1",
 	[ST_JOB_START] = "UPDATE jobs SET status = 'starting', started_at = ?2,"
+	    " account = (SELECT account FROM slots WHERE job_id = ?1),"
 	    " updated_at = ?2, starter = ?3 WHERE id = ?1 AND status = 'queued'",
 	[ST_JOB_RUNNING] =
 	    "UPDATE jobs SET status = 'running', provider_task_id = ?2,"
@@ -449,11 +523,24 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " starter = coalesce(?8, starter)"
 	    " WHERE id = ?1 AND status IN " ACTIVE_SQL
 	    " AND (?2 <> 'completed' OR status = 'running')",
-	[ST_SLOT_ADD] = "INSERT INTO slots (id) VALUES (?1)"
-	    " ON CONFLICT (id) DO NOTHING",
-	[ST_SLOT_TRIM] = "DELETE FROM slots WHERE id > ?1 AND job_id IS NULL",
-	[ST_SLOT_FREE] = "SELECT id FROM slots WHERE job_id IS NULL"
-	    " AND id <= ?1 ORDER BY id LIMIT 1",
+	[ST_SLOT_ADD] = "INSERT INTO slots (account, n) VALUES (?1, ?2)"
+	    " ON CONFLICT (account, n) DO NOTHING",
+	/* Free rows beyond their account's size go (held ones stay until
+	 * released, so a shrink never evicts a running job). */
+	[ST_SLOT_TRIM] = "DELETE FROM slots WHERE job_id IS NULL AND n >"
+	    " coalesce((SELECT slots FROM accounts WHERE name = account), 0)",
+	/* A free row of an account that is up (?1: a JSON array of names,
+	 * NULL: all) other than ?2 with room: the held rows of an account
+	 * count against its size, so after a shrink the rows beyond it
+	 * still held are honoured. The account with the most room first. */
+	[ST_SLOT_FREE] = "SELECT s.id FROM slots s JOIN accounts a"
+	    " ON a.name = s.account"
+	    " JOIN (SELECT account, count(job_id) AS held FROM slots"
+	    "  GROUP BY account) h ON h.account = s.account"
+	    " WHERE s.job_id IS NULL AND s.n <= a.slots AND h.held < a.slots"
+	    " AND (?1 IS NULL OR s.account IN (SELECT value FROM json_each(?1)))"
+	    " AND s.account IS NOT ?2"
+	    " ORDER BY h.held - a.slots, s.account, s.n LIMIT 1",
 	[ST_SLOT_TAKE] =
 	    "UPDATE slots SET job_id = ?2 WHERE id = ?1 AND job_id IS NULL",
 	[ST_SLOT_RELEASE] = "UPDATE slots SET job_id = NULL WHERE job_id = ?1",
@@ -493,6 +580,64 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " RETURNING " JOB_COLS,
 	[ST_LEASE_FORGET] = "DELETE FROM processes WHERE lease_until < ?1"
 	    " AND id <> ?2",
+	[ST_ACCOUNT_SET] = "INSERT INTO accounts (name, slots) VALUES (?1, ?2)"
+	    " ON CONFLICT (name) DO UPDATE SET slots = ?2",
+	[ST_ACCOUNTS_OFF] = "UPDATE accounts SET slots = 0 WHERE name NOT IN"
+	    " (SELECT value FROM json_each(?1))",
+	[ST_JOB_SLOT] = "SELECT s.id FROM slots s JOIN jobs j"
+	    " ON j.id = s.job_id WHERE j.id = ?1 AND j.status = 'starting'",
+	[ST_SLOT_PLACE] = "SELECT account, n FROM slots WHERE id = ?1",
+	[ST_SLOT_LABEL] = "UPDATE slots SET account = ?2, n = ?3 WHERE id = ?1",
+	[ST_JOB_ACCOUNT] = "UPDATE jobs SET account = ?2"
+	    " WHERE id = ?1 AND status = 'starting'",
+	[ST_SLOTS_BY_ACCOUNT] = "SELECT a.name, count(s.job_id) FROM accounts a"
+	    " LEFT JOIN slots s ON s.account = a.name"
+	    " GROUP BY a.name ORDER BY a.name",
+	[ST_JOB_COST] = "UPDATE jobs SET provider_cost = ?2"
+	    " WHERE id = ?1 AND status = 'running'",
+	/* The newest ?3 of the user's jobs are enough to say whether ?3
+	 * were made since ?2. */
+	[ST_USER_SUBMITS] = "SELECT count(*) FROM (SELECT created_at FROM jobs"
+	    " WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?3)"
+	    " WHERE created_at >= ?2",
+	[ST_USER_UPLOADS] = "SELECT count(*), coalesce(sum(size), 0)"
+	    " FROM uploads WHERE user_id = ?1 AND created_at >= ?2",
+	[ST_UPLOADS_OLDER] = "SELECT id, user_id, type, size, sha256,"
+	    " filename, path, created_at FROM uploads WHERE created_at < ?1"
+	    " ORDER BY created_at LIMIT ?2",
+	[ST_UPLOAD_DELETE] = "DELETE FROM uploads WHERE id = ?1",
+	[ST_OUTBOX_ADD] = "INSERT INTO outbox (event_id, job_id, next_at,"
+	    " created_at) VALUES (?1, ?2, ?3, ?3)",
+	/* Due, unclaimed, and the oldest pending of its job. */
+	[ST_OUTBOX_DUE] = "SELECT o.event_id, o.job_id, e.status, e.data,"
+	    " e.at, o.status, o.attempts, o.next_at, o.last_error"
+	    " FROM outbox o JOIN events e ON e.id = o.event_id"
+	    " WHERE o.status = 'pending' AND o.next_at <= ?1"
+	    " AND o.claimed_until <= ?1 AND NOT EXISTS (SELECT 1 FROM outbox p"
+	    "  WHERE p.job_id = o.job_id AND p.status = 'pending'"
+	    "  AND p.event_id < o.event_id)"
+	    " ORDER BY o.next_at, o.event_id LIMIT ?2",
+	[ST_OUTBOX_CLAIM] = "UPDATE outbox SET claimed_until = ?2"
+	    " WHERE event_id = ?1 AND status = 'pending'",
+	[ST_OUTBOX_DONE] = "UPDATE outbox SET status = CASE WHEN ?2 THEN"
+	    " 'delivered' WHEN ?3 > 0 THEN 'pending' ELSE 'failed' END,"
+	    " attempts = attempts + 1,"
+	    " next_at = CASE WHEN ?3 > 0 THEN ?3 ELSE next_at END,"
+	    " claimed_until = 0, last_error = ?4,"
+	    " done_at = CASE WHEN ?2 OR ?3 <= 0 THEN ?5 END"
+	    " WHERE event_id = ?1 AND status = 'pending'",
+	/* Delivered rows are kept a day, then go a few at a time. */
+	[ST_OUTBOX_PRUNE] = "DELETE FROM outbox WHERE event_id IN (SELECT"
+	    " event_id FROM outbox WHERE status = 'delivered' AND done_at < ?1"
+	    " LIMIT 100)",
+	[ST_OUTBOX_LIST] = "SELECT o.event_id, o.job_id, e.status, e.data,"
+	    " e.at, o.status, o.attempts, o.next_at, o.last_error"
+	    " FROM outbox o JOIN events e ON e.id = o.event_id"
+	    " WHERE (?1 IS NULL OR o.status = ?1) AND o.event_id > ?2"
+	    " ORDER BY o.event_id LIMIT ?3",
+	[ST_OUTBOX_COUNTS] = "SELECT (SELECT count(*) FROM outbox"
+	    " WHERE status = 'pending'), (SELECT count(*) FROM outbox"
+	    " WHERE status = 'failed')",
 };
 /* clang-format on */
 
@@ -823,6 +968,9 @@ row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
 	j->finished_at = col_int(q, 19);
 	j->updated_at = col_int(q, 20);
 	j->starter = col_text(q, 21);
+	j->account = col_text(q, 22);
+	if (sqlite3_column_type(q, 23) != SQLITE_NULL)
+		j->provider_cost = col_json(q, 23, 0);
 	if (status == NULL || job_status_parse(status, &j->status) < 0 ||
 	    j->inputs == NULL || j->outputs == NULL)
 		return store_set_error(&s->base, "sqlite: job %s is malformed",
@@ -920,10 +1068,13 @@ emit(struct sqlite_store *s, const struct job *j, int64_t now)
 	enum store_rc rc = run(s, ST_EVENT_INSERT, NULL,
 	    ARGS(TXT(j->id), TXT(j->user_id), TXT(data), I64(now), I64(j->seq),
 	        TXT(job_status_name(j->status))));
+	int64_t id = sqlite3_last_insert_rowid(s->db);
 
+	if (rc == STORE_OK && store_hooked(s->opts.hooks, j->status))
+		rc = run(s, ST_OUTBOX_ADD, NULL,
+		    ARGS(I64(id), TXT(j->id), I64(now)));
 	if (rc == STORE_OK)
-		store_logged(&s->base, sqlite3_last_insert_rowid(s->db), j->seq,
-		    j->status == JOB_QUEUED);
+		store_logged(&s->base, id, j->seq, j->status == JOB_QUEUED);
 	json_decref(o);
 	free(data);
 	return rc;
@@ -953,7 +1104,7 @@ slot_free(struct sqlite_store *s, const char *job_id)
 	enum store_rc rc = run(s, ST_SLOT_RELEASE, NULL, ARGS(TXT(job_id)));
 
 	if (rc == STORE_OK)
-		rc = run(s, ST_SLOT_TRIM, NULL, ARGS(I64(s->opts.slots)));
+		rc = run(s, ST_SLOT_TRIM, NULL, NOARGS);
 	return rc;
 }
 
@@ -1371,7 +1522,8 @@ promote_tx(struct sqlite_store *s, void *arg)
 	if (rc == STORE_OK && used >= s->opts.slots)
 		return STORE_NOTFOUND;
 	if (rc == STORE_OK)
-		rc = get_int(s, ST_SLOT_FREE, &slot, ARGS(I64(s->opts.slots)));
+		rc = get_int(
+		    s, ST_SLOT_FREE, &slot, ARGS(TXT(s->base.up), TXT(NULL)));
 	if (rc == STORE_OK)
 		rc = get_job(s, ST_QUEUE_HEAD, out, NOARGS);
 	if (rc == STORE_OK)
@@ -1631,6 +1783,293 @@ lite_lease(struct store *st, int64_t ttl_ms, int mine, struct job_list *all)
 	return tx(lite(st), lease_tx, &l);
 }
 
+/* ---- accounts ------------------------------------------------------ */
+
+/* The account and number of slot row id. */
+static enum store_rc
+slot_place(struct sqlite_store *s, int64_t id, char **account, int64_t *n)
+{
+	sqlite3_stmt *q = prep(s, ST_SLOT_PLACE, ARGS(I64(id)));
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	step = sqlite3_step(q);
+	if (step == SQLITE_ROW) {
+		*account = col_text(q, 0);
+		*n = col_int(q, 1);
+	} else {
+		rc = step == SQLITE_DONE ? STORE_NOTFOUND : db_fail(s);
+	}
+	done(q);
+	return rc;
+}
+
+struct move_arg {
+	const char *id;
+	struct job *out;
+};
+
+/*
+ * The job's row and a free row of another account trade places: the held
+ * row takes the free row's (account, n), the free row the held one's, so
+ * each account keeps its rows and the job keeps its slot (the schema's
+ * rules on slots concern only who holds one). The held row passes
+ * through n = -id on the way, as (account, n) is unique.
+ */
+static enum store_rc
+move_tx(struct sqlite_store *s, void *arg)
+{
+	struct move_arg *m = arg;
+	char *from = NULL, *to = NULL;
+	int64_t held = 0, free_id = 0, from_n = 0, to_n = 0;
+	enum store_rc rc = get_int(s, ST_JOB_SLOT, &held, ARGS(TXT(m->id)));
+
+	if (rc == STORE_NOTFOUND)
+		return STORE_CONFLICT;
+	if (rc == STORE_OK)
+		rc = slot_place(s, held, &from, &from_n);
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_SLOT_FREE, &free_id,
+		    ARGS(TXT(s->base.up), TXT(from)));
+	if (rc == STORE_OK)
+		rc = slot_place(s, free_id, &to, &to_n);
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_LABEL, NULL,
+		    ARGS(I64(held), TXT(from), I64(-held)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_LABEL, NULL,
+		    ARGS(I64(free_id), TXT(from), I64(from_n)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_LABEL, NULL,
+		    ARGS(I64(held), TXT(to), I64(to_n)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_JOB_ACCOUNT, NULL, ARGS(TXT(m->id), TXT(to)));
+	if (rc == STORE_OK)
+		rc =
+		    get_job(s, ST_JOB_GET, m->out, ARGS(TXT(m->id), TXT(NULL)));
+	free(from);
+	free(to);
+	return rc;
+}
+
+static enum store_rc
+lite_job_move(struct store *st, const char *id, struct job *out)
+{
+	struct move_arg m = {id, out};
+
+	return tx(lite(st), move_tx, &m);
+}
+
+static enum store_rc
+lite_slots_by_account(struct store *st, json_t **used)
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_SLOTS_BY_ACCOUNT, NOARGS);
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	*used = json_object();
+	while ((step = sqlite3_step(q)) == SQLITE_ROW)
+		json_object_set_new(*used,
+		    (const char *)sqlite3_column_text(q, 0),
+		    json_integer(sqlite3_column_int64(q, 1)));
+	if (step != SQLITE_DONE) {
+		rc = db_fail(s);
+		json_decref(*used);
+		*used = NULL;
+	}
+	done(q);
+	return rc;
+}
+
+static enum store_rc
+cost_tx(struct sqlite_store *s, void *arg)
+{
+	const char **a = arg;
+	int64_t n = 0;
+	enum store_rc rc = run(s, ST_JOB_COST, &n, ARGS(TXT(a[0]), TXT(a[1])));
+
+	return rc == STORE_OK && n == 0 ? STORE_CONFLICT : rc;
+}
+
+static enum store_rc
+lite_job_cost(struct store *st, const char *id, const char *cost_json)
+{
+	const char *a[2] = {id, cost_json};
+
+	return tx(lite(st), cost_tx, a);
+}
+
+/* ---- usage and retention ------------------------------------------- */
+
+static enum store_rc
+lite_user_submits(struct store *st, const char *user_id, int64_t since,
+    int64_t upto, int64_t *n)
+{
+	return get_int(lite(st), ST_USER_SUBMITS, n,
+	    ARGS(TXT(user_id), I64(since), I64(upto)));
+}
+
+static enum store_rc
+lite_user_uploads(struct store *st, const char *user_id, int64_t since,
+    int64_t *n, int64_t *bytes)
+{
+	return get_ints(lite(st), ST_USER_UPLOADS, n, bytes,
+	    ARGS(TXT(user_id), I64(since)));
+}
+
+static enum store_rc
+lite_uploads_older(
+    struct store *st, int64_t before_ms, int limit, struct upload_list *out)
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_UPLOADS_OLDER,
+	    ARGS(I64(before_ms), I64(limit > 0 ? limit : -1)));
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		struct upload *u = upload_list_push(out);
+		u->id = col_text(q, 0);
+		u->user_id = col_text(q, 1);
+		u->type = col_text(q, 2);
+		u->size = col_int(q, 3);
+		u->sha256 = col_text(q, 4);
+		u->filename = col_text(q, 5);
+		u->path = col_text(q, 6);
+		u->created_at = col_int(q, 7);
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+static enum store_rc
+upload_delete_tx(struct sqlite_store *s, void *arg)
+{
+	return run(s, ST_UPLOAD_DELETE, NULL, ARGS(TXT((const char *)arg)));
+}
+
+static enum store_rc
+lite_upload_delete(struct store *st, const char *id)
+{
+	return tx(lite(st), upload_delete_tx, (void *)id);
+}
+
+/* ---- the outbox ---------------------------------------------------- */
+
+/* Rows of the outbox's SELECTs (ST_OUTBOX_DUE, ST_OUTBOX_LIST). */
+static enum store_rc
+get_deliveries(
+    struct sqlite_store *s, sqlite3_stmt *q, struct store_delivery_list *out)
+{
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_delivery *d = store_delivery_push(out);
+		d->event_id = col_int(q, 0);
+		d->job_id = col_text(q, 1);
+		d->status = col_text(q, 2);
+		d->data = col_text(q, 3);
+		d->at = col_int(q, 4);
+		d->state = col_text(q, 5);
+		d->attempts = col_int(q, 6);
+		d->next_at = col_int(q, 7);
+		d->last_error = col_text(q, 8);
+	}
+	if (step != SQLITE_DONE)
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+struct claim_arg {
+	int64_t now, claim_ms;
+	int limit;
+	struct store_delivery_list *out;
+};
+
+static enum store_rc
+claim_tx(struct sqlite_store *s, void *arg)
+{
+	struct claim_arg *c = arg;
+	size_t first = c->out->n;
+	enum store_rc rc = get_deliveries(s,
+	    prep(s, ST_OUTBOX_DUE, ARGS(I64(c->now), I64(c->limit))), c->out);
+
+	for (size_t i = first; rc == STORE_OK && i < c->out->n; i++)
+		rc = run(s, ST_OUTBOX_CLAIM, NULL,
+		    ARGS(
+		        I64(c->out->v[i].event_id), I64(c->now + c->claim_ms)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_OUTBOX_PRUNE, NULL,
+		    ARGS(I64(c->now - 24 * 3600 * 1000LL)));
+	return rc;
+}
+
+static enum store_rc
+lite_outbox_claim(struct store *st, int64_t now, int64_t claim_ms, int limit,
+    struct store_delivery_list *out)
+{
+	struct claim_arg c = {now, claim_ms, limit, out};
+
+	return tx(lite(st), claim_tx, &c);
+}
+
+struct done_arg {
+	int64_t event_id;
+	int ok;
+	int64_t next_at;
+	const char *error;
+};
+
+static enum store_rc
+done_tx(struct sqlite_store *s, void *arg)
+{
+	struct done_arg *d = arg;
+
+	return run(s, ST_OUTBOX_DONE, NULL,
+	    ARGS(I64(d->event_id), I64(d->ok), I64(d->next_at), TXT(d->error),
+	        I64(now_ms())));
+}
+
+static enum store_rc
+lite_outbox_done(struct store *st, int64_t event_id, int ok, int64_t next_at,
+    const char *error)
+{
+	struct done_arg d = {event_id, ok, next_at, error};
+
+	return tx(lite(st), done_tx, &d);
+}
+
+static enum store_rc
+lite_outbox_list(struct store *st, const char *state, int64_t after, int limit,
+    struct store_delivery_list *out)
+{
+	struct sqlite_store *s = lite(st);
+
+	return get_deliveries(s,
+	    prep(s, ST_OUTBOX_LIST,
+	        ARGS(TXT(state), I64(after), I64(limit > 0 ? limit : -1))),
+	    out);
+}
+
+static enum store_rc
+lite_outbox_counts(struct store *st, int64_t *pending, int64_t *failed)
+{
+	return get_ints(lite(st), ST_OUTBOX_COUNTS, pending, failed, NOARGS);
+}
+
 static enum store_rc
 lite_jobs_holding_ended(struct store *st, struct job_list *out)
 {
@@ -1682,17 +2121,35 @@ lite_events_last(struct store *st, int64_t *id)
 	return get_int(lite(st), ST_EVENTS_LAST, id, NOARGS);
 }
 
-/* Add the missing rows 1..slots; drop free rows beyond (held ones stay
- * until released, so a shrink never evicts a running job). */
+/* Each account's rows 1..slots; free rows beyond go (held ones stay
+ * until released, so a shrink never evicts a running job), and accounts
+ * no longer configured keep no room. */
 static enum store_rc
 slots_tx(struct sqlite_store *s, void *arg)
 {
+	const struct store_opts *o = &s->opts;
+	struct store_account one = {"default", o->slots};
+	const struct store_account *a = o->naccounts ? o->accounts : &one;
+	size_t n = o->naccounts ? o->naccounts : 1;
+	json_t *names = json_array();
+	char *list;
 	enum store_rc rc = STORE_OK;
 
-	for (int64_t i = 1; rc == STORE_OK && i <= s->opts.slots; i++)
-		rc = run(s, ST_SLOT_ADD, NULL, ARGS(I64(i)));
+	for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+		json_array_append_new(names, json_string(a[i].name));
+		rc = run(s, ST_ACCOUNT_SET, NULL,
+		    ARGS(TXT(a[i].name), I64(a[i].slots)));
+		for (int64_t k = 1; rc == STORE_OK && k <= a[i].slots; k++)
+			rc = run(
+			    s, ST_SLOT_ADD, NULL, ARGS(TXT(a[i].name), I64(k)));
+	}
+	list = json_dumps(names, JSON_COMPACT);
+	json_decref(names);
 	if (rc == STORE_OK)
-		rc = run(s, ST_SLOT_TRIM, NULL, ARGS(I64(s->opts.slots)));
+		rc = run(s, ST_ACCOUNTS_OFF, NULL, ARGS(TXT(list)));
+	if (rc == STORE_OK)
+		rc = run(s, ST_SLOT_TRIM, NULL, NOARGS);
+	free(list);
 	return rc;
 }
 
@@ -1918,5 +2375,16 @@ const struct store_backend store_sqlite_backend = {
     .jobs_holding_ended = lite_jobs_holding_ended,
     .callback_add = lite_callback_add,
     .lease = lite_lease,
+    .job_move = lite_job_move,
+    .slots_by_account = lite_slots_by_account,
+    .job_cost = lite_job_cost,
+    .user_submits = lite_user_submits,
+    .user_uploads = lite_user_uploads,
+    .uploads_older = lite_uploads_older,
+    .upload_delete = lite_upload_delete,
+    .outbox_claim = lite_outbox_claim,
+    .outbox_done = lite_outbox_done,
+    .outbox_list = lite_outbox_list,
+    .outbox_counts = lite_outbox_counts,
     .process = lite_process,
 };

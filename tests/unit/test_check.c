@@ -461,11 +461,9 @@ BOTH_STORES(more_running_than_slots)
 {
 	start(J_QUEUED);
 	load_config("queue.slots=1");
-	/* Slot 1 is dave's, slot 2 erin's: held beyond the count, a
-	 * warning; slot 3 is free beyond it, a breach. */
-	expect(3, LINES("breach: slot 3 is beyond queue.slots = 1\n",
-	              "warning: slot 2 beyond queue.slots = 1 is still held by"
-	              " job " J_QUEUED "\n",
+	/* The store's one account still has 3 slots, 2 of them held. */
+	expect(3, LINES("breach: the accounts have 3 slots in all,"
+	                " queue.slots = 1\n",
 	              "breach: 2 slots are held, queue.slots = 1\n",
 	              "breach: 2 jobs are starting or running,"
 	              " queue.slots = 1\n"));
@@ -474,7 +472,30 @@ BOTH_STORES(more_running_than_slots)
 BOTH_STORES(missing_slot_row)
 {
 	raw("DELETE FROM slots WHERE id = 2");
-	expect(1, LINES("breach: slot 2 of 3 is missing\n"));
+	expect(1, LINES("breach: slot 2 of account default is missing\n"));
+}
+
+BOTH_STORES(an_account_over_its_slots)
+{
+	/* The account shrank to 0 behind fila's back: dave's job holds one
+	 * of its rows (held beyond, a warning), the two free rows are beyond
+	 * it, and it holds more than it may. */
+	raw("UPDATE accounts SET slots = 0");
+	expect(
+	    4, LINES("breach: the accounts have 0 slots in all,"
+	             " queue.slots = 3\n",
+	           "breach: slot 2 of account default is beyond its 0 slots\n",
+	           "breach: slot 3 of account default is beyond its 0 slots\n",
+	           "warning: slot 1 of account default beyond its 0 slots is"
+	           " still held by job " J_RUN "\n",
+	           "breach: account default holds 1 slots, its slots = 0\n"));
+}
+
+BOTH_STORES(a_job_on_another_accounts_slot)
+{
+	raw("UPDATE jobs SET account = 'other' WHERE id = '" J_RUN "'");
+	expect(1, LINES("breach: job " J_RUN " is running on account other but"
+	                " holds a slot of account default\n"));
 }
 
 BOTH_STORES(slot_held_by_a_queued_job)
@@ -639,7 +660,7 @@ Test(check, another_schema_version_is_not_checked)
 	raw("DELETE FROM schema_version WHERE version > 1");
 	cr_assert_eq(run_check(&text), -1, "%s", text);
 	cr_assert_not_null(strstr(text, "the store's schema is version 1, this"
-	                                " check reads version 6: start fila"
+	                                " check reads version 7: start fila"
 	                                " serve once to bring it up"),
 	    "%s", text);
 	free(text);

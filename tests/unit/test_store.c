@@ -197,13 +197,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 6);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 7);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 6);
+	cr_assert_eq(count_of("schema_version"), 7);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1441,6 +1441,20 @@ Test(store, migration_4_from_version_3)
 	                      "INSERT INTO events (job_id, user_id, data, at,"
 	                      " position, base) VALUES ('v2', 'u2', '', 1, 1,"
 	                      " 2);"
+	                      "DROP TRIGGER jobs_terminal;"
+	                      "CREATE TRIGGER jobs_terminal BEFORE UPDATE ON"
+	                      " jobs WHEN OLD.status IN ('completed',"
+	                      " 'failed', 'cancelled') BEGIN SELECT"
+	                      " RAISE(ABORT, 'terminal'); END;"
+	                      "DROP TABLE outbox;"
+	                      "DROP INDEX uploads_user_created;"
+	                      "DROP INDEX uploads_created;"
+	                      "DROP TABLE accounts;"
+	                      "DROP INDEX slots_place;"
+	                      "ALTER TABLE slots DROP COLUMN n;"
+	                      "ALTER TABLE slots DROP COLUMN account;"
+	                      "ALTER TABLE jobs DROP COLUMN provider_cost;"
+	                      "ALTER TABLE jobs DROP COLUMN account;"
 	                      "DROP INDEX jobs_starter;"
 	                      "ALTER TABLE jobs DROP COLUMN starter;"
 	                      "DROP TABLE processes;"
@@ -1451,7 +1465,7 @@ Test(store, migration_4_from_version_3)
 	                      "DELETE FROM schema_version WHERE version >= 4"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 6);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 7);
 	cr_assert_eq(count_of("events"), 3, "the position event went");
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
 	                     " = 'shown'"),
@@ -1461,4 +1475,315 @@ Test(store, migration_4_from_version_3)
 	                     " e.status = json_extract(e.data, '$.status')"),
 	    3);
 	cr_assert_eq(position_of(st, "v2"), 1);
+}
+
+/* ---- accounts: pools of slots -------------------------------------- */
+
+static const struct store_account two_pools[] = {{"a", 2}, {"b", 1}};
+
+static struct store *
+open_pools(enum store_hooks hooks)
+{
+	struct store_opts o = {.slots = 3,
+	    .per_user_active = 1,
+	    .credits_initial = 100,
+	    .accounts = two_pools,
+	    .naccounts = 2,
+	    .hooks = hooks};
+
+	store_free(st);
+	return st = fx_store_open(path, &o);
+}
+
+static char *
+promoted_account(void)
+{
+	struct job j;
+	char *account;
+
+	cr_assert_eq(store_promote(st, &j), STORE_OK, "%s", store_error(st));
+	cr_assert_eq(j.status, JOB_STARTING);
+	cr_assert_not_null(j.account);
+	account = xstrdup(j.account);
+	job_cleanup(&j);
+	return account;
+}
+
+static int64_t
+used_of(const char *account)
+{
+	json_t *used = NULL;
+	int64_t n;
+
+	cr_assert_eq(store_slots_by_account(st, &used), STORE_OK);
+	n = json_integer_value(json_object_get(used, account));
+	json_decref(used);
+	return n;
+}
+
+Test(store, each_account_is_a_pool_of_its_slots)
+{
+	const char *want[] = {"a", "a", "b"};
+	struct job j;
+
+	open_pools(STORE_HOOKS_NONE);
+	cr_assert_eq(raw_int("SELECT count(*) FROM slots"), 3);
+	for (int i = 0; i < 4; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "j%d", i);
+		submit_ok(id, id, "upscaler");
+	}
+	/* The most room first, then by name: a, a, b; then none. */
+	for (int i = 0; i < 3; i++) {
+		char *account = promoted_account();
+		cr_assert_str_eq(account, want[i]);
+		free(account);
+	}
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND);
+	cr_assert_eq(used_of("a"), 2);
+	cr_assert_eq(used_of("b"), 1);
+	/* The schema keeps rule 1 per account: no row of a beyond 2. */
+	cr_assert_neq(raw_exec("INSERT INTO slots (account, n) VALUES"
+	                       " ('a', 2)"),
+	    SQLITE_OK);
+}
+
+Test(store, an_account_that_is_down_is_not_used)
+{
+	const char *b[] = {"b"};
+	char *account;
+	struct job j;
+
+	open_pools(STORE_HOOKS_NONE);
+	submit_ok("j1", "u1", "upscaler");
+	submit_ok("j2", "u2", "upscaler");
+	store_accounts_up(st, b, 1);
+	account = promoted_account();
+	cr_assert_str_eq(account, "b");
+	free(account);
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND, "a is down");
+	store_accounts_up(st, NULL, 0);
+	account = promoted_account();
+	cr_assert_str_eq(account, "a");
+	free(account);
+}
+
+Test(store, a_starting_job_moves_to_another_account)
+{
+	const char *b[] = {"b"};
+	struct job j;
+
+	open_pools(STORE_HOOKS_NONE);
+	submit_ok("j1", "u1", "upscaler");
+	submit_ok("j2", "u2", "upscaler");
+	free(promoted_account()); /* j1 on a */
+	store_accounts_up(st, b, 1);
+	cr_assert_eq(
+	    store_job_move(st, "j1", &j), STORE_OK, "%s", store_error(st));
+	cr_assert_str_eq(j.account, "b");
+	cr_assert_eq(j.status, JOB_STARTING);
+	job_cleanup(&j);
+	cr_assert_eq(used_of("a"), 0);
+	cr_assert_eq(used_of("b"), 1);
+	cr_assert_eq(raw_int("SELECT count(*) FROM slots WHERE account = 'a'"),
+	    2, "every account keeps its rows");
+	cr_assert_eq(raw_int("SELECT count(*) FROM slots s JOIN jobs j ON"
+	                     " j.id = s.job_id WHERE j.id = 'j1' AND"
+	                     " s.account = 'b'"),
+	    1);
+	/* No room on another account; not starting. */
+	cr_assert_eq(store_job_move(st, "j1", &j), STORE_NOTFOUND);
+	cr_assert_eq(store_job_move(st, "j2", &j), STORE_CONFLICT);
+	job_cleanup(&j);
+}
+
+Test(store, provider_cost_is_kept_with_a_running_job)
+{
+	json_t *cost = json_pack(
+	    "{s:i, s:s, s:i}", "coins", 12, "money", "0.12", "seconds", 30);
+	struct job j;
+
+	submit_ok("j1", "u1", "upscaler");
+	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_CONFLICT, "queued");
+	run_next("j1");
+	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_OK);
+	cr_assert_eq(finish("j1", JOB_COMPLETED, 1, &j), STORE_OK);
+	cr_assert(json_equal(j.provider_cost, cost));
+	cr_assert(json_equal(
+	    json_object_get(job_to_json(&j), "provider_cost"), cost));
+	job_cleanup(&j);
+	cr_assert_neq(raw_exec("UPDATE jobs SET provider_cost = '{}'"),
+	    SQLITE_OK, "a terminal job never changes");
+	json_decref(cost);
+}
+
+/* ---- usage and retention ------------------------------------------- */
+
+Test(store, usage_counts_a_users_recent_submits_and_uploads)
+{
+	struct job j;
+	int64_t n = -1, bytes = -1, now = now_ms();
+
+	submit_ok("j1", "u1", "upscaler");
+	cr_assert_eq(finish("j1", JOB_CANCELLED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	submit_ok("j2", "u1", "upscaler");
+	cr_assert_eq(
+	    store_user_submits(st, "u1", now - 60000, 30, &n), STORE_OK);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(
+	    store_user_submits(st, "u1", now - 60000, 1, &n), STORE_OK);
+	cr_assert_eq(n, 1, "only the newest upto are read");
+	cr_assert_eq(
+	    store_user_submits(st, "u1", now + 60000, 30, &n), STORE_OK);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(store_user_submits(st, "u2", 0, 30, &n), STORE_OK);
+	cr_assert_eq(n, 0);
+
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		struct upload u = {.id = id,
+		    .user_id = "u1",
+		    .type = "png",
+		    .size = 100 * (i + 1),
+		    .sha256 = "00",
+		    .path = "/x",
+		    .created_at = now - i * 3600 * 1000LL};
+		snprintf(id, sizeof(id), "upl_%d", i);
+		cr_assert_eq(store_upload_add(st, &u), STORE_OK);
+	}
+	cr_assert_eq(
+	    store_user_uploads(st, "u1", now - 1800 * 1000LL, &n, &bytes),
+	    STORE_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(bytes, 100);
+	cr_assert_eq(store_user_uploads(st, "u1", 0, &n, &bytes), STORE_OK);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(bytes, 600);
+}
+
+Test(store, old_uploads_are_listed_oldest_first_and_forgotten)
+{
+	struct upload_list l = {0};
+	int64_t now = now_ms();
+
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		struct upload u = {.id = id,
+		    .user_id = "u1",
+		    .type = "png",
+		    .size = 1,
+		    .sha256 = "00",
+		    .path = "/x",
+		    .created_at = now - i * 1000};
+		snprintf(id, sizeof(id), "upl_%d", i);
+		cr_assert_eq(store_upload_add(st, &u), STORE_OK);
+	}
+	cr_assert_eq(store_uploads_older(st, now - 500, 10, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "upl_2");
+	cr_assert_str_eq(l.v[1].id, "upl_1");
+	cr_assert_eq(store_upload_delete(st, "upl_2"), STORE_OK);
+	upload_list_cleanup(&l);
+	cr_assert_eq(store_uploads_older(st, now - 500, 10, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	upload_list_cleanup(&l);
+	cr_assert_eq(count_of("uploads"), 2);
+}
+
+/* ---- the outbox ---------------------------------------------------- */
+
+static void
+claim(int64_t now, struct store_delivery_list *l)
+{
+	store_delivery_list_cleanup(l);
+	cr_assert_eq(store_outbox_claim(st, now, 30000, 10, l), STORE_OK, "%s",
+	    store_error(st));
+}
+
+Test(store, terminal_events_become_webhooks_with_their_change)
+{
+	struct store_delivery_list l = {0};
+	struct job j;
+	int64_t pending, failed;
+
+	open_pools(STORE_HOOKS_TERMINAL);
+	submit_ok("j1", "u1", "upscaler");
+	run_next("j1");
+	cr_assert_eq(count_of("outbox"), 0, "queued, starting, running: none");
+	cr_assert_eq(finish("j1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	claim(now_ms(), &l);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].status, "completed");
+	cr_assert_str_eq(l.v[0].job_id, "j1");
+	cr_assert_not_null(strstr(l.v[0].data, "\"status\":\"completed\""));
+	cr_assert_eq(l.v[0].event_id,
+	    raw_int("SELECT max(id) FROM events WHERE job_id = 'j1'"));
+	/* Claimed: no other claim gets it meanwhile. */
+	claim(now_ms(), &l);
+	cr_assert_eq(l.n, 0);
+	cr_assert_eq(store_outbox_counts(st, &pending, &failed), STORE_OK);
+	cr_assert_eq(pending, 1);
+	store_delivery_list_cleanup(&l);
+}
+
+Test(store, a_jobs_webhooks_go_in_order_retried_then_failed)
+{
+	struct store_delivery_list l = {0};
+	struct job j;
+	int64_t now, first, pending, failed;
+
+	open_pools(STORE_HOOKS_ALL);
+	submit_ok("j1", "u1", "upscaler");
+	submit_ok("j2", "u2", "upscaler");
+	run_next("j1");
+	now = now_ms();
+	cr_assert_eq(count_of("outbox"), 4, "queued ×2, starting, running");
+	/* The oldest pending of each job only. */
+	claim(now, &l);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].job_id, "j1");
+	cr_assert_str_eq(l.v[0].status, "queued");
+	cr_assert_str_eq(l.v[1].job_id, "j2");
+	first = l.v[0].event_id;
+	/* j1's first fails for now: nothing of j1 goes before it. */
+	cr_assert_eq(
+	    store_outbox_done(st, first, 0, now + 5000, "HTTP 500"), STORE_OK);
+	cr_assert_eq(
+	    store_outbox_done(st, l.v[1].event_id, 1, 0, NULL), STORE_OK);
+	claim(now + 1000, &l);
+	cr_assert_eq(l.n, 0, "j1 waits for its first; j2 has no more");
+	claim(now + 5000, &l);
+	cr_assert_eq(l.n, 1);
+	cr_assert_eq(l.v[0].event_id, first);
+	cr_assert_eq(l.v[0].attempts, 1);
+	cr_assert_str_eq(l.v[0].last_error, "HTTP 500");
+	/* Given up: the next of j1 goes. */
+	cr_assert_eq(store_outbox_done(st, first, 0, 0, "HTTP 500"), STORE_OK);
+	claim(now + 6000, &l);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].status, "starting");
+	cr_assert_eq(store_outbox_counts(st, &pending, &failed), STORE_OK);
+	cr_assert_eq(pending, 2);
+	cr_assert_eq(failed, 1);
+	store_delivery_list_cleanup(&l);
+	cr_assert_eq(store_outbox_list(st, "failed", 0, 10, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_eq(l.v[0].event_id, first);
+	cr_assert_str_eq(l.v[0].state, "failed");
+	store_delivery_list_cleanup(&l);
+	cr_assert_eq(finish("j1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+}
+
+Test(store, no_webhooks_without_hooks)
+{
+	struct job j;
+
+	submit_ok("j1", "u1", "upscaler");
+	run_next("j1");
+	cr_assert_eq(finish("j1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(count_of("outbox"), 0);
 }
