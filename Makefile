@@ -132,3 +132,11 @@ bench: deps
 
 $(B)/load: bench/load.c | $(B)/obj
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs libevent)
+
+# `make install`: fila, a configuration for a server (kept if there is one)
+# and its systemd unit, under $(DESTDIR)$(PREFIX) (scripts/install says
+# where; SYSCONFDIR, BINDIR, UNITDIR move them). Not the emulator.
+PREFIX  ?= /usr/local
+.PHONY: install
+install: $(B)/fila
+	@PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install $(B)

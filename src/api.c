@@ -699,6 +699,8 @@ h_static(struct http_req *r, void *ctx)
 		not_found(r, "file");
 		return;
 	}
+	for (const struct web_header *h = web_headers(f); h->name; h++)
+		http_reply_header(r, h->name, h->value);
 	http_reply_header(r, "Cache-Control", "no-cache");
 	http_reply(r, 200, f->type, f->data, f->len);
 }

@@ -100,13 +100,14 @@ const jobCell = (j) => h('td', {}, h('span', { class: 'mono', title: j.id }, sho
 const toolCell = (j) => h('td', {}, title(j.tool), j.variant ? h('span', { class: 'muted' }, ` · ${pretty(j.variant)}`) : '');
 const userCell = (j) => h('td', {}, h('span', { class: 'ellip', title: j.user_id }, j.user_id));
 const short = (id) => (id.length > 14 ? `${id.slice(0, 4)}…${id.slice(-6)}` : id);
-const emptyRow = (cols, text) => h('tr', {}, h('td', { colspan: cols, class: 'muted', style: 'text-align:center;padding:18px' }, text));
+const emptyRow = (cols, text) => h('tr', {}, h('td', { colspan: cols, class: 'muted blank' }, text));
 
 function renderQueue(q) {
   const { total, used } = q.slots;
   $('#slots-used').textContent = used;
   $('#slots-total').textContent = total;
   const bar = $('#slots-bar');
+  // Through the CSSOM, which the page's CSP allows (a style= attribute it refuses).
   bar.firstElementChild.style.width = `${total ? Math.min(100, (100 * used) / total) : 0}%`;
   bar.classList.toggle('full', total > 0 && used >= total);
   const waiting = q.queued_total ?? q.queued.length;
@@ -138,7 +139,7 @@ function renderStats(s) {
     failed += t.failed + t.timeout;
     if (t.wait_p50_s !== null && t.wait_p50_s !== undefined) waits.push(t.wait_p50_s);
     return h('tr', { 'data-tool': tool },
-      h('td', {}, h('b', { style: 'font-weight:600' }, title(tool))),
+      h('td', {}, h('b', { class: 'semi' }, title(tool))),
       numCell(t.completed), numCell(t.failed), numCell(t.cancelled), numCell(t.timeout),
       h('td', { class: 'num' }, dur(t.wait_p50_s)), h('td', { class: 'num' }, dur(t.run_p50_s)));
   }));
@@ -153,15 +154,15 @@ function renderStats(s) {
   const fails = s.recent_failures;
   const box = $('#failures');
   if (!Array.isArray(fails)) {
-    box.replaceChildren(h('p', { class: 'muted small', style: 'margin:0' }, 'Failed jobs appear here when fila lists them (recent_failures of /v1/admin/stats).'));
+    box.replaceChildren(h('p', { class: 'muted small flat' }, 'Failed jobs appear here when fila lists them (recent_failures of /v1/admin/stats).'));
     return;
   }
   $('#failures-count').textContent = fails.length ? `· ${fails.length}` : '';
   box.replaceChildren(...(fails.length ? fails.map((j) => h('div', { class: 'failure', 'data-job': j.id },
-    h('div', { style: 'display:flex;gap:8px;align-items:center;justify-content:space-between' },
-      h('span', {}, h('b', { style: 'font-weight:600' }, title(j.tool)), h('span', { class: 'muted' }, ` · ${j.user_id}`)),
+    h('div', { class: 'head' },
+      h('span', {}, h('b', { class: 'semi' }, title(j.tool)), h('span', { class: 'muted' }, ` · ${j.user_id}`)),
       h('span', { class: 'small muted', title: j.finished_at }, `${j.error?.code || 'failed'} · ${ago(j.finished_at || j.updated_at)}`)),
-    h('div', { class: 'msg' }, j.error?.message || '(no message)'))) : [h('p', { class: 'muted small', style: 'margin:0' }, 'No failures in the last 24 hours.')]));
+    h('div', { class: 'msg' }, j.error?.message || '(no message)'))) : [h('p', { class: 'muted small flat' }, 'No failures in the last 24 hours.')]));
 }
 
 // Ages tick between polls.

@@ -184,7 +184,7 @@ function renderInput(inp) {
 function field(inp, label, hint, control) {
   return h('div', { class: 'field', 'data-field': inp.name },
     h('span', {}, label, h('em', {}, hint)), control,
-    h('div', { class: 'small', style: 'color:var(--bad);margin-top:4px', 'data-error': inp.name, hidden: true }));
+    h('div', { class: 'small fielderr', 'data-error': inp.name, hidden: true }));
 }
 
 function fieldError(name, text) {
@@ -380,7 +380,7 @@ function renderJob() {
   const parts = [];
   parts.push(h('div', { class: 'jobhead' },
     h('div', {},
-      h('div', { class: 'title' }, toolTitle(job.tool), job.variant ? h('span', { class: 'muted', style: 'font-weight:500' }, ` · ${pretty(job.variant)}`) : ''),
+      h('div', { class: 'title' }, toolTitle(job.tool), job.variant ? h('span', { class: 'muted' }, ` · ${pretty(job.variant)}`) : ''),
       h('div', { class: 'sub' }, h('span', { class: 'mono' }, job.id), ` · ${job.cost} credits`)),
     pill(job.status)));
   parts.push(steps(job));
@@ -392,7 +392,7 @@ function renderJob() {
         h('div', { class: 'v', 'data-testid': 'position' }, job.position ? `#${job.position}` : '—')),
       h('div', { class: 'stat' }, h('div', { class: 'k' }, 'Starts in'),
         h('div', { class: 'v', 'data-testid': 'eta', 'data-tick': 'eta' }, eta || h('small', { title: 'fila estimates from the recent run times of the tools' }, 'not known yet')))));
-    parts.push(h('p', { class: 'muted small', style: 'margin-bottom:0' },
+    parts.push(h('p', { class: 'muted small flush' },
       'Every tool shares the same few places at the provider; jobs start in the order they arrived.'));
   } else if (job.status === 'starting' || job.status === 'running') {
     parts.push(h('div', { class: 'big' },
@@ -405,7 +405,7 @@ function renderJob() {
       h('div', { class: 'result' }, isVideo(o.type, o.url)
         ? h('video', { src: o.url, controls: true, playsInline: true, 'data-testid': 'result-video' })
         : h('img', { src: o.url, alt: `result ${i + 1}`, 'data-testid': 'result-image' })),
-      h('div', { class: 'small muted', style: 'display:flex;justify-content:space-between' },
+      h('div', { class: 'small muted resultfoot' },
         h('span', {}, `Done in ${clock((Date.parse(job.finished_at) - Date.parse(job.started_at || job.created_at)) / 1000)}`),
         h('a', { href: o.url, target: '_blank', rel: 'noopener' }, `Open ${String(o.type || '').toUpperCase()} ↗`))))));
     if (!job.outputs.length) parts.push(h('div', { class: 'notice warn' }, 'The job completed without an output file.'));
@@ -413,18 +413,18 @@ function renderJob() {
     const e = job.error || {};
     parts.push(h('div', { class: 'notice bad', 'data-testid': 'error' },
       h('b', {}, e.code === 'timeout' ? 'Timed out. ' : e.code === 'provider_rejected' ? 'The provider refused this job. ' : 'The provider failed this job. '),
-      h('div', { class: 'mono', style: 'margin-top:6px;white-space:pre-wrap' }, e.message || '(no message)')));
+      h('div', { class: 'mono detail' }, e.message || '(no message)')));
   } else if (job.status === 'cancelled') {
     const e = job.error || {};
-    parts.push(h('div', { class: 'notice', style: 'background:#f5f6f8;border-color:var(--line)' }, CANCEL_TEXT[e.code] || e.message || 'Cancelled.'));
+    parts.push(h('div', { class: 'notice plain' }, CANCEL_TEXT[e.code] || e.message || 'Cancelled.'));
   }
 
   if (isTerminal(job) && job.status !== 'completed') {
     parts.push(h('div', { class: 'small muted' }, job.credits_refunded ? `✓ ${job.cost} credits refunded.` : ''));
   }
   if (!isTerminal(job)) {
-    parts.push(h('div', { class: 'row', style: 'justify-content:flex-end' },
-      h('button', { type: 'button', class: 'danger', 'data-testid': 'cancel', style: 'flex:none', onclick: cancelCurrent },
+    parts.push(h('div', { class: 'row end' },
+      h('button', { type: 'button', class: 'danger natural', 'data-testid': 'cancel', onclick: cancelCurrent },
         job.status === 'queued' ? 'Leave the line' : 'Cancel job')));
   }
   view.replaceChildren(...parts);

@@ -36,6 +36,15 @@ let env;
 let browser;
 const contexts = [];
 const pageErrors = [];
+// What the browser says went wrong on fila's own pages: console errors
+// (Content-Security-Policy refusals among them) and securitypolicyviolation
+// events, reported by a script the browser runs in every page before its
+// own (Playwright's init scripts are not subject to the page's CSP).
+const consoleErrors = [];
+const violations = [];
+// A page's answers fila gives on purpose, which Chromium also logs as
+// console errors: a refused token (401) and "you already have a job" (409).
+const EXPECTED_STATUS = /^Failed to load resource: the server responded with a status of (401|409) /;
 
 before(async () => {
   if (!fs.existsSync(CHROMIUM)) {
@@ -67,16 +76,36 @@ after(async () => {
   for (const a of apps) a.server.close();
 });
 
-async function newPage() {
-  const ctx = await browser.newContext({ viewport: VIEW, deviceScaleFactor: 1 });
+async function newContext(opts = {}) {
+  const ctx = await browser.newContext({ viewport: VIEW, deviceScaleFactor: 1, ...opts });
   contexts.push(ctx);
-  return openIn(ctx);
+  await ctx.exposeBinding('__filaViolation', ({ page }, v) => {
+    if (isFila(page.url())) violations.push(`${page.url()}: ${v}`);
+  });
+  await ctx.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__filaViolation(`${e.effectiveDirective} refused ${e.blockedURI || '(inline)'} at ${e.sourceFile}:${e.lineNumber}`);
+    });
+  });
+  return ctx;
 }
+
+async function newPage() {
+  return openIn(await newContext());
+}
+
+// Pages of fila itself (not the test's web apps of other origins).
+const isFila = (url) => env && url.startsWith(`${env.url}/`);
 
 async function openIn(ctx) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(15000);
   page.on('pageerror', (e) => pageErrors.push(`${page.url()}: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error' || !isFila(page.url()) || EXPECTED_STATUS.test(m.text())) return;
+    const at = m.location();
+    consoleErrors.push(`${page.url()}: ${m.text()} (${at.url}:${at.lineNumber})`);
+  });
   return page;
 }
 
@@ -90,6 +119,8 @@ async function extraShot(page, name) {
 
 function noPageErrors() {
   assert.deepEqual(pageErrors, [], 'uncaught errors in the pages');
+  assert.deepEqual(violations, [], 'Content-Security-Policy violations in the pages');
+  assert.deepEqual(consoleErrors, [], 'errors in the pages\' consoles');
 }
 
 const status = (page) => page.getAttribute('#jobview [data-testid=status]', 'data-status').catch(() => null);
@@ -397,6 +428,55 @@ test('admin page: slots, queue with positions, running ages, 24 h counts, failur
   noPageErrors();
 });
 
+// ---- 5: the security headers, and the browser holding the pages to them ---------------
+
+const FILES = ['/', '/admin', '/web/style.css', '/web/common.js', '/web/demo.js', '/web/admin.js', '/fila.js'];
+
+test('the pages and their files carry the security headers (docs/api.md §11)', async () => {
+  for (const method of ['GET', 'HEAD']) {
+    for (const p of FILES) {
+      const res = await fetch(env.url + p, { method });
+      assert.equal(res.status, 200, `${method} ${p}`);
+      const csp = res.headers.get('content-security-policy') || '';
+      const dirs = Object.fromEntries(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k, v]));
+      assert.deepEqual(dirs['script-src'], ["'self'"], `${method} ${p}: ${csp}`);
+      assert.deepEqual(dirs['style-src'], ["'self'"], `${method} ${p}: ${csp}`);
+      assert.deepEqual(dirs['frame-ancestors'], ["'none'"], `${method} ${p}: ${csp}`);
+      assert.doesNotMatch(csp, /unsafe|\*/, `${method} ${p}`);
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff', `${method} ${p}`);
+      assert.equal(res.headers.get('referrer-policy'), 'no-referrer', `${method} ${p}`);
+      assert.equal(res.headers.get('x-frame-options'), 'DENY', `${method} ${p}`);
+      await res.arrayBuffer();
+    }
+  }
+});
+
+test('the browser enforces the policy: injected inline script and style= are refused, and reported', async () => {
+  const page = await newPage();
+  await page.goto(`${env.url}/admin`);
+  await page.waitForSelector('#gate:not([hidden])');
+  const before = { v: violations.length, c: consoleErrors.length };
+  const result = await page.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__inlineRan = true;';
+    document.body.append(s);
+    document.body.setAttribute('style', 'background: rgb(255, 0, 0)');
+    return { ran: window.__inlineRan === true, bg: getComputedStyle(document.body).backgroundColor };
+  });
+  assert.equal(result.ran, false, 'an inline script ran');
+  assert.notEqual(result.bg, 'rgb(255, 0, 0)', 'a style= attribute applied');
+  await waitFor(async () => violations.length >= before.v + 2, 5000, 'the two violations to be reported');
+  const seen = violations.splice(before.v).join('\n');
+  assert.match(seen, /script-src-elem refused inline/, seen);
+  assert.match(seen, /style-src-attr refused inline/, seen);
+  // Chromium logs each refusal to the console too: those were on purpose.
+  await waitFor(async () => consoleErrors.length >= before.c + 2, 5000, 'the console to report them');
+  const logged = consoleErrors.splice(before.c).join('\n');
+  assert.match(logged, /inline script.* violates .*'script-src/, logged);
+  assert.match(logged, /inline style.* violates .*'style-src/, logged);
+  noPageErrors();
+});
+
 // The page a web app of another origin would have: fila.js loaded from fila
 // (a module: fetched with CORS too), a job created and watched to its end.
 function appPage(filaUrl, tok) {
@@ -429,8 +509,7 @@ function appServer(id) {
 }
 
 test('a web app on another origin uses fila.js when fila lets it (CORS), and not otherwise', async () => {
-  const ctx = await browser.newContext({ viewport: VIEW });
-  contexts.push(ctx);
+  const ctx = await newContext();
   const page = await openIn(ctx);
   await page.goto(`${apps[0].origin}/shop`);
   await page.waitForFunction(() => /done|error/.test(document.getElementById('out').textContent),
