@@ -34,7 +34,7 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg,
 void sched_free(struct sched *s);
 
 /* How long a process's lease lasts: it renews it four times as often. */
-#define SCHED_LEASE_MS 10000
+#define SCHED_LEASE_MS STORE_LEASE_MS
 
 /* Resume after a start: what this process's name carried before is taken
  * over as sched_lease() does, and free slots fill. */

@@ -44,6 +44,10 @@ enum store_rc {
 	STORE_ERROR,    /* the database failed; nothing was written */
 };
 
+/* How long a process's lease lasts: it is taken at open and renewed (the
+ * watchdog) well within it; past it, other processes take over its jobs. */
+#define STORE_LEASE_MS 10000
+
 /* A pool of slots: one provider account and how many tasks it may run. */
 struct store_account {
 	const char *name;

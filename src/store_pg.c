@@ -42,9 +42,10 @@
 /* The advisory locks and the notification channel are the schema's own,
  * so that fila stores in several schemas of one database do not wait on
  * or wake each other. */
-#define LOCK_LOG "hashtext(current_schema()), 1"     /* the log's appends */
-#define LOCK_MIGRATE "hashtext(current_schema()), 2" /* migrations */
-#define CHANNEL "fila_"                              /* + the schema */
+#define LOCK_LOG "hashtext(current_schema()), 1" /* the log's appends */
+#define LOCK_SETUP 2 /* with hashtext(the schema): making it, migrating */
+#define LOCK_SHRUNK "hashtext(current_schema()), 3" /* after a shrink */
+#define CHANNEL "fila_"                             /* + the schema */
 #define SCHEMA_MAX (63 - 5) /* a channel's name is at most 63 bytes */
 
 /* clang-format off */
@@ -70,9 +71,12 @@ static const char migration_1[] =
 	" UNIQUE (job_id, kind));"
 	"CREATE INDEX ledger_user ON ledger (user_id, id);"
 	"CREATE FUNCTION ledger_frozen() RETURNS trigger LANGUAGE plpgsql"
+	" SET search_path FROM CURRENT"
 	" AS $$ BEGIN RAISE EXCEPTION 'the ledger is append-only'; END $$;"
 	"CREATE TRIGGER ledger_frozen BEFORE UPDATE OR DELETE ON ledger"
 	" FOR EACH ROW EXECUTE FUNCTION ledger_frozen();"
+	"CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger"
+	" FOR EACH STATEMENT EXECUTE FUNCTION ledger_frozen();"
 
 	"CREATE TABLE uploads ("
 	" id text PRIMARY KEY,"
@@ -140,7 +144,8 @@ static const char migration_1[] =
 
 	/* A job is born queued, moves only along docs/api.md §3's arrows,
 	 * never changes once terminal, and starts only by taking a slot. */
-	"CREATE FUNCTION jobs_check() RETURNS trigger LANGUAGE plpgsql AS $$"
+	"CREATE FUNCTION jobs_check() RETURNS trigger LANGUAGE plpgsql"
+	" SET search_path FROM CURRENT AS $$"
 	" BEGIN"
 	"  IF TG_OP = 'INSERT' THEN"
 	"   IF NEW.status <> 'queued' THEN"
@@ -169,7 +174,8 @@ static const char migration_1[] =
 
 	/* A slot goes free → taken by a queued job → free; never from one
 	 * job to another, never away from a starting or running job. */
-	"CREATE FUNCTION slots_check() RETURNS trigger LANGUAGE plpgsql AS $$"
+	"CREATE FUNCTION slots_check() RETURNS trigger LANGUAGE plpgsql"
+	" SET search_path FROM CURRENT AS $$"
 	" BEGIN"
 	"  IF TG_OP = 'INSERT' THEN"
 	"   IF NEW.job_id IS NOT NULL THEN"
@@ -250,7 +256,7 @@ static const char migration_1[] =
 	" n bigint NOT NULL,"
 	" PRIMARY KEY (tool, status, shard));"
 	"CREATE FUNCTION job_counts_track() RETURNS trigger"
-	" LANGUAGE plpgsql AS $$"
+	" LANGUAGE plpgsql SET search_path FROM CURRENT AS $$"
 	" DECLARE sh int := pg_backend_pid() % 8;"
 	" BEGIN"
 	"  IF TG_OP = 'UPDATE' THEN"
@@ -410,6 +416,13 @@ static const char migration_1_calls[] =
 	" DECLARE v_slot int; v_account text; v_id text;"
 	" BEGIN"
 	"  rc := 4;"
+	/* Rows held beyond an account's size (a shrink) are not locked by
+	 * a count: then promotes go one at a time. */
+	"  IF EXISTS (SELECT 1 FROM slots s JOIN accounts a"
+	"   ON a.name = s.account WHERE s.job_id IS NOT NULL"
+	"   AND s.n > a.slots) THEN"
+	"   PERFORM pg_advisory_xact_lock(" LOCK_SHRUNK ");"
+	"  END IF;"
 	"  SELECT f.slot, f.account INTO v_slot, v_account"
 	"   FROM fila_free_slot(p_up, NULL) f;"
 	"  IF v_slot IS NULL THEN RETURN; END IF;"
@@ -441,6 +454,11 @@ static const char migration_1_calls[] =
 	"   seq FROM slots s JOIN jobs j ON j.id = s.job_id"
 	"   WHERE j.id = p_id AND j.status = 'starting' FOR UPDATE OF s;"
 	"  IF NOT FOUND THEN rc := 5; RETURN; END IF;"
+	"  IF EXISTS (SELECT 1 FROM slots s JOIN accounts a"
+	"   ON a.name = s.account WHERE s.job_id IS NOT NULL"
+	"   AND s.n > a.slots) THEN"
+	"   PERFORM pg_advisory_xact_lock(" LOCK_SHRUNK ");"
+	"  END IF;"
 	"  SELECT f.slot, f.account INTO v_free, v_to"
 	"   FROM fila_free_slot(p_up, v_from) f;"
 	"  IF v_free IS NULL THEN rc := 4; RETURN; END IF;"
@@ -538,8 +556,8 @@ static const char migration_1_calls[] =
 	"   ON CONFLICT (id) DO UPDATE SET lease_until = p_until;"
 	"  RETURN QUERY UPDATE jobs j SET starter = p_me"
 	"   WHERE (j.starter IS NULL OR (p_mine AND j.starter = p_me)"
-	"    OR j.starter IN (SELECT id FROM processes"
-	"     WHERE lease_until < p_now))"
+	"    OR j.starter NOT IN (SELECT id FROM processes"
+	"     WHERE lease_until >= p_now))"
 	"   AND (j.status IN ('starting', 'running') OR (j.status IN"
 	"    ('completed', 'failed', 'cancelled') AND j.id IN"
 	"    (SELECT job_id FROM slots WHERE job_id IS NOT NULL)))"
@@ -554,7 +572,7 @@ static const char migration_1_calls[] =
 	 */
 	"CREATE FUNCTION fila_append(p_jobs text[], p_users text[],"
 	" p_data text[], p_at bigint, p_seqs bigint[], p_status text[],"
-	" p_hooks boolean[]) RETURNS void LANGUAGE plpgsql AS $$"
+	" p_hooks boolean[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $$"
 	" DECLARE v_id bigint;"
 	" BEGIN"
 	"  PERFORM pg_advisory_xact_lock(" LOCK_LOG ");"
@@ -563,6 +581,7 @@ static const char migration_1_calls[] =
 	"   INSERT INTO events (id, job_id, user_id, data, at, seq, status)"
 	"    VALUES (v_id, p_jobs[i], p_users[i], p_data[i], p_at, p_seqs[i],"
 	"    p_status[i]);"
+	"   RETURN NEXT v_id;"
 	"   IF p_hooks[i] THEN"
 	"    INSERT INTO outbox (event_id, job_id, next_at, created_at)"
 	"     VALUES (v_id, p_jobs[i], p_at, p_at);"
@@ -736,7 +755,8 @@ static const char *const query_sql[Q_COUNT] = {
 	    " FROM events WHERE user_id = $3 AND id > $1 AND id <= $2"
 	    " ORDER BY id LIMIT $4",
 	[Q_EVENTS_AFTER_JOB] = "SELECT id, seq, job_id, user_id, data"
-	    " FROM events WHERE user_id = $3 AND job_id = $4 AND id > $1"
+	    " FROM events WHERE ($3::text IS NULL OR user_id = $3)"
+	    " AND job_id = $4 AND id > $1"
 	    " AND id <= $2 ORDER BY id LIMIT $5",
 	[Q_EVENTS_LAST] = "SELECT coalesce(max(id), 0) FROM events",
 	[Q_APPEND] = "SELECT fila_append($1, $2, $3, $4, $5, $6, $7)",
@@ -790,7 +810,8 @@ static const char *const query_sql[Q_COUNT] = {
 struct pending {
 	char *job_id, *user_id, *data, *status;
 	int64_t seq;
-	int hook; /* it becomes a webhook (opts.hooks) */
+	int hook;    /* it becomes a webhook (opts.hooks) */
+	int departs; /* it takes its job out of the queue */
 };
 
 struct pg_store {
@@ -1091,9 +1112,13 @@ emit(struct pg_store *s, const struct job *j)
 	s->pend[s->npend++] =
 	    (struct pending){xstrdup(j->id), xstrdup(j->user_id), dump_json(o),
 	        xstrdup(job_status_name(j->status)), j->seq,
-	        store_hooked(s->opts.hooks, j->status)};
+	        store_hooked(s->opts.hooks, j->status), 0};
+	uint64_t before = store_queue_departures(&s->base);
+
 	json_decref(o);
 	store_logged(&s->base, 0, j->seq, j->status == JOB_QUEUED);
+	s->pend[s->npend - 1].departs =
+	    store_queue_departures(&s->base) != before;
 }
 
 static void
@@ -1198,6 +1223,10 @@ append(struct pg_store *s)
 	r = call(s, Q_APPEND, &a);
 	if (r == NULL)
 		rc = STORE_ERROR;
+	/* The ids are known now: a departure names its event. */
+	for (int i = 0; r && i < PQntuples(r) && (size_t)i < s->npend; i++)
+		if (s->pend[i].departs)
+			s->base.departed = col_int(r, i, 0);
 	PQclear(r);
 	for (int i = 0; i < 6; i++)
 		free(arr[i]);
@@ -1214,7 +1243,10 @@ pg_begin(struct store *st, int write)
 	if (!s->ready)
 		return store_set_error(st, "postgres: the database is not"
 		                           " reachable (being reconnected)");
-	return exec_sql(s, s->conn, "BEGIN");
+	/* A read is one snapshot, as store_read() promises. */
+	return exec_sql(s, s->conn,
+	    write ? "BEGIN"
+	          : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 }
 
 static enum store_rc
@@ -1324,7 +1356,7 @@ pg_user_balance(struct store *st, const char *user_id, int64_t *balance)
 {
 	struct pg_store *s = pgs(st);
 	struct args a = {0};
-	struct outcome o;
+	struct outcome o = {0};
 	enum store_rc rc;
 
 	a_txt(&a, user_id);
@@ -2410,13 +2442,11 @@ pg_watch(struct store *st, struct event_base *base)
 
 /* ---- open ----------------------------------------------------------- */
 
-/* Apply what migrations this database lacks, one process at a time (a
- * session-level advisory lock of the schema's). */
+/* Apply what migrations this database lacks (under setup_lock). */
 static enum store_rc
 migrate(struct pg_store *s)
 {
 	enum store_rc rc = exec_sql(s, s->conn,
-	    "SELECT pg_advisory_lock(" LOCK_MIGRATE ");"
 	    "CREATE TABLE IF NOT EXISTS schema_version ("
 	    " version int PRIMARY KEY, applied_at bigint NOT NULL)");
 	int64_t have = 0;
@@ -2445,14 +2475,12 @@ migrate(struct pg_store *s)
 		if (rc != STORE_OK)
 			exec_sql(s, s->conn, "ROLLBACK");
 	}
-	if (s->conn)
-		PQclear(PQexec(
-		    s->conn, "SELECT pg_advisory_unlock(" LOCK_MIGRATE ")"));
 	return rc;
 }
 
 /* Each account's slot rows 1..slots; free rows beyond go (held ones
- * stay until released), and accounts no longer configured keep no room. */
+ * stay until released), and accounts no longer configured keep no room.
+ * And this process's lease. */
 static enum store_rc
 size_slots(struct pg_store *s)
 {
@@ -2460,7 +2488,7 @@ size_slots(struct pg_store *s)
 	struct store_account one = {"default", o->slots};
 	const struct store_account *acc = o->naccounts ? o->accounts : &one;
 	size_t n = o->naccounts ? o->naccounts : 1;
-	char *sql = xstrdup("BEGIN;"), *names = xstrdup(""), *t;
+	char *sql = xstrdup("BEGIN;"), *names = xstrdup(""), *t, *me;
 	enum store_rc rc = STORE_OK;
 
 	for (size_t i = 0; rc == STORE_OK && i < n; i++) {
@@ -2484,18 +2512,28 @@ size_slots(struct pg_store *s)
 		names = t;
 		PQfreemem(lit);
 	}
+	me = PQescapeLiteral(s->conn, s->process, strlen(s->process));
+	if (me == NULL && rc == STORE_OK)
+		rc = pg_fail(s, NULL);
+	/* This process's lease from the start: what it promotes before its
+	 * first renewal is not taken over. */
 	if (rc == STORE_OK) {
 		t = xasprintf(
 		    "%s UPDATE accounts SET slots = 0 WHERE name NOT IN"
 		    " (%s); DELETE FROM slots s WHERE s.job_id IS NULL"
 		    " AND s.n > coalesce((SELECT a.slots FROM accounts a"
-		    " WHERE a.name = s.account), 0); COMMIT",
-		    sql, names);
+		    " WHERE a.name = s.account), 0);"
+		    " INSERT INTO processes VALUES (%s, %lld, %lld)"
+		    " ON CONFLICT (id) DO UPDATE SET lease_until ="
+		    " EXCLUDED.lease_until; COMMIT",
+		    sql, names, me, (long long)(now_ms() + STORE_LEASE_MS),
+		    (long long)now_ms());
 		rc = exec_sql(s, s->conn, t);
 		free(t);
 		if (rc != STORE_OK)
 			exec_sql(s, s->conn, "ROLLBACK");
 	}
+	PQfreemem(me);
 	free(sql);
 	free(names);
 	return rc;
@@ -2511,9 +2549,33 @@ make_schema(struct pg_store *s)
 
 	if (esc == NULL)
 		return pg_fail(s, NULL);
-	sql = xasprintf(
-	    "CREATE SCHEMA IF NOT EXISTS %s; SET search_path = %s", esc, esc);
+	/* Separate statements: in one PQexec they would share a transaction,
+	 * and a CREATE racing another's would fail at its commit. */
+	sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s", esc);
+	rc = exec_sql(s, s->conn, sql);
+	free(sql);
+	sql = xasprintf("SET search_path = %s", esc);
+	if (rc == STORE_OK)
+		rc = exec_sql(s, s->conn, sql);
+	free(sql);
 	PQfreemem(esc);
+	return rc;
+}
+
+/* The schema's setup lock, held by one process at a time while it makes
+ * the schema, migrates it and sizes the slots (on = 0 lets go). */
+static enum store_rc
+setup_lock(struct pg_store *s, int on)
+{
+	char *lit = PQescapeLiteral(s->conn, s->schema, strlen(s->schema));
+	char *sql;
+	enum store_rc rc;
+
+	if (lit == NULL)
+		return pg_fail(s, NULL);
+	sql = xasprintf("SELECT pg_advisory_%s(hashtext(%s), %d)",
+	    on ? "lock" : "unlock", lit, LOCK_SETUP);
+	PQfreemem(lit);
 	rc = exec_sql(s, s->conn, sql);
 	free(sql);
 	return rc;
@@ -2545,6 +2607,7 @@ pg_open(
     const char *url, const struct store_opts *opts, char *err, size_t errlen)
 {
 	struct pg_store *s = xcalloc(1, sizeof(*s));
+	enum store_rc rc;
 	char id[17];
 
 	s->base.be = &store_pg_backend;
@@ -2564,9 +2627,15 @@ pg_open(
 		pg_fail(s, NULL);
 		goto fail;
 	}
-	if (make_schema(s) != STORE_OK || migrate(s) != STORE_OK ||
-	    size_slots(s) != STORE_OK || session_setup(s) != STORE_OK ||
-	    store_opened(&s->base) != STORE_OK)
+	if (setup_lock(s, 1) != STORE_OK)
+		goto fail;
+	rc = make_schema(s);
+	if (rc == STORE_OK)
+		rc = migrate(s);
+	if (rc == STORE_OK)
+		rc = size_slots(s);
+	if (setup_lock(s, 0) != STORE_OK || rc != STORE_OK ||
+	    session_setup(s) != STORE_OK || store_opened(&s->base) != STORE_OK)
 		goto fail;
 	return &s->base;
 fail:

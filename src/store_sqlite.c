@@ -572,8 +572,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * carried: its starts, its running jobs, the ended jobs whose slot
 	 * waits for the provider. */
 	[ST_LEASE_ADOPT] = "UPDATE jobs SET starter = ?1"
-	    " WHERE (starter IS NULL OR (?4 AND starter = ?1) OR starter IN"
-	    "  (SELECT id FROM processes WHERE lease_until < ?3))"
+	    " WHERE (starter IS NULL OR (?4 AND starter = ?1) OR starter NOT IN"
+	    "  (SELECT id FROM processes WHERE lease_until >= ?3))"
 	    " AND (status IN ('starting', 'running') OR (status IN "
 	    TERMINAL_SQL " AND id IN (SELECT job_id FROM slots"
 	    "  WHERE job_id IS NOT NULL)))"
@@ -2123,7 +2123,7 @@ lite_events_last(struct store *st, int64_t *id)
 
 /* Each account's rows 1..slots; free rows beyond go (held ones stay
  * until released, so a shrink never evicts a running job), and accounts
- * no longer configured keep no room. */
+ * no longer configured keep no room. And this process's lease. */
 static enum store_rc
 slots_tx(struct sqlite_store *s, void *arg)
 {
@@ -2150,6 +2150,12 @@ slots_tx(struct sqlite_store *s, void *arg)
 	if (rc == STORE_OK)
 		rc = run(s, ST_SLOT_TRIM, NULL, NOARGS);
 	free(list);
+	/* This process's lease from the start: what it promotes before its
+	 * first renewal is not taken over. */
+	if (rc == STORE_OK)
+		rc = run(s, ST_LEASE_RENEW, NULL,
+		    ARGS(TXT(s->process), I64(now_ms() + STORE_LEASE_MS),
+		        I64(now_ms())));
 	return rc;
 }
 
