@@ -186,11 +186,18 @@ cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {0};
 	char me[300];
+	struct store_account *pools =
+	    xcalloc(cfg->naccounts + 1, sizeof(*pools));
 	struct store_opts so = {.slots = cfg->slots,
 	    .per_user_active = cfg->per_user_active,
 	    .credits_initial = cfg->credits_initial,
 	    .schema = cfg->store_schema,
-	    .process = me};
+	    .process = me,
+	    .accounts = pools,
+	    .naccounts = cfg->naccounts,
+	    .hooks = *cfg->hook_url == '\0' ? STORE_HOOKS_NONE
+	             : cfg->hook_all        ? STORE_HOOKS_ALL
+	                                    : STORE_HOOKS_TERMINAL};
 	struct store *st = NULL;
 	struct provider *p = NULL;
 	struct metrics *m = NULL;
@@ -205,6 +212,9 @@ cmd_serve(const struct config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	process_name(cfg, me, sizeof(me));
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		pools[i] = (struct store_account){
+		    cfg->accounts[i].name, cfg->accounts[i].slots};
 	d.base = event_base_new();
 	st = store_open(cfg->store_url, &so, err, sizeof(err));
 	if (st == NULL)
@@ -251,6 +261,7 @@ out:
 	provider_free(p);
 	metrics_free(m);
 	store_free(st);
+	free(pools);
 	event_base_free(d.base);
 	return rc;
 }
