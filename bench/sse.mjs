@@ -30,6 +30,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pngBytes } from '../tests/api/harness.mjs';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const repo = path.resolve(here, '..');
@@ -220,12 +221,8 @@ function token(sub, role) {
 }
 const ADMIN = token('bench-admin', 'admin');
 
-// A tiny PNG (the signature and a little more); random bytes keep every
-// upload distinct.
-function png() {
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    Buffer.from([0, 0, 0, 13]), Buffer.from('IHDR'), crypto.randomBytes(17)]);
-}
+// A tiny PNG that parses as one; random bytes keep every upload distinct.
+const png = () => pngBytes();
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 

@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "job.h"
+#include "jwks.h"
 #include "stats.h"
 #include "tools.h"
 #include "uploads.h"
@@ -34,6 +35,8 @@ struct api {
 	struct sched *sc;
 	struct events *ev;
 	struct metrics *m;
+	struct auth *auth;
+	struct jwks *jwks; /* with auth.jwks_url */
 	struct http_route *routes;
 	size_t nroutes;
 };
@@ -48,9 +51,32 @@ enum access {
 /* What a route carries: its body's limit, and how its answer leaves. */
 enum kind {
 	JSON,   /* a body up to server.max_body; the answer after the commit */
-	UPLOAD, /* a body up to uploads.max_bytes; likewise */
+	UPLOAD, /* a body up to uploads.max_bytes, spooled to disk; likewise */
 	STREAM, /* an event stream: committed events only, never held */
 };
+
+/* What else a route allows. */
+enum {
+	RESERVE = 1,     /* served from the reserve of connections when full */
+	QUERY_TOKEN = 2, /* the token may come as ?access_token= (a page's
+	                  * EventSource or sendBeacon cannot set a header) */
+};
+
+/* A per-user limit was reached: 429 with when to try again. */
+static void
+rate_limited(struct http_req *r, const char *what, int64_t retry_ms)
+{
+	char msg[128], after[24];
+	int64_t s = retry_ms > 0 ? (retry_ms + 999) / 1000 : 1;
+
+	snprintf(after, sizeof(after), "%lld", (long long)s);
+	snprintf(msg, sizeof(msg), "too many %s; try again in %lld s", what,
+	    (long long)s);
+	http_reply_header(r, "Retry-After", after);
+	http_reply_error(r, 429, "rate_limited", msg,
+	    json_pack(
+	        "{s:s, s:I}", "limit", what, "retry_after_s", (json_int_t)s));
+}
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -161,24 +187,84 @@ h_tools(struct http_req *r, void *ctx)
 
 /* ---- uploads ------------------------------------------------------- */
 
+/* Over a per-user upload limit (§11): 0, or 1 after answering 429 (or
+ * 503). The bytes counted include this upload's. */
+static int
+upload_limited(struct api *a, struct http_req *r, int64_t size)
+{
+	const struct config *cfg = a->cfg;
+	int64_t now = now_ms(), n, bytes, oldest;
+
+	if (cfg->uploads_per_hour > 0) {
+		if (store_user_uploads(a->st, caller(r)->sub, now - 3600000, &n,
+		        &bytes, &oldest) != STORE_OK) {
+			unavailable(r);
+			return 1;
+		}
+		if (n >= cfg->uploads_per_hour) {
+			rate_limited(
+			    r, "uploads this hour", oldest + 3600000 - now);
+			return 1;
+		}
+	}
+	if (cfg->upload_bytes_per_day > 0) {
+		if (store_user_uploads(a->st, caller(r)->sub, now - 86400000,
+		        &n, &bytes, &oldest) != STORE_OK) {
+			unavailable(r);
+			return 1;
+		}
+		if (bytes + size > cfg->upload_bytes_per_day) {
+			rate_limited(
+			    r, "upload bytes today", oldest + 86400000 - now);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The upload, spooled to disk as it came (or, without a spool directory,
+ * in memory): its type read from its structure, then moved into place. */
 static void
 h_upload(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
+	const struct http_spool *sp = http_req_spool(r);
 	struct upload u;
 	size_t len;
 	const char *body = http_req_body(r, &len);
-	const char *type = uploads_sniff(body, len);
+	const char *name = http_req_query(r, "filename");
+	const char *type =
+	    sp ? uploads_sniff_file(sp->head, sp->head_len, sp->path, sp->size)
+	       : uploads_sniff_file(body, len, NULL, len);
 	char err[256];
+	int rc;
 
 	if (type == NULL) {
 		http_reply_error(r, 415, "unsupported_media_type",
-		    "the file is not png, jpeg, webp, mp4 or mov", NULL);
+		    "the file is not png, jpeg, webp, mp4 or mov, or its"
+		    " structure does not parse as one",
+		    NULL);
 		return;
 	}
-	if (uploads_create(&u, a->cfg->uploads_dir, caller(r)->sub, type,
-	        http_req_query(r, "filename"), body, len, err,
-	        sizeof(err)) != 0) {
+	if (upload_limited(a, r, sp ? (int64_t)sp->size : (int64_t)len))
+		return;
+	if (sp) {
+		char sha[65];
+		int64_t size = (int64_t)sp->size;
+		char *path;
+
+		memcpy(sha, sp->sha256, sizeof(sha));
+		path = http_req_spool_take(r);
+		rc = uploads_adopt(&u, a->cfg->uploads_dir, caller(r)->sub,
+		    type, name, path, size, sha, err, sizeof(err));
+		if (rc != 0)
+			unlink(path);
+		free(path);
+	} else {
+		rc = uploads_create(&u, a->cfg->uploads_dir, caller(r)->sub,
+		    type, name, body, len, err, sizeof(err));
+	}
+	if (rc != 0) {
 		fprintf(stderr, "fila: %s\n", err);
 		unavailable(r);
 		return;
@@ -287,6 +373,27 @@ submit_check(
 	return t;
 }
 
+/* Over limits.submits_per_minute (§11): 0, or 1 after answering 429 (or
+ * 503). It counts the jobs made; a repeat with an Idempotency-Key made
+ * none, but while the limit holds it waits like any submit. */
+static int
+submit_limited(struct api *a, struct http_req *r)
+{
+	int64_t per = a->cfg->submits_per_minute, now = now_ms(), n, oldest;
+
+	if (per <= 0)
+		return 0;
+	if (store_user_submits(a->st, caller(r)->sub, now - 60000, per, &n,
+	        &oldest) != STORE_OK) {
+		unavailable(r);
+		return 1;
+	}
+	if (n < per)
+		return 0;
+	rate_limited(r, "submits this minute", oldest + 60000 - now);
+	return 1;
+}
+
 static void
 h_submit(struct http_req *r, void *ctx)
 {
@@ -298,7 +405,8 @@ h_submit(struct http_req *r, void *ctx)
 
 	if ((body = body_object(r)) == NULL)
 		return;
-	if ((t = submit_check(a, r, body, &variant)) == NULL) {
+	if ((t = submit_check(a, r, body, &variant)) == NULL ||
+	    submit_limited(a, r)) {
 		json_decref(body);
 		return;
 	}
@@ -470,7 +578,8 @@ h_events(struct http_req *r, void *ctx)
 	int64_t after;
 
 	if (stream_after(r, &after) == 0)
-		events_stream(a->ev, r, caller(r)->sub, NULL, after);
+		events_stream(a->ev, r, caller(r)->sub, NULL, after,
+		    caller(r)->exp * 1000);
 }
 
 static void
@@ -486,7 +595,7 @@ h_job_events(struct http_req *r, void *ctx)
 	job_init(&j);
 	enum store_rc rc = store_job_get(a->st, http_req_param(r, 0), user, &j);
 	if (rc == STORE_OK)
-		events_stream(a->ev, r, user, &j, after);
+		events_stream(a->ev, r, user, &j, after, caller(r)->exp * 1000);
 	else if (rc == STORE_NOTFOUND)
 		not_found(r, "job");
 	else
@@ -713,42 +822,45 @@ static const struct {
 	http_handler handler;
 	enum access access;
 	enum kind kind;
+	int flags;
 } table[] = {
-    {HTTP_GET | HTTP_HEAD, "/", h_static, ANYONE, JSON},
-    {HTTP_GET | HTTP_HEAD, "/admin", h_static, ANYONE, JSON},
-    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, ANYONE, JSON},
-    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, ANYONE, JSON},
-    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, ANYONE, JSON},
-    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, ANYONE, JSON},
-    {HTTP_GET, "/metrics", h_metrics, ADMIN, JSON},
-    {HTTP_GET, "/v1/events", h_events, USER, STREAM},
-    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, USER, STREAM},
-    {HTTP_GET, "/v1/tools", h_tools, USER, JSON},
-    {HTTP_POST, "/v1/uploads", h_upload, USER, UPLOAD},
-    {HTTP_POST, "/v1/jobs", h_submit, USER, JSON},
-    {HTTP_GET, "/v1/jobs", h_jobs, USER, JSON},
-    {HTTP_GET, "/v1/jobs/{}", h_job, USER, JSON},
-    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, USER, JSON},
-    {HTTP_GET, "/v1/me", h_me, USER, JSON},
-    {HTTP_GET, "/v1/me/ledger", h_ledger, USER, JSON},
-    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, USER, JSON},
-    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, ANYONE, JSON},
-    {HTTP_GET, "/v1/admin/queue", h_admin_queue, ADMIN, JSON},
-    {HTTP_GET, "/v1/admin/stats", h_admin_stats, ADMIN, JSON},
-    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, ADMIN, JSON},
-    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON},
+    {HTTP_GET | HTTP_HEAD, "/", h_static, ANYONE, JSON, 0},
+    {HTTP_GET | HTTP_HEAD, "/admin", h_static, ANYONE, JSON, RESERVE},
+    {HTTP_GET | HTTP_HEAD, "/fila.js", h_static, ANYONE, JSON, 0},
+    {HTTP_GET | HTTP_HEAD, "/fila.d.ts", h_static, ANYONE, JSON, 0},
+    {HTTP_GET | HTTP_HEAD, "/web/{}", h_static, ANYONE, JSON, RESERVE},
+    {HTTP_GET | HTTP_HEAD, "/healthz", h_health, ANYONE, JSON, RESERVE},
+    {HTTP_GET, "/metrics", h_metrics, ADMIN, JSON, RESERVE},
+    {HTTP_GET, "/v1/events", h_events, USER, STREAM, QUERY_TOKEN},
+    {HTTP_GET, "/v1/jobs/{}/events", h_job_events, USER, STREAM, QUERY_TOKEN},
+    {HTTP_GET, "/v1/tools", h_tools, USER, JSON, 0},
+    {HTTP_POST, "/v1/uploads", h_upload, USER, UPLOAD, 0},
+    {HTTP_POST, "/v1/jobs", h_submit, USER, JSON, 0},
+    {HTTP_GET, "/v1/jobs", h_jobs, USER, JSON, 0},
+    {HTTP_GET, "/v1/jobs/{}", h_job, USER, JSON, 0},
+    {HTTP_POST, "/v1/jobs/{}/cancel", h_cancel, USER, JSON, 0},
+    {HTTP_GET, "/v1/me", h_me, USER, JSON, 0},
+    {HTTP_GET, "/v1/me/ledger", h_ledger, USER, JSON, 0},
+    {HTTP_POST, "/v1/sessions/{}/leave", h_leave, USER, JSON, QUERY_TOKEN},
+    {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, ANYONE, JSON, 0},
+    {HTTP_GET, "/v1/admin/queue", h_admin_queue, ADMIN, JSON, RESERVE},
+    {HTTP_GET, "/v1/admin/stats", h_admin_stats, ADMIN, JSON, RESERVE},
+    {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, ADMIN, JSON,
+        RESERVE},
+    {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON,
+        RESERVE},
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 
-/* The bearer token of "Authorization: Bearer", else of ?access_token=;
- * NULL when there is none. */
+/* The bearer token of "Authorization: Bearer", else, where the route
+ * allows it, of ?access_token=; NULL when there is none. */
 static const char *
-bearer(const struct http_req *r)
+bearer(const struct http_req *r, int query)
 {
 	const char *h = http_req_header(r, "Authorization");
 
 	if (h == NULL)
-		return http_req_query(r, "access_token");
+		return query ? http_req_query(r, "access_token") : NULL;
 	if (strncasecmp(h, "Bearer ", 7) != 0)
 		return NULL;
 	for (h += 7; *h == ' '; h++)
@@ -785,21 +897,34 @@ serve(struct http_req *r, void *ctx)
 	store_after(a->st, on_durable, r);
 }
 
-/* The route's access, checked from the head: the verified claims become
- * the request's data (see caller()). */
-static int
-gate(struct http_req *r, int access, void *ctx, const char **code,
-    const char **message)
-{
-	struct api *a = ctx;
-	const char *tok = bearer(r);
-	struct auth_claims *c;
+/* A request whose token names a key not yet known waits, its data this
+ * record, until the key set is fetched again (once). */
+struct gate_wait {
+	struct api *a;
+	struct http_req *r;
+	int access;
+	int done; /* told (or never registered): nothing to forget */
+};
 
-	if (access == ANYONE)
-		return 0;
-	c = xmalloc(sizeof(*c));
-	if (tok == NULL ||
-	    auth_verify(a->cfg->jwt_secret, tok, time(NULL), c) != 0) {
+static void gate_resume(void *arg);
+
+static void
+gate_wait_free(void *arg)
+{
+	struct gate_wait *w = arg;
+
+	if (!w->done)
+		jwks_forget(w->a->jwks, gate_resume, w->r);
+	free(w);
+}
+
+/* The verdict on claims c, checked as rc says: 0 (c becomes the
+ * request's data, see caller()), 401 or 403. */
+static int
+verdict(struct http_req *r, int access, enum auth_rc rc, struct auth_claims *c,
+    const char **code, const char **message)
+{
+	if (rc != AUTH_OK) {
 		free(c);
 		*code = "unauthorized";
 		*message = "a valid bearer token is required";
@@ -814,17 +939,82 @@ gate(struct http_req *r, int access, void *ctx, const char **code,
 	return 0;
 }
 
+/* The keys came (or could not): check the token once more. */
+static void
+gate_resume(void *arg)
+{
+	struct http_req *r = arg;
+	struct gate_wait *w = http_req_data(r);
+	struct api *a = w->a;
+	size_t i = (size_t)(http_req_route(r) - a->routes);
+	struct auth_claims *c = xmalloc(sizeof(*c));
+	const char *code = NULL, *message = NULL;
+	enum auth_rc rc = auth_check(
+	    a->auth, bearer(r, table[i].flags & QUERY_TOKEN), time(NULL), c);
+	int status;
+
+	w->done = 1;
+	status = verdict(r, w->access, rc, c, &code, &message);
+	http_req_gate_done(r, status, code, message);
+}
+
+/* The route's access, checked from the head. A token that names a key
+ * this fila does not know yet makes the request wait for the key set to
+ * be fetched again (jwks.c bounds how often). */
+static int
+gate(struct http_req *r, int access, void *ctx, const char **code,
+    const char **message)
+{
+	struct api *a = ctx;
+	size_t i = (size_t)(http_req_route(r) - a->routes);
+	const char *tok = bearer(r, table[i].flags & QUERY_TOKEN);
+	struct auth_claims *c;
+	enum auth_rc rc;
+
+	if (access == ANYONE)
+		return 0;
+	if (tok == NULL) {
+		*code = "unauthorized";
+		*message = http_req_query(r, "access_token")
+		               ? "send the token in the Authorization header:"
+		                 " ?access_token= is taken on event streams and"
+		                 " session leave only"
+		               : "a valid bearer token is required";
+		return 401;
+	}
+	c = xmalloc(sizeof(*c));
+	rc = auth_check(a->auth, tok, time(NULL), c);
+	if (rc == AUTH_UNKNOWN_KID && a->jwks) {
+		struct gate_wait *w = xcalloc(1, sizeof(*w));
+		*w = (struct gate_wait){a, r, access, 0};
+		http_req_set_data(r, w, gate_wait_free);
+		if (jwks_refresh(a->jwks, gate_resume, r) == 0) {
+			free(c);
+			return HTTP_GATE_WAIT;
+		}
+		w->done = 1;
+	}
+	return verdict(r, access, rc, c, code, message);
+}
+
 struct api *
 api_new(const struct config *cfg, struct store *st, struct sched *sc,
     struct events *ev, struct metrics *m)
 {
 	struct api *a = xcalloc(1, sizeof(*a));
+	struct auth_opts ao = {.secret = cfg->jwt_secret,
+	    .issuer = cfg->issuer,
+	    .audience = cfg->audience,
+	    .admin_role = cfg->admin_role,
+	    .need_exp = *cfg->jwks_url != '\0'};
 
 	a->cfg = cfg;
 	a->st = st;
 	a->sc = sc;
 	a->ev = ev;
 	a->m = m;
+	if ((a->auth = auth_new(&ao)) == NULL)
+		abort(); /* OpenSSL without HMAC-SHA256 */
 	a->nroutes = NROUTES;
 	a->routes = xcalloc(NROUTES, sizeof(*a->routes));
 	for (size_t i = 0; i < NROUTES; i++)
@@ -836,6 +1026,8 @@ api_new(const struct config *cfg, struct store *st, struct sched *sc,
 		        (size_t)(table[i].kind == UPLOAD ? cfg->uploads_max
 		                                         : cfg->max_body),
 		    .access = table[i].access,
+		    .flags = (table[i].flags & RESERVE ? HTTP_RESERVE : 0) |
+		             (table[i].kind == UPLOAD ? HTTP_SPOOL : 0),
 		};
 	return a;
 }
@@ -845,16 +1037,36 @@ api_free(struct api *a)
 {
 	if (a == NULL)
 		return;
+	jwks_free(a->jwks); /* its waiters are told while they are alive */
+	auth_free(a->auth);
 	free(a->routes);
 	free(a);
 }
 
 struct http_server *
-api_server(struct api *a, struct event_base *base)
+api_server(struct api *a, struct event_base *base, char *err, size_t errlen)
 {
+	const struct config *cfg = a->cfg;
 	struct http_server *s = http_server_new(
-	    base, a->routes, a->nroutes, a, (size_t)a->cfg->max_body);
+	    base, a->routes, a->nroutes, a, (size_t)cfg->max_body);
+	struct http_limits l;
+	char *spool = xasprintf("%s/.spool", cfg->uploads_dir);
+	int rc;
 
 	http_server_gate(s, gate);
+	http_limits_default(&l);
+	l.max_connections = (int)cfg->max_connections;
+	http_server_limits(s, &l);
+	http_server_cors(s, cfg->cors_origins);
+	/* Beside the uploads, so a spooled upload is moved, not copied. */
+	rc = http_server_spool(s, spool, err, errlen);
+	free(spool);
+	if (rc == 0 && *cfg->jwks_url != '\0' && a->jwks == NULL)
+		a->jwks =
+		    jwks_new(base, a->auth, cfg->jwks_url, NULL, err, errlen);
+	if (rc != 0 || (*cfg->jwks_url != '\0' && a->jwks == NULL)) {
+		http_server_free(s);
+		return NULL;
+	}
 	return s;
 }

@@ -23,8 +23,10 @@ struct api *api_new(const struct config *cfg, struct store *st,
     struct sched *sc, struct events *ev, struct metrics *m);
 void api_free(struct api *a);
 
-/* An HTTP server on base serving the API (a must outlive it); CORS and
- * listening are the caller's to set. */
-struct http_server *api_server(struct api *a, struct event_base *base);
+/* An HTTP server on base serving the API (a must outlive it), with the
+ * configured limits, CORS and upload spool (and the JWKS fetched from
+ * now on); listening is the caller's. NULL with err set on failure. */
+struct http_server *api_server(
+    struct api *a, struct event_base *base, char *err, size_t errlen);
 
 #endif

@@ -61,6 +61,7 @@ struct sub {
 	struct watch *watch; /* the queued jobs it shows */
 	size_t nwatch;
 	struct list watching; /* in events.watching while nwatch > 0 */
+	struct event *expiry; /* its token's end: the stream's */
 };
 
 struct eta {
@@ -79,6 +80,7 @@ struct events {
 	int due;               /* a stream waits for its places' pass */
 	int64_t cursor;        /* the last event id dispatched */
 	int nsubs;
+	struct event_base *base;
 	struct list bucket[BUCKETS];
 	struct list watching; /* streams with queued jobs to place */
 	struct eta *etas;
@@ -303,6 +305,8 @@ sub_free(struct sub *s)
 	sub_unlink(s);
 	while (s->nwatch)
 		watch_drop(s, s->watch[0].job_id);
+	if (s->expiry)
+		event_free(s->expiry);
 	free(s->watch);
 	free(s->user_id);
 	free(s->job_id);
@@ -314,6 +318,35 @@ static void
 on_close(void *arg)
 {
 	sub_free(arg);
+}
+
+/* The stream's token expired: so does the stream. */
+static void
+on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+	struct sub *s = arg;
+	static const char bye[] = ": the token expired\n\n";
+
+	http_stream_write(s->req, bye, sizeof(bye) - 1);
+	s->ended = 1;
+	http_stream_end(s->req);
+	sub_free(s);
+}
+
+/* The streams user_id has open here. */
+static long
+user_streams(struct events *e, const char *user_id)
+{
+	struct list *it;
+	long n = 0;
+
+	list_each(it, &e->bucket[hash(user_id)])
+	{
+		if (strcmp(list_entry(it, struct sub, link)->user_id,
+		        user_id) == 0)
+			n++;
+	}
+	return n;
 }
 
 /* Send one event to s; a job stream ends after its terminal event (s is
@@ -599,11 +632,24 @@ nothing_left(struct events *e, struct sub *s)
 
 void
 events_stream(struct events *e, struct http_req *r, const char *user_id,
-    const struct job *job, int64_t after)
+    const struct job *job, int64_t after, int64_t until_ms)
 {
-	struct sub *s = xcalloc(1, sizeof(*s));
 	const char *job_id = job ? job->id : NULL;
 	int terminal = job && job_status_terminal(job->status);
+	int64_t max = e->cfg->streams_per_user;
+	struct sub *s;
+
+	if (max > 0 && user_streams(e, user_id) >= max) {
+		char msg[96];
+		snprintf(msg, sizeof(msg),
+		    "you have %lld event streams open already", (long long)max);
+		http_reply_header(r, "Retry-After", "5");
+		http_reply_error(r, 429, "rate_limited", msg,
+		    json_pack("{s:s, s:I}", "limit", "event streams", "max",
+		        (json_int_t)max));
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
 
 	s->e = e;
 	list_init(&s->link);
@@ -628,6 +674,12 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 		return;
 	}
 	watch_queued(e, s, job, after < 0 && job_id == NULL);
+	if (until_ms > 0) {
+		struct timeval tv =
+		    timeval_ms(until_ms > now_ms() ? until_ms - now_ms() : 0);
+		s->expiry = evtimer_new(e->base, on_expiry, s);
+		evtimer_add(s->expiry, &tv);
+	}
 	http_reply_header(r, "X-Accel-Buffering", "no");
 	http_stream_start(r, 200, "text/event-stream", on_close, s);
 	http_stream_write(r, "retry: 2000\n\n", 13);
@@ -651,6 +703,7 @@ events_new(struct event_base *base, const struct config *cfg, struct store *st)
 
 	e->cfg = cfg;
 	e->st = st;
+	e->base = base;
 	for (size_t b = 0; b < BUCKETS; b++)
 		list_init(&e->bucket[b]);
 	list_init(&e->watching);

@@ -27,10 +27,13 @@ void events_free(struct events *e);
  * the caller has read it, and it is user_id's) with ids > after; after < 0
  * means "from now on" (or, for one job, its whole history). A job stream
  * ends after its job's terminal event, and a job already terminal with
- * nothing to replay is answered 204.
+ * nothing to replay is answered 204. The stream ends at until_ms (its
+ * token's expiry; 0: never): the client comes back with a fresh token and
+ * its Last-Event-ID. A user with limits.streams_per_user streams open
+ * already is answered 429.
  */
 void events_stream(struct events *e, struct http_req *r, const char *user_id,
-    const struct job *job, int64_t after);
+    const struct job *job, int64_t after, int64_t until_ms);
 
 /* Streams open now. */
 int events_streams(const struct events *e);

@@ -105,6 +105,7 @@
 enum conn_state {
 	C_IDLE,    /* waiting for the first byte of a request */
 	C_HEAD,    /* reading the request line and headers */
+	C_GATE,    /* the gate's answer is awaited; nothing is read */
 	C_BODY,    /* reading Content-Length bytes of body */
 	C_HANDLER, /* the handler owns the request until it answers */
 	C_STREAM,  /* a streamed reply is being written */
@@ -1488,7 +1489,7 @@ keep_alive(const struct http_req *r)
 }
 
 /* The server's gate on the routed request: 0 to go on, -1 once refused
- * (its body, if any, is never read). */
+ * (its body, if any, is never read), 1 while its answer is awaited. */
 static int
 gate(struct conn *c)
 {
@@ -1502,6 +1503,11 @@ gate(struct conn *c)
 	    s->gate(c->req, c->req->route->access, s->ctx, &code, &message);
 	if (status == 0)
 		return 0;
+	if (status == HTTP_GATE_WAIT) {
+		c->state = C_GATE;
+		bufferevent_disable(c->bev, EV_READ);
+		return 1;
+	}
 	refuse(c, status, code, message, NULL, c->req->content_length == 0);
 	return -1;
 }
@@ -1762,12 +1768,30 @@ body_begin(struct conn *c)
 	body_timer(c);
 }
 
+/* The gate let the request on: its body's limit, then the body. */
+static void
+admitted(struct conn *c)
+{
+	struct http_req *r = c->req;
+	size_t limit =
+	    r->route->max_body ? r->route->max_body : c->srv->default_max_body;
+
+	if (r->content_length > limit) {
+		char msg[96];
+
+		snprintf(msg, sizeof msg, "the body is over %zu bytes", limit);
+		refuse(c, 413, "too_large", msg,
+		    json_pack("{s:I}", "limit", (json_int_t)limit), 0);
+		return;
+	}
+	body_begin(c);
+}
+
 /* The head is complete: check it, then read the body or dispatch. */
 static void
 head_done(struct conn *c)
 {
 	struct http_req *r = c->req;
-	size_t limit;
 	int status, allow, cors_ok;
 
 	r->keep_alive = keep_alive(r);
@@ -1793,17 +1817,29 @@ head_done(struct conn *c)
 	}
 	if (gate(c))
 		return;
-	limit =
-	    r->route->max_body ? r->route->max_body : c->srv->default_max_body;
-	if (r->content_length > limit) {
-		char msg[96];
+	admitted(c);
+}
 
-		snprintf(msg, sizeof msg, "the body is over %zu bytes", limit);
-		refuse(c, 413, "too_large", msg,
-		    json_pack("{s:I}", "limit", (json_int_t)limit), 0);
+void
+http_req_gate_done(
+    struct http_req *r, int status, const char *code, const char *message)
+{
+	struct conn *c = r->conn;
+
+	if (c == NULL || c->state != C_GATE || c->req != r)
 		return;
-	}
-	body_begin(c);
+	c->busy++;
+	c->state = C_HEAD;
+	bufferevent_enable(c->bev, EV_READ);
+	if (status != 0)
+		refuse(c, status, code, message, NULL, r->content_length == 0);
+	else
+		admitted(c);
+	/* What arrived meanwhile waits in the input: read it from the loop. */
+	if (!c->closed)
+		event_active(c->resume, EV_TIMEOUT, 0);
+	if (--c->busy == 0 && c->closed)
+		free(c);
 }
 
 /*

@@ -96,10 +96,18 @@ void http_limits_default(struct http_limits *l);
 /*
  * Judge a request on its head alone, before a byte of its body is read:
  * 0 lets it on to its route's handler; otherwise the HTTP status to refuse
- * it with, *code and *message set (strings that outlive the call).
+ * it with, *code and *message set (strings that outlive the call); or
+ * HTTP_GATE_WAIT when the answer needs a while (a key to fetch): nothing
+ * more of the connection is read until http_req_gate_done() gives it.
  */
 typedef int (*http_gate)(struct http_req *r, int access, void *ctx,
     const char **code, const char **message);
+#define HTTP_GATE_WAIT (-1)
+/* The gate's late answer for r (as its return value would have been). A
+ * request whose client left meanwhile is freed (its data's free_fn runs):
+ * whoever waits must forget it then. */
+void http_req_gate_done(
+    struct http_req *r, int status, const char *code, const char *message);
 
 /*
  * A server on base dispatching to routes (the table must outlive the

@@ -1,8 +1,10 @@
 /*
- * main.c — `fila serve` and `fila token`: read the configuration, wire the
- * modules together on one event loop, and stop cleanly on SIGTERM/SIGINT
- * (stop accepting, answer what is in flight, close the store).
+ * main.c — the commands (`fila serve`, `token`, `check`, `help`): read the
+ * configuration, wire the modules together on one event loop, and stop
+ * cleanly on SIGTERM/SIGINT (stop accepting, answer what is in flight,
+ * close the store).
  */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -23,10 +25,15 @@
 #include "runninghub.h"
 #include "sched.h"
 #include "store.h"
+#include "sweep.h"
 #include "watchdog.h"
 #include "util.h"
 
 #define WATCHDOG_TICK_MS 500
+#define FILA_VERSION "0.5.0"
+#define BUILTIN_SECRET "dev-secret-change-me" /* fila.conf's */
+#define SECRET_MIN 32
+#define TOKEN_TTL_S 86400 /* fila token's default */
 
 struct args {
 	const char *config;
@@ -38,32 +45,83 @@ struct args {
 	long long ttl;
 };
 
-static void
-usage(void)
+/* The commands and what each says of itself (fila help CMD). */
+static const struct command {
+	const char *name;
+	const char *synopsis;
+	const char *text;
+} commands[] = {
+    {"serve", "fila serve [--config FILE] [--set SECTION.KEY=VALUE]...",
+        "Serve the API, the pages and the provider's webhooks until SIGTERM\n"
+        "or SIGINT. FILE defaults to ./fila.conf, else the built-in\n"
+        "configuration; each --set overrides one key (the last dot splits\n"
+        "the section from the key: --set runninghub.main.slots=2).\n"},
+    {"token",
+        "fila token --user ID [--admin] [--ttl SECONDS] [--config FILE] "
+        "[--set ...]",
+        "Print an HS256 token for user ID signed with auth.jwt_secret,\n"
+        "valid for --ttl seconds (default 86400; 0: never expires, which\n"
+        "is a risk). --admin gives it the admin role.\n"},
+    {"check", "fila check [--config FILE] [--set ...]",
+        "Read the store in one snapshot and check its invariants (credits,\n"
+        "charges and refunds, slots, stuck jobs, uploads, the event log).\n"
+        "Exits 0 when every rule holds, 1 with one line per breach, 2 when\n"
+        "the store cannot be read. Safe beside live processes.\n"},
+    {"help", "fila help [COMMAND]", "Say what COMMAND (or fila) does.\n"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *
+command(const char *name)
 {
-	fputs("usage: fila serve [--config FILE] [--set SECTION.KEY=VALUE]...\n"
-	      "       fila token --user ID [--admin] [--ttl SECONDS] "
-	      "[--config FILE] [--set ...]\n"
-	      "       fila check [--config FILE] [--set ...]\n",
-	    stderr);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Asked for: the help of c (or of them all) on stdout, exit 0. */
+static void
+help(const struct command *c)
+{
+	if (c != NULL) {
+		printf("usage: %s\n\n%s", c->synopsis, c->text);
+	} else {
+		printf("fila %s: a job gateway for AI tools (docs/api.md)\n\n",
+		    FILA_VERSION);
+		for (size_t i = 0; i < NCOMMANDS; i++)
+			printf("  %s\n", commands[i].synopsis);
+		printf("\nfila help COMMAND says more.\n");
+	}
+	exit(0);
+}
+
+/* A command line that does not parse: its command's usage on stderr. */
+static void
+usage(const struct command *c)
+{
+	fprintf(stderr, "usage: %s\n", c->synopsis);
 	exit(2);
 }
 
 static void
-parse_args(int argc, char **argv, struct args *a)
+parse_args(int argc, char **argv, const struct command *c, struct args *a)
 {
 	a->config = "fila.conf";
+	a->ttl = TOKEN_TTL_S;
 	a->sets = xcalloc((size_t)argc, sizeof(char *));
 	for (int i = 2; i < argc; i++) {
 		const char *o = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
+		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0)
+			help(c);
 		if (strcmp(o, "--admin") == 0) {
 			a->admin = 1;
 			continue;
 		}
 		if (v == NULL)
-			usage();
+			usage(c);
 		i++;
 		if (strcmp(o, "--config") == 0) {
 			a->config = v;
@@ -74,9 +132,9 @@ parse_args(int argc, char **argv, struct args *a)
 			a->user = v;
 		} else if (strcmp(o, "--ttl") == 0) {
 			if (parse_ll(v, &a->ttl) || a->ttl < 0)
-				usage();
+				usage(c);
 		} else {
-			usage();
+			usage(c);
 		}
 	}
 }
@@ -88,7 +146,17 @@ cmd_token(const struct config *cfg, const struct args *a)
 	char *tok;
 
 	if (a->user == NULL || *a->user == '\0')
-		usage();
+		usage(command("token"));
+	if (*cfg->jwt_secret == '\0') {
+		fprintf(stderr,
+		    "fila: auth.jwt_secret is empty: no HS256 token"
+		    " can be made (the JWKS's keys sign elsewhere)\n");
+		return 2;
+	}
+	if (exp == 0)
+		fprintf(stderr,
+		    "fila: warning: --ttl 0: this token never"
+		    " expires; whoever holds it keeps its rights\n");
 	tok = auth_sign(cfg->jwt_secret, a->user, a->admin, exp);
 	if (tok == NULL) {
 		fprintf(stderr, "fila: cannot sign a token for that user id\n");
@@ -159,6 +227,90 @@ process_name(const struct config *cfg, char *buf, size_t len)
 	    buf, len, "%s/%s:%d", host, cfg->listen_host, cfg->listen_port);
 }
 
+/* 1 when host is a loopback address (or localhost). */
+static int
+loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
+/* A secret anyone could guess, on an address anyone can reach: anyone
+ * could sign tokens, an admin's too. 0, or -1 with err set. */
+static int
+weak_secret(const struct config *cfg, char *err, size_t errlen)
+{
+	const char *s = cfg->jwt_secret;
+
+	if (loopback(cfg->listen_host) || *s == '\0')
+		return 0;
+	if (strcmp(s, BUILTIN_SECRET) != 0 && strlen(s) >= SECRET_MIN)
+		return 0;
+	snprintf(err, errlen,
+	    "[auth] jwt_secret: %s, and [server] listen = %s is reachable"
+	    " from other machines: anyone could sign tokens, an admin's too."
+	    " Set a random secret of %d bytes or more (openssl rand -hex 32),"
+	    " or leave it empty and set jwks_url",
+	    strcmp(s, BUILTIN_SECRET) == 0 ? "the built-in secret"
+	                                   : "shorter than 32 bytes",
+	    cfg->listen_host, SECRET_MIN);
+	return -1;
+}
+
+/* The store's URL as it may be logged: a password becomes "***". */
+static char *
+url_masked(const char *url)
+{
+	char *out = xstrdup(url), *at, *colon, *p;
+	const char *scheme = strstr(out, "://");
+
+	if (scheme && (at = strchr(scheme + 3, '@')) != NULL &&
+	    (colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3)))) {
+		char *t = xasprintf("%.*s:***%s", (int)(colon - out), out, at);
+		free(out);
+		out = t;
+	}
+	if ((p = strstr(out, "password=")) != NULL) {
+		char *end = p + strcspn(p, "&");
+		char *t =
+		    xasprintf("%.*spassword=***%s", (int)(p - out), out, end);
+		free(out);
+		out = t;
+	}
+	return out;
+}
+
+/* What fila runs with, a line each (docs/api.md §11). */
+static void
+say_setup(const struct config *cfg, const struct args *a)
+{
+	int read = a->config_given || access(a->config, F_OK) == 0;
+	char *url = url_masked(cfg->store_url);
+
+	fprintf(stderr, "fila: version %s\n", FILA_VERSION);
+	fprintf(stderr, "fila: config %s\n",
+	    read ? a->config : "built-in defaults");
+	fprintf(stderr, "fila: store %s%s%s\n", url,
+	    strncmp(url, "sqlite:", 7) ? ", schema " : "",
+	    strncmp(url, "sqlite:", 7) ? cfg->store_schema : "");
+	fprintf(stderr, "fila: accounts");
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		fprintf(stderr, "%s %s (%lld slot%s, %s)", i ? "," : "",
+		    cfg->accounts[i].name, (long long)cfg->accounts[i].slots,
+		    cfg->accounts[i].slots == 1 ? "" : "s",
+		    cfg->accounts[i].base_url);
+	fprintf(stderr, "\n");
+	free(url);
+}
+
 /*
  * The loop, a turn at a time: each turn's changes are committed together
  * at its end (group commit), and what waited for them (answers, calls to
@@ -182,7 +334,7 @@ run_loop(struct event_base *base, struct store *st)
  * release in reverse on the one way out (every *_free takes NULL).
  */
 static int
-cmd_serve(const struct config *cfg)
+cmd_serve(const struct config *cfg, const struct args *args)
 {
 	struct daemon d = {0};
 	char me[300];
@@ -205,10 +357,17 @@ cmd_serve(const struct config *cfg)
 	struct sched *sc = NULL;
 	struct api *api = NULL;
 	struct watchdog *wd = NULL;
+	struct sweep *sw = NULL;
 	struct event *term = NULL, *intr = NULL;
 	char err[512];
 	int rc = 1;
 
+	if (weak_secret(cfg, err, sizeof(err))) {
+		fprintf(stderr, "fila: %s\n", err);
+		free(pools);
+		return 2;
+	}
+	say_setup(cfg, args);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	process_name(cfg, me, sizeof(me));
@@ -229,12 +388,13 @@ cmd_serve(const struct config *cfg)
 	ev = events_new(d.base, cfg, st);
 	sc = sched_new(d.base, cfg, st, p, m);
 	api = api_new(cfg, st, sc, ev, m);
-	d.http = api_server(api, d.base);
-	http_server_cors(d.http, cfg->cors_origins);
+	if ((d.http = api_server(api, d.base, err, sizeof(err))) == NULL)
+		goto fail;
 	if (http_server_listen(d.http, cfg->listen_host, cfg->listen_port, err,
 	        sizeof(err)) != 0)
 		goto fail;
 	wd = watchdog_new(d.base, cfg, st, sc, p, WATCHDOG_TICK_MS);
+	sw = sweep_new(d.base, st, cfg->upload_retention);
 	term = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	intr = evsignal_new(d.base, SIGINT, on_signal, &d);
 	evsignal_add(term, NULL);
@@ -254,6 +414,7 @@ out:
 	if (intr)
 		event_free(intr);
 	http_server_free(d.http);
+	sweep_free(sw);
 	watchdog_free(wd);
 	api_free(api);
 	events_free(ev);
@@ -274,23 +435,42 @@ main(int argc, char **argv)
 	char err[1024];
 	int rc;
 
-	if (argc < 2)
-		usage();
-	parse_args(argc, argv, &a);
+	const struct command *c;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0)
+		help(NULL);
+	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--version") == 0) {
+		if (argc > 2 && command(argv[2]) == NULL) {
+			fprintf(
+			    stderr, "fila: unknown command \"%s\"\n", argv[2]);
+			return 2;
+		}
+		if (argv[1][0] == '-') {
+			printf("fila %s\n", FILA_VERSION);
+			return 0;
+		}
+		help(argc > 2 ? command(argv[2]) : NULL);
+	}
+	if ((c = command(argv[1])) == NULL) {
+		fprintf(stderr,
+		    "fila: unknown command \"%s\" (fila help lists them)\n",
+		    argv[1]);
+		return 2;
+	}
+	parse_args(argc, argv, c, &a);
 	if (config_load(&cfg, a.config, !a.config_given, a.sets, a.nsets, err,
 	        sizeof(err))) {
 		fprintf(stderr, "fila: %s\n", err);
 		free(a.sets);
 		return 2;
 	}
-	if (strcmp(argv[1], "serve") == 0)
-		rc = cmd_serve(&cfg);
-	else if (strcmp(argv[1], "token") == 0)
+	if (c == &commands[0])
+		rc = cmd_serve(&cfg, &a);
+	else if (c == &commands[1])
 		rc = cmd_token(&cfg, &a);
-	else if (strcmp(argv[1], "check") == 0)
-		rc = cmd_check(&cfg);
 	else
-		usage();
+		rc = cmd_check(&cfg);
 	config_cleanup(&cfg);
 	free(a.sets);
 	return rc;

@@ -717,18 +717,19 @@ store_job_cost(struct store *st, const char *id, const json_t *provider_cost)
 
 enum store_rc
 store_user_submits(struct store *st, const char *user_id, int64_t since,
-    int64_t upto, int64_t *n)
+    int64_t upto, int64_t *n, int64_t *oldest)
 {
-	*n = 0;
-	return enter(st)->be->user_submits(st, user_id, since, upto, n);
+	*n = *oldest = 0;
+	return enter(st)->be->user_submits(st, user_id, since, upto, n, oldest);
 }
 
 enum store_rc
 store_user_uploads(struct store *st, const char *user_id, int64_t since,
-    int64_t *n, int64_t *bytes)
+    int64_t *n, int64_t *bytes, int64_t *oldest)
 {
-	*n = *bytes = 0;
-	return enter(st)->be->user_uploads(st, user_id, since, n, bytes);
+	*n = *bytes = *oldest = 0;
+	return enter(st)->be->user_uploads(
+	    st, user_id, since, n, bytes, oldest);
 }
 
 struct upload *

@@ -308,12 +308,14 @@ enum store_rc store_lease(struct store *st, int64_t ttl_ms, int mine,
 /* --- per-user usage (the limits of docs/api.md §11) --- */
 
 /* How many of the user's jobs were created at or after since (ms),
- * counting at most upto of the newest. */
+ * counting at most upto of the newest, and when the oldest of those was
+ * (0 when none): the window has room again once it leaves. */
 enum store_rc store_user_submits(struct store *st, const char *user_id,
-    int64_t since, int64_t upto, int64_t *n);
-/* The user's uploads created at or after since: how many, their bytes. */
+    int64_t since, int64_t upto, int64_t *n, int64_t *oldest);
+/* The user's uploads created at or after since: how many, their bytes,
+ * and when the oldest was (0 when none). */
 enum store_rc store_user_uploads(struct store *st, const char *user_id,
-    int64_t since, int64_t *n, int64_t *bytes);
+    int64_t since, int64_t *n, int64_t *bytes, int64_t *oldest);
 
 /* Uploads created before before_ms, oldest first, at most limit (the
  * retention sweep); appended to out. */

@@ -159,9 +159,9 @@ struct store_backend {
 	enum store_rc (*job_cost)(
 	    struct store *st, const char *id, const char *cost_json);
 	enum store_rc (*user_submits)(struct store *st, const char *user_id,
-	    int64_t since, int64_t upto, int64_t *n);
+	    int64_t since, int64_t upto, int64_t *n, int64_t *oldest);
 	enum store_rc (*user_uploads)(struct store *st, const char *user_id,
-	    int64_t since, int64_t *n, int64_t *bytes);
+	    int64_t since, int64_t *n, int64_t *bytes, int64_t *oldest);
 	enum store_rc (*uploads_older)(struct store *st, int64_t before_ms,
 	    int limit, struct upload_list *out);
 	enum store_rc (*upload_delete)(struct store *st, const char *id);

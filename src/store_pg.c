@@ -450,6 +450,12 @@ static const char migration_1_calls[] =
 	" DECLARE v_held int; v_from text; v_from_n bigint; v_free int;"
 	"  v_to text; v_to_n bigint;"
 	" BEGIN"
+	/* The job's row first, as fila_finish takes it: a cancel racing the
+	 * move waits for it (or it for the cancel), never a deadlock; and a
+	 * job that went running meanwhile is not moved. */
+	"  PERFORM 1 FROM jobs j WHERE j.id = p_id AND j.status = 'starting'"
+	"   FOR UPDATE;"
+	"  IF NOT FOUND THEN rc := 5; RETURN; END IF;"
 	"  SELECT s.id, s.account, s.n, j.seq INTO v_held, v_from, v_from_n,"
 	"   seq FROM slots s JOIN jobs j ON j.id = s.job_id"
 	"   WHERE j.id = p_id AND j.status = 'starting' FOR UPDATE OF s;"
@@ -784,10 +790,12 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_COST] = CALL("fila_cost($1, $2)"),
 	/* The newest $3 of the user's jobs say whether $3 were made since
 	 * $2. */
-	[Q_USER_SUBMITS] = "SELECT count(*) FROM (SELECT created_at FROM jobs"
+	[Q_USER_SUBMITS] = "SELECT count(*), coalesce(min(created_at), 0)"
+	    " FROM (SELECT created_at FROM jobs"
 	    " WHERE user_id = $1 ORDER BY seq DESC LIMIT $3) j"
 	    " WHERE created_at >= $2",
-	[Q_USER_UPLOADS] = "SELECT count(*), coalesce(sum(size), 0)"
+	[Q_USER_UPLOADS] = "SELECT count(*), coalesce(sum(size), 0),"
+	    " coalesce(min(created_at), 0)"
 	    " FROM uploads WHERE user_id = $1 AND created_at >= $2",
 	[Q_UPLOADS_OLDER] = "SELECT id, user_id, type, size, sha256,"
 	    " filename, path, created_at FROM uploads WHERE created_at < $1"
@@ -1942,19 +1950,25 @@ pg_job_cost(struct store *st, const char *id, const char *cost_json)
 
 static enum store_rc
 pg_user_submits(struct store *st, const char *user_id, int64_t since,
-    int64_t upto, int64_t *n)
+    int64_t upto, int64_t *n, int64_t *oldest)
 {
 	struct args a = {0};
+	PGresult *r;
 
 	a_txt(&a, user_id);
 	a_int(&a, since);
 	a_int(&a, upto);
-	return get_int(pgs(st), Q_USER_SUBMITS, &a, n);
+	if ((r = call(pgs(st), Q_USER_SUBMITS, &a)) == NULL)
+		return STORE_ERROR;
+	*n = col_int(r, 0, 0);
+	*oldest = col_int(r, 0, 1);
+	PQclear(r);
+	return STORE_OK;
 }
 
 static enum store_rc
 pg_user_uploads(struct store *st, const char *user_id, int64_t since,
-    int64_t *n, int64_t *bytes)
+    int64_t *n, int64_t *bytes, int64_t *oldest)
 {
 	struct args a = {0};
 	PGresult *r;
@@ -1965,6 +1979,7 @@ pg_user_uploads(struct store *st, const char *user_id, int64_t since,
 		return STORE_ERROR;
 	*n = col_int(r, 0, 0);
 	*bytes = col_int(r, 0, 1);
+	*oldest = col_int(r, 0, 2);
 	PQclear(r);
 	return STORE_OK;
 }

@@ -597,10 +597,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " WHERE id = ?1 AND status = 'running'",
 	/* The newest ?3 of the user's jobs are enough to say whether ?3
 	 * were made since ?2. */
-	[ST_USER_SUBMITS] = "SELECT count(*) FROM (SELECT created_at FROM jobs"
+	[ST_USER_SUBMITS] = "SELECT count(*), coalesce(min(created_at), 0)"
+	    " FROM (SELECT created_at FROM jobs"
 	    " WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?3)"
 	    " WHERE created_at >= ?2",
-	[ST_USER_UPLOADS] = "SELECT count(*), coalesce(sum(size), 0)"
+	[ST_USER_UPLOADS] = "SELECT count(*), coalesce(sum(size), 0),"
+	    " coalesce(min(created_at), 0)"
 	    " FROM uploads WHERE user_id = ?1 AND created_at >= ?2",
 	[ST_UPLOADS_OLDER] = "SELECT id, user_id, type, size, sha256,"
 	    " filename, path, created_at FROM uploads WHERE created_at < ?1"
@@ -1908,18 +1910,32 @@ lite_job_cost(struct store *st, const char *id, const char *cost_json)
 
 static enum store_rc
 lite_user_submits(struct store *st, const char *user_id, int64_t since,
-    int64_t upto, int64_t *n)
+    int64_t upto, int64_t *n, int64_t *oldest)
 {
-	return get_int(lite(st), ST_USER_SUBMITS, n,
+	return get_ints(lite(st), ST_USER_SUBMITS, n, oldest,
 	    ARGS(TXT(user_id), I64(since), I64(upto)));
 }
 
 static enum store_rc
 lite_user_uploads(struct store *st, const char *user_id, int64_t since,
-    int64_t *n, int64_t *bytes)
+    int64_t *n, int64_t *bytes, int64_t *oldest)
 {
-	return get_ints(lite(st), ST_USER_UPLOADS, n, bytes,
-	    ARGS(TXT(user_id), I64(since)));
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q =
+	    prep(s, ST_USER_UPLOADS, ARGS(TXT(user_id), I64(since)));
+	enum store_rc rc = STORE_OK;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		*n = col_int(q, 0);
+		*bytes = col_int(q, 1);
+		*oldest = col_int(q, 2);
+	} else {
+		rc = db_fail(s);
+	}
+	done(q);
+	return rc;
 }
 
 static enum store_rc

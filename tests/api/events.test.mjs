@@ -3,7 +3,7 @@
 // ?after=, only the caller's jobs.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { Env, newUser, assertJobShape } from './harness.mjs';
+import { Env, newUser, assertJobShape, token, uid, assertError } from './harness.mjs';
 
 let env;
 before(async () => { env = await Env.start({ durationMs: 600, concurrency: 10, sets: ['queue.slots=1'] }); });
@@ -148,4 +148,48 @@ test('events need a token', async () => {
   const r = await env.api('GET', '/v1/events');
   assert.equal(r.status, 401);
   assert.equal(r.json.error.code, 'unauthorized');
+});
+
+test('a stream ends when its token expires (§11): the client comes back with a fresh one', async () => {
+  const tok = token(uid('exp'), { exp: Math.floor(Date.now() / 1000) + 2 });
+  const t0 = Date.now();
+  const got = await stream('/v1/events', { tok, timeout: 20000 });
+  const took = Date.now() - t0;
+  assert.equal(got.status, 200);
+  assert.ok(took < 10000, `the stream outlived its token: ${took} ms`);
+});
+
+test('limits.streams_per_user: one stream more is 429 rate_limited, with Retry-After', async () => {
+  const u = newUser('many');
+  const open = [];
+  try {
+    for (let i = 0; i < 20; i++) {
+      const ac = new AbortController();
+      const res = await fetch(`${env.url}/v1/events?access_token=${encodeURIComponent(u.tok)}`, { signal: ac.signal });
+      assert.equal(res.status, 200, `stream ${i + 1}`);
+      open.push(ac);
+    }
+    const r = await env.api('GET', '/v1/events', { token: u.tok });
+    assertError(r, 429, 'rate_limited', '21st stream:');
+    assert.match(r.headers.get('retry-after') || '', /^\d+$/);
+    // Another user is not counted against this one.
+    const other = newUser('few');
+    const ac = new AbortController();
+    const res = await fetch(`${env.url}/v1/events?access_token=${encodeURIComponent(other.tok)}`, { signal: ac.signal });
+    assert.equal(res.status, 200);
+    ac.abort();
+    // One closes: room again.
+    open.pop().abort();
+    let again;
+    for (let i = 0; i < 50; i++) {
+      const ac2 = new AbortController();
+      again = await fetch(`${env.url}/v1/events?access_token=${encodeURIComponent(u.tok)}`, { signal: ac2.signal });
+      if (again.status === 200) { open.push(ac2); break; }
+      await again.text();
+      await new Promise((res2) => setTimeout(res2, 50));
+    }
+    assert.equal(again.status, 200);
+  } finally {
+    for (const ac of open) ac.abort();
+  }
 });

@@ -3,7 +3,7 @@
 // most one active job (rule 3) whichever process they reach.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Env, newUser, adminToken, waitFor } from './harness.mjs';
+import { Env, newUser, adminToken, waitFor, pngBytes, jpegBytes } from './harness.mjs';
 
 let env;
 let second;
@@ -17,7 +17,7 @@ test('rule 1: two processes on one store never run more than queue.slots jobs', 
   const users = Array.from({ length: 12 }, (_, i) => newUser(`mp${i}`));
   const bases = users.map((_, i) => (i % 2 ? second.url : env.url));
   const imgs = await Promise.all(users.map((u, i) => env.api('POST', '/v1/uploads', {
-    token: u.tok, base: bases[i], raw: (i % 2 ? Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 74, 70, 73, 70, 0, 1, i]) : Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, i])),
+    token: u.tok, base: bases[i], raw: i % 2 ? jpegBytes() : pngBytes(),
     headers: { 'content-type': 'application/octet-stream' },
   })));
   for (const r of imgs) assert.equal(r.status, 201, r.text);
@@ -70,7 +70,7 @@ test('rule 1: two processes on one store never run more than queue.slots jobs', 
 
 test('rule 3 across processes: one user, two processes at once, one job', async () => {
   const u = newUser('mpone');
-  const up = await env.api('POST', '/v1/uploads', { token: u.tok, raw: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]), headers: { 'content-type': 'image/png' } });
+  const up = await env.api('POST', '/v1/uploads', { token: u.tok, raw: pngBytes(), headers: { 'content-type': 'image/png' } });
   assert.equal(up.status, 201, up.text);
   const body = { tool: 'upscaler', inputs: { image: up.json.id } };
   const rs = await Promise.all([env.url, second.url, env.url, second.url].map((base) => env.api('POST', '/v1/jobs', { token: u.tok, base, body })));

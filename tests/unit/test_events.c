@@ -71,7 +71,7 @@ user_of(struct http_req *r)
 static void
 h_events(struct http_req *r, void *ctx)
 {
-	events_stream(ctx, r, user_of(r), NULL, after_of(r));
+	events_stream(ctx, r, user_of(r), NULL, after_of(r), 0);
 }
 
 static void
@@ -82,7 +82,7 @@ h_job_events(struct http_req *r, void *ctx)
 	/* As the API does: the job is read first, and must be the user's. */
 	job_init(&j);
 	if (store_job_get(st, http_req_param(r, 0), user_of(r), &j) == STORE_OK)
-		events_stream(ctx, r, user_of(r), &j, after_of(r));
+		events_stream(ctx, r, user_of(r), &j, after_of(r), 0);
 	else
 		http_reply(r, 404, NULL, NULL, 0);
 	job_cleanup(&j);

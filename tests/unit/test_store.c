@@ -1622,22 +1622,23 @@ Test(store, provider_cost_is_kept_with_a_running_job)
 Test(store, usage_counts_a_users_recent_submits_and_uploads)
 {
 	struct job j;
-	int64_t n = -1, bytes = -1, now = now_ms();
+	int64_t n = -1, bytes = -1, oldest = -1, now = now_ms();
 
 	submit_ok("j1", "u1", "upscaler");
 	cr_assert_eq(finish("j1", JOB_CANCELLED, 1, &j), STORE_OK);
 	job_cleanup(&j);
 	submit_ok("j2", "u1", "upscaler");
-	cr_assert_eq(
-	    store_user_submits(st, "u1", now - 60000, 30, &n), STORE_OK);
+	cr_assert_eq(store_user_submits(st, "u1", now - 60000, 30, &n, &oldest),
+	    STORE_OK);
 	cr_assert_eq(n, 2);
-	cr_assert_eq(
-	    store_user_submits(st, "u1", now - 60000, 1, &n), STORE_OK);
+	cr_assert_eq(store_user_submits(st, "u1", now - 60000, 1, &n, &oldest),
+	    STORE_OK);
 	cr_assert_eq(n, 1, "only the newest upto are read");
-	cr_assert_eq(
-	    store_user_submits(st, "u1", now + 60000, 30, &n), STORE_OK);
+	cr_assert_eq(store_user_submits(st, "u1", now + 60000, 30, &n, &oldest),
+	    STORE_OK);
 	cr_assert_eq(n, 0);
-	cr_assert_eq(store_user_submits(st, "u2", 0, 30, &n), STORE_OK);
+	cr_assert_eq(
+	    store_user_submits(st, "u2", 0, 30, &n, &oldest), STORE_OK);
 	cr_assert_eq(n, 0);
 
 	for (int i = 0; i < 3; i++) {
@@ -1652,14 +1653,16 @@ Test(store, usage_counts_a_users_recent_submits_and_uploads)
 		snprintf(id, sizeof(id), "upl_%d", i);
 		cr_assert_eq(store_upload_add(st, &u), STORE_OK);
 	}
-	cr_assert_eq(
-	    store_user_uploads(st, "u1", now - 1800 * 1000LL, &n, &bytes),
+	cr_assert_eq(store_user_uploads(
+	                 st, "u1", now - 1800 * 1000LL, &n, &bytes, &oldest),
 	    STORE_OK);
 	cr_assert_eq(n, 1);
 	cr_assert_eq(bytes, 100);
-	cr_assert_eq(store_user_uploads(st, "u1", 0, &n, &bytes), STORE_OK);
+	cr_assert_eq(
+	    store_user_uploads(st, "u1", 0, &n, &bytes, &oldest), STORE_OK);
 	cr_assert_eq(n, 3);
 	cr_assert_eq(bytes, 600);
+	cr_assert_eq(oldest, now - 2 * 3600 * 1000LL);
 }
 
 Test(store, old_uploads_are_listed_oldest_first_and_forgotten)

@@ -4,14 +4,17 @@
  * test has a schema of its own, dropped after it, so tests run in parallel
  * and again. Where the schema is what protects a rule, a second, raw libpq
  * connection tries to break it behind the store's back; several handles,
- * and forked processes with handles of their own, race on one schema.
+ * and forked processes with handles of their own, race on one schema
+ * (lined up, where a race needs an order, by a raw session holding a row).
  */
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@ static const char *schema;                 /* the test's own: schemas[0] */
 static struct store *handles[MAX_HANDLES]; /* freed after the test */
 static struct store *st;                   /* on schema, opened by setup */
 static PGconn *raw;                        /* behind the store's back */
+static PGconn *holder;                     /* raw too, holding a lock */
 static char raw_err[512];
 static struct event_base *base; /* made by loop(), freed after the handles */
 
@@ -210,6 +214,8 @@ teardown(void)
 		handles[i] = NULL;
 	}
 	st = NULL;
+	PQfinish(holder); /* its locks go before the schemas */
+	holder = NULL;
 	if (base)
 		event_base_free(base);
 	base = NULL;
@@ -483,6 +489,21 @@ exit_code(int status)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* 1 when child i has ended (its exit code in codes[i]); with wait, wait
+ * for it. */
+static int
+kid_ended(int i, int *codes, int wait)
+{
+	int status;
+
+	if (kids[i] &&
+	    waitpid(kids[i], &status, wait ? 0 : WNOHANG) == kids[i]) {
+		codes[i] = exit_code(status);
+		kids[i] = 0;
+	}
+	return kids[i] == 0;
+}
+
 /* 1 when every child has ended (their exit codes in codes); with wait,
  * wait for them. */
 static int
@@ -490,15 +511,8 @@ race_ended(int *codes, int wait)
 {
 	int left = 0;
 
-	for (int i = 0; i < nkids; i++) {
-		int status;
-		if (kids[i] &&
-		    waitpid(kids[i], &status, wait ? 0 : WNOHANG) == kids[i]) {
-			codes[i] = exit_code(status);
-			kids[i] = 0;
-		}
-		left += kids[i] != 0;
-	}
+	for (int i = 0; i < nkids; i++)
+		left += !kid_ended(i, codes, wait);
 	return left == 0;
 }
 
@@ -2014,4 +2028,1033 @@ Test(store_pg, two_schemas_in_one_database_are_independent)
 	cr_assert_eq(position_of(st, "j2"), 1);
 	cr_assert_eq(count_of("events"), 3);
 	store_on_commit(b, NULL, NULL);
+}
+
+/* ---- accounts: pools of slots ----------------------------------------- */
+
+static const struct store_account two_pools[] = {{"a", 2}, {"b", 1}};
+
+/* The options of a store on n pools, its slots their sum. */
+static struct store_opts
+pools_opts(const struct store_account *pools, size_t n, enum store_hooks hooks)
+{
+	struct store_opts o = opts(0, 1, NULL);
+
+	for (size_t i = 0; i < n; i++)
+		o.slots += pools[i].slots;
+	o.accounts = pools;
+	o.naccounts = n;
+	o.hooks = hooks;
+	return o;
+}
+
+/* st, opened again on n pools. */
+static void
+reopen_pools(
+    const struct store_account *pools, size_t n, enum store_hooks hooks)
+{
+	struct store_opts o = pools_opts(pools, n, hooks);
+
+	close_store(st);
+	st = open_opts(&o);
+}
+
+/* Promote the head of the queue: it must land on account. */
+static void
+promote_on(struct store *s, const char *account)
+{
+	struct job j;
+
+	cr_assert_eq(
+	    store_promote(s, &j), STORE_OK, "promote: %s", store_error(s));
+	cr_assert_eq(j.status, JOB_STARTING);
+	cr_assert_not_null(j.account, "%s names no account", j.id);
+	cr_assert_str_eq(j.account, account, "%s", j.id);
+	job_cleanup(&j);
+}
+
+static void
+no_room(struct store *s)
+{
+	struct job j;
+
+	cr_assert_eq(store_promote(s, &j), STORE_NOTFOUND, "%s was promoted",
+	    j.id ? j.id : "?");
+	job_cleanup(&j);
+}
+
+/* Slots held on account, as the store tells them. */
+static int64_t
+held_on(struct store *s, const char *account)
+{
+	json_t *used = NULL;
+	int64_t n;
+
+	cr_assert_eq(
+	    store_slots_by_account(s, &used), STORE_OK, "%s", store_error(s));
+	cr_assert(json_is_integer(json_object_get(used, account)),
+	    "no count for %s", account);
+	n = json_integer_value(json_object_get(used, account));
+	json_decref(used);
+	return n;
+}
+
+/* Slot rows of account (all: held = 0), behind the store's back. */
+static int64_t
+rows_of(const char *account, int held)
+{
+	char *sql = xasprintf("SELECT count(*) FROM slots WHERE account = '%s'"
+	                      " %s",
+	    account, held ? "AND job_id IS NOT NULL" : "");
+	int64_t n = raw_int(sql);
+
+	free(sql);
+	return n;
+}
+
+/* Accounts holding more slots, or with more active jobs, than their size,
+ * as "name held/active/size, …" ("" when none). */
+static const char over_full_sql[] =
+    "SELECT coalesce(string_agg(a.name || ' ' || h.held || '/'"
+    " || coalesce(j.n, 0) || '/' || a.slots, ', '), '') FROM accounts a"
+    " JOIN (SELECT account, count(job_id) AS held FROM slots"
+    " GROUP BY account) h ON h.account = a.name"
+    " LEFT JOIN (SELECT account, count(*) AS n FROM jobs"
+    " WHERE status IN ('starting', 'running') GROUP BY account) j"
+    " ON j.account = a.name"
+    " WHERE h.held > a.slots OR coalesce(j.n, 0) > a.slots";
+
+/* Jobs whose account is not that of the slot they hold. */
+static const char misfiled_sql[] =
+    "SELECT count(*) FROM slots s JOIN jobs j ON j.id = s.job_id"
+    " WHERE j.account IS DISTINCT FROM s.account";
+
+Test(store_pg, each_account_is_a_pool_of_its_slots)
+{
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	cr_assert_eq(count_of("slots"), 3);
+	submit_n(st, "j", 4);
+	/* The most room first, then by name: a, a, b; then none. */
+	promote_on(st, "a");
+	promote_on(st, "a");
+	promote_on(st, "b");
+	no_room(st);
+	cr_assert_eq(held_on(st, "a"), 2);
+	cr_assert_eq(held_on(st, "b"), 1);
+	cr_assert_eq(raw_int(misfiled_sql), 0);
+	/* The schema keeps rule 1 per account: no row of a beyond 2. */
+	refused("INSERT INTO slots (account, n) VALUES ('a', 2)",
+	    "slots_account_n_key");
+}
+
+Test(store_pg, an_account_that_is_down_is_not_used)
+{
+	static const char *const b[] = {"b"};
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	submit_n(st, "j", 2);
+	store_accounts_up(st, b, 1);
+	promote_on(st, "b");
+	no_room(st); /* a is down */
+	store_accounts_up(st, NULL, 0);
+	promote_on(st, "a");
+}
+
+Test(store_pg, a_starting_job_moves_to_another_account)
+{
+	static const char *const b[] = {"b"};
+	struct job j;
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	submit_n(st, "j", 2);
+	promote_on(st, "a"); /* j00 */
+	store_accounts_up(st, b, 1);
+	cr_assert_eq(
+	    store_job_move(st, "j00", &j), STORE_OK, "%s", store_error(st));
+	cr_assert_str_eq(j.account, "b");
+	cr_assert_eq(j.status, JOB_STARTING);
+	job_cleanup(&j);
+	cr_assert_eq(held_on(st, "a"), 0);
+	cr_assert_eq(held_on(st, "b"), 1);
+	cr_assert_eq(rows_of("a", 0), 2, "every account keeps its rows");
+	cr_assert_eq(rows_of("b", 0), 1);
+	cr_assert_eq(raw_int("SELECT count(*) FROM slots WHERE job_id = 'j00'"
+	                     " AND account = 'b'"),
+	    1);
+	cr_assert_eq(raw_int(misfiled_sql), 0);
+	/* No room on another account; not starting. */
+	cr_assert_eq(store_job_move(st, "j00", &j), STORE_NOTFOUND);
+	job_cleanup(&j);
+	cr_assert_eq(store_job_move(st, "j01", &j), STORE_CONFLICT);
+	job_cleanup(&j);
+}
+
+Test(store_pg, provider_cost_is_kept_with_a_running_job)
+{
+	json_t *cost = json_pack(
+	    "{s:i, s:s, s:i}", "coins", 12, "money", "0.12", "seconds", 30);
+	json_t *shown;
+	struct job j;
+
+	submit_ok(st, "j1", "u1");
+	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_CONFLICT, "queued");
+	run_next(st, "j1");
+	cr_assert_eq(
+	    store_job_cost(st, "j1", cost), STORE_OK, "%s", store_error(st));
+	cr_assert_eq(finish(st, "j1", JOB_COMPLETED, 1, &j), STORE_OK);
+	cr_assert(json_equal(j.provider_cost, cost));
+	shown = job_to_json(&j);
+	cr_assert(json_equal(json_object_get(shown, "provider_cost"), cost));
+	json_decref(shown);
+	job_cleanup(&j);
+	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_CONFLICT, "ended");
+	cr_assert_eq(store_job_cost(st, "nope", cost), STORE_CONFLICT);
+	refused("UPDATE jobs SET provider_cost = '{}'", "terminal");
+	json_decref(cost);
+}
+
+/* The schema keeps what the pools and the outbox add: one slot row per
+ * place of an account, sizes >= 0, a terminal job's cost and account as
+ * they ended, a delivery's state one of three. */
+Test(store_pg, the_schema_keeps_places_costs_and_deliveries)
+{
+	json_t *cost = json_pack("{s:i}", "coins", 12);
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_TERMINAL);
+	submit_ok(st, "j1", "u1");
+	run_next(st, "j1");
+	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_OK);
+	finish_ok(st, "j1", JOB_COMPLETED, 1);
+
+	refused("INSERT INTO slots (account, n) VALUES ('b', 1)",
+	    "slots_account_n_key");
+	refused("UPDATE slots SET n = 1 WHERE account = 'a' AND n = 2",
+	    "slots_account_n_key");
+	refused("UPDATE accounts SET slots = -1 WHERE name = 'a'",
+	    "accounts_slots_check");
+
+	refused("UPDATE jobs SET provider_cost = '{\"coins\": 0}'"
+	        " WHERE id = 'j1'",
+	    "terminal");
+	refused(
+	    "UPDATE jobs SET provider_cost = NULL WHERE id = 'j1'", "terminal");
+	refused("UPDATE jobs SET account = 'b' WHERE id = 'j1'", "terminal");
+	refused("UPDATE jobs SET account = NULL WHERE id = 'j1'", "terminal");
+	cr_assert_eq(raw_int("SELECT (provider_cost->>'coins')::int FROM jobs"
+	                     " WHERE id = 'j1' AND account = 'a'"),
+	    12);
+
+	cr_assert_eq(count_of("outbox"), 1, "the completed event");
+	refused("UPDATE outbox SET status = 'sent'", "outbox_status_check");
+	refused("INSERT INTO outbox (event_id, job_id, status, next_at,"
+	        " created_at) VALUES (0, 'j1', 'lost', 0, 0)",
+	    "outbox_status_check");
+	cr_assert(
+	    raw_exec("UPDATE outbox SET status = 'failed'"), "%s", raw_err);
+	json_decref(cost);
+}
+
+/* Processes promoting and ending jobs at once, half of them with only b
+ * up: at no moment does an account hold more slots than its size. */
+static int
+child_churn_pools(struct store *s, int i, void *arg)
+{
+	static const char *const b[] = {"b"};
+	int64_t end = mono_ms() + *(int *)arg;
+
+	if (i % 2)
+		store_accounts_up(s, b, 1);
+	for (int k = 0; mono_ms() < end; k++) {
+		char id[32], user[32], started[64] = "";
+		struct job j;
+		enum store_rc rc;
+
+		snprintf(id, sizeof(id), "p%d_%d", i, k);
+		snprintf(user, sizeof(user), "pu%d_%d", i, k);
+		rc = submit_to(s, id, user, "upscaler", NULL, &j);
+		job_cleanup(&j);
+		if (rc == STORE_OK && (rc = store_promote(s, &j)) == STORE_OK)
+			snprintf(started, sizeof(started), "%s", j.id);
+		job_cleanup(&j);
+		if (*started)
+			rc = finish(s, started, JOB_CANCELLED, 1, &j);
+		job_cleanup(&j);
+		if (rc != STORE_OK && rc != STORE_NOTFOUND) {
+			fprintf(stderr, "child %d: %s\n", i, store_error(s));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+Test(store_pg, racing_promotes_never_overfill_an_account)
+{
+	enum { N = 4 };
+	struct store_opts o = pools_opts(two_pools, 2, STORE_HOOKS_NONE);
+	int ms = 1500, codes[N], looks = 0;
+	char *over = xstrdup("");
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	race_start(N, &o, child_churn_pools, &ms);
+	while (!race_ended(codes, 0) && *over == '\0') {
+		free(over);
+		over = raw_text(over_full_sql);
+		looks++;
+	}
+	cr_assert_str_empty(over, "after %d looks, over full: %s", looks, over);
+	free(over);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(codes[i], 0, "child %d", i);
+	cr_assert_gt(looks, 10);
+	cr_assert_eq(raw_int(misfiled_sql), 0);
+	cr_assert_eq(rows_of("a", 0), 2);
+	cr_assert_eq(rows_of("b", 0), 1);
+	cr_assert_gt(raw_int("SELECT count(*) FROM jobs WHERE account = 'a'"),
+	    0, "a was used");
+	cr_assert_gt(raw_int("SELECT count(*) FROM jobs WHERE account = 'b'"),
+	    0, "b was used");
+}
+
+static int
+child_move_one(struct store *s, int i, void *arg)
+{
+	char id[32];
+	struct job j;
+	enum store_rc rc;
+
+	snprintf(id, sizeof(id), "%s%02d", (const char *)arg, i);
+	rc = store_job_move(s, id, &j);
+	job_cleanup(&j);
+	return rc;
+}
+
+/* Processes moving different starting jobs to b's one free slot at
+ * once: one gets it, the others hear there is no room. */
+Test(store_pg, racing_moves_to_one_free_slot_give_it_once)
+{
+	enum { N = 4, ROUNDS = 5 };
+	static const struct store_account pools[] = {{"a", N}, {"b", 1}};
+	static const char *const a[] = {"a"};
+	struct store_opts o = pools_opts(pools, 2, STORE_HOOKS_NONE);
+	int codes[N];
+
+	reopen_pools(pools, 2, STORE_HOOKS_NONE);
+	for (int round = 0; round < ROUNDS; round++) {
+		char prefix[16], id[32];
+		int moved = 0, no_room = 0;
+
+		snprintf(prefix, sizeof(prefix), "r%d_", round);
+		submit_n(st, prefix, N);
+		store_accounts_up(st, a, 1);
+		for (int i = 0; i < N; i++)
+			promote_on(st, "a");
+		store_accounts_up(st, NULL, 0);
+
+		race_start(N, &o, child_move_one, prefix);
+		race_wait(codes);
+		for (int i = 0; i < N; i++) {
+			moved += codes[i] == STORE_OK;
+			no_room += codes[i] == STORE_NOTFOUND;
+		}
+		cr_assert(moved == 1 && no_room == N - 1,
+		    "round %d: %d moved, %d told no room (answers %d %d %d %d)",
+		    round, moved, no_room, codes[0], codes[1], codes[2],
+		    codes[3]);
+		cr_assert_eq(rows_of("b", 1), 1);
+		cr_assert_eq(rows_of("a", 1), N - 1);
+		cr_assert_eq(
+		    rows_of("a", 0), N, "every account keeps its rows");
+		cr_assert_eq(rows_of("b", 0), 1);
+		cr_assert_eq(raw_int(misfiled_sql), 0);
+		for (int i = 0; i < N; i++) {
+			snprintf(id, sizeof(id), "%s%02d", prefix, i);
+			finish_ok(st, id, JOB_CANCELLED, 1);
+		}
+	}
+}
+
+/* ---- accounts at open ----------------------------------------------- */
+
+/* Shrunk, an account keeps the rows its jobs hold, and they count: its
+ * free row is not taken while it holds its size. */
+Test(store_pg, a_shrunk_account_keeps_its_held_rows)
+{
+	static const struct store_account shrunk[] = {{"a", 1}, {"b", 1}};
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	submit_n(st, "s", 4);
+	promote_on(st, "a");
+	promote_on(st, "a");
+	promote_on(st, "b");
+	cr_assert_eq(
+	    raw_int("SELECT n FROM slots WHERE job_id = 's01'"), 2, "a's 2nd");
+
+	reopen_pools(shrunk, 2, STORE_HOOKS_NONE);
+	cr_assert_eq(raw_int("SELECT slots FROM accounts WHERE name = 'a'"), 1);
+	cr_assert_eq(rows_of("a", 0), 2, "the held row beyond stays");
+	cr_assert_eq(held_on(st, "a"), 2);
+	finish_ok(st, "s00", JOB_CANCELLED, 1);
+	cr_assert_eq(rows_of("a", 0), 2, "row 1 is within the size: kept");
+	no_room(st);
+	finish_ok(st, "s01", JOB_CANCELLED, 1);
+	cr_assert_eq(rows_of("a", 0), 1, "released, the row beyond goes");
+	promote_on(st, "a");
+	no_room(st);
+}
+
+/* An account no longer configured keeps no room: size 0, its free rows
+ * gone, its held rows kept until released. */
+Test(store_pg, an_account_left_out_keeps_no_room)
+{
+	static const struct store_account only_a[] = {{"a", 2}};
+	static const char *const b[] = {"b"};
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	submit_n(st, "o", 5);
+	promote_on(st, "a");
+	promote_on(st, "a");
+	promote_on(st, "b"); /* o02 */
+
+	reopen_pools(only_a, 1, STORE_HOOKS_NONE);
+	cr_assert_eq(raw_int("SELECT slots FROM accounts WHERE name = 'b'"), 0);
+	cr_assert_eq(rows_of("b", 0), 1, "its held row stays");
+	cr_assert_eq(held_on(st, "b"), 1, "and is counted");
+	finish_ok(st, "o02", JOB_FAILED, 1);
+	cr_assert_eq(rows_of("b", 0), 0, "released, it goes");
+	cr_assert_eq(held_on(st, "b"), 0);
+	no_room(st);
+	finish_ok(st, "o00", JOB_FAILED, 1);
+	store_accounts_up(st, b, 1);
+	no_room(st);
+	store_accounts_up(st, NULL, 0);
+	promote_on(st, "a");
+	no_room(st);
+
+	/* Back in the config, it has its room again. */
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	cr_assert_eq(rows_of("b", 0), 1);
+	promote_on(st, "b");
+}
+
+/* A process holds its lease from its open: what it starts before its
+ * first renewal is not taken over by another. */
+Test(store_pg, a_process_holds_a_lease_from_its_open)
+{
+	int64_t t0 = now_ms();
+	struct store *a = open_with(3, 1, "a"), *b;
+	struct taken t = {0};
+	int64_t until;
+
+	cr_assert_eq(raw_int("SELECT count(*) FROM processes WHERE id = 'a'"),
+	    1, "no lease taken at open");
+	until = raw_int("SELECT lease_until FROM processes WHERE id = 'a'");
+	cr_assert_geq(until, t0 + STORE_LEASE_MS);
+	cr_assert_leq(until, now_ms() + STORE_LEASE_MS);
+	submit_n(a, "l", 1);
+	promote_ok(a, "l00");
+
+	b = open_with(3, 1, "b");
+	lease(b, 60000, 0, &t);
+	cr_assert_eq(taken_n(&t), 0, "a's start is a's");
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM jobs WHERE starter = 'a'"), 1);
+	taken_cleanup(&t);
+}
+
+/* ---- usage and retention ---------------------------------------------- */
+
+/* Upload id of user, of size bytes, made at (ms). */
+static void
+upload_at(
+    struct store *s, const char *id, const char *user, int64_t size, int64_t at)
+{
+	struct upload u = {.id = (char *)id,
+	    .user_id = (char *)user,
+	    .type = "png",
+	    .size = size,
+	    .sha256 = "00",
+	    .path = "/x",
+	    .created_at = at};
+
+	cr_assert_eq(store_upload_add(s, &u), STORE_OK, "%s", store_error(s));
+}
+
+Test(store_pg, usage_counts_a_users_recent_submits_and_uploads)
+{
+	int64_t n = -1, bytes = -1, oldest = -1, now = now_ms();
+
+	submit_ok(st, "j1", "u1");
+	finish_ok(st, "j1", JOB_CANCELLED, 1);
+	submit_ok(st, "j2", "u1");
+	cr_assert_eq(store_user_submits(st, "u1", now - 60000, 30, &n, &oldest),
+	    STORE_OK);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(store_user_submits(st, "u1", now - 60000, 1, &n, &oldest),
+	    STORE_OK);
+	cr_assert_eq(n, 1, "only the newest upto are read");
+	cr_assert_eq(store_user_submits(st, "u1", now + 60000, 30, &n, &oldest),
+	    STORE_OK);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(
+	    store_user_submits(st, "u2", 0, 30, &n, &oldest), STORE_OK);
+	cr_assert_eq(n, 0);
+
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "upl_%d", i);
+		upload_at(st, id, "u1", 100 * (i + 1), now - i * 3600 * 1000LL);
+	}
+	upload_at(st, "upl_other", "u2", 7, now);
+	cr_assert_eq(store_user_uploads(
+	                 st, "u1", now - 1800 * 1000LL, &n, &bytes, &oldest),
+	    STORE_OK);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(bytes, 100);
+	cr_assert_eq(
+	    store_user_uploads(st, "u1", 0, &n, &bytes, &oldest), STORE_OK);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(bytes, 600);
+	cr_assert_eq(oldest, now - 2 * 3600 * 1000LL);
+	cr_assert_eq(
+	    store_user_uploads(st, "u3", 0, &n, &bytes, &oldest), STORE_OK);
+	cr_assert(n == 0 && bytes == 0);
+}
+
+Test(store_pg, old_uploads_are_listed_oldest_first_and_forgotten)
+{
+	struct upload_list l = {0};
+	int64_t now = now_ms();
+
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "upl_%d", i);
+		upload_at(st, id, "u1", 1, now - i * 1000);
+	}
+	cr_assert_eq(store_uploads_older(st, now - 500, 10, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "upl_2");
+	cr_assert_str_eq(l.v[1].id, "upl_1");
+	cr_assert_eq(l.v[0].created_at, now - 2000);
+	upload_list_cleanup(&l);
+	cr_assert_eq(store_uploads_older(st, now - 500, 1, &l), STORE_OK);
+	cr_assert_eq(l.n, 1, "at most limit");
+	cr_assert_str_eq(l.v[0].id, "upl_2");
+	upload_list_cleanup(&l);
+	cr_assert_eq(store_upload_delete(st, "upl_2"), STORE_OK);
+	cr_assert_eq(store_upload_delete(st, "upl_2"), STORE_OK, "a no-op");
+	cr_assert_eq(store_uploads_older(st, now - 500, 10, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	upload_list_cleanup(&l);
+	cr_assert_eq(count_of("uploads"), 2);
+}
+
+/* ---- the outbox --------------------------------------------------------- */
+
+/* Claim up to limit deliveries due at now through s, for 30 s, into l
+ * (cleaned first). */
+static void
+claim(struct store *s, int64_t now, int limit, struct store_delivery_list *l)
+{
+	store_delivery_list_cleanup(l);
+	cr_assert_eq(store_outbox_claim(s, now, 30000, limit, l), STORE_OK,
+	    "%s", store_error(s));
+}
+
+/* st, opened again on the default account with hooks. */
+static void
+reopen_hooked(enum store_hooks hooks)
+{
+	struct store_opts o = opts(3, 1, NULL);
+
+	o.hooks = hooks;
+	close_store(st);
+	st = open_opts(&o);
+}
+
+Test(store_pg, terminal_events_become_webhooks_with_their_change)
+{
+	struct store_delivery_list l = {0};
+	int64_t pending = -1, failed = -1;
+
+	reopen_hooked(STORE_HOOKS_TERMINAL);
+	submit_ok(st, "j1", "u1");
+	run_next(st, "j1");
+	cr_assert_eq(count_of("outbox"), 0, "queued, starting, running: none");
+	finish_ok(st, "j1", JOB_COMPLETED, 1);
+	claim(st, now_ms(), 10, &l);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].status, "completed");
+	cr_assert_str_eq(l.v[0].job_id, "j1");
+	cr_assert_str_eq(l.v[0].state, "pending");
+	cr_assert_not_null(strstr(l.v[0].data, "\"status\":\"completed\""));
+	cr_assert_eq(l.v[0].event_id,
+	    raw_int("SELECT max(id) FROM events WHERE job_id = 'j1'"));
+	/* Claimed: no other claim gets it meanwhile. */
+	claim(st, now_ms(), 10, &l);
+	cr_assert_eq(l.n, 0);
+	cr_assert_eq(store_outbox_counts(st, &pending, &failed), STORE_OK);
+	cr_assert_eq(pending, 1);
+	cr_assert_eq(failed, 0);
+	store_delivery_list_cleanup(&l);
+}
+
+Test(store_pg, a_jobs_webhooks_go_in_order_retried_then_failed)
+{
+	struct store_delivery_list l = {0};
+	int64_t now, first, pending = -1, failed = -1;
+
+	reopen_hooked(STORE_HOOKS_ALL);
+	submit_ok(st, "j1", "u1");
+	submit_ok(st, "j2", "u2");
+	run_next(st, "j1");
+	now = now_ms();
+	cr_assert_eq(count_of("outbox"), 4, "queued ×2, starting, running");
+	/* The oldest pending of each job only. */
+	claim(st, now, 10, &l);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].job_id, "j1");
+	cr_assert_str_eq(l.v[0].status, "queued");
+	cr_assert_str_eq(l.v[1].job_id, "j2");
+	first = l.v[0].event_id;
+	/* j1's first fails for now: nothing of j1 goes before it. */
+	cr_assert_eq(
+	    store_outbox_done(st, first, 0, now + 5000, "HTTP 500"), STORE_OK);
+	cr_assert_eq(
+	    store_outbox_done(st, l.v[1].event_id, 1, 0, NULL), STORE_OK);
+	claim(st, now + 1000, 10, &l);
+	cr_assert_eq(l.n, 0, "j1 waits for its first; j2 has no more");
+	claim(st, now + 5000, 10, &l);
+	cr_assert_eq(l.n, 1);
+	cr_assert_eq(l.v[0].event_id, first);
+	cr_assert_eq(l.v[0].attempts, 1);
+	cr_assert_str_eq(l.v[0].last_error, "HTTP 500");
+	/* Given up: the next of j1 goes. */
+	cr_assert_eq(store_outbox_done(st, first, 0, 0, "HTTP 500"), STORE_OK);
+	claim(st, now + 6000, 10, &l);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].status, "starting");
+	cr_assert_eq(store_outbox_counts(st, &pending, &failed), STORE_OK);
+	cr_assert_eq(pending, 2);
+	cr_assert_eq(failed, 1);
+	store_delivery_list_cleanup(&l);
+	cr_assert_eq(store_outbox_list(st, "failed", 0, 10, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_eq(l.v[0].event_id, first);
+	cr_assert_str_eq(l.v[0].state, "failed");
+	cr_assert_eq(l.v[0].attempts, 2);
+	store_delivery_list_cleanup(&l);
+	cr_assert_eq(store_outbox_list(st, NULL, first, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 3, "after the first, any state");
+	cr_assert_str_eq(l.v[0].state, "delivered");
+	store_delivery_list_cleanup(&l);
+	finish_ok(st, "j1", JOB_COMPLETED, 1);
+	cr_assert_eq(count_of("outbox"), 5);
+}
+
+Test(store_pg, no_webhooks_without_hooks)
+{
+	submit_ok(st, "j1", "u1");
+	run_next(st, "j1");
+	finish_ok(st, "j1", JOB_COMPLETED, 1);
+	cr_assert_eq(count_of("outbox"), 0);
+}
+
+static int
+has_delivery(
+    const struct store_delivery_list *l, const char *job_id, const char *status)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].job_id, job_id) == 0 &&
+		    strcmp(l->v[i].status, status) == 0)
+			return 1;
+	return 0;
+}
+
+/* A claim in flight holds its rows (FOR UPDATE SKIP LOCKED): a claim
+ * through another handle at that moment takes the others, never the same,
+ * and not the next of a job whose delivery is in flight. */
+Test(store_pg, claims_at_once_take_different_deliveries_in_job_order)
+{
+	struct store_delivery_list mine = {0}, theirs = {0};
+	struct store *other;
+
+	reopen_hooked(STORE_HOOKS_ALL);
+	other = open_with(3, 1, NULL);
+	submit_n(st, "d", 4);
+	finish_ok(st, "d00", JOB_CANCELLED, 1); /* d00's second */
+
+	store_group(st, 1);
+	claim(st, now_ms(), 2, &mine);
+	cr_assert_eq(mine.n, 2);
+	cr_assert(has_delivery(&mine, "d00", "queued"));
+	cr_assert(has_delivery(&mine, "d01", "queued"));
+	claim(other, now_ms(), 10, &theirs);
+	cr_assert_eq(theirs.n, 2, "the two not in flight");
+	cr_assert(has_delivery(&theirs, "d02", "queued"));
+	cr_assert(has_delivery(&theirs, "d03", "queued"));
+
+	/* Delivered, not yet committed: d00's next still waits. */
+	cr_assert_eq(
+	    store_outbox_done(st, mine.v[0].event_id, 1, 0, NULL), STORE_OK);
+	claim(other, now_ms(), 10, &theirs);
+	cr_assert_eq(theirs.n, 0);
+	cr_assert_eq(store_sync(st), STORE_OK, "%s", store_error(st));
+	store_group(st, 0);
+	claim(other, now_ms(), 10, &theirs);
+	cr_assert_eq(theirs.n, 1);
+	cr_assert(has_delivery(&theirs, "d00", "cancelled"));
+	claim(st, now_ms(), 10, &mine);
+	cr_assert_eq(mine.n, 0, "the rest are claimed");
+	store_delivery_list_cleanup(&mine);
+	store_delivery_list_cleanup(&theirs);
+}
+
+/* ---- the outbox, racing deliverers ------------------------------------ */
+
+#define RACE_EVENTS 256
+
+/* What racing deliverers did, in memory the forked children share. A
+ * ticket is taken from clock at each step, so steps can be ordered. */
+struct seen {
+	atomic_int producing;                /* the parent still makes events */
+	atomic_llong clock;                  /* the last ticket taken */
+	atomic_int held[RACE_EVENTS];        /* claimed, not yet done */
+	atomic_int doubles;                  /* claimed while held by another */
+	atomic_int twins;                    /* two of one job in one claim */
+	atomic_llong claimed[RACE_EVENTS];   /* its first claim's ticket */
+	atomic_llong delivered[RACE_EVENTS]; /* as its delivered mark began */
+};
+
+static long long
+tick(struct seen *seen)
+{
+	return atomic_fetch_add(&seen->clock, 1) + 1;
+}
+
+/* Note what one claim took; 0 when it took an id beyond RACE_EVENTS. */
+static int
+note_claim(struct seen *seen, const struct store_delivery_list *l)
+{
+	for (size_t k = 0; k < l->n; k++) {
+		int64_t id = l->v[k].event_id;
+		long long never = 0;
+
+		if (id <= 0 || id >= RACE_EVENTS)
+			return 0;
+		if (atomic_exchange(&seen->held[id], 1))
+			atomic_fetch_add(&seen->doubles, 1);
+		atomic_compare_exchange_strong(
+		    &seen->claimed[id], &never, tick(seen));
+		for (size_t m = 0; m < k; m++)
+			if (strcmp(l->v[m].job_id, l->v[k].job_id) == 0)
+				atomic_fetch_add(&seen->twins, 1);
+	}
+	return 1;
+}
+
+/* Attempt d: every third delivery fails once first, due again at once. */
+static enum store_rc
+deliver(struct store *s, struct seen *seen, const struct store_delivery *d)
+{
+	int ok = d->attempts > 0 || d->event_id % 3 != 0;
+
+	/* Still claimed in the store until its mark commits. */
+	atomic_store(&seen->held[d->event_id], 0);
+	if (ok)
+		atomic_store(&seen->delivered[d->event_id], tick(seen));
+	return store_outbox_done(
+	    s, d->event_id, ok, ok ? 0 : now_ms(), ok ? NULL : "HTTP 500");
+}
+
+/* Claim and deliver, a few at a time, until nothing is left to do. */
+static int
+child_deliver(struct store *s, int i, void *arg)
+{
+	struct seen *seen = arg;
+	struct store_delivery_list l = {0};
+	int64_t end = mono_ms() + 20000, pending = 1, failed;
+	int code = 0;
+
+	while (code == 0 && (atomic_load(&seen->producing) || pending > 0)) {
+		if (store_outbox_claim(s, now_ms(), 30000, 4, &l) != STORE_OK ||
+		    !note_claim(seen, &l))
+			code = 1;
+		for (size_t k = 0; code == 0 && k < l.n; k++)
+			if (deliver(s, seen, &l.v[k]) != STORE_OK)
+				code = 1;
+		if (code == 0 && l.n == 0)
+			usleep(1000);
+		store_delivery_list_cleanup(&l);
+		if (code == 0 &&
+		    store_outbox_counts(s, &pending, &failed) != STORE_OK)
+			code = 1;
+		if (code == 0 && mono_ms() > end)
+			code = 2;
+	}
+	if (code == 1)
+		fprintf(stderr, "child %d: %s\n", i, store_error(s));
+	return code;
+}
+
+/* Each job's deliveries in order: none claimed before the one before it
+ * of its job was marked delivered. */
+static void
+assert_job_order(struct seen *seen, int pairs)
+{
+	PGresult *r = PQexec(raw, "SELECT event_id, lag(event_id) OVER"
+	                          " (PARTITION BY job_id ORDER BY event_id)"
+	                          " FROM outbox");
+	int n = 0;
+
+	cr_assert_eq(
+	    PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+	for (int i = 0; i < PQntuples(r); i++) {
+		long id = atol(PQgetvalue(r, i, 0));
+		long before = atol(PQgetvalue(r, i, 1));
+		if (PQgetisnull(r, i, 1))
+			continue;
+		cr_assert_lt(id, RACE_EVENTS);
+		cr_assert_gt(atomic_load(&seen->claimed[id]),
+		    atomic_load(&seen->delivered[before]),
+		    "delivery %ld was claimed before %ld, the one before it"
+		    " of its job, was delivered",
+		    id, before);
+		n++;
+	}
+	PQclear(r);
+	cr_assert_eq(n, pairs);
+}
+
+/* Processes claiming and delivering while jobs move: no delivery is
+ * claimed by two at once, none delivered twice, each job's in order. */
+Test(store_pg, racing_deliverers_never_share_one_and_keep_job_order)
+{
+	enum { N = 4, JOBS = 15 };
+	struct store_opts o = opts(3, 1, NULL);
+	struct seen *seen = mmap(NULL, sizeof(*seen), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int codes[N];
+
+	cr_assert_neq(seen, MAP_FAILED);
+	reopen_hooked(STORE_HOOKS_ALL);
+	atomic_store(&seen->producing, 1);
+	race_start(N, &o, child_deliver, seen);
+	submit_n(st, "e", JOBS);
+	for (int i = 0; i < JOBS; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "e%02d", i);
+		run_next(st, id);
+		finish_ok(st, id, JOB_COMPLETED, 1);
+	}
+	atomic_store(&seen->producing, 0);
+	race_wait(codes);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(codes[i], 0, "child %d", i);
+
+	cr_assert_eq(atomic_load(&seen->doubles), 0, "claimed by two at once");
+	cr_assert_eq(atomic_load(&seen->twins), 0, "two of a job in a claim");
+	cr_assert_eq(count_of("outbox"), 4 * JOBS);
+	cr_assert_eq(raw_int("SELECT count(*) FROM outbox"
+	                     " WHERE status <> 'delivered'"),
+	    0);
+	cr_assert_eq(raw_int("SELECT count(*) FROM outbox WHERE attempts <>"
+	                     " CASE WHEN event_id % 3 = 0 THEN 2 ELSE 1 END"),
+	    0, "each attempted as planned: none twice");
+	assert_job_order(seen, 3 * JOBS);
+	munmap(seen, sizeof(*seen));
+}
+
+/* ---- a move racing its job's end ------------------------------------- */
+
+/* Fork one child more, at once: it opens a handle with o and runs
+ * fn(s, i, arg); race_wait() waits for it too. */
+static void
+race_spawn(const struct store_opts *o,
+    int (*fn)(struct store *s, int i, void *arg), void *arg)
+{
+	pid_t pid;
+
+	cr_assert_lt(nkids, MAX_CHILDREN);
+	fflush(NULL);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		char err[512];
+		struct store *s = store_open(pg_url, o, err, sizeof(err));
+		int code = 99;
+		if (s == NULL)
+			fprintf(stderr, "child %d: %s\n", nkids, err);
+		else
+			code = fn(s, nkids, arg);
+		store_free(s);
+		_exit(code);
+	}
+	kids[nkids++] = pid;
+}
+
+/* The session of a call of fn waiting for a lock held by one of the
+ * sessions pids ("1, 2"): its pid, 0 when none. */
+static int
+lock_waiter(const char *fn, const char *pids)
+{
+	char *sql = xasprintf("SELECT coalesce(max(pid), 0) FROM"
+	                      " pg_stat_activity WHERE wait_event_type ="
+	                      " 'Lock' AND query LIKE '%%%s(%%' AND"
+	                      " pg_blocking_pids(pid) && ARRAY[%s]",
+	    fn, pids);
+	int pid = (int)raw_int(sql);
+
+	free(sql);
+	return pid;
+}
+
+/* The same, waited for (5 s at most). */
+static int
+waiting_in(const char *fn, const char *pids)
+{
+	int64_t end = mono_ms() + 5000;
+	int pid;
+
+	while ((pid = lock_waiter(fn, pids)) == 0 && mono_ms() < end)
+		usleep(5000);
+	cr_assert_gt(pid, 0, "no call of %s waits on %s", fn, pids);
+	return pid;
+}
+
+/* Hold job id's slot row from a second raw session until let_go(), so
+ * that calls coming to it wait, lined up; its pid into pid. */
+static void
+hold_slot_of(const char *id, char *pid, size_t len)
+{
+	char *sql = xasprintf("SET search_path = %s; BEGIN; SELECT 1 FROM"
+	                      " slots WHERE job_id = '%s' FOR UPDATE",
+	    schema, id);
+	PGresult *r;
+
+	holder = PQconnectdb(pg_url);
+	cr_assert_eq(
+	    PQstatus(holder), CONNECTION_OK, "%s", PQerrorMessage(holder));
+	r = PQexec(holder, sql);
+	cr_assert_eq(
+	    PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+	PQclear(r);
+	free(sql);
+	snprintf(pid, len, "%d", PQbackendPID(holder));
+}
+
+static void
+let_go(void)
+{
+	PQclear(PQexec(holder, "ROLLBACK"));
+}
+
+static int
+child_move_id(struct store *s, int i, void *arg)
+{
+	struct job j;
+	enum store_rc rc = store_job_move(s, arg, &j);
+
+	if (rc == STORE_ERROR)
+		fprintf(stderr, "child %d, move: %s\n", i, store_error(s));
+	job_cleanup(&j);
+	return rc;
+}
+
+static int
+child_cancel_id(struct store *s, int i, void *arg)
+{
+	struct job j;
+	enum store_rc rc = finish(s, arg, JOB_CANCELLED, 1, &j);
+
+	if (rc == STORE_ERROR)
+		fprintf(stderr, "child %d, cancel: %s\n", i, store_error(s));
+	job_cleanup(&j);
+	return rc;
+}
+
+static int
+child_running_id(struct store *s, int i, void *arg)
+{
+	struct job j;
+	enum store_rc rc = store_job_running(s, arg, "task-1", &j);
+
+	if (rc == STORE_ERROR)
+		fprintf(stderr, "child %d, running: %s\n", i, store_error(s));
+	job_cleanup(&j);
+	return rc;
+}
+
+/* Job m00 starting on a, with b's slot free. */
+static void
+start_one_on_a(void)
+{
+	static const char *const a[] = {"a"};
+
+	reopen_pools(two_pools, 2, STORE_HOOKS_NONE);
+	submit_n(st, "m", 1);
+	store_accounts_up(st, a, 1);
+	promote_on(st, "a");
+	store_accounts_up(st, NULL, 0);
+}
+
+/* A move and a cancel of one starting job at once: one goes first, the
+ * other follows it or hears the job moved on; neither fails. The move
+ * comes first to the job's slot row, held meanwhile, then the cancel. */
+Test(store_pg, a_move_racing_its_jobs_cancel_fails_neither)
+{
+	struct store_opts o = pools_opts(two_pools, 2, STORE_HOOKS_NONE);
+	char held_by[16], pids[64];
+	int codes[2], mover;
+
+	start_one_on_a();
+	hold_slot_of("m00", held_by, sizeof(held_by));
+	race_spawn(&o, child_move_id, "m00");
+	mover = waiting_in("fila_move", held_by);
+	snprintf(pids, sizeof(pids), "%s, %d", held_by, mover);
+	race_spawn(&o, child_cancel_id, "m00");
+	waiting_in("fila_finish", pids);
+	let_go();
+
+	race_wait(codes);
+	cr_assert(codes[0] == STORE_OK || codes[0] == STORE_CONFLICT,
+	    "the move answered %d", codes[0]);
+	cr_assert_eq(codes[1], STORE_OK, "the cancel answered %d", codes[1]);
+	cr_assert_eq(status_of(st, "m00"), JOB_CANCELLED);
+	cr_assert_eq(used_slots(st), 0);
+}
+
+/* A job that starts running while a move of it waits is not moved: its
+ * task runs on the account it was sent to. Either the running waits for
+ * the move (then it runs where it moved), or the move hears the job is
+ * not starting any more. */
+Test(store_pg, a_job_running_meanwhile_is_not_moved)
+{
+	struct store_opts o = pools_opts(two_pools, 2, STORE_HOOKS_NONE);
+	char held_by[16], pids[16];
+	int codes[2], waited = 0;
+	int64_t end = mono_ms() + 5000;
+	char runs_on[16], *t;
+
+	start_one_on_a();
+	hold_slot_of("m00", held_by, sizeof(held_by));
+	race_spawn(&o, child_move_id, "m00");
+	snprintf(pids, sizeof(pids), "%d", waiting_in("fila_move", held_by));
+	race_spawn(&o, child_running_id, "m00");
+	while (!kid_ended(1, codes, 0) &&
+	       !(waited = lock_waiter("fila_running", pids) > 0) &&
+	       mono_ms() < end)
+		usleep(5000);
+	let_go();
+
+	race_wait(codes);
+	cr_assert_eq(codes[1], STORE_OK, "the running answered %d", codes[1]);
+	cr_assert_eq(status_of(st, "m00"), JOB_RUNNING);
+	t = raw_text("SELECT account FROM jobs WHERE id = 'm00'");
+	snprintf(runs_on, sizeof(runs_on), "%s", t);
+	free(t);
+	cr_assert_eq(codes[0], waited ? STORE_OK : STORE_CONFLICT,
+	    "the move answered %d, the running %s; the job runs on %s",
+	    codes[0], waited ? "waited" : "did not wait", runs_on);
+	cr_assert_str_eq(runs_on, waited ? "b" : "a");
+	cr_assert_eq(raw_int(misfiled_sql), 0);
 }
