@@ -787,14 +787,75 @@ h_metrics(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
 	char *text = metrics_render(a->m, a->st, a->cfg, events_streams(a->ev));
+	int64_t pending = 0, failed = 0;
+	char *all;
 
-	if (text == NULL) {
+	if (text == NULL ||
+	    store_outbox_counts(a->st, &pending, &failed) != STORE_OK) {
+		free(text);
 		unavailable(r);
 		return;
 	}
-	http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-	    strlen(text));
+	all = xasprintf("%s"
+	                "# HELP fila_webhooks The app's webhooks by state:"
+	                " pending (to send, or sending) and failed for good.\n"
+	                "# TYPE fila_webhooks gauge\n"
+	                "fila_webhooks{state=\"pending\"} %lld\n"
+	                "fila_webhooks{state=\"failed\"} %lld\n",
+	    text, (long long)pending, (long long)failed);
+	http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", all,
+	    strlen(all));
+	free(all);
 	free(text);
+}
+
+/* The app's webhooks (docs/api.md §10): pending or failed deliveries,
+ * oldest first; ?after= pages on from the id of the last one listed. */
+static void
+h_admin_webhooks(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	const char *state = http_req_query(r, "status");
+	struct store_delivery_list l = {0};
+	long long limit = LIST_DEFAULT * 5, after = 0;
+	json_t *out;
+
+	if (state && strcmp(state, "pending") && strcmp(state, "failed") &&
+	    strcmp(state, "delivered")) {
+		invalid1(r, "status", "must be pending, failed or delivered");
+		return;
+	}
+	if (query_int(r, "limit", 1, 1000, &limit) ||
+	    query_int(r, "after", 0, LLONG_MAX, &after))
+		return;
+	if (store_outbox_list(a->st, state, after, (int)limit, &l) !=
+	    STORE_OK) {
+		unavailable(r);
+		return;
+	}
+	out = json_array();
+	for (size_t i = 0; i < l.n; i++) {
+		struct store_delivery *d = &l.v[i];
+		char id[40], type[40], when[TIME_BUF];
+		json_t *o;
+
+		snprintf(id, sizeof(id), "evt_%lld", (long long)d->event_id);
+		snprintf(type, sizeof(type), "job.%s", d->status);
+		o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "id", id, "seq",
+		    (json_int_t)d->event_id, "type", type, "job_id", d->job_id,
+		    "status", d->state, "attempts", (json_int_t)d->attempts);
+		json_object_set_new(o, "last_error",
+		    d->last_error ? json_string(d->last_error) : json_null());
+		json_object_set_new(o, "next_attempt_at",
+		    strcmp(d->state, "pending") == 0
+		        ? json_string(fmt_time(d->next_at, when))
+		        : json_null());
+		json_object_set_new(
+		    o, "created_at", json_string(fmt_time(d->at, when)));
+		json_array_append_new(out, o);
+	}
+	store_delivery_list_cleanup(&l);
+	http_reply_json(r, 200, json_pack("{s:o}", "webhooks", out));
 }
 
 /* ---- the browser's files ------------------------------------------- */
@@ -849,6 +910,7 @@ static const struct {
         RESERVE},
     {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON,
         RESERVE},
+    {HTTP_GET, "/v1/admin/webhooks", h_admin_webhooks, ADMIN, JSON, RESERVE},
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 

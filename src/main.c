@@ -20,6 +20,7 @@
 #include "check.h"
 #include "config.h"
 #include "events.h"
+#include "hooks.h"
 #include "http.h"
 #include "metrics.h"
 #include "runninghub.h"
@@ -358,6 +359,7 @@ cmd_serve(const struct config *cfg, const struct args *args)
 	struct api *api = NULL;
 	struct watchdog *wd = NULL;
 	struct sweep *sw = NULL;
+	struct hooks *hk = NULL;
 	struct event *term = NULL, *intr = NULL;
 	char err[512];
 	int rc = 1;
@@ -383,6 +385,9 @@ cmd_serve(const struct config *cfg, const struct args *args)
 	p = runninghub_new(d.base, cfg->rh_base_url, cfg->rh_api_key,
 	    cfg->rh_timeout * 1000, err, sizeof(err));
 	if (p == NULL)
+		goto fail;
+	hk = hooks_new(d.base, cfg, st, err, sizeof(err));
+	if (hk == NULL && *cfg->hook_url != '\0')
 		goto fail;
 	m = metrics_new();
 	ev = events_new(d.base, cfg, st);
@@ -414,6 +419,7 @@ out:
 	if (intr)
 		event_free(intr);
 	http_server_free(d.http);
+	hooks_free(hk);
 	sweep_free(sw);
 	watchdog_free(wd);
 	api_free(api);
