@@ -450,9 +450,9 @@ static const struct driver lite_driver = {
     .begin = "BEGIN",
     .tables = "SELECT count(*) FROM sqlite_master"
               " WHERE type = 'table' AND name IN " TABLES,
-    /* store_sqlite.c's migrations: 7 adds accounts, outbox, cost. */
-    .oldest = 7,
-    .newest = 7,
+    /* store_sqlite.c's migrations: 8 adds the outputs and settings. */
+    .oldest = 8,
+    .newest = 8,
 };
 
 /* ---- PostgreSQL ---------------------------------------------------- */
@@ -536,8 +536,8 @@ static const struct driver pg_driver = {
               " WHERE table_schema = current_schema()"
               " AND table_name IN " TABLES,
     /* store_pg.c's N_MIGRATIONS. */
-    .oldest = 1,
-    .newest = 1,
+    .oldest = 2,
+    .newest = 2,
     .postgres = 1,
 };
 

@@ -203,6 +203,7 @@ struct http_req {
 	void (*data_free)(void *);
 	struct evbuffer *rhdrs; /* extra reply headers, already formatted */
 	int streaming, chunked, nobody, ended;
+	int64_t body_left; /* a sized body's bytes still to write; -1: none */
 	void (*on_close)(void *);
 	void *close_arg;
 	void (*on_drain)(void *); /* once the stream's output is all sent */
@@ -400,6 +401,7 @@ req_new(struct conn *c)
 	r->conn = c;
 	r->base = c->srv->base;
 	r->spool_fd = -1;
+	r->body_left = -1;
 	memcpy(r->peer, c->peer, sizeof r->peer);
 	r->rhdrs = evbuffer_new();
 	if (r->rhdrs == NULL)
@@ -1049,6 +1051,34 @@ http_stream_start(struct http_req *r, int status, const char *ctype,
 	stream_link(c);
 }
 
+void
+http_body_start(struct http_req *r, int status, const char *ctype, int64_t len,
+    void (*on_close)(void *), void *arg)
+{
+	struct conn *c = r->conn;
+	char framing[48];
+
+	r->streaming = 1;
+	r->held = 0;
+	r->on_close = on_close;
+	r->close_arg = arg;
+	r->body_left = len;
+	if (c == NULL) {
+		r->later = event_new(r->base, -1, 0, later_cb, r);
+		if (r->later == NULL)
+			abort();
+		event_active(r->later, EV_TIMEOUT, 0);
+		return;
+	}
+	c->state = C_STREAM;
+	evtimer_del(c->timer);
+	r->nobody = r->method == HTTP_HEAD;
+	snprintf(framing, sizeof framing, "Content-Length: %lld\r\n",
+	    (long long)len);
+	/* Not one of the event streams: its writer waits for the drain. */
+	head_write(r, bufferevent_get_output(c->bev), status, ctype, framing);
+}
+
 /*
  * With nothing queued before it, a stream's write goes straight to the
  * socket: an event to thousands of streams then costs one sendmsg each,
@@ -1103,6 +1133,11 @@ http_stream_write(struct http_req *r, const void *buf, size_t len)
 
 	if (c == NULL || c->drop || r->nobody || len == 0)
 		return;
+	if (r->body_left >= 0) { /* a sized body */
+		r->body_left -= (int64_t)len;
+		evbuffer_add(bufferevent_get_output(c->bev), buf, len);
+		return;
+	}
 	out = bufferevent_get_output(c->bev);
 	if (evbuffer_get_length(out) == 0) {
 		stream_write_now(c, r, buf, len);
@@ -1149,6 +1184,9 @@ http_stream_end(struct http_req *r)
 	}
 	if (r->chunked && !r->nobody)
 		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	/* A sized body cut short: the close tells the client. */
+	if (r->body_left > 0 && !r->nobody)
+		r->keep_alive = 0;
 	conn_req_done(c);
 }
 

@@ -257,6 +257,18 @@ void http_stream_start(struct http_req *r, int status, const char *ctype,
     void (*on_close)(void *), void *arg);
 void http_stream_write(struct http_req *r, const void *buf, size_t len);
 void http_stream_end(struct http_req *r);
+/*
+ * A reply of len body bytes written later with http_stream_write, in
+ * order, and ended with http_stream_end (HEAD: the head alone, the writes
+ * dropped): framed by Content-Length, never chunked, no Cache-Control of
+ * its own (add headers first), and never dropped for falling behind as an
+ * event stream is: its writer waits for http_stream_on_drain instead. An
+ * end before len bytes were written closes the connection, so the client
+ * sees a short body, never a wrong one. on_close as for http_stream_start.
+ */
+void http_body_start(struct http_req *r, int status, const char *ctype,
+    int64_t len, void (*on_close)(void *), void *arg);
+
 /* Bytes written to the stream that the client has not taken yet. */
 size_t http_stream_pending(const struct http_req *r);
 /* Call fn(arg) once, when what is pending has all been sent (never if the

@@ -827,3 +827,29 @@ store_outbox_counts(struct store *st, int64_t *pending, int64_t *failed)
 	*pending = *failed = 0;
 	return enter(st)->be->outbox_counts(st, pending, failed);
 }
+
+/* ---- outputs, secrets ---------------------------------------------- */
+
+enum store_rc
+store_outputs_add(struct store *st, const char *job_id, const char *user_id,
+    const json_t *stored)
+{
+	return enter(st)->be->outputs_add(st, job_id, user_id, stored);
+}
+
+enum store_rc
+store_output_get(struct store *st, const char *id, json_t **out)
+{
+	*out = NULL;
+	return enter(st)->be->output_get(st, id, out);
+}
+
+enum store_rc
+store_secret(struct store *st, const char *name, char **value)
+{
+	char fresh[65];
+
+	*value = NULL;
+	random_hex(fresh, 32);
+	return enter(st)->be->secret(st, name, fresh, value);
+}

@@ -305,6 +305,19 @@ enum store_rc store_lease(struct store *st, int64_t ttl_ms, int mine,
     struct job_list *starting, struct job_list *running,
     struct job_list *holding);
 
+/* --- outputs kept by fila (docs/api.md §10) --- */
+
+/* Record the outputs stored for job_id of user_id: stored is an array of
+ * {id, type, size, sha256}. In the transaction of the job's completion. */
+enum store_rc store_outputs_add(struct store *st, const char *job_id,
+    const char *user_id, const json_t *stored);
+/* The output id: {id, job_id, user_id, type, size, sha256} (new ref). */
+enum store_rc store_output_get(struct store *st, const char *id, json_t **out);
+
+/* A secret every process sharing the store agrees on, made at random the
+ * first time it is asked for (64 hex digits; the caller frees it). */
+enum store_rc store_secret(struct store *st, const char *name, char **value);
+
 /* --- per-user usage (the limits of docs/api.md §11) --- */
 
 /* How many of the user's jobs were created at or after since (ms),

@@ -173,6 +173,13 @@ struct store_backend {
 	    int64_t after, int limit, struct store_delivery_list *out);
 	enum store_rc (*outbox_counts)(
 	    struct store *st, int64_t *pending, int64_t *failed);
+	enum store_rc (*outputs_add)(struct store *st, const char *job_id,
+	    const char *user_id, const json_t *stored);
+	enum store_rc (*output_get)(
+	    struct store *st, const char *id, json_t **out);
+	/* The value of name, set to fresh if it has none yet. */
+	enum store_rc (*secret)(struct store *st, const char *name,
+	    const char *fresh, char **value);
 };
 
 /* The upload and delivery lists' growth, for the backends. */

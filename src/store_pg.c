@@ -648,12 +648,56 @@ static const char migration_1_calls[] =
 	" EXCEPTION WHEN OTHERS THEN rc := -1; msg := SQLERRM;"
 	" END $$;";
 
+/*
+ * Version 2: the outputs fila keeps (one row per output: GET
+ * /v1/outputs/{id} finds its owner without reading every job), and
+ * settings, secrets every process agrees on.
+ */
+static const char migration_2[] =
+	"CREATE TABLE outputs ("
+	" id text PRIMARY KEY,"
+	" job_id text NOT NULL,"
+	" user_id text NOT NULL,"
+	" type text NOT NULL,"
+	" size bigint NOT NULL CHECK (size >= 0),"
+	" sha256 text NOT NULL,"
+	" created_at bigint NOT NULL);"
+	"CREATE INDEX outputs_job ON outputs (job_id);"
+	"CREATE TABLE settings ("
+	" name text PRIMARY KEY,"
+	" value text NOT NULL);";
+
+static const char migration_2_calls[] =
+	"CREATE FUNCTION fila_outputs_add(p_job text, p_user text,"
+	" p_stored json, p_now bigint,"
+	" OUT rc int, OUT aux bigint, OUT seq bigint, OUT msg text)"
+	" LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	"  INSERT INTO outputs SELECT e->>'id', p_job, p_user, e->>'type',"
+	"   (e->>'size')::bigint, e->>'sha256', p_now"
+	"   FROM json_array_elements(p_stored) e;"
+	"  rc := 0;"
+	" EXCEPTION WHEN OTHERS THEN rc := -1; msg := SQLERRM;"
+	" END $$;"
+
+	"CREATE FUNCTION fila_secret(p_name text, p_fresh text)"
+	" RETURNS text LANGUAGE plpgsql AS $$"
+	" DECLARE v text;"
+	" BEGIN"
+	"  INSERT INTO settings VALUES (p_name, p_fresh)"
+	"   ON CONFLICT (name) DO NOTHING;"
+	"  SELECT value INTO v FROM settings WHERE name = p_name;"
+	"  RETURN v;"
+	" END $$;";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_1_calls,
+	migration_2,
+	migration_2_calls,
 };
 /* clang-format on */
-#define N_MIGRATIONS 1
+#define N_MIGRATIONS 2
 
 /* The columns row_job() reads, in order. */
 #define JOB_COLS                                                               \
@@ -715,6 +759,9 @@ enum qid {
 	Q_OUTBOX_DONE,
 	Q_OUTBOX_LIST,
 	Q_OUTBOX_COUNTS,
+	Q_OUTPUTS_ADD,
+	Q_OUTPUT_GET,
+	Q_SECRET,
 	Q_COUNT,
 };
 
@@ -808,6 +855,10 @@ static const char *const query_sql[Q_COUNT] = {
 	    " FROM outbox o JOIN events e ON e.id = o.event_id"
 	    " WHERE ($1::text IS NULL OR o.status = $1) AND o.event_id > $2"
 	    " ORDER BY o.event_id LIMIT $3",
+	[Q_OUTPUTS_ADD] = CALL("fila_outputs_add($1, $2, $3, $4)"),
+	[Q_OUTPUT_GET] = "SELECT id, job_id, user_id, type, size, sha256"
+	    " FROM outputs WHERE id = $1",
+	[Q_SECRET] = "SELECT fila_secret($1, $2)",
 	[Q_OUTBOX_COUNTS] = "SELECT (SELECT count(*) FROM outbox"
 	    " WHERE status = 'pending'), (SELECT count(*) FROM outbox"
 	    " WHERE status = 'failed')",
@@ -2137,6 +2188,91 @@ pg_outbox_list(struct store *st, const char *state, int64_t after, int limit,
 	return STORE_OK;
 }
 
+/* ---- outputs, secrets ------------------------------------------------ */
+
+struct outputs_arg {
+	const char *job_id, *user_id;
+	const json_t *stored;
+};
+
+static enum store_rc
+outputs_tx(struct store *st, void *arg)
+{
+	struct outputs_arg *o = arg;
+	char *stored = dump_json(o->stored);
+	struct args a = {0};
+	struct outcome oc;
+	enum store_rc rc;
+
+	a_txt(&a, o->job_id);
+	a_txt(&a, o->user_id);
+	a_txt(&a, stored);
+	a_int(&a, now_ms());
+	rc = change(pgs(st), Q_OUTPUTS_ADD, &a, &oc);
+	free(stored);
+	return rc;
+}
+
+static enum store_rc
+pg_outputs_add(struct store *st, const char *job_id, const char *user_id,
+    const json_t *stored)
+{
+	struct outputs_arg o = {job_id, user_id, stored};
+
+	return store_write(st, outputs_tx, &o);
+}
+
+static enum store_rc
+pg_output_get(struct store *st, const char *id, json_t **out)
+{
+	struct args a = {0};
+	PGresult *r;
+	enum store_rc rc = STORE_OK;
+
+	a_txt(&a, id);
+	if ((r = call(pgs(st), Q_OUTPUT_GET, &a)) == NULL)
+		return STORE_ERROR;
+	if (PQntuples(r) == 0)
+		rc = STORE_NOTFOUND;
+	else
+		*out = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "id",
+		    PQgetvalue(r, 0, 0), "job_id", PQgetvalue(r, 0, 1),
+		    "user_id", PQgetvalue(r, 0, 2), "type", PQgetvalue(r, 0, 3),
+		    "size", (json_int_t)col_int(r, 0, 4), "sha256",
+		    PQgetvalue(r, 0, 5));
+	PQclear(r);
+	return rc;
+}
+
+struct secret_arg {
+	const char *name, *fresh;
+	char **value;
+};
+
+static enum store_rc
+secret_tx(struct store *st, void *arg)
+{
+	struct secret_arg *s = arg;
+	struct args a = {0};
+	PGresult *r;
+
+	a_txt(&a, s->name);
+	a_txt(&a, s->fresh);
+	if ((r = call(pgs(st), Q_SECRET, &a)) == NULL)
+		return STORE_ERROR;
+	*s->value = col_text(r, 0, 0);
+	PQclear(r);
+	return *s->value ? STORE_OK : STORE_ERROR;
+}
+
+static enum store_rc
+pg_secret(struct store *st, const char *name, const char *fresh, char **value)
+{
+	struct secret_arg s = {name, fresh, value};
+
+	return store_write(st, secret_tx, &s);
+}
+
 static enum store_rc
 pg_outbox_counts(struct store *st, int64_t *pending, int64_t *failed)
 {
@@ -2711,5 +2847,8 @@ const struct store_backend store_pg_backend = {
     .outbox_done = pg_outbox_done,
     .outbox_list = pg_outbox_list,
     .outbox_counts = pg_outbox_counts,
+    .outputs_add = pg_outputs_add,
+    .output_get = pg_output_get,
+    .secret = pg_secret,
     .process = pg_process,
 };

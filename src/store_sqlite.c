@@ -346,6 +346,26 @@ static const char migration_7[] =
 	"CREATE INDEX uploads_user_created ON uploads (user_id, created_at);"
 	"CREATE INDEX uploads_created ON uploads (created_at);";
 
+/*
+ * Version 8: the outputs fila keeps (outputs.store): one row per output,
+ * so that GET /v1/outputs/{id} finds its owner and bytes without reading
+ * every job; and settings, secrets every process sharing the store
+ * agrees on (the key that signs output URLs).
+ */
+static const char migration_8[] =
+	"CREATE TABLE outputs ("
+	" id TEXT PRIMARY KEY,"
+	" job_id TEXT NOT NULL,"
+	" user_id TEXT NOT NULL,"
+	" type TEXT NOT NULL,"
+	" size INTEGER NOT NULL CHECK (size >= 0),"
+	" sha256 TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX outputs_job ON outputs (job_id);"
+	"CREATE TABLE settings ("
+	" name TEXT PRIMARY KEY,"
+	" value TEXT NOT NULL) WITHOUT ROWID;";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_2,
@@ -354,6 +374,7 @@ static const char *const migrations[] = {
 	migration_5,
 	migration_6,
 	migration_7,
+	migration_8,
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -440,6 +461,10 @@ enum stmt_id {
 	ST_OUTBOX_PRUNE,
 	ST_OUTBOX_LIST,
 	ST_OUTBOX_COUNTS,
+	ST_OUTPUT_ADD,
+	ST_OUTPUT_GET,
+	ST_SECRET_SET,
+	ST_SECRET_GET,
 	ST_COUNT,
 };
 
@@ -637,6 +662,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " FROM outbox o JOIN events e ON e.id = o.event_id"
 	    " WHERE (?1 IS NULL OR o.status = ?1) AND o.event_id > ?2"
 	    " ORDER BY o.event_id LIMIT ?3",
+	[ST_OUTPUT_ADD] = "INSERT INTO outputs (id, job_id, user_id, type, size,"
+	    " sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_OUTPUT_GET] = "SELECT id, job_id, user_id, type, size, sha256"
+	    " FROM outputs WHERE id = ?1",
+	[ST_SECRET_SET] = "INSERT INTO settings (name, value) VALUES (?1, ?2)"
+	    " ON CONFLICT (name) DO NOTHING",
+	[ST_SECRET_GET] = "SELECT value FROM settings WHERE name = ?1",
 	[ST_OUTBOX_COUNTS] = "SELECT (SELECT count(*) FROM outbox"
 	    " WHERE status = 'pending'), (SELECT count(*) FROM outbox"
 	    " WHERE status = 'failed')",
@@ -2080,6 +2112,102 @@ lite_outbox_list(struct store *st, const char *state, int64_t after, int limit,
 	    out);
 }
 
+struct outputs_arg {
+	const char *job_id, *user_id;
+	const json_t *stored;
+};
+
+static enum store_rc
+outputs_tx(struct sqlite_store *s, void *arg)
+{
+	struct outputs_arg *o = arg;
+	enum store_rc rc = STORE_OK;
+	int64_t now = now_ms();
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(o->stored, i, e)
+	{
+		if (rc != STORE_OK)
+			break;
+		rc = run(s, ST_OUTPUT_ADD, NULL,
+		    ARGS(TXT(json_string_value(json_object_get(e, "id"))),
+		        TXT(o->job_id), TXT(o->user_id),
+		        TXT(json_string_value(json_object_get(e, "type"))),
+		        I64(json_integer_value(json_object_get(e, "size"))),
+		        TXT(json_string_value(json_object_get(e, "sha256"))),
+		        I64(now)));
+	}
+	return rc;
+}
+
+static enum store_rc
+lite_outputs_add(struct store *st, const char *job_id, const char *user_id,
+    const json_t *stored)
+{
+	struct outputs_arg o = {job_id, user_id, stored};
+
+	return tx(lite(st), outputs_tx, &o);
+}
+
+static enum store_rc
+lite_output_get(struct store *st, const char *id, json_t **out)
+{
+	struct sqlite_store *s = lite(st);
+	sqlite3_stmt *q = prep(s, ST_OUTPUT_GET, ARGS(TXT(id)));
+	enum store_rc rc = STORE_OK;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	step = sqlite3_step(q);
+	if (step == SQLITE_ROW)
+		*out = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "id",
+		    sqlite3_column_text(q, 0), "job_id",
+		    sqlite3_column_text(q, 1), "user_id",
+		    sqlite3_column_text(q, 2), "type",
+		    sqlite3_column_text(q, 3), "size",
+		    (json_int_t)sqlite3_column_int64(q, 4), "sha256",
+		    sqlite3_column_text(q, 5));
+	else
+		rc = step == SQLITE_DONE ? STORE_NOTFOUND : db_fail(s);
+	done(q);
+	return rc;
+}
+
+struct secret_arg {
+	const char *name, *fresh;
+	char **value;
+};
+
+static enum store_rc
+secret_tx(struct sqlite_store *s, void *arg)
+{
+	struct secret_arg *a = arg;
+	enum store_rc rc =
+	    run(s, ST_SECRET_SET, NULL, ARGS(TXT(a->name), TXT(a->fresh)));
+	sqlite3_stmt *q;
+
+	if (rc != STORE_OK)
+		return rc;
+	if ((q = prep(s, ST_SECRET_GET, ARGS(TXT(a->name)))) == NULL)
+		return STORE_ERROR;
+	if (sqlite3_step(q) == SQLITE_ROW)
+		*a->value = col_text(q, 0);
+	else
+		rc = db_fail(s);
+	done(q);
+	return rc;
+}
+
+static enum store_rc
+lite_secret(struct store *st, const char *name, const char *fresh, char **value)
+{
+	struct secret_arg a = {name, fresh, value};
+
+	return tx(lite(st), secret_tx, &a);
+}
+
 static enum store_rc
 lite_outbox_counts(struct store *st, int64_t *pending, int64_t *failed)
 {
@@ -2408,5 +2536,8 @@ const struct store_backend store_sqlite_backend = {
     .outbox_done = lite_outbox_done,
     .outbox_list = lite_outbox_list,
     .outbox_counts = lite_outbox_counts,
+    .outputs_add = lite_outputs_add,
+    .output_get = lite_output_get,
+    .secret = lite_secret,
     .process = lite_process,
 };

@@ -660,7 +660,7 @@ Test(check, another_schema_version_is_not_checked)
 	raw("DELETE FROM schema_version WHERE version > 1");
 	cr_assert_eq(run_check(&text), -1, "%s", text);
 	cr_assert_not_null(strstr(text, "the store's schema is version 1, this"
-	                                " check reads version 7: start fila"
+	                                " check reads version 8: start fila"
 	                                " serve once to bring it up"),
 	    "%s", text);
 	free(text);
@@ -673,7 +673,7 @@ Test(check_pg, another_schema_version_is_not_checked)
 	raw("DELETE FROM schema_version");
 	cr_assert_eq(run_check(&text), -1, "%s", text);
 	cr_assert_not_null(strstr(text, "the store's schema is version 0, this"
-	                                " check reads version 1: start fila"
+	                                " check reads version 2: start fila"
 	                                " serve once to bring it up"),
 	    "%s", text);
 	free(text);

@@ -197,13 +197,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 7);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 8);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 7);
+	cr_assert_eq(count_of("schema_version"), 8);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1446,6 +1446,8 @@ Test(store, migration_4_from_version_3)
 	                      " jobs WHEN OLD.status IN ('completed',"
 	                      " 'failed', 'cancelled') BEGIN SELECT"
 	                      " RAISE(ABORT, 'terminal'); END;"
+	                      "DROP TABLE outputs;"
+	                      "DROP TABLE settings;"
 	                      "DROP TABLE outbox;"
 	                      "DROP INDEX uploads_user_created;"
 	                      "DROP INDEX uploads_created;"
@@ -1465,7 +1467,7 @@ Test(store, migration_4_from_version_3)
 	                      "DELETE FROM schema_version WHERE version >= 4"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 7);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 8);
 	cr_assert_eq(count_of("events"), 3, "the position event went");
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
 	                     " = 'shown'"),
@@ -1789,4 +1791,47 @@ Test(store, no_webhooks_without_hooks)
 	cr_assert_eq(finish("j1", JOB_COMPLETED, 1, &j), STORE_OK);
 	job_cleanup(&j);
 	cr_assert_eq(count_of("outbox"), 0);
+}
+
+/* ---- outputs kept by fila, and shared secrets ------------------------ */
+
+Test(store, an_output_is_found_by_its_id)
+{
+	json_t *stored = json_pack("[{s:s, s:s, s:i, s:s}]", "id", "out_1",
+	    "type", "png", "size", 42, "sha256", "ab");
+	json_t *o = NULL;
+
+	cr_assert_eq(store_outputs_add(st, "job_1", "alice", stored), STORE_OK);
+	cr_assert_eq(store_output_get(st, "out_1", &o), STORE_OK);
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(o, "job_id")), "job_1");
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(o, "user_id")), "alice");
+	cr_assert_str_eq(json_string_value(json_object_get(o, "type")), "png");
+	cr_assert_eq(json_integer_value(json_object_get(o, "size")), 42);
+	json_decref(o);
+	cr_assert_eq(store_output_get(st, "out_2", &o), STORE_NOTFOUND);
+	cr_assert_eq(store_outputs_add(st, "job_2", "bob", stored), STORE_ERROR,
+	    "an id is one output's");
+	json_decref(stored);
+}
+
+Test(store, a_secret_is_made_once_and_shared)
+{
+	char *a = NULL, *b = NULL;
+	struct store *other;
+	struct store_opts o = {
+	    .slots = 3, .per_user_active = 1, .credits_initial = 100};
+
+	cr_assert_eq(store_secret(st, "outputs", &a), STORE_OK);
+	cr_assert_eq(strlen(a), 64);
+	other = fx_store_open(path, &o);
+	cr_assert_eq(store_secret(other, "outputs", &b), STORE_OK);
+	cr_assert_str_eq(a, b, "every process sharing the store agrees");
+	free(b);
+	cr_assert_eq(store_secret(other, "another", &b), STORE_OK);
+	cr_assert_str_neq(a, b);
+	free(a);
+	free(b);
+	store_free(other);
 }
