@@ -88,6 +88,7 @@ test: deps
 	@scripts/with-pg $(MAKE) --no-print-directory unit api api-pg browser
 
 unit: $(UNIT)
+	@scripts/node-deps
 	@scripts/with-pg sh -c 'set -e; for t in $(UNIT); do echo "== $$t"; $$t --jobs 2; done'
 
 api: all
