@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "job.h"
 #include "jwks.h"
+#include "outputs.h"
 #include "stats.h"
 #include "tools.h"
 #include "uploads.h"
@@ -36,7 +37,8 @@ struct api {
 	struct events *ev;
 	struct metrics *m;
 	struct auth *auth;
-	struct jwks *jwks; /* with auth.jwks_url */
+	struct jwks *jwks;   /* with auth.jwks_url */
+	struct outputs *out; /* with outputs.store */
 	struct http_route *routes;
 	size_t nroutes;
 };
@@ -77,6 +79,8 @@ rate_limited(struct http_req *r, const char *what, int64_t retry_ms)
 	    json_pack(
 	        "{s:s, s:I}", "limit", what, "retry_after_s", (json_int_t)s));
 }
+
+static const char *bearer(const struct http_req *r, int query);
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -163,10 +167,54 @@ body_object(struct http_req *r)
 	return v;
 }
 
-static void
-reply_job(struct http_req *r, int status, const struct job *j)
+/* The job as the API shows it: the outputs fila keeps with their URLs
+ * signed now (those of its event were signed when it completed). */
+static json_t *
+job_json(struct api *a, const struct job *j)
 {
-	http_reply_json(r, status, job_to_json(j));
+	json_t *o = job_to_json(j), *outs, *e;
+	int64_t now = now_ms() / 1000;
+	size_t i;
+
+	if (a->out == NULL || json_array_size(j->outputs) == 0)
+		return o;
+	outs = json_deep_copy(j->outputs);
+	json_array_foreach(outs, i, e)
+	{
+		const char *id = json_string_value(json_object_get(e, "id"));
+		char *url;
+		if (id == NULL)
+			continue;
+		url = outputs_url(a->out, id, now);
+		json_object_set_new(e, "url", json_string(url));
+		free(url);
+	}
+	json_object_set_new(o, "outputs", outs);
+	return o;
+}
+
+/* The jobs as the API shows them; the admin's views with their
+ * accounts. */
+static json_t *
+jobs_json(struct api *a, const struct job_list *l, int admin)
+{
+	json_t *v = json_array();
+
+	for (size_t i = 0; i < l->n; i++) {
+		json_t *o = job_json(a, &l->v[i]);
+		if (admin)
+			json_object_set_new(o, "account",
+			    l->v[i].account ? json_string(l->v[i].account)
+			                    : json_null());
+		json_array_append_new(v, o);
+	}
+	return v;
+}
+
+static void
+reply_job(struct api *a, struct http_req *r, int status, const struct job *j)
+{
+	http_reply_json(r, status, job_json(a, j));
 }
 
 /* ---- health and tools ---------------------------------------------- */
@@ -318,15 +366,15 @@ check_uploads(struct api *a, const struct tool *t, json_t *inputs,
 }
 
 static void
-submit_answer(struct http_req *r, enum sched_rc rc, const struct job *j,
-    int64_t balance, int64_t cost)
+submit_answer(struct api *a, struct http_req *r, enum sched_rc rc,
+    const struct job *j, int64_t balance, int64_t cost)
 {
 	switch (rc) {
 	case SCHED_OK:
-		reply_job(r, 201, j);
+		reply_job(a, r, 201, j);
 		break;
 	case SCHED_EXISTS:
-		reply_job(r, 200, j);
+		reply_job(a, r, 200, j);
 		break;
 	case SCHED_ACTIVE:
 		http_reply_error(r, 409, "active_job_exists",
@@ -429,7 +477,7 @@ h_submit(struct http_req *r, void *ctx)
 	job_init(&j);
 	int64_t t0 = mono_ms();
 	enum sched_rc rc = sched_submit(a->sc, &in, &j, &balance);
-	submit_answer(r, rc, &j, balance, t->cost);
+	submit_answer(a, r, rc, &j, balance, t->cost);
 	metrics_observe(a->m, HIST_SUBMIT, (double)(mono_ms() - t0) / 1000.0);
 	job_cleanup(&j);
 	free(id);
@@ -448,7 +496,7 @@ h_job(struct http_req *r, void *ctx)
 	switch (
 	    store_job_get(a->st, http_req_param(r, 0), caller(r)->sub, &j)) {
 	case STORE_OK:
-		reply_job(r, 200, &j);
+		reply_job(a, r, 200, &j);
 		break;
 	case STORE_NOTFOUND:
 		not_found(r, "job");
@@ -514,7 +562,7 @@ h_jobs(struct http_req *r, void *ctx)
 		next = json_sprintf("%lld", (long long)l.v[l.n - 1].seq);
 	}
 	http_reply_json(r, 200,
-	    json_pack("{s:o, s:o}", "jobs", job_list_to_json(&l), "next_cursor",
+	    json_pack("{s:o, s:o}", "jobs", jobs_json(a, &l, 0), "next_cursor",
 	        next));
 	job_list_cleanup(&l);
 }
@@ -527,7 +575,7 @@ cancel(struct api *a, struct http_req *r, const char *user, const char *code)
 	job_init(&j);
 	switch (sched_cancel(a->sc, http_req_param(r, 0), user, code, &j)) {
 	case SCHED_OK:
-		reply_job(r, 200, &j);
+		reply_job(a, r, 200, &j);
 		break;
 	case SCHED_NOTFOUND:
 		not_found(r, "job");
@@ -621,7 +669,7 @@ h_me(struct http_req *r, void *ctx)
 	job_init(&j);
 	enum store_rc rc = store_job_active(a->st, user, &j);
 	if (rc == STORE_OK)
-		active = job_to_json(&j);
+		active = job_json(a, &j);
 	job_cleanup(&j);
 	if (rc == STORE_ERROR) {
 		unavailable(r);
@@ -707,8 +755,8 @@ h_admin_queue(struct http_req *r, void *ctx)
 	} else {
 		json_t *o = json_pack("{s:{s:I, s:I}, s:o, s:o}", "slots",
 		    "total", (json_int_t)a->cfg->slots, "used",
-		    (json_int_t)v.used, "active", job_list_to_json(&v.active),
-		    "queued", job_list_to_json(&v.queued));
+		    (json_int_t)v.used, "active", jobs_json(a, &v.active, 1),
+		    "queued", jobs_json(a, &v.queued, 1));
 		if (n > 0)
 			json_object_set_new(
 			    o, "queued_total", json_integer(v.total));
@@ -858,6 +906,155 @@ h_admin_webhooks(struct http_req *r, void *ctx)
 	http_reply_json(r, 200, json_pack("{s:o}", "webhooks", out));
 }
 
+/* ---- outputs fila keeps (docs/api.md §10) --------------------------- */
+
+#define OUT_PENDING_MAX (256 * 1024) /* read no further ahead of the client */
+
+/* One answer of an output's bytes, read as the client takes them. */
+struct out_req {
+	struct http_req *r;
+	struct outputs_read *rd;
+	struct outputs_plan p;
+	int started;
+};
+
+static void
+out_gone(void *arg)
+{
+	struct out_req *q = arg;
+
+	outputs_read_cancel(q->rd);
+	free(q);
+}
+
+static void
+out_begin(void *arg)
+{
+	struct out_req *q = arg;
+
+	q->started = 1;
+	http_body_start(
+	    q->r, q->p.status, q->p.ctype, q->p.length, out_gone, q);
+}
+
+static void
+out_drained(void *arg)
+{
+	outputs_read_resume(((struct out_req *)arg)->rd);
+}
+
+static int
+out_data(void *arg, const void *buf, size_t len)
+{
+	struct out_req *q = arg;
+
+	http_stream_write(q->r, buf, len);
+	if (http_stream_pending(q->r) < OUT_PENDING_MAX)
+		return 0;
+	http_stream_on_drain(q->r, out_drained, q);
+	return 1; /* paused until the client takes what it has */
+}
+
+static void
+out_end(void *arg, enum outputs_read_rc rc, const char *msg)
+{
+	struct out_req *q = arg;
+
+	if (q->started)
+		http_stream_end(q->r);
+	else if (rc == OUTPUTS_READ_MISSING)
+		not_found(q->r, "output");
+	else
+		http_reply_error(q->r, 503, "unavailable",
+		    msg ? msg : "the output cannot be read now", NULL);
+	free(q);
+}
+
+static const struct outputs_sink out_sink = {out_begin, out_data, out_end};
+
+/* May the caller read the output of user owner: a valid signature in the
+ * URL, or the owner's or an admin's token. 0, or the status answered. */
+static int
+output_access(
+    struct api *a, struct http_req *r, const char *id, const char *owner)
+{
+	const char *tok = bearer(r, 0);
+	struct auth_claims c;
+
+	if (outputs_check_sig(a->out, id, http_req_query(r, "exp"),
+	        http_req_query(r, "sig"), now_ms() / 1000) == 0)
+		return 0;
+	if (tok == NULL ||
+	    auth_check(a->auth, tok, time(NULL), &c) != AUTH_OK) {
+		http_reply_error(r, 401, "unauthorized",
+		    "a signed URL (exp, sig) or a valid bearer token is "
+		    "required",
+		    NULL);
+		return 401;
+	}
+	if (!c.admin && strcmp(c.sub, owner) != 0) {
+		not_found(r, "output");
+		return 404;
+	}
+	return 0;
+}
+
+static void
+h_output(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	const char *id = http_req_param(r, 0);
+	json_t *row = NULL, *one;
+	struct output out;
+	struct outputs_plan p;
+	struct out_req *q;
+	int rc;
+
+	if (a->out == NULL || !output_id_valid(id)) {
+		not_found(r, "output");
+		return;
+	}
+	switch (store_output_get(a->st, id, &row)) {
+	case STORE_OK:
+		break;
+	case STORE_NOTFOUND:
+		not_found(r, "output");
+		return;
+	default:
+		unavailable(r);
+		return;
+	}
+	one = json_pack("[O]", row);
+	rc = output_access(
+	    a, r, id, json_string_value(json_object_get(row, "user_id")));
+	if (rc == 0 && output_find(&out, one, id) != 0) {
+		not_found(r, "output");
+		rc = 404;
+	}
+	json_decref(one);
+	json_decref(row);
+	if (rc != 0)
+		return;
+	outputs_plan(&out, http_req_header(r, "Range"),
+	    http_req_header(r, "If-None-Match"), http_req_header(r, "If-Range"),
+	    &p);
+	for (int i = 0; i < p.nheaders; i++)
+		http_reply_header(r, p.headers[i].name, p.headers[i].value);
+	if (p.ctype == NULL) { /* 304, 416 */
+		http_reply(r, p.status, NULL, NULL, 0);
+		return;
+	}
+	if (http_req_method(r) == HTTP_HEAD) {
+		http_body_start(r, p.status, p.ctype, p.length, NULL, NULL);
+		http_stream_end(r);
+		return;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->r = r;
+	q->p = p;
+	q->rd = outputs_read(a->out, &out, p.first, p.length, &out_sink, q);
+}
+
 /* ---- the browser's files ------------------------------------------- */
 
 static void
@@ -911,6 +1108,7 @@ static const struct {
     {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON,
         RESERVE},
     {HTTP_GET, "/v1/admin/webhooks", h_admin_webhooks, ADMIN, JSON, RESERVE},
+    {HTTP_GET | HTTP_HEAD, "/v1/outputs/{}", h_output, ANYONE, STREAM, 0},
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 
@@ -1061,7 +1259,7 @@ gate(struct http_req *r, int access, void *ctx, const char **code,
 
 struct api *
 api_new(const struct config *cfg, struct store *st, struct sched *sc,
-    struct events *ev, struct metrics *m)
+    struct events *ev, struct metrics *m, struct outputs *out)
 {
 	struct api *a = xcalloc(1, sizeof(*a));
 	struct auth_opts ao = {.secret = cfg->jwt_secret,
@@ -1075,6 +1273,7 @@ api_new(const struct config *cfg, struct store *st, struct sched *sc,
 	a->sc = sc;
 	a->ev = ev;
 	a->m = m;
+	a->out = out;
 	if ((a->auth = auth_new(&ao)) == NULL)
 		abort(); /* OpenSSL without HMAC-SHA256 */
 	a->nroutes = NROUTES;

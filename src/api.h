@@ -19,8 +19,11 @@ struct event_base;
 
 struct api;
 
+struct outputs;
+/* out: the outputs fila keeps (NULL with outputs.store = none). */
 struct api *api_new(const struct config *cfg, struct store *st,
-    struct sched *sc, struct events *ev, struct metrics *m);
+    struct sched *sc, struct events *ev, struct metrics *m,
+    struct outputs *out);
 void api_free(struct api *a);
 
 /* An HTTP server on base serving the API (a must outlive it), with the

@@ -23,6 +23,7 @@
 #include "hooks.h"
 #include "http.h"
 #include "metrics.h"
+#include "outputs.h"
 #include "runninghub.h"
 #include "sched.h"
 #include "store.h"
@@ -360,6 +361,8 @@ cmd_serve(const struct config *cfg, const struct args *args)
 	struct watchdog *wd = NULL;
 	struct sweep *sw = NULL;
 	struct hooks *hk = NULL;
+	struct outputs *out = NULL;
+	char *key = NULL;
 	struct event *term = NULL, *intr = NULL;
 	char err[512];
 	int rc = 1;
@@ -389,10 +392,22 @@ cmd_serve(const struct config *cfg, const struct args *args)
 	hk = hooks_new(d.base, cfg, st, err, sizeof(err));
 	if (hk == NULL && *cfg->hook_url != '\0')
 		goto fail;
+	if (cfg->outputs != OUTPUTS_NONE) {
+		/* One key for every process sharing the store: a URL signed by
+		 * one is good on all. */
+		if (store_secret(st, "outputs_url_key", &key) != STORE_OK) {
+			snprintf(
+			    err, sizeof(err), "store: %s", store_error(st));
+			goto fail;
+		}
+		if ((out = outputs_new(d.base, cfg, key, err, sizeof(err))) ==
+		    NULL)
+			goto fail;
+	}
 	m = metrics_new();
 	ev = events_new(d.base, cfg, st);
 	sc = sched_new(d.base, cfg, st, p, m);
-	api = api_new(cfg, st, sc, ev, m);
+	api = api_new(cfg, st, sc, ev, m, out);
 	if ((d.http = api_server(api, d.base, err, sizeof(err))) == NULL)
 		goto fail;
 	if (http_server_listen(d.http, cfg->listen_host, cfg->listen_port, err,
@@ -419,6 +434,8 @@ out:
 	if (intr)
 		event_free(intr);
 	http_server_free(d.http);
+	outputs_free(out); /* after the server: its answers read outputs */
+	free(key);
 	hooks_free(hk);
 	sweep_free(sw);
 	watchdog_free(wd);
