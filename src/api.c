@@ -287,6 +287,12 @@ h_upload(struct http_req *r, void *ctx)
 	char err[256];
 	int rc;
 
+	if (name && (strlen(name) > 255 || !text_ok(name, strlen(name)))) {
+		invalid1(r, "filename",
+		    "must be at most 255 bytes of UTF-8 without control or"
+		    " bidi characters");
+		return;
+	}
 	if (type == NULL) {
 		http_reply_error(r, 415, "unsupported_media_type",
 		    "the file is not png, jpeg, webp, mp4 or mov, or its"

@@ -512,69 +512,12 @@ signature_ok(const struct key *k, const char *data, size_t len,
 
 /* ---- claims ---------------------------------------------------------- */
 
-/*
- * The code point at s[*i], *i moved past it; -1 when the bytes there are
- * not well-formed UTF-8 (bad or missing continuation, overlong, surrogate,
- * past U+10FFFF).
- */
-static long
-utf8_next(const unsigned char *s, size_t len, size_t *i)
-{
-	unsigned char c = s[*i];
-	size_t n;
-	long cp, min;
-
-	if (c < 0x80) {
-		(*i)++;
-		return c;
-	}
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 1, cp = c & 0x1f, min = 0x80;
-	else if ((c & 0xf0) == 0xe0)
-		n = 2, cp = c & 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 3, cp = c & 0x07, min = 0x10000;
-	else
-		return -1;
-	if (len - *i <= n)
-		return -1;
-	for (size_t k = 1; k <= n; k++) {
-		if ((s[*i + k] & 0xc0) != 0x80)
-			return -1;
-		cp = cp << 6 | (s[*i + k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return -1;
-	*i += n + 1;
-	return cp;
-}
-
-/* Controls (C0, DEL, C1) and the bidi controls that can make an id print
- * as another (ALM, LRM, RLM, LRE…RLO, LRI…PDI). */
-static int
-forbidden_char(long cp)
-{
-	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c ||
-	       cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
-	       (cp >= 0x2066 && cp <= 0x2069);
-}
-
 /* A user id we can store and print: 1 to AUTH_SUB_MAX - 1 bytes of UTF-8
  * without control or bidi characters. */
 static int
 sub_ok(const char *sub, size_t len)
 {
-	const unsigned char *s = (const unsigned char *)sub;
-	size_t i = 0;
-
-	if (len == 0 || len >= AUTH_SUB_MAX)
-		return 0;
-	while (i < len) {
-		long cp = utf8_next(s, len, &i);
-		if (cp < 0 || forbidden_char(cp))
-			return 0;
-	}
-	return 1;
+	return len > 0 && len < AUTH_SUB_MAX && text_ok(sub, len);
 }
 
 /* 1 when now is at or past t + skew (t a JSON number), without overflow. */

@@ -49,6 +49,11 @@ int ct_equal(const void *a, const void *b, size_t n);
 /* Parse a whole decimal integer: 0, or -1 on junk, overflow or empty. */
 int parse_ll(const char *s, long long *out);
 
+/* 1 when s[0..len) is well-formed UTF-8 without control characters (C0,
+ * DEL, C1) or the bidi controls that can make a text print as another
+ * (ALM, LRM, RLM, LRE…RLO, LRI…PDI): a user id, a file's name. */
+int text_ok(const char *s, size_t len);
+
 /* The median of v[0..n) (n > 0), which it sorts: the middle value, or the
  * mean of the two middle ones. */
 double median(double *v, size_t n);

@@ -217,3 +217,16 @@ Test(util, timeval_ms)
 	cr_expect_eq(tv.tv_sec, 86400);
 	cr_expect_eq(tv.tv_usec, 999000);
 }
+
+Test(util, text_ok_refuses_controls_bidi_and_bad_utf8)
+{
+	const char *good[] = {"alice", "Zoë", "名前", "a b-c_d.png", ""};
+	const char *bad[] = {"a\nb", "a\x7f", "\xc2\x85",
+	    "evil\xe2\x80\xaegnp.exe", "x\xe2\x81\xa6y", "\xd8\x9c",
+	    "\xe2\x80\x8f", "\xff", "\xc3", "\xed\xa0\x80", "\xc0\xaf"};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+		cr_assert(text_ok(good[i], strlen(good[i])), "%s", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		cr_assert(!text_ok(bad[i], strlen(bad[i])), "bad %zu", i);
+}
