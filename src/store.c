@@ -143,9 +143,10 @@ store_opened(struct store *st)
 	list_init(&st->afters);
 	st->queue = rank_new();
 	st->be->others_wrote(st); /* from now on */
-	rc = st->be->queue_load(st, loaded, &st->indexed);
-	/* What left the queue before is not known: as if just now. */
-	st->departed = st->indexed;
+	/* Departures before are known by their events only: the newest one
+	 * that may have been one stands for the last departure, so a stream
+	 * that resumes after it is not told places it already has. */
+	rc = st->be->queue_load(st, loaded, &st->indexed, &st->departed);
 	return rc;
 }
 

@@ -84,9 +84,12 @@ struct store_backend {
 	enum store_rc (*rollback_to)(struct store *st);
 
 	/* The queue's order as stored, in one snapshot: each queued job's
-	 * seq to fn, and the newest event's id into *last. */
+	 * seq to fn, the newest event's id into *last, and into *departed
+	 * the newest that may have taken a job out of the queue (a start, a
+	 * cancel, a failure; 0: none). */
 	enum store_rc (*queue_load)(struct store *st,
-	    void (*fn)(struct store *, int64_t seq), int64_t *last);
+	    void (*fn)(struct store *, int64_t seq), int64_t *last,
+	    int64_t *departed);
 	/* Each event after id, oldest first, to fn: its id, its job's seq,
 	 * and whether it shows the job queued. */
 	enum store_rc (*queue_follow)(struct store *st, int64_t after,

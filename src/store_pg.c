@@ -680,6 +680,55 @@ static const char migration_2_calls[] =
 	" EXCEPTION WHEN OTHERS THEN rc := -1; msg := SQLERRM;"
 	" END $$;"
 
+	/*
+	 * The free slot, in PL/pgSQL: its plan is made once per session (as
+	 * LANGUAGE sql it was planned on every call, the submit's largest
+	 * cost); and a promote with no free row at all stops at once.
+	 */
+	"CREATE OR REPLACE FUNCTION fila_free_slot(p_up json, p_not text,"
+	" OUT slot int, OUT account text) LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	"  SELECT s.id, s.account INTO slot, account FROM slots s"
+	"   JOIN accounts a ON a.name = s.account"
+	"   JOIN (SELECT h.account, count(h.job_id) AS held FROM slots h"
+	"    GROUP BY h.account) h ON h.account = s.account"
+	"   WHERE s.job_id IS NULL AND s.n <= a.slots AND h.held < a.slots"
+	"   AND (p_up IS NULL"
+	"    OR s.account IN (SELECT json_array_elements_text(p_up)))"
+	"   AND s.account IS DISTINCT FROM p_not"
+	"   ORDER BY h.held - a.slots, s.account, s.n LIMIT 1"
+	"   FOR UPDATE OF s SKIP LOCKED;"
+	" END $$;"
+
+	"CREATE OR REPLACE FUNCTION fila_promote(p_up json, p_starter text,"
+	" p_now bigint,"
+	" OUT rc int, OUT aux bigint, OUT seq bigint, OUT msg text)"
+	" LANGUAGE plpgsql AS $$"
+	" DECLARE v_slot int; v_account text; v_id text;"
+	" BEGIN"
+	"  rc := 4;"
+	"  IF NOT EXISTS (SELECT 1 FROM slots WHERE job_id IS NULL) THEN"
+	"   RETURN; END IF;"
+	"  IF EXISTS (SELECT 1 FROM slots s JOIN accounts a"
+	"   ON a.name = s.account WHERE s.job_id IS NOT NULL"
+	"   AND s.n > a.slots) THEN"
+	"   PERFORM pg_advisory_xact_lock(" LOCK_SHRUNK ");"
+	"  END IF;"
+	"  SELECT f.slot, f.account INTO v_slot, v_account"
+	"   FROM fila_free_slot(p_up, NULL) f;"
+	"  IF v_slot IS NULL THEN RETURN; END IF;"
+	"  SELECT j.seq, j.id INTO seq, v_id FROM jobs j"
+	"   WHERE j.status = 'queued' ORDER BY j.seq LIMIT 1"
+	"   FOR UPDATE SKIP LOCKED;"
+	"  IF NOT FOUND THEN RETURN; END IF;"
+	"  UPDATE slots SET job_id = v_id WHERE id = v_slot;"
+	"  UPDATE jobs SET status = 'starting', started_at = p_now,"
+	"   updated_at = p_now, starter = p_starter, account = v_account"
+	"   WHERE id = v_id;"
+	"  rc := 0;"
+	" EXCEPTION WHEN OTHERS THEN rc := -1; msg := SQLERRM;"
+	" END $$;"
+
 	"CREATE FUNCTION fila_secret(p_name text, p_fresh text)"
 	" RETURNS text LANGUAGE plpgsql AS $$"
 	" DECLARE v text;"
@@ -759,6 +808,7 @@ enum qid {
 	Q_OUTBOX_DONE,
 	Q_OUTBOX_LIST,
 	Q_OUTBOX_COUNTS,
+	Q_LAST_DEPARTURE,
 	Q_OUTPUTS_ADD,
 	Q_OUTPUT_GET,
 	Q_SECRET,
@@ -855,6 +905,9 @@ static const char *const query_sql[Q_COUNT] = {
 	    " FROM outbox o JOIN events e ON e.id = o.event_id"
 	    " WHERE ($1::text IS NULL OR o.status = $1) AND o.event_id > $2"
 	    " ORDER BY o.event_id LIMIT $3",
+	[Q_LAST_DEPARTURE] = "SELECT coalesce(max(id), 0) FROM (SELECT id"
+	    " FROM events WHERE status IN ('starting', 'cancelled', 'failed')"
+	    " ORDER BY id DESC LIMIT 1) d",
 	[Q_OUTPUTS_ADD] = CALL("fila_outputs_add($1, $2, $3, $4)"),
 	[Q_OUTPUT_GET] = "SELECT id, job_id, user_id, type, size, sha256"
 	    " FROM outputs WHERE id = $1",
@@ -1368,8 +1421,8 @@ pg_others_wrote(struct store *st)
 }
 
 static enum store_rc
-pg_queue_load(
-    struct store *st, void (*fn)(struct store *, int64_t seq), int64_t *last)
+pg_queue_load(struct store *st, void (*fn)(struct store *, int64_t seq),
+    int64_t *last, int64_t *departed)
 {
 	struct pg_store *s = pgs(st);
 	enum store_rc rc = exec_sql(
@@ -1385,6 +1438,8 @@ pg_queue_load(
 			fn(st, col_int(r, i, 0));
 		PQclear(r);
 		rc = get_int(s, Q_EVENTS_LAST, NULL, last);
+		if (rc == STORE_OK)
+			rc = get_int(s, Q_LAST_DEPARTURE, NULL, departed);
 	}
 	exec_sql(s, s->conn, rc == STORE_OK ? "COMMIT" : "ROLLBACK");
 	return rc;

@@ -461,6 +461,7 @@ enum stmt_id {
 	ST_OUTBOX_PRUNE,
 	ST_OUTBOX_LIST,
 	ST_OUTBOX_COUNTS,
+	ST_LAST_DEPARTURE,
 	ST_OUTPUT_ADD,
 	ST_OUTPUT_GET,
 	ST_SECRET_SET,
@@ -662,6 +663,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    " FROM outbox o JOIN events e ON e.id = o.event_id"
 	    " WHERE (?1 IS NULL OR o.status = ?1) AND o.event_id > ?2"
 	    " ORDER BY o.event_id LIMIT ?3",
+	/* From the end of the log back to the first that may be one. */
+	[ST_LAST_DEPARTURE] = "SELECT coalesce(max(id), 0) FROM (SELECT id"
+	    " FROM events WHERE status IN ('starting', 'cancelled', 'failed')"
+	    " ORDER BY id DESC LIMIT 1)",
 	[ST_OUTPUT_ADD] = "INSERT INTO outputs (id, job_id, user_id, type, size,"
 	    " sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_OUTPUT_GET] = "SELECT id, job_id, user_id, type, size, sha256"
@@ -898,7 +903,7 @@ lite_others_wrote(struct store *st)
 
 struct queue_load {
 	void (*fn)(struct store *, int64_t);
-	int64_t *last;
+	int64_t *last, *departed;
 };
 
 static enum store_rc
@@ -916,15 +921,18 @@ queue_load_tx(struct sqlite_store *s, void *arg)
 	if (step != SQLITE_DONE)
 		rc = db_fail(s);
 	done(q);
-	return rc == STORE_OK ? get_int(s, ST_EVENTS_LAST, l->last, NOARGS)
-	                      : rc;
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_EVENTS_LAST, l->last, NOARGS);
+	if (rc == STORE_OK)
+		rc = get_int(s, ST_LAST_DEPARTURE, l->departed, NOARGS);
+	return rc;
 }
 
 static enum store_rc
-lite_queue_load(
-    struct store *st, void (*fn)(struct store *, int64_t seq), int64_t *last)
+lite_queue_load(struct store *st, void (*fn)(struct store *, int64_t seq),
+    int64_t *last, int64_t *departed)
 {
-	struct queue_load l = {fn, last};
+	struct queue_load l = {fn, last, departed};
 	return snapshot(lite(st), queue_load_tx, &l);
 }
 

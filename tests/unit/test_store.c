@@ -1531,7 +1531,7 @@ Test(store, each_account_is_a_pool_of_its_slots)
 	open_pools(STORE_HOOKS_NONE);
 	cr_assert_eq(raw_int("SELECT count(*) FROM slots"), 3);
 	for (int i = 0; i < 4; i++) {
-		char id[8];
+		char id[16];
 		snprintf(id, sizeof(id), "j%d", i);
 		submit_ok(id, id, "upscaler");
 	}
@@ -1611,8 +1611,9 @@ Test(store, provider_cost_is_kept_with_a_running_job)
 	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_OK);
 	cr_assert_eq(finish("j1", JOB_COMPLETED, 1, &j), STORE_OK);
 	cr_assert(json_equal(j.provider_cost, cost));
-	cr_assert(json_equal(
-	    json_object_get(job_to_json(&j), "provider_cost"), cost));
+	json_t *shown = job_to_json(&j);
+	cr_assert(json_equal(json_object_get(shown, "provider_cost"), cost));
+	json_decref(shown);
 	job_cleanup(&j);
 	cr_assert_neq(raw_exec("UPDATE jobs SET provider_cost = '{}'"),
 	    SQLITE_OK, "a terminal job never changes");
