@@ -234,11 +234,12 @@ set_outputs(struct loader *ld, const struct key *k, const char *value)
 static int
 set_whsec(struct loader *ld, const struct key *k, const char *value)
 {
-	const char *b = value + 6;
+	int prefixed = strncmp(value, "whsec_", 6) == 0;
+	const char *b = prefixed ? value + 6 : value;
 	size_t n = strlen(b);
 
 	if (*value != '\0' &&
-	    (strncmp(value, "whsec_", 6) != 0 || n < 4 || n % 4 != 0 ||
+	    (!prefixed || n < 4 || n % 4 != 0 ||
 	        strspn(b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
 	                  "wxyz0123456789+/=") != n))
 		return bad_value(ld, k, "whsec_ followed by base64", value);
