@@ -448,6 +448,22 @@ submit_limited(struct api *a, struct http_req *r)
 	return 1;
 }
 
+/* 503 queue_full (docs/api.md §9): the estimated wait is over max_wait;
+ * nothing was charged or written. */
+static void
+queue_full(struct http_req *r, int64_t eta, int64_t retry, int64_t max_wait)
+{
+	char after[24];
+
+	snprintf(after, sizeof(after), "%lld", (long long)retry);
+	http_reply_header(r, "Retry-After", after);
+	http_reply_error(r, 503, "queue_full",
+	    "the queue is too long right now: the estimated wait is over "
+	    "queue.max_wait",
+	    json_pack("{s:I, s:I}", "eta_s", (json_int_t)eta, "max_wait_s",
+	        (json_int_t)max_wait));
+}
+
 static void
 h_submit(struct http_req *r, void *ctx)
 {
@@ -481,7 +497,13 @@ h_submit(struct http_req *r, void *ctx)
 	    .webhook_token = token,
 	};
 	job_init(&j);
-	int64_t t0 = mono_ms();
+	int64_t t0 = mono_ms(), eta = 0, retry = 0;
+	if (sched_admit(a->sc, &in, &eta, &retry)) {
+		queue_full(r, eta, retry, a->cfg->max_wait);
+		free(id);
+		json_decref(body);
+		return;
+	}
 	enum sched_rc rc = sched_submit(a->sc, &in, &j, &balance);
 	submit_answer(a, r, rc, &j, balance, t->cost);
 	metrics_observe(a->m, HIST_SUBMIT, (double)(mono_ms() - t0) / 1000.0);
@@ -831,6 +853,18 @@ h_admin_stats(struct http_req *r, void *ctx)
 }
 
 static void
+h_admin_accounts(struct http_req *r, void *ctx)
+{
+	struct api *a = ctx;
+	json_t *o = sched_accounts(a->sc);
+
+	if (o == NULL)
+		unavailable(r);
+	else
+		http_reply_json(r, 200, o);
+}
+
+static void
 h_admin_cancel(struct http_req *r, void *ctx)
 {
 	cancel(ctx, r, NULL, JOB_ERR_ADMIN);
@@ -1109,6 +1143,7 @@ static const struct {
     {HTTP_POST, "/v1/webhooks/runninghub/{}", h_webhook, ANYONE, JSON, 0},
     {HTTP_GET, "/v1/admin/queue", h_admin_queue, ADMIN, JSON, RESERVE},
     {HTTP_GET, "/v1/admin/stats", h_admin_stats, ADMIN, JSON, RESERVE},
+    {HTTP_GET, "/v1/admin/accounts", h_admin_accounts, ADMIN, JSON, RESERVE},
     {HTTP_POST, "/v1/admin/users/{}/credits", h_admin_credits, ADMIN, JSON,
         RESERVE},
     {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON,

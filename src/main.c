@@ -24,7 +24,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "outputs.h"
-#include "runninghub.h"
+#include "pool.h"
 #include "sched.h"
 #include "store.h"
 #include "sweep.h"
@@ -353,7 +353,7 @@ cmd_serve(const struct config *cfg, const struct args *args)
 	             : cfg->hook_all        ? STORE_HOOKS_ALL
 	                                    : STORE_HOOKS_TERMINAL};
 	struct store *st = NULL;
-	struct provider *p = NULL;
+	struct pool *pool = NULL;
 	struct metrics *m = NULL;
 	struct events *ev = NULL;
 	struct sched *sc = NULL;
@@ -385,10 +385,6 @@ cmd_serve(const struct config *cfg, const struct args *args)
 		goto fail;
 	store_group(st, 1);
 	store_watch(st, d.base);
-	p = runninghub_new(d.base, cfg->rh_base_url, cfg->rh_api_key,
-	    cfg->rh_timeout * 1000, err, sizeof(err));
-	if (p == NULL)
-		goto fail;
 	hk = hooks_new(d.base, cfg, st, err, sizeof(err));
 	if (hk == NULL && *cfg->hook_url != '\0')
 		goto fail;
@@ -405,15 +401,19 @@ cmd_serve(const struct config *cfg, const struct args *args)
 			goto fail;
 	}
 	m = metrics_new();
+	/* One provider per account; sched owns them from here on. */
+	pool = pool_new(d.base, cfg, m, NULL, NULL, err, sizeof(err));
+	if (pool == NULL)
+		goto fail;
 	ev = events_new(d.base, cfg, st);
-	sc = sched_new(d.base, cfg, st, p, m);
+	sc = sched_new_pool(d.base, cfg, st, pool, m);
 	api = api_new(cfg, st, sc, ev, m, out);
 	if ((d.http = api_server(api, d.base, err, sizeof(err))) == NULL)
 		goto fail;
 	if (http_server_listen(d.http, cfg->listen_host, cfg->listen_port, err,
 	        sizeof(err)) != 0)
 		goto fail;
-	wd = watchdog_new(d.base, cfg, st, sc, p, WATCHDOG_TICK_MS);
+	wd = watchdog_new(d.base, cfg, st, sc, WATCHDOG_TICK_MS);
 	sw = sweep_new(d.base, st, cfg->upload_retention);
 	term = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	intr = evsignal_new(d.base, SIGINT, on_signal, &d);
@@ -441,8 +441,10 @@ out:
 	watchdog_free(wd);
 	api_free(api);
 	events_free(ev);
-	sched_free(sc);
-	provider_free(p);
+	if (sc != NULL)
+		sched_free(sc); /* and the pool with it */
+	else
+		pool_free(pool);
 	metrics_free(m);
 	store_free(st);
 	free(pools);

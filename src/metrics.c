@@ -1,8 +1,10 @@
 /*
  * metrics.c — what an operator graphs: jobs by state and tool, slots and
- * queue, latencies as cumulative histograms, provider answers by code and
- * open streams. Counters live in memory (since start); job states are read
- * from the store at each scrape, so every process reports the shared truth.
+ * queue, latencies as cumulative histograms, provider answers by account
+ * and code, each account's health, and open streams. Counters and the
+ * accounts' health live in memory (since start, as this process saw
+ * them); job states and slots are read from the store at each scrape, so
+ * every process reports the shared truth.
  */
 #include "metrics.h"
 
@@ -33,15 +35,27 @@ struct hist {
 };
 
 struct answer {
+	char *account;
 	char *call;
 	long code;
 	unsigned long long n;
+};
+
+/* An account's health as last reported. */
+struct health {
+	char *account;
+	int up;
+	int has_coins;
+	double coins;
+	long tasks;
 };
 
 struct metrics {
 	struct hist hist[HIST_COUNT];
 	struct answer *answers;
 	size_t nanswers;
+	struct health *health;
+	size_t nhealth;
 };
 
 struct metrics *
@@ -55,9 +69,14 @@ metrics_free(struct metrics *m)
 {
 	if (m == NULL)
 		return;
-	for (size_t i = 0; i < m->nanswers; i++)
+	for (size_t i = 0; i < m->nanswers; i++) {
+		free(m->answers[i].account);
 		free(m->answers[i].call);
+	}
 	free(m->answers);
+	for (size_t i = 0; i < m->nhealth; i++)
+		free(m->health[i].account);
+	free(m->health);
 	free(m);
 }
 
@@ -77,20 +96,54 @@ metrics_observe(struct metrics *m, enum metric_hist h, double seconds)
 }
 
 void
-metrics_provider(struct metrics *m, const char *call, long code)
+metrics_provider(
+    struct metrics *m, const char *account, const char *call, long code)
 {
 	if (m == NULL)
 		return;
+	if (account == NULL)
+		account = "default";
 	for (size_t i = 0; i < m->nanswers; i++) {
-		if (m->answers[i].code == code &&
-		    strcmp(m->answers[i].call, call) == 0) {
-			m->answers[i].n++;
+		struct answer *a = &m->answers[i];
+		if (a->code == code && strcmp(a->call, call) == 0 &&
+		    strcmp(a->account, account) == 0) {
+			a->n++;
 			return;
 		}
 	}
 	m->answers =
 	    xrealloc(m->answers, (m->nanswers + 1) * sizeof(*m->answers));
-	m->answers[m->nanswers++] = (struct answer){xstrdup(call), code, 1};
+	m->answers[m->nanswers++] =
+	    (struct answer){xstrdup(account), xstrdup(call), code, 1};
+}
+
+static struct health *
+health_of(struct metrics *m, const char *account)
+{
+	for (size_t i = 0; i < m->nhealth; i++)
+		if (strcmp(m->health[i].account, account) == 0)
+			return &m->health[i];
+	return NULL;
+}
+
+void
+metrics_account(struct metrics *m, const char *account, int up, int has_coins,
+    double coins, long tasks)
+{
+	struct health *h;
+
+	if (m == NULL)
+		return;
+	if ((h = health_of(m, account)) == NULL) {
+		m->health =
+		    xrealloc(m->health, (m->nhealth + 1) * sizeof(*m->health));
+		h = &m->health[m->nhealth++];
+		h->account = xstrdup(account);
+	}
+	h->up = up;
+	h->has_coins = has_coins;
+	h->coins = coins;
+	h->tasks = tasks;
 }
 
 static void
@@ -106,6 +159,62 @@ render_hist(FILE *f, const char *name, const char *help, const struct hist *h)
 	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n", name, h->count);
 	fprintf(
 	    f, "%s_sum %.6f\n%s_count %llu\n", name, h->sum, name, h->count);
+}
+
+/* One gauge of every account: its HELP and TYPE, then a line each. */
+static void
+gauge_head(FILE *f, const char *name, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+/* Each account of cfg: its slots, those held (the store's count), whether
+ * it is up, its coins and tasks when known. */
+static int
+render_accounts(
+    FILE *f, struct metrics *m, struct store *st, const struct config *cfg)
+{
+	json_t *used = NULL;
+	int ok = store_slots_by_account(st, &used) == STORE_OK;
+
+	gauge_head(f, "fila_account_slots", "Slots of each provider account.");
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		fprintf(f, "fila_account_slots{account=\"%s\"} %lld\n",
+		    cfg->accounts[i].name, (long long)cfg->accounts[i].slots);
+	gauge_head(f, "fila_account_slots_used",
+	    "Slots held now on each provider account.");
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		fprintf(f, "fila_account_slots_used{account=\"%s\"} %lld\n",
+		    cfg->accounts[i].name,
+		    (long long)json_integer_value(
+		        json_object_get(used, cfg->accounts[i].name)));
+	gauge_head(f, "fila_account_up",
+	    "1 when the account takes tasks, 0 while it is down (an answer"
+	    " said its wallet or key cannot run anything).");
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		const struct health *h = health_of(m, cfg->accounts[i].name);
+		fprintf(f, "fila_account_up{account=\"%s\"} %d\n",
+		    cfg->accounts[i].name, h ? h->up : 1);
+	}
+	gauge_head(f, "fila_account_remain_coins",
+	    "Coins left on the account, as its last status answer said.");
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		const struct health *h = health_of(m, cfg->accounts[i].name);
+		if (h && h->has_coins)
+			fprintf(f,
+			    "fila_account_remain_coins{account=\"%s\"} %.15g\n",
+			    cfg->accounts[i].name, h->coins);
+	}
+	gauge_head(f, "fila_account_tasks",
+	    "Tasks the account runs, as its last status answer said.");
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		const struct health *h = health_of(m, cfg->accounts[i].name);
+		if (h && h->tasks >= 0)
+			fprintf(f, "fila_account_tasks{account=\"%s\"} %ld\n",
+			    cfg->accounts[i].name, h->tasks);
+	}
+	json_decref(used);
+	return ok ? 0 : -1;
 }
 
 static int
@@ -144,8 +253,9 @@ metrics_render(
 	/* Only a lack of memory fails a memory stream: as xmalloc does. */
 	if (f == NULL)
 		abort();
-	int ok =
-	    render_jobs(f, st) == 0 && store_queue(st, -1, 0, &q) == STORE_OK;
+	int ok = render_jobs(f, st) == 0 &&
+	         store_queue(st, -1, 0, &q) == STORE_OK &&
+	         render_accounts(f, m, st, cfg) == 0;
 
 	fprintf(f,
 	    "# HELP fila_slots_total Slots configured.\n"
@@ -161,15 +271,16 @@ metrics_render(
 	    (long long)q.total);
 	for (int h = 0; h < HIST_COUNT; h++)
 		render_hist(f, hist_names[h], hist_help[h], &m->hist[h]);
-	fputs("# HELP fila_provider_answers_total Provider answers by call "
-	      "and code (0 is success).\n"
+	fputs("# HELP fila_provider_answers_total Provider answers by call, "
+	      "code (0 is success) and account.\n"
 	      "# TYPE fila_provider_answers_total counter\n",
 	    f);
 	for (size_t i = 0; i < m->nanswers; i++)
 		fprintf(f,
-		    "fila_provider_answers_total{call=\"%s\",code=\"%ld\"} "
-		    "%llu\n",
-		    m->answers[i].call, m->answers[i].code, m->answers[i].n);
+		    "fila_provider_answers_total{call=\"%s\",code=\"%ld\","
+		    "account=\"%s\"} %llu\n",
+		    m->answers[i].call, m->answers[i].code,
+		    m->answers[i].account, m->answers[i].n);
 	fprintf(f,
 	    "# HELP fila_sse_streams Event streams open.\n"
 	    "# TYPE fila_sse_streams gauge\nfila_sse_streams %d\n",

@@ -20,12 +20,21 @@ void metrics_free(struct metrics *m);
 
 /* Record one duration in seconds. NULL m is a no-op. */
 void metrics_observe(struct metrics *m, enum metric_hist h, double seconds);
-/* Count one provider answer: call ("submit", "cancel", "poll") and the
- * provider's code (HTTP status or business code; 0 is success). */
-void metrics_provider(struct metrics *m, const char *call, long code);
+/* Count one provider answer: the account asked (NULL: "default"), the
+ * call ("submit", "cancel", "poll", "status") and the provider's code
+ * (HTTP status or business code; 0 is success). */
+void metrics_provider(
+    struct metrics *m, const char *account, const char *call, long code);
+
+/* What account is now, for its gauges: up (1) or down (0), its coins
+ * left (has_coins 0: not known) and the tasks it runs (< 0: not known).
+ * An account never reported is shown up, its coins and tasks unknown. */
+void metrics_account(struct metrics *m, const char *account, int up,
+    int has_coins, double coins, long tasks);
 
 /* The Prometheus text of everything, with the store's job counts and
- * slots, and streams SSE streams open. The caller frees it; NULL when
+ * slots (each account's of cfg with what metrics_account said of it),
+ * and streams SSE streams open. The caller frees it; NULL when
  * the store cannot be read. */
 char *metrics_render(
     struct metrics *m, struct store *st, const struct config *cfg, int streams);

@@ -92,7 +92,9 @@ provider_result_code(const struct provider_result *res)
 {
 	if (res->code)
 		return res->code;
-	return res->rc == PROVIDER_OK ? 0 : res->http_status;
+	if (res->rc == PROVIDER_OK)
+		return 0;
+	return res->http_status ? res->http_status : -1;
 }
 
 void
@@ -103,5 +105,6 @@ provider_outcome_cleanup(struct provider_outcome *o)
 	free(o->task_id);
 	json_decref(o->outputs);
 	free(o->message);
+	json_decref(o->cost);
 	memset(o, 0, sizeof(*o));
 }

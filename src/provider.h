@@ -15,9 +15,13 @@ struct provider;
 
 enum provider_rc {
 	PROVIDER_OK,
-	PROVIDER_BUSY,  /* refused for capacity (RunningHub 421/415): retry */
-	PROVIDER_RETRY, /* transport error or 5xx: worth retrying */
+	PROVIDER_BUSY,     /* no room now (RunningHub 421, 415, 814, 1003,
+	                    * 1011): retry later, here or on another account */
+	PROVIDER_RETRY,    /* transport error or 5xx: worth retrying */
 	PROVIDER_REJECTED, /* refused for good: the message says why */
+	PROVIDER_ACCOUNT,  /* the account cannot run anything (RunningHub 416
+	                    * wallet empty, 801/802 key refused or expired,
+	                    * 812 funds): another account may */
 };
 
 /* The answer to a call. Strings are valid only during the callback. */
@@ -26,14 +30,17 @@ struct provider_result {
 	const char *task_id; /* submit: the provider's task id */
 	const char *message; /* the provider's own text on failure */
 	long http_status;
-	long code;  /* the provider's business code */
-	long count; /* tasks: the account's tasks running now */
+	long code;         /* the provider's business code */
+	long count;        /* tasks: the account's tasks running now */
+	const char *coins; /* tasks: the account's coins left, as the
+	                    * provider wrote them; NULL when not said */
 };
 
 typedef void (*provider_cb)(void *arg, const struct provider_result *res);
 
 /* The one number that says what an answer was, for metrics: the
- * provider's business code, else 0 for success, else the HTTP status. */
+ * provider's business code, else 0 for success, else the HTTP status,
+ * else (no answer at all: refused, timed out, DNS, TLS) -1. */
 long provider_result_code(const struct provider_result *res);
 
 /* One node of the task: a value, or a file to upload first. */
@@ -67,6 +74,9 @@ struct provider_outcome {
 	char *task_id;
 	json_t *outputs; /* [{"url", "type"}] */
 	char *message;
+	json_t *cost; /* completed: what the task cost, {"coins": N,
+	               * "money": "0.12", "seconds": N} with the members the
+	               * provider reported; NULL when it said nothing */
 };
 void provider_outcome_cleanup(struct provider_outcome *o);
 
@@ -114,7 +124,7 @@ int provider_parse_callback(struct provider *p, const char *body, size_t len,
     struct provider_outcome *out, char *err, size_t errlen);
 
 /* Ask how many tasks the account has running at the provider (any app):
- * res->count on PROVIDER_OK. */
+ * res->count on PROVIDER_OK, and res->coins when the provider says. */
 int provider_tasks(struct provider *p, provider_cb cb, void *arg);
 
 /* Calls in flight (for tests and draining). */

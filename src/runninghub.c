@@ -6,9 +6,10 @@
  * each transfer's end running the call's next step. A call leaves the
  * backend's list before its user's callback runs, so that callback may
  * free the provider. Every answer is classified in one place
- * (runninghub_classify): a refusal for capacity (421/415) is BUSY,
- * transport trouble or a 5xx is RETRY, anything else refused is REJECTED
- * with the provider's own words.
+ * (runninghub_classify): a refusal for capacity (421, 415, 814, 1003,
+ * 1011) is BUSY, one that says the account cannot run anything (416, 801,
+ * 802, 812) is ACCOUNT, transport trouble or a 5xx is RETRY, anything else
+ * refused is REJECTED with the provider's own words.
  */
 #include "runninghub.h"
 
@@ -22,6 +23,7 @@
 #include <event2/event.h>
 
 #include "curlev.h"
+#include "money.h"
 #include "provider.h"
 #include "list.h"
 #include "util.h"
@@ -30,11 +32,20 @@
 #define RH_CONNECT_MS 5000L
 #define RH_TEXT_MAX 300 /* bytes of a non-JSON error body kept */
 
-/* RunningHub's business codes that matter here. */
-#define RH_QUEUE_MAXED 421
-#define RH_INSTANCE_MAXED 415
+/* RunningHub's business codes that matter here (tools/README.md says
+ * where they come from). */
+#define RH_QUEUE_MAXED 421    /* TASK_QUEUE_MAXED */
+#define RH_INSTANCE_MAXED 415 /* TASK_INSTANCE_MAXED */
+#define RH_PERSONAL_LIMIT 814 /* PERSONAL_QUEUE_COUNT_LIMIT */
+#define RH_RATE_LIMIT 1003    /* rate limit exceeded */
+#define RH_SYSTEM_BUSY 1011   /* system busy */
+#define RH_NO_WALLET 416      /* TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET */
+#define RH_FREE_USER 801      /* APIKEY_UNSUPPORTED_FREE_USER */
+#define RH_UNAUTHORIZED 802   /* APIKEY_UNAUTHORIZED: refused or expired */
+#define RH_NO_FUNDS 812       /* CORPAPIKEY_INSUFFICIENT_FUNDS */
 #define RH_TASK_RUNNING 804
 #define RH_TASK_QUEUED 813
+#define HTTP_TOO_MANY 429
 
 struct call;
 
@@ -149,13 +160,16 @@ call_finish(struct call *c, const struct provider_result *res)
 	struct provider_result r = *res;
 	char *message = xstrdup_or_null(res->message);
 	char *task_id = xstrdup_or_null(res->task_id);
+	char *coins = xstrdup_or_null(res->coins);
 
 	r.message = message;
 	r.task_id = task_id;
+	r.coins = coins;
 	call_free(c);
 	cb(arg, &r);
 	free(message);
 	free(task_id);
+	free(coins);
 }
 
 static void
@@ -309,16 +323,28 @@ call_answer(struct call *c, CURLcode rc, struct provider_result *res,
 
 /* ---- classification ---- */
 
+/* No room now: the job keeps its place and is tried again. */
 static int
 is_busy_code(long long code)
 {
-	return code == RH_QUEUE_MAXED || code == RH_INSTANCE_MAXED;
+	return code == RH_QUEUE_MAXED || code == RH_INSTANCE_MAXED ||
+	       code == RH_PERSONAL_LIMIT || code == RH_RATE_LIMIT ||
+	       code == RH_SYSTEM_BUSY;
+}
+
+/* The account cannot run anything: its wallet, its key. */
+static int
+is_account_code(long long code)
+{
+	return code == RH_NO_WALLET || code == RH_FREE_USER ||
+	       code == RH_UNAUTHORIZED || code == RH_NO_FUNDS;
 }
 
 static enum provider_rc
 http_rc(long http)
 {
-	if (http == RH_QUEUE_MAXED || http == RH_INSTANCE_MAXED)
+	if (http == RH_QUEUE_MAXED || http == RH_INSTANCE_MAXED ||
+	    http == HTTP_TOO_MANY)
 		return PROVIDER_BUSY;
 	if (http >= 400 && http < 500)
 		return PROVIDER_REJECTED;
@@ -398,6 +424,8 @@ runninghub_classify(long http_status, const char *body, size_t len,
 	}
 	if (envelope && is_busy_code(res->code))
 		res->rc = PROVIDER_BUSY;
+	else if (envelope && is_account_code(res->code))
+		res->rc = PROVIDER_ACCOUNT;
 	else if (!ok_http)
 		res->rc = http_rc(http_status);
 	else
@@ -437,6 +465,79 @@ outputs_of(json_t *data)
 	return outs;
 }
 
+/* A cost member as text: RunningHub writes them as strings ("10",
+ * "0.12"), or null; a number is taken too. NULL when absent or null. */
+static char *
+cost_text(json_t *item, const char *name)
+{
+	json_t *v = json_object_get(item, name);
+
+	if (json_is_string(v))
+		return xstrdup(json_string_value(v));
+	if (json_is_integer(v))
+		return xasprintf("%lld", (long long)json_integer_value(v));
+	if (json_is_real(v) && json_real_value(v) >= 0) {
+		char *t = xasprintf("%.9f", json_real_value(v));
+		size_t n = strlen(t);
+		while (t[n - 1] == '0' && t[n - 2] != '.')
+			t[--n] = '\0';
+		return t;
+	}
+	return NULL;
+}
+
+/* A whole number of a cost member: "10", "10.0" (a decimal is rounded);
+ * -1 when absent or not a number. */
+static long long
+cost_whole(json_t *item, const char *name)
+{
+	char *t = cost_text(item, name);
+	struct money m;
+	long long n = -1;
+
+	if (t != NULL && money_parse(t, &m) == 0)
+		n = (long long)((m.nano + 500000000) / 1000000000);
+	free(t);
+	return n;
+}
+
+/*
+ * What the task cost, from the first output item that says it
+ * (RunningHub repeats the task's cost on each of its items, so they are
+ * not added up): {"coins", "money", "seconds"}, each only when reported;
+ * NULL when none is.
+ */
+static json_t *
+cost_of(json_t *data)
+{
+	json_t *item;
+	size_t i;
+
+	json_array_foreach(data, i, item)
+	{
+		json_t *cost = json_object();
+		long long coins = cost_whole(item, "consumeCoins");
+		long long secs = cost_whole(item, "taskCostTime");
+		char *money = cost_text(item, "consumeMoney");
+		struct money m;
+		char buf[40];
+
+		if (coins >= 0)
+			json_object_set_new(cost, "coins", json_integer(coins));
+		if (money != NULL && money_parse(money, &m) == 0)
+			json_object_set_new(cost, "money",
+			    json_string(money_format(&m, 0, buf, sizeof(buf))));
+		if (secs >= 0)
+			json_object_set_new(
+			    cost, "seconds", json_integer(secs));
+		free(money);
+		if (json_object_size(cost) > 0)
+			return cost;
+		json_decref(cost);
+	}
+	return NULL;
+}
+
 static char *
 failure_text(json_t *env, long long code)
 {
@@ -470,6 +571,7 @@ runninghub_outcome(json_t *envelope, struct provider_outcome *out)
 	if (c == 0 && json_is_array(data)) {
 		out->state = TASK_COMPLETED;
 		out->outputs = outputs_of(data);
+		out->cost = cost_of(data);
 	} else if (c == RH_TASK_RUNNING || c == RH_TASK_QUEUED) {
 		out->state = TASK_RUNNING;
 	} else {
@@ -720,10 +822,17 @@ account_done(struct call *c, CURLcode rc)
 {
 	struct provider_result res;
 	json_t *root, *data, *n;
+	char *num = NULL;
 	long long v;
 
 	call_answer(c, rc, &res, &root, &data);
 	if (res.rc == PROVIDER_OK) {
+		n = json_object_get(data, "remainCoins");
+		if (json_is_string(n) && json_string_length(n) > 0)
+			res.coins = json_string_value(n);
+		else if (json_is_integer(n))
+			res.coins = num =
+			    xasprintf("%lld", (long long)json_integer_value(n));
 		n = json_object_get(data, "currentTaskCounts");
 		if (json_is_integer(n) && json_integer_value(n) >= 0) {
 			res.count = (long)json_integer_value(n);
@@ -736,6 +845,7 @@ account_done(struct call *c, CURLcode rc)
 		}
 	}
 	call_finish(c, &res);
+	free(num);
 	json_decref(root);
 }
 

@@ -12,6 +12,11 @@
  * - A slot is given back only when the provider has let go of the task:
  *   after the submit answered (and, for a job cancelled meanwhile, after the
  *   task was cancelled) or after the cancel of a running task answered.
+ * - Slots belong to accounts (pool.c: a provider each). A job talks to the
+ *   account of its slot. An account that cannot run anything goes down;
+ *   its starting job moves to a free slot of another account, or waits
+ *   parked in its own, ahead of the queue, until one frees or its account
+ *   is back. The store promotes only onto accounts that are up.
  */
 #include "sched.h"
 
@@ -33,6 +38,13 @@
 #define RECOVER_MS 2000
 #define CANCEL_TRIES 4
 #define CANCEL_RETRY_MS 1000
+/* Admission: the runs a median is taken of, and how old they may be. */
+#define RUNS_SAMPLES 50
+#define RUNS_WINDOW_MS (24 * 3600 * 1000LL)
+#define RUNS_READ 500         /* completed jobs of a tool read at most */
+#define RUNS_REFRESH_MS 60000 /* medians read again at most this often */
+#define RUNS_RETRY_MS 1000    /* … or this often while a tool has none */
+#define IDEM_LOOKBACK 20      /* a user's newest jobs an admission checks */
 
 /*
  * Where a start is. Only START_SUBMITTING has a call at the provider;
@@ -48,6 +60,9 @@ enum start_phase {
 	START_UNSURE,     /* the last submit failed in transport and may have
 	                   * made a task: the account's task count decides */
 	START_CHECKING,   /* that count is being asked */
+	START_PARKED,     /* nothing at the provider, its account is down:
+	                   * waits to move to another account's free slot,
+	                   * ahead of the queue, or for its own to be back */
 };
 
 /*
@@ -60,6 +75,7 @@ struct start {
 	struct sched *s;
 	struct list link; /* in sched.starts */
 	char *job_id;
+	size_t account; /* of its last submit (pool_index) */
 	enum start_phase phase;
 	int attempts; /* transport failures so far */
 	int busy;     /* capacity refusals so far */
@@ -72,26 +88,52 @@ struct release {
 	struct list link; /* in sched.releases */
 	char *job_id;
 	char *task_id;
+	size_t account;
 	int tries;
 	struct event *retry;
+};
+
+/* A job found starting at start-up (or taken over), not yet sent again. */
+struct recovering {
+	char *job_id;
+	size_t account;
+};
+
+/* The question of an account's task count for recovery: one at a time. */
+struct ask {
+	struct sched *s;
+	size_t account;
+	int asking;
+};
+
+/* The median run of a tool's variant (variant NULL: of all its runs). */
+struct run_time {
+	char *tool;
+	char *variant;
+	double run_s;
 };
 
 struct sched {
 	struct event_base *base;
 	const struct config *cfg;
 	struct store *st;
-	struct provider *prov;
+	struct pool *pool;
 	struct metrics *m;
 	struct list starts;
 	struct list releases;
-	/* jobs found starting at start-up, not yet sent again */
-	char **recovering;
+	struct recovering *recovering;
 	size_t nrecovering;
-	int asking; /* the provider's task count is being asked */
+	struct ask *asks; /* one per account */
 	struct event *recover_ev;
+	int unparking; /* unpark() is on the stack */
+	/* admission: recent run times, read now and then */
+	struct run_time *runs;
+	size_t nruns;
+	int64_t runs_at;
 };
 
 static void submit(struct start *a);
+static int still_starting(struct sched *s, const char *id);
 static void on_submitted(void *arg, const struct provider_result *res);
 static void on_recover(evutil_socket_t fd, short what, void *arg);
 
@@ -99,6 +141,19 @@ static void
 log_store(struct sched *s, const char *what, const char *id)
 {
 	fprintf(stderr, "fila: %s %s: %s\n", what, id, store_error(s->st));
+}
+
+/* The number of account name in the pool (pool_index). */
+static size_t
+account_of(struct sched *s, const char *name)
+{
+	return pool_index(s->pool, name);
+}
+
+static struct provider *
+provider_of(struct sched *s, size_t account)
+{
+	return pool_provider(s->pool, account);
 }
 
 /* Free job id's slot; a store failure is logged (the slot stays held and
@@ -154,6 +209,7 @@ start_get(struct sched *s, const struct job *j)
 		a = xcalloc(1, sizeof(*a));
 		a->s = s;
 		a->job_id = xstrdup(j->id);
+		a->account = account_of(s, j->account);
 		a->phase = START_IDLE;
 		a->retry = evtimer_new(s->base, on_retry, a);
 		list_add_tail(&s->starts, &a->link);
@@ -209,8 +265,8 @@ cancel_send(struct release *r)
 	struct provider_result none = {.rc = PROVIDER_OK};
 
 	r->tries++;
-	if (r->task_id == NULL ||
-	    provider_cancel(r->s->prov, r->task_id, on_released, r) != 0)
+	if (r->task_id == NULL || provider_cancel(provider_of(r->s, r->account),
+	                              r->task_id, on_released, r) != 0)
 		on_released(r, &none);
 }
 
@@ -222,9 +278,10 @@ on_cancel_retry(evutil_socket_t fd, short what, void *arg)
 
 /*
  * The provider answered a cancel. An answer (done, or "no such task")
- * means the task let go: the slot is free. A transport error or a 5xx
- * confirms nothing, so the cancel is sent again, a bounded number of
- * times; each try is bounded by runninghub.timeout.
+ * means the task let go: the slot is free. A transport error, a 5xx or
+ * an account that cannot answer confirms nothing, so the cancel is sent
+ * again, a bounded number of times; each try is bounded by
+ * runninghub.timeout.
  */
 static void
 on_released(void *arg, const struct provider_result *res)
@@ -232,8 +289,11 @@ on_released(void *arg, const struct provider_result *res)
 	struct release *r = arg;
 	struct sched *s = r->s;
 
-	metrics_provider(s->m, "cancel", provider_result_code(res));
-	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY) &&
+	if (r->task_id != NULL)
+		metrics_provider(s->m, pool_name(s->pool, r->account), "cancel",
+		    provider_result_code(res));
+	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY ||
+	        res->rc == PROVIDER_ACCOUNT) &&
 	    r->tries < CANCEL_TRIES) {
 		struct timeval tv = timeval_ms(CANCEL_RETRY_MS);
 		if (r->retry == NULL)
@@ -259,17 +319,19 @@ on_ended(void *arg, int ok)
 		release_done(r);
 }
 
-/* Cancel task_id at the provider once the job's end is committed; the
- * job's slot is freed once the provider answers (or then, when there is
- * no task or no way to ask). */
+/* Cancel task_id on account at the provider once the job's end is
+ * committed; the job's slot is freed once the provider answers (or then,
+ * when there is no task or no way to ask). */
 static void
-cancel_task(struct sched *s, const char *job_id, const char *task_id)
+cancel_task(
+    struct sched *s, const char *job_id, const char *task_id, size_t account)
 {
 	struct release *r = xcalloc(1, sizeof(*r));
 
 	r->s = s;
 	r->job_id = xstrdup(job_id);
 	r->task_id = xstrdup_or_null(task_id);
+	r->account = account;
 	list_add_tail(&s->releases, &r->link);
 	store_after(s->st, on_ended, r);
 }
@@ -371,9 +433,11 @@ send_task(struct start *a, const struct job *j, char *msg, size_t msglen)
 
 	t.webhook_url = xasprintf("%s/v1/webhooks/runninghub/%s",
 	    s->cfg->public_url, j->webhook_token);
+	a->account = account_of(s, j->account);
 	if (build_task(s, j, &t, nodes, ups, vals, msg, msglen) == 0) {
 		a->phase = START_SUBMITTING;
-		rc = provider_submit(s->prov, &t, on_submitted, a);
+		rc = provider_submit(
+		    provider_of(s, a->account), &t, on_submitted, a);
 		if (rc != 0) {
 			a->phase = START_IDLE;
 			snprintf(msg, msglen, "provider call failed");
@@ -414,20 +478,25 @@ submit(struct start *a)
 	job_cleanup(&j);
 }
 
-/* Tasks fila knows the provider runs: its running jobs and the submits
- * under way. -1 when the store cannot tell. */
+/* Tasks fila knows account runs: its running jobs there and the submits
+ * to it under way. -1 when the store cannot tell. */
 static long
-known_tasks(struct sched *s)
+known_tasks(struct sched *s, size_t account)
 {
 	struct job_list running = {0};
 	struct list *it;
 	long n = -1;
 
 	if (store_jobs_in(s->st, JOB_RUNNING, &running) == STORE_OK) {
-		n = (long)running.n;
-		list_each(it, &s->starts) n +=
-		    list_entry(it, struct start, link)->phase ==
-		    START_SUBMITTING;
+		n = 0;
+		for (size_t i = 0; i < running.n; i++)
+			n += account_of(s, running.v[i].account) == account;
+		list_each(it, &s->starts)
+		{
+			struct start *a = list_entry(it, struct start, link);
+			n += a->phase == START_SUBMITTING &&
+			     a->account == account;
+		}
 	}
 	job_list_cleanup(&running);
 	return n;
@@ -460,7 +529,8 @@ on_verified(void *arg, const struct provider_result *res)
 
 	a->phase = START_UNSURE;
 	if (waited_enough(s, a->job_id) ||
-	    (res->rc == PROVIDER_OK && (known = known_tasks(s)) >= 0 &&
+	    (res->rc == PROVIDER_OK &&
+	        (known = known_tasks(s, a->account)) >= 0 &&
 	        res->count <= known)) {
 		a->phase = START_IDLE;
 		submit(a); /* may end a */
@@ -470,6 +540,64 @@ on_verified(void *arg, const struct provider_result *res)
 	}
 }
 
+/* 1 when some account is up: with none, the queue waits. */
+static int
+any_up(struct sched *s)
+{
+	for (size_t i = 0; i < pool_size(s->pool); i++)
+		if (pool_is_up(s->pool, i))
+			return 1;
+	return 0;
+}
+
+/* The move of a's job to another account is committed: send it there.
+ * Lost with its commit, the job is still in its old slot: parked, the
+ * next pump tries again (or sends it there, that account being up). */
+static void
+on_moved(void *arg, int ok)
+{
+	struct start *a = arg;
+	struct sched *s = a->s;
+
+	if (!ok) {
+		a->phase = START_PARKED;
+		return;
+	}
+	a->phase = START_IDLE;
+	submit(a); /* may end a */
+	sched_pump(s);
+}
+
+/*
+ * Move a's job (starting, nothing at the provider) to a free slot of
+ * another account that is up; its submit goes there once the move is
+ * committed (a task must not run on an account the store does not say).
+ * 1 when it moved (a is then pending), 0 when no account has room, -1
+ * when the job is no longer starting or the store failed.
+ */
+static int
+move_elsewhere(struct start *a)
+{
+	struct sched *s = a->s;
+	struct job j;
+	enum store_rc rc;
+
+	if (!any_up(s))
+		return 0;
+	rc = store_job_move(s->st, a->job_id, &j);
+	if (rc == STORE_OK) {
+		fprintf(stderr, "fila: job %s moves from account %s to %s\n",
+		    a->job_id, pool_name(s->pool, a->account), j.account);
+		a->account = account_of(s, j.account);
+		a->phase = START_PENDING;
+		store_after(s->st, on_moved, a);
+	} else if (rc == STORE_ERROR) {
+		log_store(s, "move", a->job_id);
+	}
+	job_cleanup(&j);
+	return rc == STORE_OK ? 1 : rc == STORE_NOTFOUND ? 0 : -1;
+}
+
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
@@ -477,12 +605,19 @@ on_retry(evutil_socket_t fd, short what, void *arg)
 	struct sched *s = a->s;
 
 	if (a->phase == START_IDLE) {
-		submit(a); /* may end a */
+		/* Refused for capacity, or its account went down meanwhile:
+		 * another account with room first. */
+		int down = !pool_is_up(s->pool, a->account);
+		int moved = a->busy > 0 || down ? move_elsewhere(a) : 0;
+		if (moved != 1 && down && still_starting(s, a->job_id))
+			a->phase = START_PARKED;
+		else if (moved != 1)
+			submit(a); /* may end a */
 		sched_pump(s);
 		return;
 	}
 	a->phase = START_CHECKING;
-	if (provider_tasks(s->prov, on_verified, a) != 0) {
+	if (provider_tasks(provider_of(s, a->account), on_verified, a) != 0) {
 		a->phase = START_UNSURE;
 		retry_later(a);
 	}
@@ -599,20 +734,58 @@ refused(struct start *a, const struct provider_result *res)
 /* The provider took the task: the job runs, unless it was cancelled
  * while the submit was out (then the new task is cancelled too). */
 static void
-taken(struct sched *s, const char *id, const char *task_id)
+taken(struct sched *s, const char *id, const char *task_id, size_t account)
 {
 	struct job j;
 
 	job_init(&j);
 	enum store_rc rc = store_job_running(s->st, id, task_id, &j);
 	if (rc == STORE_CONFLICT)
-		cancel_task(s, id, task_id);
+		cancel_task(s, id, task_id, account);
 	else if (rc != STORE_OK)
 		log_store(s, "running", id);
 	else if (j.started_at)
 		metrics_observe(s->m, HIST_HANDOFF,
 		    (double)(now_ms() - j.started_at) / 1000.0);
 	job_cleanup(&j);
+}
+
+/* The store promotes and moves onto the accounts up only. With none up
+ * the list is left as it was: nothing promotes or moves then. */
+static void
+accounts_up(struct sched *s)
+{
+	size_t n = pool_size(s->pool);
+	const char **names = xcalloc(n, sizeof(*names));
+	size_t k = pool_up_names(s->pool, names);
+
+	if (k == n)
+		store_accounts_up(s->st, NULL, 0);
+	else if (k > 0)
+		store_accounts_up(s->st, names, k);
+	free(names);
+}
+
+/*
+ * a's account answered that it cannot run anything: it goes down, and
+ * the job, which has nothing at the provider, is parked: the pump that
+ * follows moves it to another account's free slot if there is one, ahead
+ * of the queue. It keeps its charge: it is the same job. May end a.
+ */
+static void
+account_refused(struct start *a, const struct provider_result *res)
+{
+	struct sched *s = a->s;
+
+	if (pool_down(
+	        s->pool, a->account, provider_result_code(res), res->message))
+		accounts_up(s);
+	if (!still_starting(s, a->job_id)) {
+		release_slot(s, a->job_id); /* cancelled meanwhile */
+		start_done(a);
+		return;
+	}
+	a->phase = START_PARKED;
 }
 
 static void
@@ -622,15 +795,19 @@ on_submitted(void *arg, const struct provider_result *res)
 	struct sched *s = a->s;
 
 	a->phase = START_IDLE;
-	metrics_provider(s->m, "submit", provider_result_code(res));
+	metrics_provider(s->m, pool_name(s->pool, a->account), "submit",
+	    provider_result_code(res));
 	switch (res->rc) {
 	case PROVIDER_OK:
-		taken(s, a->job_id, res->task_id);
+		taken(s, a->job_id, res->task_id, a->account);
 		start_done(a);
 		break;
 	case PROVIDER_BUSY:
 	case PROVIDER_RETRY:
 		refused(a, res);
+		break;
+	case PROVIDER_ACCOUNT:
+		account_refused(a, res);
 		break;
 	case PROVIDER_REJECTED:
 		fail_job(s, a->job_id, JOB_ERR_REJECTED,
@@ -670,60 +847,86 @@ recover_prune(struct sched *s)
 	size_t k = 0;
 
 	for (size_t i = 0; i < s->nrecovering; i++) {
-		if (still_starting(s, s->recovering[i]))
+		if (still_starting(s, s->recovering[i].job_id))
 			s->recovering[k++] = s->recovering[i];
 		else
-			free(s->recovering[i]);
+			free(s->recovering[i].job_id);
 	}
 	s->nrecovering = k;
 }
 
-/* Send the first n recovered jobs again. */
-static void
-recover_send(struct sched *s, size_t n)
+/* How many recovered jobs wait on account. */
+static size_t
+recovering_on(struct sched *s, size_t account)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct job j;
-		job_init(&j);
-		if (store_job_get(s->st, s->recovering[i], NULL, &j) ==
-		    STORE_OK)
-			start_job(s, &j);
-		job_cleanup(&j);
-		free(s->recovering[i]);
-	}
-	memmove(s->recovering, s->recovering + n,
-	    (s->nrecovering - n) * sizeof(*s->recovering));
-	s->nrecovering -= n;
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nrecovering; i++)
+		n += s->recovering[i].account == account;
+	return n;
 }
 
+/* Send the first (oldest) n recovered jobs of account again. */
+static void
+recover_send(struct sched *s, size_t account, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < s->nrecovering; i++) {
+		struct recovering *r = &s->recovering[i];
+		struct job j;
+		if (r->account != account || n == 0) {
+			s->recovering[k++] = *r;
+			continue;
+		}
+		n--;
+		job_init(&j);
+		if (store_job_get(s->st, r->job_id, NULL, &j) == STORE_OK)
+			start_job(s, &j);
+		job_cleanup(&j);
+		free(r->job_id);
+	}
+	s->nrecovering = k;
+}
+
+/* The count of one account's tasks: as many of its recovered jobs may
+ * have a task there as it runs tasks fila does not know of. */
 static void
 on_tasks(void *arg, const struct provider_result *res)
 {
-	struct sched *s = arg;
+	struct ask *q = arg;
+	struct sched *s = q->s;
 	long known, unknown;
+	size_t here;
 
-	s->asking = 0;
+	q->asking = 0;
 	recover_prune(s);
-	if (res->rc == PROVIDER_OK && (known = known_tasks(s)) >= 0) {
+	here = recovering_on(s, q->account);
+	if (res->rc == PROVIDER_OK &&
+	    (known = known_tasks(s, q->account)) >= 0) {
 		unknown = res->count > known ? res->count - known : 0;
-		if ((size_t)unknown < s->nrecovering)
-			recover_send(s, s->nrecovering - (size_t)unknown);
+		if ((size_t)unknown < here)
+			recover_send(s, q->account, here - (size_t)unknown);
 	}
 	if (s->nrecovering)
 		recover_later(s);
 	sched_pump(s);
 }
 
-/* One question at a time: its answer serves every job recovering. */
+/* One question per account at a time: its answer serves every job
+ * recovering on it. */
 static void
 ask_tasks(struct sched *s)
 {
-	if (s->asking)
-		return;
-	s->asking = 1;
-	if (provider_tasks(s->prov, on_tasks, s) != 0) {
-		s->asking = 0;
-		recover_later(s);
+	for (size_t i = 0; i < pool_size(s->pool); i++) {
+		struct ask *q = &s->asks[i];
+		if (q->asking || recovering_on(s, i) == 0)
+			continue;
+		q->asking = 1;
+		if (provider_tasks(provider_of(s, i), on_tasks, q) != 0) {
+			q->asking = 0;
+			recover_later(s);
+		}
 	}
 }
 
@@ -759,19 +962,21 @@ end_active(struct sched *s, const char *id, const char *user_id,
 		return rc == STORE_NOTFOUND ? SCHED_NOTFOUND
 		                            : SCHED_UNAVAILABLE;
 	}
-	release = was.status == JOB_QUEUED ||
-	          (was.status == JOB_STARTING &&
-	              (a == NULL || a->phase == START_IDLE ||
-	                  a->phase == START_PENDING));
+	release =
+	    was.status == JOB_QUEUED ||
+	    (was.status == JOB_STARTING &&
+	        (a == NULL || a->phase == START_IDLE ||
+	            a->phase == START_PENDING || a->phase == START_PARKED));
 	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
 	if (rc == STORE_OK) {
 		/* A start with a call out or an unsure task stays: the
 		 * answer, or the count check, frees its slot. A pending one
 		 * stays for its commit, then finds the job ended. */
-		if (a && a->phase == START_IDLE)
+		if (a && (a->phase == START_IDLE || a->phase == START_PARKED))
 			start_done(a);
 		if (was.status == JOB_RUNNING)
-			cancel_task(s, id, was.provider_task_id);
+			cancel_task(s, id, was.provider_task_id,
+			    account_of(s, was.account));
 		sched_pump(s);
 	}
 	job_cleanup(&was);
@@ -797,9 +1002,19 @@ state_name(enum provider_state s)
 
 /* ---- the rules' entry points (sched.h) ----------------------------- */
 
+/* An account came back up, or a status answer took one down. */
+static void
+on_pool_change(void *arg)
+{
+	struct sched *s = arg;
+
+	accounts_up(s);
+	sched_pump(s);
+}
+
 struct sched *
-sched_new(struct event_base *base, const struct config *cfg, struct store *st,
-    struct provider *p, struct metrics *m)
+sched_new_pool(struct event_base *base, const struct config *cfg,
+    struct store *st, struct pool *pool, struct metrics *m)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 
@@ -807,11 +1022,42 @@ sched_new(struct event_base *base, const struct config *cfg, struct store *st,
 	s->base = base;
 	s->cfg = cfg;
 	s->st = st;
-	s->prov = p;
+	s->pool = pool;
 	list_init(&s->starts);
 	list_init(&s->releases);
 	s->recover_ev = evtimer_new(base, on_recover, s);
+	s->asks = xcalloc(pool_size(pool), sizeof(*s->asks));
+	for (size_t i = 0; i < pool_size(pool); i++)
+		s->asks[i] = (struct ask){s, i, 0};
+	pool_watch(pool, on_pool_change, s);
 	return s;
+}
+
+struct sched *
+sched_new(struct event_base *base, const struct config *cfg, struct store *st,
+    struct provider *p, struct metrics *m)
+{
+	struct pool *pool;
+	char err[512];
+
+	if (p != NULL)
+		pool = pool_new_shared(base, cfg, m, p);
+	else if ((pool = pool_new(
+	              base, cfg, m, NULL, NULL, err, sizeof(err))) == NULL)
+		fprintf(stderr, "fila: %s\n", err);
+	return pool ? sched_new_pool(base, cfg, st, pool, m) : NULL;
+}
+
+static void
+runs_clear(struct sched *s)
+{
+	for (size_t i = 0; i < s->nruns; i++) {
+		free(s->runs[i].tool);
+		free(s->runs[i].variant);
+	}
+	free(s->runs);
+	s->runs = NULL;
+	s->nruns = 0;
 }
 
 void
@@ -825,11 +1071,33 @@ sched_free(struct sched *s)
 		release_done(
 		    list_entry(s->releases.next, struct release, link));
 	for (size_t i = 0; i < s->nrecovering; i++)
-		free(s->recovering[i]);
+		free(s->recovering[i].job_id);
 	free(s->recovering);
 	if (s->recover_ev)
 		event_free(s->recover_ev);
+	/* The providers go with the pool: their calls' callbacks, which
+	 * name records freed above, never run. */
+	pool_free(s->pool);
+	free(s->asks);
+	runs_clear(s);
 	free(s);
+}
+
+struct provider *
+sched_provider(struct sched *s, const char *account)
+{
+	return provider_of(s, account_of(s, account));
+}
+
+json_t *
+sched_accounts(struct sched *s)
+{
+	json_t *used = NULL, *out = NULL;
+
+	if (store_slots_by_account(s->st, &used) == STORE_OK)
+		out = pool_to_json(s->pool, used);
+	json_decref(used);
+	return out;
 }
 
 /*
@@ -843,14 +1111,16 @@ static void
 adopt(struct sched *s, struct job_list *starting, struct job_list *holding)
 {
 	for (size_t i = 0; i < holding->n; i++)
-		cancel_task(
-		    s, holding->v[i].id, holding->v[i].provider_task_id);
+		cancel_task(s, holding->v[i].id, holding->v[i].provider_task_id,
+		    account_of(s, holding->v[i].account));
 	if (starting->n == 0)
 		return;
 	s->recovering = xrealloc(s->recovering,
 	    (s->nrecovering + starting->n) * sizeof(*s->recovering));
 	for (size_t i = 0; i < starting->n; i++)
-		s->recovering[s->nrecovering++] = xstrdup(starting->v[i].id);
+		s->recovering[s->nrecovering++] =
+		    (struct recovering){xstrdup(starting->v[i].id),
+		        account_of(s, starting->v[i].account)};
 	ask_tasks(s);
 }
 
@@ -880,11 +1150,60 @@ sched_recover(struct sched *s)
 	sched_lease(s, 1);
 }
 
+/*
+ * Jobs parked on an account that is down are ahead of the queue: each goes
+ * back to its own account once that is up, or moves to a free slot of
+ * another, before any queued job is promoted into it.
+ */
+static void
+unpark(struct sched *s)
+{
+	struct list *it;
+	char **ids = NULL;
+	size_t n = 0;
+
+	/* The parked, by job id: what a submit or a move sets off (an
+	 * answer at once, a pump) may end any record meanwhile. */
+	list_each(it, &s->starts)
+	{
+		struct start *a = list_entry(it, struct start, link);
+		if (a->phase == START_PARKED) {
+			ids = xrealloc(ids, (n + 1) * sizeof(*ids));
+			ids[n++] = xstrdup(a->job_id);
+		}
+	}
+	s->unparking = 1;
+	for (size_t i = 0; i < n; i++) {
+		struct start *a = start_find(s, ids[i]);
+		int moved;
+		if (a == NULL || a->phase != START_PARKED)
+			continue;
+		if (pool_is_up(s->pool, a->account)) {
+			a->phase = START_IDLE;
+			submit(a); /* may end a */
+		} else if ((moved = move_elsewhere(a)) < 0 &&
+		           !still_starting(s, a->job_id)) {
+			release_slot(s, a->job_id);
+			start_done(a);
+		} else if (moved == 0) {
+			break; /* no room on any other account */
+		}
+	}
+	s->unparking = 0;
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
 void
 sched_pump(struct sched *s)
 {
 	enum store_rc rc;
 
+	if (!s->unparking)
+		unpark(s);
+	if (!any_up(s))
+		return; /* every account is down: the queue waits */
 	do {
 		struct job j;
 		job_init(&j);
@@ -998,6 +1317,10 @@ sched_outcome(
 	struct start *a = start_find(s, j->id);
 	int release = a == NULL || a->phase != START_SUBMITTING;
 	enum store_rc rc;
+	/* What the task cost goes with the job while it still runs. */
+	if (o->state == TASK_COMPLETED && o->cost != NULL &&
+	    store_job_cost(s->st, j->id, o->cost) == STORE_ERROR)
+		log_store(s, "cost", j->id);
 	if (o->state == TASK_COMPLETED)
 		rc = store_job_finish(s->st, j->id, JOB_COMPLETED, NULL, NULL,
 		    o->outputs, release, &done);
@@ -1033,7 +1356,8 @@ sched_webhook(struct sched *s, const char *token, const char *body, size_t len,
 		rc = SCHED_UNAVAILABLE;
 		goto out;
 	}
-	if (provider_parse_callback(s->prov, body, len, &o, msg, msglen)) {
+	if (provider_parse_callback(
+	        sched_provider(s, j.account), body, len, &o, msg, msglen)) {
 		rc = SCHED_MALFORMED;
 		goto out;
 	}
@@ -1053,4 +1377,174 @@ out:
 	provider_outcome_cleanup(&o);
 	job_cleanup(&j);
 	return rc;
+}
+
+/* ---- admission by estimated wait ------------------------------------ */
+
+static int
+same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void
+runs_add(
+    struct sched *s, const char *tool, const char *variant, double *v, size_t n)
+{
+	if (n == 0)
+		return;
+	s->runs = xrealloc(s->runs, (s->nruns + 1) * sizeof(*s->runs));
+	s->runs[s->nruns++] = (struct run_time){
+	    xstrdup(tool), xstrdup_or_null(variant), median(v, n)};
+}
+
+/* Job j's run in seconds, when it finished at or after since; < 0 else. */
+static double
+run_since(const struct job *j, int64_t since)
+{
+	if (j->started_at == 0 || j->finished_at < since ||
+	    j->finished_at < j->started_at)
+		return -1;
+	return (double)(j->finished_at - j->started_at) / 1000.0;
+}
+
+/* The medians of one tool: of each variant's last RUNS_SAMPLES runs of
+ * the window, and of the tool's whatever the variant. */
+static void
+runs_of_tool(struct sched *s, const struct tool *t, int64_t since)
+{
+	struct job_filter f = {
+	    .status = JOB_COMPLETED, .tool = t->name, .limit = RUNS_READ};
+	struct job_list l = {0};
+	double *v, r;
+	size_t n = 0;
+
+	if (store_job_list(s->st, &f, &l) != STORE_OK) {
+		job_list_cleanup(&l);
+		return;
+	}
+	v = xcalloc(l.n + 1, sizeof(double));
+	/* l is newest first: the first samples are the last runs. */
+	for (size_t k = 0; k < l.n && n < RUNS_SAMPLES; k++)
+		if ((r = run_since(&l.v[k], since)) >= 0)
+			v[n++] = r;
+	runs_add(s, t->name, NULL, v, n);
+	for (size_t i = 0; i < t->nvariants; i++) {
+		n = 0;
+		for (size_t k = 0; k < l.n && n < RUNS_SAMPLES; k++)
+			if (same(l.v[k].variant, t->variants[i].name) &&
+			    (r = run_since(&l.v[k], since)) >= 0)
+				v[n++] = r;
+		runs_add(s, t->name, t->variants[i].name, v, n);
+	}
+	free(v);
+	job_list_cleanup(&l);
+}
+
+/* The median run of tool's variant (else of the tool), < 0 with none. */
+static double
+run_time_of(struct sched *s, const char *tool, const char *variant)
+{
+	double tool_s = -1;
+
+	for (size_t i = 0; i < s->nruns; i++) {
+		if (strcmp(s->runs[i].tool, tool) != 0)
+			continue;
+		if (variant && same(s->runs[i].variant, variant))
+			return s->runs[i].run_s;
+		if (s->runs[i].variant == NULL)
+			tool_s = s->runs[i].run_s;
+	}
+	return tool_s;
+}
+
+/* Recent run times, read at most once a minute (or once a second while
+ * the tool asked for has none: the first runs count at once). */
+static double
+recent_run(struct sched *s, const char *tool, const char *variant)
+{
+	int64_t now = now_ms();
+	double run_s = run_time_of(s, tool, variant);
+
+	if (s->runs_at && now - s->runs_at < RUNS_REFRESH_MS &&
+	    (run_s >= 0 || now - s->runs_at < RUNS_RETRY_MS))
+		return run_s;
+	s->runs_at = now;
+	runs_clear(s);
+	for (size_t i = 0; i < s->cfg->tools.n; i++)
+		runs_of_tool(s, &s->cfg->tools.v[i], now - RUNS_WINDOW_MS);
+	return run_time_of(s, tool, variant);
+}
+
+/* Slots of the accounts up, and how many of them are free now: 0, or -1
+ * when the store cannot tell. */
+static int
+free_slots(struct sched *s, int64_t *slots, int64_t *free_now)
+{
+	json_t *used = NULL;
+
+	*slots = *free_now = 0;
+	if (store_slots_by_account(s->st, &used) != STORE_OK)
+		return -1;
+	for (size_t i = 0; i < pool_size(s->pool); i++) {
+		const struct account *a =
+		    config_account(s->cfg, pool_name(s->pool, i));
+		int64_t held = json_integer_value(
+		    json_object_get(used, pool_name(s->pool, i)));
+		if (a == NULL || !pool_is_up(s->pool, i))
+			continue;
+		*slots += a->slots;
+		if (held < a->slots)
+			*free_now += a->slots - held;
+	}
+	json_decref(used);
+	if (*slots == 0) /* every account down: the configured slots */
+		*slots = s->cfg->slots;
+	return 0;
+}
+
+/* The user repeats an Idempotency-Key of a job of theirs: the submit will
+ * answer that job, whatever the queue. */
+static int
+repeated_key(struct sched *s, const struct job_new *in)
+{
+	struct job_filter f = {
+	    .user_id = in->user_id, .status = -1, .limit = IDEM_LOOKBACK};
+	struct job_list l = {0};
+	int found = 0;
+
+	if (in->idem_key == NULL || store_job_list(s->st, &f, &l) != STORE_OK) {
+		job_list_cleanup(&l);
+		return 0;
+	}
+	for (size_t i = 0; i < l.n && !found; i++)
+		found = same(l.v[i].idem_key, in->idem_key);
+	job_list_cleanup(&l);
+	return found;
+}
+
+int
+sched_admit(
+    struct sched *s, const struct job_new *in, int64_t *eta_s, int64_t *retry_s)
+{
+	int64_t ahead, slots, free_now, max = s->cfg->max_wait;
+	double run_s, eta;
+
+	*eta_s = *retry_s = 0;
+	if (max <= 0 || (run_s = recent_run(s, in->tool, in->variant)) < 0 ||
+	    free_slots(s, &slots, &free_now) != 0)
+		return 0;
+	/* As a queued job's eta_s: the rounds of slots ahead of it, each
+	 * a typical run; the free slots take the first jobs at once. */
+	ahead = store_queue_length(s->st);
+	eta = ahead < free_now
+	          ? 0
+	          : (double)((ahead - free_now) / slots + 1) * run_s;
+	*eta_s = (int64_t)ceil(eta);
+	if (eta <= (double)max || repeated_key(s, in))
+		return 0;
+	*retry_s = (int64_t)ceil(eta - (double)max);
+	if (*retry_s < 1)
+		*retry_s = 1;
+	return 1;
 }

@@ -6,9 +6,12 @@
 #ifndef FILA_SCHED_H
 #define FILA_SCHED_H
 
+#include <jansson.h>
+
 #include "config.h"
 #include "job.h"
 #include "metrics.h"
+#include "pool.h"
 #include "provider.h"
 #include "store.h"
 
@@ -28,10 +31,47 @@ enum sched_rc {
 	SCHED_UNAVAILABLE, /* the store failed; nothing was written */
 };
 
+/*
+ * The rules over the accounts of pool (docs/api.md §9), which sched owns
+ * from now on. m may be NULL.
+ */
+struct sched *sched_new_pool(struct event_base *base, const struct config *cfg,
+    struct store *st, struct pool *pool, struct metrics *m);
+/*
+ * The same over the accounts of cfg: with p, every account's provider is
+ * p (tests; the caller frees p after sched); without, each has a RunningHub
+ * provider of its own (NULL, the reason on stderr, when one cannot be
+ * set up).
+ */
 struct sched *sched_new(struct event_base *base, const struct config *cfg,
     struct store *st, struct provider *p, struct metrics *m);
-/* Forget every start and release in flight (free the provider after). */
+/* Forget every start and release in flight, free the pool (and with it
+ * the providers sched made). */
 void sched_free(struct sched *s);
+
+/* The provider of account (a job's "account"; NULL, for jobs started
+ * before there were accounts, or one no longer configured: the first). */
+struct provider *sched_provider(struct sched *s, const char *account);
+
+/*
+ * The accounts as GET /v1/admin/accounts answers (docs/api.md §9):
+ * {"accounts": [{"name", "base_url", "slots", "used", "up",
+ * "down_reason"?, "remain_coins"?, "task_count"?}]}. New reference; NULL
+ * when the store cannot be read.
+ */
+json_t *sched_accounts(struct sched *s);
+
+/*
+ * Admission by estimated wait (docs/api.md §9): 1 when submit in must be
+ * refused (503 queue_full), with *eta_s the estimated wait of a new job
+ * (the jobs queued, the free slots of the accounts up, and the median of
+ * the recent runs of its tool and variant) and *retry_s when to try again;
+ * 0 to go on: queue.max_wait is 0, there is no run history, the estimate
+ * is within max_wait, or in repeats an Idempotency-Key of the user's
+ * (its submit answers the first job). Reads only.
+ */
+int sched_admit(struct sched *s, const struct job_new *in, int64_t *eta_s,
+    int64_t *retry_s);
 
 /* How long a process's lease lasts: it renews it four times as often. */
 #define SCHED_LEASE_MS STORE_LEASE_MS

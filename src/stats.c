@@ -1,20 +1,42 @@
 /*
- * stats.c — counts and medians of finished jobs per tool. The wait is
- * from creation to start (the queue), the run from start to the end of a
- * completed job (the provider).
+ * stats.c — counts, medians and money of finished jobs per tool. The wait
+ * is from creation to start (the queue), the run from start to the end of
+ * a completed job (the provider). What users paid (credits kept: charged
+ * and not refunded) sits beside what the provider said the tasks cost, its
+ * money summed exactly (money.c), so the page can show a margin.
  */
 #include "stats.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "money.h"
 #include "util.h"
 
 struct acc {
 	json_int_t completed, failed, cancelled, timeout;
 	double *wait, *run;
 	size_t nwait, nrun;
+	json_int_t credits_net; /* charged minus refunded */
+	json_int_t coins;
+	struct money money;
 };
+
+/* What the provider said job j cost, added up. A money text that does not
+ * read, or a sum that would overflow, is left out rather than guessed. */
+static void
+add_cost(struct acc *a, const struct job *j)
+{
+	json_t *coins = json_object_get(j->provider_cost, "coins");
+	json_t *money = json_object_get(j->provider_cost, "money");
+	struct money m;
+
+	if (json_is_integer(coins))
+		a->coins += json_integer_value(coins);
+	if (json_is_string(money) &&
+	    money_parse(json_string_value(money), &m) == 0)
+		money_add(&a->money, &m);
+}
 
 static json_t *
 median_or_null(double *v, size_t n)
@@ -40,6 +62,8 @@ add(struct acc *a, const struct job *j)
 	    j->finished_at >= j->started_at)
 		a->run[a->nrun++] =
 		    (double)(j->finished_at - j->started_at) / 1000.0;
+	a->credits_net += j->cost * (j->charged - j->refunded);
+	add_cost(a, j);
 }
 
 /* The newest failed jobs first (done is in finishing order). */
@@ -62,17 +86,21 @@ stats_by_tool(const struct tools *t, const struct job_list *done)
 
 	for (size_t i = 0; i < t->n; i++) {
 		struct acc a = {0};
+		char money[40];
 		a.wait = xcalloc(done->n + 1, sizeof(double));
 		a.run = xcalloc(done->n + 1, sizeof(double));
 		for (size_t k = 0; k < done->n; k++)
 			if (strcmp(done->v[k].tool, t->v[i].name) == 0)
 				add(&a, &done->v[k]);
 		json_object_set_new(tools, t->v[i].name,
-		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "completed",
-		        a.completed, "failed", a.failed, "cancelled",
-		        a.cancelled, "timeout", a.timeout, "wait_p50_s",
-		        median_or_null(a.wait, a.nwait), "run_p50_s",
-		        median_or_null(a.run, a.nrun)));
+		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I, s:s}",
+		        "completed", a.completed, "failed", a.failed,
+		        "cancelled", a.cancelled, "timeout", a.timeout,
+		        "wait_p50_s", median_or_null(a.wait, a.nwait),
+		        "run_p50_s", median_or_null(a.run, a.nrun),
+		        "credits_net", a.credits_net, "provider_coins", a.coins,
+		        "provider_money",
+		        money_format(&a.money, 2, money, sizeof(money))));
 		free(a.wait);
 		free(a.run);
 	}

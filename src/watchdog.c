@@ -5,9 +5,10 @@
  * re-arms everything from the stored times) and:
  * - ends queued jobs older than queue_timeout and starting/running ones
  *   older than run_timeout (failed, "timeout", refunded by the store);
- * - polls the provider for a running job with no callback after
- *   poll_after seconds, then again with a growing interval, a bounded
- *   number of times; what the provider says finishes the job;
+ * - polls the provider (its account's) for a running job with no
+ *   callback after poll_after seconds, then again with a growing
+ *   interval, a bounded number of times; what the provider says finishes
+ *   the job;
  * - renews this process's lease, taking over the jobs of processes
  *   sharing the store whose lease ran out (sched_lease).
  */
@@ -41,7 +42,6 @@ struct watchdog {
 	const struct config *cfg;
 	struct store *st;
 	struct sched *sc;
-	struct provider *prov;
 	struct event *tick;
 	struct list polls;
 	int64_t leased_at; /* when this process's lease was last renewed */
@@ -107,7 +107,8 @@ poll_due(struct watchdog *w, const struct job *j, int64_t now)
 	    j->provider_task_id == NULL)
 		return;
 	p->in_flight = 1;
-	if (provider_poll(w->prov, j->provider_task_id, on_polled, p) != 0)
+	if (provider_poll(sched_provider(w->sc, j->account),
+	        j->provider_task_id, on_polled, p) != 0)
 		p->in_flight = 0;
 }
 
@@ -189,7 +190,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 
 struct watchdog *
 watchdog_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct sched *sc, struct provider *p, int tick_ms)
+    struct store *st, struct sched *sc, int tick_ms)
 {
 	struct watchdog *w = xcalloc(1, sizeof(*w));
 	struct timeval tv = timeval_ms(tick_ms);
@@ -197,7 +198,6 @@ watchdog_new(struct event_base *base, const struct config *cfg,
 	w->cfg = cfg;
 	w->st = st;
 	w->sc = sc;
-	w->prov = p;
 	w->leased_at = now_ms();
 	list_init(&w->polls);
 	w->tick = event_new(base, -1, EV_PERSIST, on_tick, w);

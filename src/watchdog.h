@@ -7,17 +7,18 @@
 #define FILA_WATCHDOG_H
 
 #include "config.h"
-#include "provider.h"
 #include "sched.h"
 #include "store.h"
 
 struct event_base;
 struct watchdog;
 
-/* Start watching every tick_ms milliseconds. */
+/* Start watching every tick_ms milliseconds; a job is polled at the
+ * provider of its account (sched_provider). */
 struct watchdog *watchdog_new(struct event_base *base, const struct config *cfg,
-    struct store *st, struct sched *sc, struct provider *p, int tick_ms);
-/* Stop; polls in flight are forgotten (free the provider after). */
+    struct store *st, struct sched *sc, int tick_ms);
+/* Stop; polls in flight are forgotten (free sched, and with it the
+ * providers, after). */
 void watchdog_free(struct watchdog *w);
 
 #endif

@@ -1,6 +1,6 @@
-// admin.js — the operator's view: slots, queue, running jobs, 24 h stats,
-// failures, credit grants, cancel. Polls every 2 s (the event streams are
-// per user).
+// admin.js — the operator's view: slots, the provider accounts, queue,
+// running jobs, 24 h stats and margin, failures, credit grants, cancel.
+// Polls every 2 s (the event streams are per user).
 import { Fila, FilaError } from '/fila.js';
 import { h, $, takeToken, tokenSubject, clock, dur, ago, since, pretty, pill, toast } from '/web/common.js';
 
@@ -62,9 +62,12 @@ const title = (tool) => toolTitles[tool] || pretty(tool);
 async function refresh() {
   clearTimeout(timer);
   try {
-    const [queue, stats] = await Promise.all([fila.adminQueue({ limit: QUEUE_SHOWN }), fila.adminStats(24)]);
+    const [queue, stats, accounts] = await Promise.all([
+      fila.adminQueue({ limit: QUEUE_SHOWN }), fila.adminStats(24), adminAccounts()]);
     renderQueue(queue);
     renderStats(stats);
+    renderMargin(stats);
+    renderAccounts(accounts);
     $('#problem').hidden = true;
     $('#live').classList.remove('off');
     $('#live').textContent = 'live';
@@ -128,6 +131,70 @@ function renderQueue(q) {
 }
 
 const numCell = (n) => h('td', { class: `num${n ? '' : ' zero'}` }, n ?? 0);
+
+// GET /v1/admin/accounts; null from a fila that does not have it (404).
+async function adminAccounts() {
+  try {
+    const r = fila.adminAccounts ? await fila.adminAccounts() : await fila._request('GET', '/v1/admin/accounts');
+    return r.accounts || r;
+  } catch (e) {
+    if (e instanceof FilaError && e.status === 404) return null;
+    throw e;
+  }
+}
+
+const host = (url) => { try { return new URL(url).host; } catch { return url; } };
+const number = (n) => (typeof n === 'number' ? n.toLocaleString('en-US') : '—');
+
+function renderAccounts(list) {
+  const card = $('#accounts-card');
+  card.hidden = !Array.isArray(list);
+  if (!Array.isArray(list)) return;
+  const down = list.filter((a) => !a.up).length;
+  $('#accounts-count').textContent = `· ${list.length}${down ? ` · ${down} down` : ''}`;
+  $('#accounts').replaceChildren(...list.map((a) => {
+    const meter = h('div', { class: `bar slim${a.used >= a.slots ? ' full' : ''}` }, h('i'));
+    // Through the CSSOM, which the page's CSP allows.
+    meter.firstElementChild.style.width = `${a.slots ? Math.min(100, (100 * a.used) / a.slots) : 0}%`;
+    return h('tr', { 'data-account': a.name, 'data-up': String(a.up) },
+      h('td', {}, h('b', { class: 'semi' }, a.name)),
+      h('td', {}, h('span', { class: 'mono ellip', title: a.base_url }, host(a.base_url))),
+      h('td', { class: 'num', 'data-testid': 'account-used' }, `${a.used} / ${a.slots}`),
+      h('td', { class: 'meter' }, meter),
+      h('td', { class: 'wrap' }, h('span', { class: `pill ${a.up ? 'up' : 'down'}`, 'data-testid': 'account-state' }, a.up ? 'up' : 'down'),
+        a.down_reason ? h('span', { class: 'small reason', 'data-testid': 'down-reason' }, a.down_reason) : ''),
+      h('td', { class: `num${a.remain_coins === undefined ? ' zero' : ''}`, 'data-testid': 'account-coins' }, number(a.remain_coins)),
+      h('td', { class: `num${a.task_count === undefined ? ' zero' : ''}` }, number(a.task_count)));
+  }));
+}
+
+// Credits kept against what the provider charged, per tool: the margin.
+function renderMargin(s) {
+  const rows = Object.entries(s.tools || {}).filter(([, t]) => t.credits_net !== undefined);
+  let credits = 0;
+  let coins = 0;
+  let nano = 0n; // money summed in billionths, exactly, as fila does
+  let digits = 2;
+  const ratio = (c, k) => (k > 0 ? (c / k).toFixed(2) : '—');
+  $('#margin').replaceChildren(...(rows.length ? rows.map(([tool, t]) => {
+    credits += t.credits_net;
+    coins += t.provider_coins;
+    const [whole, frac = ''] = String(t.provider_money ?? '0').split('.');
+    digits = Math.max(digits, frac.length);
+    nano += BigInt(whole) * 1000000000n + BigInt((frac + '000000000').slice(0, 9));
+    return h('tr', { 'data-tool': tool },
+      h('td', {}, h('b', { class: 'semi' }, title(tool))),
+      numCell(t.credits_net), numCell(t.provider_coins),
+      h('td', { class: `num${Number(t.provider_money) ? '' : ' zero'}`, 'data-testid': 'money' }, t.provider_money),
+      h('td', { class: 'num muted' }, ratio(t.provider_coins, t.credits_net)));
+  }) : [emptyRow(5, 'This fila does not report provider cost.')]));
+  const money = `${nano / 1000000000n}.${String(nano % 1000000000n).padStart(9, '0').slice(0, digits)}`;
+  $('#margin-total').replaceChildren(...(rows.length ? [h('tr', { class: 'total' },
+    h('td', {}, 'All tools'), h('td', { class: 'num', 'data-testid': 'credits-total' }, credits),
+    h('td', { class: 'num', 'data-testid': 'coins-total' }, coins),
+    h('td', { class: 'num', 'data-testid': 'money-total' }, money),
+    h('td', { class: 'num muted' }, ratio(coins, credits)))] : []));
+}
 
 function renderStats(s) {
   const rows = Object.entries(s.tools || {});

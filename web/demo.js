@@ -196,8 +196,21 @@ function fieldError(name, text) {
 }
 
 // A notice above the submit button: null, or {kind, parts...}
+// 45 → "45 seconds", 130 → "2 minutes", 5400 → "1.5 hours"
+function inWords(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
+  if (s < 3600) {
+    const m = Math.round(s / 60);
+    return `${m} minute${m === 1 ? '' : 's'}`;
+  }
+  const hrs = Math.round(s / 360) / 10;
+  return `${hrs} hour${hrs === 1 ? '' : 's'}`;
+}
+
 function note(kind, ...parts) {
   const el = $('#formnote');
+  delete el.dataset.testid;
   if (!kind) { el.hidden = true; el.replaceChildren(); return; }
   el.className = `notice ${kind}`;
   el.replaceChildren(...parts);
@@ -287,6 +300,15 @@ function showSubmitError(err) {
           onclick: async (e) => { e.preventDefault(); showJob(await fila.job(d.job_id), { already: true }); } }, 'Show it →'));
     case 'insufficient_credits':
       return note('bad', h('b', {}, 'Not enough credits. '), `This costs ${d.cost}; you have ${d.balance}.`);
+    case 'queue_full': {
+      // Nothing was charged; the wait fila estimated is over what it takes on.
+      const later = Math.max(1, (d.eta_s ?? 0) - (d.max_wait_s ?? 0));
+      note('warn', h('b', {}, 'The queue is too long right now: '),
+        `a new job would wait about ${inWords(d.eta_s)}, more than the ${inWords(d.max_wait_s)} this service accepts. `,
+        `Nothing was charged; try again in ${inWords(later)}.`);
+      $('#formnote').dataset.testid = 'queue-full';
+      return;
+    }
     case 'validation_failed': {
       let shown = false;
       for (const [name, reason] of Object.entries(d.fields || {})) shown = fieldError(name, reason) || shown;

@@ -286,7 +286,7 @@ Test(metrics, histograms_are_separate)
 Test(metrics, null_metrics_are_a_no_op)
 {
 	metrics_observe(NULL, HIST_SUBMIT, 1);
-	metrics_provider(NULL, "submit", 0);
+	metrics_provider(NULL, NULL, "submit", 0);
 	metrics_free(NULL);
 }
 
@@ -299,25 +299,30 @@ Test(metrics, provider_answers_by_call_and_code)
 	cr_assert_eq(
 	    occurrences("# TYPE fila_provider_answers_total counter\n"), 1);
 
-	metrics_provider(m, "submit", 0);
-	metrics_provider(m, "submit", 0);
-	metrics_provider(m, "submit", 0);
-	metrics_provider(m, "submit", 503);
-	metrics_provider(m, "poll", 0);
-	metrics_provider(m, "poll", 805);
-	metrics_provider(m, "poll", 805);
-	metrics_provider(m, "cancel", -1);
+	metrics_provider(m, NULL, "submit", 0);
+	metrics_provider(m, NULL, "submit", 0);
+	metrics_provider(m, NULL, "submit", 0);
+	metrics_provider(m, NULL, "submit", 503);
+	metrics_provider(m, NULL, "poll", 0);
+	metrics_provider(m, NULL, "poll", 805);
+	metrics_provider(m, NULL, "poll", 805);
+	metrics_provider(m, NULL, "cancel", -1);
 	render(0);
-	expect_sample(
-	    "fila_provider_answers_total{call=\"submit\",code=\"0\"}", 3);
-	expect_sample(
-	    "fila_provider_answers_total{call=\"submit\",code=\"503\"}", 1);
-	expect_sample(
-	    "fila_provider_answers_total{call=\"poll\",code=\"0\"}", 1);
-	expect_sample(
-	    "fila_provider_answers_total{call=\"poll\",code=\"805\"}", 2);
-	expect_sample(
-	    "fila_provider_answers_total{call=\"cancel\",code=\"-1\"}", 1);
+	expect_sample("fila_provider_answers_total{call=\"submit\",code=\"0\","
+	              "account=\"default\"}",
+	    3);
+	expect_sample("fila_provider_answers_total{call=\"submit\",code="
+	              "\"503\",account=\"default\"}",
+	    1);
+	expect_sample("fila_provider_answers_total{call=\"poll\",code=\"0\","
+	              "account=\"default\"}",
+	    1);
+	expect_sample("fila_provider_answers_total{call=\"poll\",code=\"805\","
+	              "account=\"default\"}",
+	    2);
+	expect_sample("fila_provider_answers_total{call=\"cancel\",code=\"-1\","
+	              "account=\"default\"}",
+	    1);
 	cr_assert_eq(occurrences("fila_provider_answers_total{"), 5);
 }
 
@@ -406,11 +411,13 @@ Test(metrics, every_family_once_with_help_and_type)
 	static const char *const fams[] = {"fila_jobs", "fila_slots_total",
 	    "fila_slots_used", "fila_queue_length", "fila_submit_seconds",
 	    "fila_handoff_seconds", "fila_provider_answers_total",
-	    "fila_sse_streams"};
+	    "fila_sse_streams", "fila_account_slots", "fila_account_slots_used",
+	    "fila_account_up", "fila_account_remain_coins",
+	    "fila_account_tasks"};
 	char key[128];
 
 	submit("j1", "alice", "upscaler");
-	metrics_provider(m, "submit", 0);
+	metrics_provider(m, NULL, "submit", 0);
 	metrics_observe(m, HIST_HANDOFF, 0.3);
 	render(1);
 	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
@@ -442,4 +449,80 @@ Test(metrics, unreadable_store_renders_nothing)
 	    SQLITE_OK, "%s", sqlite3_errmsg(db));
 	sqlite3_close(db);
 	cr_assert_null(metrics_render(m, st, &cfg, 0));
+}
+
+/* ---- accounts ------------------------------------------------------- */
+
+/* The store and config of two accounts, a (2 slots) and b (1). */
+static void
+two_accounts(void)
+{
+	static const char *sets[] = {"runninghub.a.slots=2",
+	    "runninghub.b.slots=1", "runninghub.b.base_url=http://b.example"};
+	static const struct store_account pools[] = {{"a", 2}, {"b", 1}};
+	char err[256] = "";
+	struct store_opts o = {.slots = 3,
+	    .per_user_active = 10,
+	    .credits_initial = 100,
+	    .accounts = pools,
+	    .naccounts = 2};
+
+	config_cleanup(&cfg);
+	cr_assert_eq(config_load(&cfg, "/nonexistent", 1, (char **)sets, 3, err,
+	                 sizeof(err)),
+	    0, "%s", err);
+	store_free(st);
+	fx_rmtree(dir);
+	fx_tmpdir(dir, sizeof(dir), "metrics");
+	snprintf(dbpath, sizeof(dbpath), "%s/fila.db", dir);
+	st = fx_store_open(dbpath, &o);
+}
+
+Test(metrics, one_default_account_without_sections)
+{
+	render(0);
+	expect_sample(
+	    "fila_account_slots{account=\"default\"}", (double)cfg.slots);
+	expect_sample("fila_account_slots_used{account=\"default\"}", 0);
+	expect_sample("fila_account_up{account=\"default\"}", 1);
+	cr_assert_eq(
+	    occurrences("fila_account_remain_coins{"), 0, "coins never said");
+	cr_assert_eq(occurrences("fila_account_tasks{"), 0);
+}
+
+Test(metrics, each_account_its_slots_use_health_and_answers)
+{
+	two_accounts();
+	submit("j1", "alice", "upscaler");
+	submit("j2", "bob", "upscaler");
+	promote("j1"); /* a: the most room */
+	metrics_account(m, "a", 1, 1, 990, 1);
+	metrics_account(m, "b", 0, 1, 0, 0);
+	metrics_provider(m, "a", "submit", 0);
+	metrics_provider(m, "b", "submit", 416);
+	metrics_provider(m, "b", "submit", 416);
+	render(0);
+	expect_sample("fila_account_slots{account=\"a\"}", 2);
+	expect_sample("fila_account_slots{account=\"b\"}", 1);
+	expect_sample("fila_account_slots_used{account=\"a\"}", 1);
+	expect_sample("fila_account_slots_used{account=\"b\"}", 0);
+	expect_sample("fila_account_up{account=\"a\"}", 1);
+	expect_sample("fila_account_up{account=\"b\"}", 0);
+	expect_sample("fila_account_remain_coins{account=\"a\"}", 990);
+	expect_sample("fila_account_remain_coins{account=\"b\"}", 0);
+	expect_sample("fila_account_tasks{account=\"a\"}", 1);
+	expect_sample("fila_provider_answers_total{call=\"submit\",code="
+	              "\"0\",account=\"a\"}",
+	    1);
+	expect_sample("fila_provider_answers_total{call=\"submit\",code="
+	              "\"416\",account=\"b\"}",
+	    2);
+	cr_assert_eq(occurrences("fila_account_up{"), 2);
+
+	/* b is back: up again, its coins as last said. */
+	metrics_account(m, "b", 1, 0, 0, -1);
+	render(0);
+	expect_sample("fila_account_up{account=\"b\"}", 1);
+	cr_assert_eq(occurrences("fila_account_remain_coins{"), 1);
+	cr_assert_eq(occurrences("fila_account_tasks{"), 1);
 }

@@ -142,6 +142,8 @@ struct seen {
 	char *task_id;
 	char *message;
 	long http_status, code;
+	long count;
+	char *coins;
 	struct provider_outcome out;
 };
 
@@ -156,6 +158,8 @@ on_result(void *arg, const struct provider_result *res)
 	seen.message = res->message ? strdup(res->message) : NULL;
 	seen.http_status = res->http_status;
 	seen.code = res->code;
+	seen.count = res->count;
+	seen.coins = res->coins ? strdup(res->coins) : NULL;
 }
 
 static void
@@ -166,6 +170,7 @@ on_poll(void *arg, const struct provider_outcome *out)
 	seen.out.task_id = out->task_id ? strdup(out->task_id) : NULL;
 	seen.out.message = out->message ? strdup(out->message) : NULL;
 	seen.out.outputs = json_deep_copy(out->outputs);
+	seen.out.cost = json_deep_copy(out->cost);
 }
 
 static void
@@ -173,6 +178,7 @@ seen_cleanup(void)
 {
 	free(seen.task_id);
 	free(seen.message);
+	free(seen.coins);
 	provider_outcome_cleanup(&seen.out);
 	memset(&seen, 0, sizeof(seen));
 }
@@ -222,7 +228,30 @@ static const struct case_ cases[] = {
         PROVIDER_BUSY, 421, "TASK_QUEUE_MAXED"},
     {200, "{\"code\":415,\"msg\":\"TASK_INSTANCE_MAXED\",\"data\":null}",
         PROVIDER_BUSY, 415, "TASK_INSTANCE_MAXED"},
+    {200, "{\"code\":814,\"msg\":\"PERSONAL_QUEUE_COUNT_LIMIT\"}",
+        PROVIDER_BUSY, 814, "PERSONAL_QUEUE_COUNT_LIMIT"},
+    {200, "{\"code\":1003,\"msg\":\"Rate limit exceeded\"}", PROVIDER_BUSY,
+        1003, "Rate limit exceeded"},
+    {200, "{\"code\":1011,\"msg\":\"System is currently busy\"}", PROVIDER_BUSY,
+        1011, "System is currently busy"},
+    {200,
+        "{\"code\":416,\"msg\":\"TASK_CREATE_FAILED_BY_NOT_ENOUGH_"
+        "WALLET\"}",
+        PROVIDER_ACCOUNT, 416, "TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET"},
+    {200, "{\"code\":801,\"msg\":\"APIKEY_UNSUPPORTED_FREE_USER\"}",
+        PROVIDER_ACCOUNT, 801, "APIKEY_UNSUPPORTED_FREE_USER"},
+    {200, "{\"code\":802,\"msg\":\"APIKEY_UNAUTHORIZED\"}", PROVIDER_ACCOUNT,
+        802, "APIKEY_UNAUTHORIZED"},
+    {200, "{\"code\":812,\"msg\":\"CORPAPIKEY_INSUFFICIENT_FUNDS\"}",
+        PROVIDER_ACCOUNT, 812, "CORPAPIKEY_INSUFFICIENT_FUNDS"},
+    {200, "{\"code\":433,\"msg\":\"VALIDATE_PROMPT_FAILED\"}",
+        PROVIDER_REJECTED, 433, "VALIDATE_PROMPT_FAILED"},
+    {200,
+        "{\"code\":435,\"msg\":\"TASK_USER_EXCLAPI_INSTANCE_NOT_"
+        "FOUND\"}",
+        PROVIDER_REJECTED, 435, "TASK_USER_EXCLAPI_INSTANCE_NOT_FOUND"},
     {421, "", PROVIDER_BUSY, 0, "HTTP 421"},
+    {429, "slow down", PROVIDER_BUSY, 0, "slow down"},
     {500, "<html>oops</html>", PROVIDER_RETRY, 0, "<html>oops</html>"},
     {404, "  not found here\n", PROVIDER_REJECTED, 0, "not found here"},
     {404, "", PROVIDER_REJECTED, 0, "HTTP 404"},
@@ -255,6 +284,21 @@ Test(classify, table)
 			cr_expect_not_null(res.message, "case %zu", i);
 		json_decref(root);
 	}
+}
+
+Test(classify, one_code_for_metrics)
+{
+	struct provider_result ok = {.rc = PROVIDER_OK, .http_status = 200};
+	struct provider_result biz = {
+	    .rc = PROVIDER_ACCOUNT, .http_status = 200, .code = 416};
+	struct provider_result http = {
+	    .rc = PROVIDER_RETRY, .http_status = 502};
+	struct provider_result none = {.rc = PROVIDER_RETRY};
+
+	cr_expect_eq(provider_result_code(&ok), 0);
+	cr_expect_eq(provider_result_code(&biz), 416);
+	cr_expect_eq(provider_result_code(&http), 502);
+	cr_expect_eq(provider_result_code(&none), -1, "never 0: no answer");
 }
 
 Test(classify, ok_gives_data)
@@ -315,6 +359,68 @@ Test(outcome, success_with_two_outputs)
 	                     json_array_get(out.outputs, 1), "type")),
 	    "mp4");
 	cr_expect_null(out.message);
+	provider_outcome_cleanup(&out);
+}
+
+/* RunningHub's outputs say what the task cost, as strings. */
+Test(outcome, cost_of_the_task_from_its_first_item)
+{
+	struct provider_outcome out;
+	json_t *want = json_pack(
+	    "{s:i, s:s, s:i}", "coins", 10, "money", "0.10", "seconds", 4);
+
+	outcome_of("{\"code\":0,\"msg\":\"success\",\"data\":["
+	           "{\"fileUrl\":\"https://x/a.png\",\"fileType\":\"png\","
+	           "\"taskCostTime\":\"4\",\"consumeCoins\":\"10\","
+	           "\"consumeMoney\":\"0.10\","
+	           "\"thirdPartyConsumeMoney\":null},"
+	           "{\"fileUrl\":\"https://x/b.png\",\"fileType\":\"png\","
+	           "\"taskCostTime\":\"4\",\"consumeCoins\":\"10\","
+	           "\"consumeMoney\":\"0.10\"}]}",
+	    &out);
+	cr_assert_eq(out.state, TASK_COMPLETED);
+	cr_assert_not_null(out.cost);
+	cr_expect(json_equal(out.cost, want), "%s",
+	    json_dumps(out.cost, JSON_COMPACT));
+	provider_outcome_cleanup(&out);
+	json_decref(want);
+}
+
+Test(outcome, cost_members_only_as_reported)
+{
+	struct provider_outcome out;
+	json_t *want;
+
+	/* Money null (as RunningHub may send it), numbers as numbers. */
+	outcome_of("{\"code\":0,\"data\":[{\"fileUrl\":\"https://x/a\","
+	           "\"consumeCoins\":7,\"consumeMoney\":null,"
+	           "\"taskCostTime\":2.6}]}",
+	    &out);
+	want = json_pack("{s:i, s:i}", "coins", 7, "seconds", 3);
+	cr_expect(json_equal(out.cost, want), "%s",
+	    json_dumps(out.cost, JSON_COMPACT));
+	json_decref(want);
+	provider_outcome_cleanup(&out);
+
+	/* Money that is not a plain decimal is left out, never guessed. */
+	outcome_of("{\"code\":0,\"data\":[{\"fileUrl\":\"https://x/a\","
+	           "\"consumeMoney\":\"1e3\",\"consumeCoins\":\"-2\"}]}",
+	    &out);
+	cr_expect_null(out.cost);
+	provider_outcome_cleanup(&out);
+
+	/* Nothing said: no cost. */
+	outcome_of(
+	    "{\"code\":0,\"data\":[{\"fileUrl\":\"https://x/a\"}]}", &out);
+	cr_expect_null(out.cost);
+	provider_outcome_cleanup(&out);
+
+	/* A failure costs nothing. */
+	outcome_of("{\"code\":805,\"msg\":\"APIKEY_TASK_STATUS_ERROR\","
+	           "\"data\":{\"consumeCoins\":\"10\"}}",
+	    &out);
+	cr_expect_eq(out.state, TASK_FAILED);
+	cr_expect_null(out.cost);
 	provider_outcome_cleanup(&out);
 }
 
@@ -689,6 +795,90 @@ Test(poll, success_reads_outputs, .init = setup, .fini = teardown)
 	cr_expect_str_eq(
 	    json_string_value(json_object_get(body, "apiKey")), API_KEY);
 	json_decref(body);
+	seen_cleanup();
+}
+
+Test(poll, success_reads_the_cost, .init = setup, .fini = teardown)
+{
+	struct provider *p = new_provider(fake_port, 5000);
+
+	answer("/task/openapi/status", 200,
+	    "{\"code\":0,\"msg\":\"success\",\"data\":\"SUCCESS\"}");
+	answer("/task/openapi/outputs", 200,
+	    "{\"code\":0,\"msg\":\"success\",\"data\":["
+	    "{\"fileUrl\":\"https://x/a.png\",\"fileType\":\"png\","
+	    "\"consumeCoins\":\"12\",\"consumeMoney\":\"0.125\","
+	    "\"taskCostTime\":\"30\"}]}");
+	cr_assert_eq(provider_poll(p, "1904", on_poll, NULL), 0);
+	run_until(&seen.calls, 5000);
+	cr_expect_eq(seen.out.state, TASK_COMPLETED);
+	cr_assert_not_null(seen.out.cost);
+	cr_expect_eq(
+	    json_integer_value(json_object_get(seen.out.cost, "coins")), 12);
+	cr_expect_str_eq(
+	    json_string_value(json_object_get(seen.out.cost, "money")),
+	    "0.125");
+	cr_expect_eq(
+	    json_integer_value(json_object_get(seen.out.cost, "seconds")), 30);
+	finish(p);
+	seen_cleanup();
+}
+
+/* ---- the account's status ---- */
+
+Test(tasks, count_and_coins_as_strings, .init = setup, .fini = teardown)
+{
+	struct provider *p = new_provider(fake_port, 5000);
+	json_t *body;
+
+	answer("/uc/openapi/accountStatus", 200,
+	    "{\"code\":0,\"msg\":\"success\",\"data\":{\"remainCoins\":"
+	    "\"990\",\"currentTaskCounts\":\"2\",\"remainMoney\":\"100.00\","
+	    "\"currency\":\"CNY\",\"apiType\":\"NORMAL\"}}");
+	cr_assert_eq(provider_tasks(p, on_result, NULL), 0);
+	run_until(&seen.calls, 5000);
+	cr_expect_eq(seen.rc, PROVIDER_OK, "%s", seen.message);
+	cr_expect_eq(seen.count, 2);
+	cr_expect_str_eq(seen.coins, "990");
+	finish(p);
+	cr_assert_eq(nreqs, 1);
+	body = json_loads(reqs[0].body, 0, NULL);
+	/* The key is "apikey", in lower case, in this one body. */
+	cr_expect_str_eq(
+	    json_string_value(json_object_get(body, "apikey")), API_KEY);
+	json_decref(body);
+	seen_cleanup();
+}
+
+Test(tasks, an_expired_key_is_the_account, .init = setup, .fini = teardown)
+{
+	struct provider *p = new_provider(fake_port, 5000);
+
+	answer("/uc/openapi/accountStatus", 200,
+	    "{\"code\":802,\"msg\":\"APIKEY_UNAUTHORIZED\",\"data\":null}");
+	cr_assert_eq(provider_tasks(p, on_result, NULL), 0);
+	run_until(&seen.calls, 5000);
+	cr_expect_eq(seen.rc, PROVIDER_ACCOUNT);
+	cr_expect_eq(seen.code, 802);
+	cr_expect_str_eq(seen.message, "APIKEY_UNAUTHORIZED");
+	cr_expect_null(seen.coins);
+	finish(p);
+	seen_cleanup();
+}
+
+Test(submit, an_empty_wallet_is_the_account, .init = setup, .fini = teardown)
+{
+	struct provider *p = new_provider(fake_port, 5000);
+
+	answer("/task/openapi/ai-app/run", 200,
+	    "{\"code\":416,\"msg\":\"TASK_CREATE_FAILED_BY_NOT_ENOUGH_"
+	    "WALLET\",\"data\":null}");
+	cr_assert_eq(submit(p, NULL), 0);
+	run_until(&seen.calls, 5000);
+	cr_expect_eq(seen.rc, PROVIDER_ACCOUNT);
+	cr_expect_eq(seen.code, 416);
+	cr_expect_null(seen.task_id);
+	finish(p);
 	seen_cleanup();
 }
 

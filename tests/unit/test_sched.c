@@ -18,7 +18,9 @@
 
 #include "fixtures.h"
 #include "job.h"
+#include "pool.h"
 #include "provider.h"
+#include "runninghub.h"
 #include "sched.h"
 #include "store.h"
 #include "util.h"
@@ -1249,4 +1251,665 @@ Test(sched, a_cancel_reaches_the_provider_after_its_commit)
 	fx_answer_cancel(0);
 	cr_assert_eq(store_sync(fx.st), STORE_OK);
 	cr_assert_eq(fx_slots_used(), 0);
+}
+
+/* ---- accounts (docs/api.md §9) ------------------------------------- */
+
+/*
+ * Two accounts, a1 and a2, each with a fake provider of its own that
+ * records its calls and answers when the test says: the pool is made
+ * with a factory (pool.h's test hook), the store with the accounts as its
+ * pools. fx_* helpers that submit and read the store work as usual.
+ */
+#define ACCT_CALLS 32
+
+struct acct_call {
+	enum fx_call_kind kind;
+	provider_cb cb;
+	void *arg;
+	char webhook[256];
+	char task_id[64];
+	int answered;
+};
+
+struct acct_fake {
+	struct acct_call calls[ACCT_CALLS];
+	int n;
+};
+
+static struct acct_fake fakes[2];
+
+static struct acct_call *
+acct_record(struct acct_fake *f, enum fx_call_kind k, provider_cb cb, void *arg)
+{
+	cr_assert_lt(f->n, ACCT_CALLS, "too many calls");
+	struct acct_call *c = &f->calls[f->n++];
+	memset(c, 0, sizeof(*c));
+	c->kind = k;
+	c->cb = cb;
+	c->arg = arg;
+	return c;
+}
+
+static int
+acct_submit(
+    void *impl, const struct provider_task *t, provider_cb cb, void *arg)
+{
+	struct acct_call *c = acct_record(impl, FX_SUBMIT, cb, arg);
+	snprintf(c->webhook, sizeof(c->webhook), "%s", t->webhook_url);
+	return 0;
+}
+
+static int
+acct_cancel(void *impl, const char *task_id, provider_cb cb, void *arg)
+{
+	struct acct_call *c = acct_record(impl, FX_CANCEL, cb, arg);
+	snprintf(c->task_id, sizeof(c->task_id), "%s", task_id);
+	return 0;
+}
+
+static int
+acct_poll(void *impl, const char *task_id, provider_poll_cb cb, void *arg)
+{
+	return -1;
+}
+
+static int
+acct_tasks(void *impl, provider_cb cb, void *arg)
+{
+	acct_record(impl, FX_TASKS, cb, arg);
+	return 0;
+}
+
+static int
+acct_parse(void *impl, const char *body, size_t len,
+    struct provider_outcome *out, char *err, size_t errlen)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	json_t *env = json_loads(
+	    json_string_value(json_object_get(root, "eventData")), 0, NULL);
+	int rc = -1;
+
+	if (json_is_object(env)) {
+		out->task_id =
+		    xstrdup(json_string_value(json_object_get(root, "taskId")));
+		runninghub_outcome(env, out);
+		rc = 0;
+	}
+	json_decref(env);
+	json_decref(root);
+	return rc;
+}
+
+static int
+acct_pending(const void *impl)
+{
+	return 0;
+}
+
+static void
+acct_free(void *impl)
+{
+}
+
+static const struct provider_ops acct_ops = {
+    .name = "fake-account",
+    .submit = acct_submit,
+    .cancel = acct_cancel,
+    .poll = acct_poll,
+    .parse_callback = acct_parse,
+    .tasks = acct_tasks,
+    .pending = acct_pending,
+    .free = acct_free,
+};
+
+static struct provider *
+make_fake(void *arg, struct event_base *base, const struct account *a,
+    long timeout_ms, char *err, size_t errlen)
+{
+	int i = strcmp(a->name, "a1") == 0 ? 0 : 1;
+	return provider_new(&acct_ops, &fakes[i]);
+}
+
+/* Calls of kind k made to account i (0: a1, 1: a2). */
+static int
+acct_ncalls(int i, enum fx_call_kind k)
+{
+	int n = 0;
+	for (int c = 0; c < fakes[i].n; c++)
+		n += fakes[i].calls[c].kind == k;
+	return n;
+}
+
+static struct acct_call *
+acct_call_of(int i, enum fx_call_kind k, int nth)
+{
+	for (int c = 0; c < fakes[i].n; c++)
+		if (fakes[i].calls[c].kind == k && nth-- == 0)
+			return &fakes[i].calls[c];
+	cr_assert_fail("no call %d of kind %d on account %d", nth, k, i);
+	return NULL;
+}
+
+/* Answer the nth call of kind k on account i: rc, code, text (a task id
+ * when OK), count (tasks). */
+static void
+acct_answer(int i, enum fx_call_kind k, int nth, enum provider_rc rc, long code,
+    const char *text, long count)
+{
+	struct acct_call *c = acct_call_of(i, k, nth);
+	struct provider_result res = {
+	    .rc = rc, .http_status = 200, .code = code, .count = count};
+
+	cr_assert_not(c->answered);
+	c->answered = 1;
+	if (rc == PROVIDER_OK)
+		res.task_id = text;
+	else
+		res.message = text;
+	c->cb(c->arg, &res);
+}
+
+/* The store, the pool and sched of the two accounts (slots1 and slots2
+ * slots), on fx; set: more --set strings (or NULL). */
+static void
+accounts_open(void)
+{
+	struct store_account pools[2];
+	struct store_opts o = {.per_user_active = 1,
+	    .credits_initial = 100,
+	    .accounts = pools,
+	    .naccounts = 2};
+	char err[256] = "";
+	struct pool *pool;
+
+	for (int i = 0; i < 2; i++)
+		pools[i] = (struct store_account){
+		    fx.cfg.accounts[i].name, fx.cfg.accounts[i].slots};
+	o.slots = fx.cfg.slots;
+	fx.st = fx_store_open(fx.dbpath, &o);
+	memset(fakes, 0, sizeof(fakes));
+	pool =
+	    pool_new(fx.base, &fx.cfg, NULL, make_fake, NULL, err, sizeof(err));
+	cr_assert_not_null(pool, "%s", err);
+	fx.sc = sched_new_pool(fx.base, &fx.cfg, fx.st, pool, NULL);
+}
+
+static void
+accounts_env(int slots1, int slots2, const char *set)
+{
+	char s1[64], s2[64];
+	char *sets[8] = {s1, s2, "runninghub.a2.base_url=http://a2.example",
+	    "runninghub.down_for=1", "runninghub.status_every=3600"};
+	size_t n = 5;
+	char err[256] = "";
+
+	snprintf(s1, sizeof(s1), "runninghub.a1.slots=%d", slots1);
+	snprintf(s2, sizeof(s2), "runninghub.a2.slots=%d", slots2);
+	if (set)
+		sets[n++] = (char *)set;
+	cr_assert_eq(
+	    config_load(&fx.cfg, "/nonexistent", 1, sets, n, err, sizeof(err)),
+	    0, "config: %s", err);
+	fx.cfg_loaded = 1;
+	cr_assert_eq(fx.cfg.naccounts, 2);
+	fx_tmpdir(fx.dir, sizeof(fx.dir), program_invocation_short_name);
+	snprintf(fx.dbpath, sizeof(fx.dbpath), "%s/fila.db", fx.dir);
+	fx.base = event_base_new();
+	accounts_open();
+}
+
+/* As a new process on the same store: calls lost, sched made again. */
+static void
+accounts_restart(void)
+{
+	sched_free(fx.sc);
+	store_free(fx.st);
+	accounts_open();
+}
+
+static char *
+account_of_job(const char *id)
+{
+	struct job j;
+	char *a;
+
+	fx_job_of(id, &j);
+	cr_assert_not_null(j.account, "job %s has no account", id);
+	a = xstrdup(j.account);
+	job_cleanup(&j);
+	return a;
+}
+
+#define assert_account(id, want)                                               \
+	do {                                                                   \
+		char *got_ = account_of_job(id);                               \
+		cr_assert_str_eq(got_, want, "job %s", id);                    \
+		free(got_);                                                    \
+	} while (0)
+
+/* The account named in sched_accounts(): its JSON (borrowed from *all,
+ * which the caller frees). */
+static json_t *
+account_view(const char *name, json_t **all)
+{
+	json_t *a;
+	size_t i;
+
+	*all = sched_accounts(fx.sc);
+	cr_assert_not_null(*all);
+	json_array_foreach(json_object_get(*all, "accounts"), i, a)
+	{
+		if (strcmp(json_string_value(json_object_get(a, "name")),
+		        name) == 0)
+			return a;
+	}
+	cr_assert_fail("no account %s", name);
+	return NULL;
+}
+
+Test(sched, each_account_is_a_pool_and_its_provider_gets_its_jobs)
+{
+	json_t *all, *a;
+
+	accounts_env(1, 1, NULL);
+	cr_assert_eq(fx_submit_job("j1", "u1", "upscaler"), JOB_STARTING);
+	cr_assert_eq(fx_submit_job("j2", "u2", "upscaler"), JOB_STARTING);
+	cr_assert_eq(fx_submit_job("j3", "u3", "upscaler"), JOB_QUEUED);
+	assert_account("j1", "a1");
+	assert_account("j2", "a2");
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 1);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 1);
+	cr_assert_str_eq(acct_call_of(1, FX_SUBMIT, 0)->webhook,
+	    "http://127.0.0.1:8080/v1/webhooks/runninghub/tok_j2");
+
+	/* A callback is read by the job's account, and frees its slot. */
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_OK, 0, "t2", 0);
+	cr_assert_eq(webhook("tok_j2", "t2", NULL), SCHED_OK);
+	fx_assert_status("j2", JOB_COMPLETED);
+	fx_assert_status("j3", JOB_STARTING);
+	assert_account("j3", "a2");
+
+	a = account_view("a2", &all);
+	cr_assert_str_eq(json_string_value(json_object_get(a, "base_url")),
+	    "http://a2.example");
+	cr_assert_eq(json_integer_value(json_object_get(a, "slots")), 1);
+	cr_assert_eq(json_integer_value(json_object_get(a, "used")), 1);
+	cr_assert(json_is_true(json_object_get(a, "up")));
+	cr_assert_null(json_object_get(a, "down_reason"));
+	json_decref(all);
+}
+
+Test(sched, an_account_that_cannot_run_goes_down_and_its_job_moves)
+{
+	json_t *all, *a;
+
+	accounts_env(1, 1, NULL);
+	fx_submit_job("j1", "u1", "upscaler");
+	assert_account("j1", "a1");
+	acct_answer(0, FX_SUBMIT, 0, PROVIDER_ACCOUNT, 416,
+	    "TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET", 0);
+
+	/* j1 moved to a2 and is sent there; it stays charged, once. */
+	fx_assert_status("j1", JOB_STARTING);
+	assert_account("j1", "a2");
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 1);
+	cr_assert_eq(fx_ledger_count("u1", "j1", "charge"), 1);
+	cr_assert_eq(fx_ledger_count("u1", "j1", "refund"), 0);
+	cr_assert_eq(fx_slots_used(), 1);
+	a = account_view("a1", &all);
+	cr_assert(json_is_false(json_object_get(a, "up")));
+	cr_assert_str_eq(json_string_value(json_object_get(a, "down_reason")),
+	    "416 TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET");
+	cr_assert_eq(json_integer_value(json_object_get(a, "used")), 0);
+	json_decref(all);
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_OK, 0, "t1", 0);
+	fx_assert_status("j1", JOB_RUNNING);
+
+	/* a1 is down: the next job waits though a1 has a free slot. */
+	cr_assert_eq(fx_submit_job("j2", "u2", "upscaler"), JOB_QUEUED);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 1);
+
+	/* down_for later, a1 is up again and takes it. */
+	FX_SPIN_UNTIL(fx_status_of("j2") == JOB_STARTING, 3000);
+	fx_assert_status("j2", JOB_STARTING);
+	assert_account("j2", "a1");
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 2);
+	a = account_view("a1", &all);
+	cr_assert(json_is_true(json_object_get(a, "up")));
+	cr_assert_null(json_object_get(a, "down_reason"));
+	json_decref(all);
+	cr_assert_eq(fx_balance_of("u1"), 90);
+}
+
+Test(sched, with_no_room_elsewhere_the_job_waits_ahead_of_the_queue)
+{
+	accounts_env(1, 1, "runninghub.down_for=60");
+	fx_submit_job("j1", "u1", "upscaler"); /* a1 */
+	fx_submit_job("j2", "u2", "upscaler"); /* a2 */
+	cr_assert_eq(fx_submit_job("j3", "u3", "upscaler"), JOB_QUEUED);
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_OK, 0, "t2", 0);
+	acct_answer(
+	    0, FX_SUBMIT, 0, PROVIDER_ACCOUNT, 802, "APIKEY_UNAUTHORIZED", 0);
+
+	/* a1 is down, a2 full: j1 waits in its slot, nothing sent. */
+	fx_assert_status("j1", JOB_STARTING);
+	assert_account("j1", "a1");
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 1);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 1);
+	fx_assert_status("j3", JOB_QUEUED);
+
+	/* a2's slot frees: j1, ahead of the queue, moves into it. */
+	cr_assert_eq(webhook("tok_j2", "t2", NULL), SCHED_OK);
+	assert_account("j1", "a2");
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 2);
+	cr_assert_str_eq(acct_call_of(1, FX_SUBMIT, 1)->webhook,
+	    "http://127.0.0.1:8080/v1/webhooks/runninghub/tok_j1");
+	fx_assert_status("j3", JOB_QUEUED);
+	cr_assert_eq(fx_slots_used(), 1);
+	cr_assert_eq(fx_ledger_count("u1", "j1", "refund"), 0);
+}
+
+Test(sched, a_parked_job_cancelled_gives_its_slot_back_at_once)
+{
+	struct job j;
+
+	accounts_env(1, 1, "runninghub.down_for=60");
+	fx_submit_job("j1", "u1", "upscaler");
+	fx_submit_job("j2", "u2", "upscaler");
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_OK, 0, "t2", 0);
+	acct_answer(0, FX_SUBMIT, 0, PROVIDER_ACCOUNT, 416, "no coins", 0);
+	cr_assert_eq(fx_cancel("j1", "u1", &j), SCHED_OK);
+	job_cleanup(&j);
+	fx_assert_status("j1", JOB_CANCELLED);
+	cr_assert_eq(fx_ledger_count("u1", "j1", "refund"), 1);
+	cr_assert_eq(fx_slots_used(), 1);
+	cr_assert_eq(acct_ncalls(0, FX_CANCEL), 0, "nothing to cancel");
+}
+
+Test(sched, with_every_account_down_the_queue_waits)
+{
+	accounts_env(1, 1, NULL);
+	fx_submit_job("j1", "u1", "upscaler");
+	fx_submit_job("j2", "u2", "upscaler");
+	acct_answer(0, FX_SUBMIT, 0, PROVIDER_ACCOUNT, 416, "no coins", 0);
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_ACCOUNT, 812, "no funds", 0);
+	cr_assert_eq(fx_submit_job("j3", "u3", "upscaler"), JOB_QUEUED);
+	fx_spin(100);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT) + acct_ncalls(1, FX_SUBMIT), 2);
+	fx_assert_status("j1", JOB_STARTING);
+	fx_assert_status("j2", JOB_STARTING);
+
+	/* Both back: each parked job is sent again on its own account. */
+	FX_SPIN_UNTIL(
+	    acct_ncalls(0, FX_SUBMIT) == 2 && acct_ncalls(1, FX_SUBMIT) == 2,
+	    3000);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 2);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 2);
+	fx_assert_status("j3", JOB_QUEUED);
+}
+
+Test(sched, capacity_on_one_account_tries_another_with_room_on_retry)
+{
+	accounts_env(1, 1, NULL);
+	fx_submit_job("j1", "u1", "upscaler");
+	assert_account("j1", "a1");
+	acct_answer(0, FX_SUBMIT, 0, PROVIDER_BUSY, 1011, "busy", 0);
+	fx_assert_status("j1", JOB_STARTING);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 0, "after a backoff");
+	FX_SPIN_UNTIL(acct_ncalls(1, FX_SUBMIT) == 1, 3000);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 1);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 1);
+	assert_account("j1", "a2");
+	json_t *all, *a = account_view("a1", &all);
+	cr_assert(json_is_true(json_object_get(a, "up")), "busy is not down");
+	json_decref(all);
+}
+
+Test(sched, capacity_with_no_room_elsewhere_retries_the_same_account)
+{
+	accounts_env(1, 1, NULL);
+	fx_submit_job("j1", "u1", "upscaler"); /* a1 */
+	fx_submit_job("j2", "u2", "upscaler"); /* a2 */
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_OK, 0, "t2", 0);
+	acct_answer(0, FX_SUBMIT, 0, PROVIDER_BUSY, 814, "queue limit", 0);
+	FX_SPIN_UNTIL(acct_ncalls(0, FX_SUBMIT) == 2, 3000);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 2);
+	assert_account("j1", "a1");
+	acct_answer(0, FX_SUBMIT, 1, PROVIDER_OK, 0, "t1", 0);
+	fx_assert_status("j1", JOB_RUNNING);
+}
+
+Test(sched, recovery_asks_each_account_its_own_count)
+{
+	accounts_env(1, 1, NULL);
+	fx_submit_job("j1", "u1", "upscaler"); /* a1, never answered */
+	fx_submit_job("j2", "u2", "upscaler"); /* a2, never answered */
+	accounts_restart();
+	sched_recover(fx.sc);
+	cr_assert_eq(acct_ncalls(0, FX_TASKS), 1);
+	cr_assert_eq(acct_ncalls(1, FX_TASKS), 1);
+
+	/* a1 runs a task fila does not know of (maybe j1's): j1 waits; a2
+	 * runs none: j2 is sent again, there. */
+	acct_answer(0, FX_TASKS, 0, PROVIDER_OK, 0, NULL, 1);
+	acct_answer(1, FX_TASKS, 0, PROVIDER_OK, 0, NULL, 0);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 0);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 1);
+	cr_assert_str_eq(acct_call_of(1, FX_SUBMIT, 0)->webhook,
+	    "http://127.0.0.1:8080/v1/webhooks/runninghub/tok_j2");
+	fx_assert_status("j1", JOB_STARTING);
+}
+
+Test(sched, each_account_status_is_kept_for_the_views)
+{
+	json_t *all, *a;
+
+	accounts_env(1, 1, NULL);
+	/* The pool asks each account's status at once. */
+	FX_SPIN_UNTIL(
+	    acct_ncalls(0, FX_TASKS) == 1 && acct_ncalls(1, FX_TASKS) == 1,
+	    1000);
+	struct acct_call *c = acct_call_of(0, FX_TASKS, 0);
+	struct provider_result res = {
+	    .rc = PROVIDER_OK, .count = 2, .coins = "990"};
+	c->answered = 1;
+	c->cb(c->arg, &res);
+	acct_answer(
+	    1, FX_TASKS, 0, PROVIDER_ACCOUNT, 802, "APIKEY_UNAUTHORIZED", 0);
+	a = account_view("a1", &all);
+	cr_assert_eq(
+	    json_integer_value(json_object_get(a, "remain_coins")), 990);
+	cr_assert_eq(json_integer_value(json_object_get(a, "task_count")), 2);
+	json_decref(all);
+	a = account_view("a2", &all);
+	cr_assert(json_is_false(json_object_get(a, "up")));
+	cr_assert_null(json_object_get(a, "remain_coins"));
+	cr_assert_null(json_object_get(a, "task_count"));
+	json_decref(all);
+	/* a2 is down: a job goes to a1. */
+	fx_submit_job("j1", "u1", "upscaler");
+	assert_account("j1", "a1");
+}
+
+/* ---- provider cost ------------------------------------------------- */
+
+Test(sched, a_completed_job_keeps_what_its_task_cost)
+{
+	json_t *env = json_pack("{s:i, s:s, s:[{s:s, s:s, s:s, s:s, s:s}]}",
+	    "code", 0, "msg", "success", "data", "fileUrl",
+	    "https://cdn.example/o.png", "fileType", "png", "consumeCoins",
+	    "12", "consumeMoney", "0.12", "taskCostTime", "30");
+	char *data = json_dumps(env, JSON_COMPACT);
+	json_t *root = json_pack("{s:s, s:s, s:s}", "event", "TASK_END",
+	    "taskId", "task-1", "eventData", data);
+	char *body = json_dumps(root, JSON_COMPACT), msg[128];
+	json_t *want = json_pack(
+	    "{s:i, s:s, s:i}", "coins", 12, "money", "0.12", "seconds", 30);
+	struct job j;
+
+	fx_env(NULL);
+	fx_run_job("j1", "alice", 0, "task-1");
+	cr_assert_eq(sched_webhook(
+	                 fx.sc, "tok_j1", body, strlen(body), msg, sizeof(msg)),
+	    SCHED_OK);
+	fx_job_of("j1", &j);
+	cr_assert_eq(j.status, JOB_COMPLETED);
+	cr_assert(json_equal(j.provider_cost, want), "%s",
+	    json_dumps(j.provider_cost, JSON_COMPACT));
+	job_cleanup(&j);
+
+	/* Without a cost, none. */
+	fx_run_job("j2", "bob", 1, "task-2");
+	cr_assert_eq(webhook("tok_j2", "task-2", NULL), SCHED_OK);
+	fx_job_of("j2", &j);
+	cr_assert_null(j.provider_cost);
+	job_cleanup(&j);
+	free(data);
+	free(body);
+	json_decref(env);
+	json_decref(root);
+	json_decref(want);
+}
+
+/* ---- admission by estimated wait ----------------------------------- */
+
+static int
+admit(const char *user, const char *tool, const char *variant, const char *key,
+    int64_t *eta, int64_t *retry)
+{
+	struct job_new in = {.id = "jx",
+	    .user_id = user,
+	    .tool = tool,
+	    .variant = variant,
+	    .idem_key = key};
+
+	return sched_admit(fx.sc, &in, eta, retry);
+}
+
+/* Running job id started secs seconds earlier than it did: it will have
+ * run that long (and a few ms) when it ends. */
+static void
+ran_for(const char *id, int secs)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql),
+	    "UPDATE jobs SET started_at = started_at - %d WHERE id = '%s'",
+	    secs * 1000, id);
+	fx_raw_exec(sql);
+}
+
+Test(sched, admission_refuses_past_max_wait_once_there_is_history)
+{
+	int64_t eta = -1, retry = -1;
+
+	fx_env("queue.slots=1", "queue.max_wait=10", NULL);
+	/* No history: no estimate, nothing refused. */
+	fx_submit_job("j0", "u0", "upscaler");
+	for (int i = 1; i <= 4; i++) {
+		char id[16], u[16];
+		snprintf(id, sizeof(id), "j%d", i);
+		snprintf(u, sizeof(u), "u%d", i);
+		fx_submit_job(id, u, "upscaler");
+	}
+	cr_assert_eq(admit("v", "upscaler", "pro", NULL, &eta, &retry), 0);
+	cr_assert_eq(eta, 0);
+
+	/* Two runs of 4 s: with 4 queued and 1 slot the estimate is 20 s. */
+	fx_answer_submit(0, PROVIDER_OK, "t0");
+	ran_for("j0", 4);
+	cr_assert_eq(webhook("tok_j0", "t0", NULL), SCHED_OK);
+	fx_answer_submit(1, PROVIDER_OK, "t1");
+	ran_for("j1", 4);
+	cr_assert_eq(webhook("tok_j1", "t1", NULL), SCHED_OK);
+	fx_spin(1100); /* "no history" is read again after a second */
+	cr_assert_eq(fx_jobs_in(JOB_QUEUED), 2);
+	cr_assert_eq(admit("v", "upscaler", "pro", NULL, &eta, &retry), 1);
+	/* (2 queued / 1 slot + 1) rounds of 4 s (and the ms they took) */
+	cr_assert(eta == 12 || eta == 13, "eta %lld", (long long)eta);
+	cr_assert_eq(retry, eta - 10);
+
+	/* A repeated Idempotency-Key of the user's goes on: its submit
+	 * answers the first job. */
+	struct job j;
+	fx_uploads_for("k");
+	struct job_new in = {.id = "jk",
+	    .user_id = "k",
+	    .tool = "upscaler",
+	    .variant = "pro",
+	    .inputs = fx_inputs_for("upscaler", "k"),
+	    .cost = 10,
+	    .idem_key = "key-1",
+	    .webhook_token = "tok_jk"};
+	int64_t balance;
+	cr_assert_eq(sched_submit(fx.sc, &in, &j, &balance), SCHED_OK);
+	job_cleanup(&j);
+	json_decref((json_t *)in.inputs);
+	cr_assert_eq(admit("k", "upscaler", "pro", "key-1", &eta, &retry), 0);
+	cr_assert_eq(admit("k", "upscaler", "pro", "key-2", &eta, &retry), 1);
+
+	/* Another tool without history: nothing refused. */
+	cr_assert_eq(admit("v", "veste_ai", NULL, NULL, &eta, &retry), 0);
+}
+
+Test(sched, admission_uses_the_variant_then_the_tool)
+{
+	int64_t eta = -1, retry = -1;
+
+	fx_env("queue.slots=1", "queue.max_wait=100", NULL);
+	fx_run_job("j0", "u0", 0, "t0"); /* variant pro */
+	ran_for("j0", 30);
+	cr_assert_eq(webhook("tok_j0", "t0", NULL), SCHED_OK);
+	fx_submit_job("j1", "u1", "upscaler"); /* starts: nothing queued */
+	cr_assert_eq(admit("v", "upscaler", "pro", NULL, &eta, &retry), 0);
+	cr_assert(eta == 30 || eta == 31, "one round of the only slot: %lld",
+	    (long long)eta);
+	/* A variant with no runs of its own: the tool's runs. */
+	cr_assert_eq(admit("v", "upscaler", "standard", NULL, &eta, &retry), 0);
+	cr_assert(eta == 30 || eta == 31);
+	/* Past max_wait: four queued make five rounds. */
+	for (int i = 2; i <= 5; i++) {
+		char id[16], u[16];
+		snprintf(id, sizeof(id), "j%d", i);
+		snprintf(u, sizeof(u), "u%d", i);
+		fx_submit_job(id, u, "upscaler");
+	}
+	cr_assert_eq(admit("v", "upscaler", "standard", NULL, &eta, &retry), 1);
+	cr_assert(eta >= 150 && eta <= 152, "%lld", (long long)eta);
+}
+
+Test(sched, admission_is_off_with_max_wait_zero)
+{
+	int64_t eta = -1, retry = -1;
+
+	fx_env("queue.slots=1", "queue.max_wait=0", NULL);
+	fx_run_job("j0", "u0", 0, "t0");
+	ran_for("j0", 3000);
+	cr_assert_eq(webhook("tok_j0", "t0", NULL), SCHED_OK);
+	fx_submit_job("j1", "u1", "upscaler");
+	fx_submit_job("j2", "u2", "upscaler");
+	cr_assert_eq(admit("v", "upscaler", "pro", NULL, &eta, &retry), 0);
+}
+
+Test(sched, a_job_waiting_on_an_account_that_goes_down_is_not_sent_there)
+{
+	accounts_env(1, 1, "runninghub.down_for=60");
+	fx_submit_job("j1", "u1", "upscaler"); /* a1 */
+	fx_submit_job("j2", "u2", "upscaler"); /* a2 */
+	acct_answer(1, FX_SUBMIT, 0, PROVIDER_OK, 0, "t2", 0);
+	acct_answer(0, FX_SUBMIT, 0, PROVIDER_BUSY, 421, "TASK_QUEUE_MAXED", 0);
+	/* a1's status says its key expired: a1 is down. */
+	FX_SPIN_UNTIL(acct_ncalls(0, FX_TASKS) == 1, 1000);
+	acct_answer(
+	    0, FX_TASKS, 0, PROVIDER_ACCOUNT, 802, "APIKEY_UNAUTHORIZED", 0);
+	/* j1's retry comes: not to a1, and a2 is full: it waits. */
+	fx_spin(2200);
+	cr_assert_eq(acct_ncalls(0, FX_SUBMIT), 1);
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 1);
+	fx_assert_status("j1", JOB_STARTING);
+	/* a2 frees: j1 moves there. */
+	cr_assert_eq(webhook("tok_j2", "t2", NULL), SCHED_OK);
+	assert_account("j1", "a2");
+	cr_assert_eq(acct_ncalls(1, FX_SUBMIT), 2);
 }

@@ -155,7 +155,7 @@ Test(stats, every_configured_tool_listed_with_zeros)
 		name = cfg.tools.v[i].name;
 		t = json_object_get(tools, name);
 		cr_assert(json_is_object(t), "%s missing", name);
-		cr_assert_eq(json_object_size(t), 6, "%s", name);
+		cr_assert_eq(json_object_size(t), 9, "%s", name);
 		expect_counts(name, 0, 0, 0, 0);
 		cr_assert(json_is_null(json_object_get(t, "wait_p50_s")));
 		cr_assert(json_is_null(json_object_get(t, "run_p50_s")));
@@ -345,4 +345,76 @@ Test(stats, the_input_list_is_left_as_it_was)
 	cr_assert_str_eq(done.v[0].id, "job_1");
 	cr_assert_eq(done.v[0].started_at - done.v[0].created_at, 3000);
 	cr_assert_str_eq(done.v[1].id, "job_2");
+}
+
+/* ---- money: credits kept against what the provider charged ---------- */
+
+static const char *
+money_of(const char *tool)
+{
+	json_t *v = json_object_get(tool_stats(tool), "provider_money");
+
+	cr_assert(json_is_string(v), "%s.provider_money is not a string", tool);
+	return json_string_value(v);
+}
+
+Test(stats, idle_tools_have_no_money)
+{
+	run_stats();
+	cr_assert_eq(count("upscaler", "credits_net"), 0);
+	cr_assert_eq(count("upscaler", "provider_coins"), 0);
+	cr_assert_str_eq(money_of("upscaler"), "0.00");
+}
+
+Test(stats, credits_net_is_charged_minus_refunded)
+{
+	struct job *j;
+
+	fin("upscaler", JOB_COMPLETED, NULL, 1000, 2000); /* kept: 10 */
+	j = fin("upscaler", JOB_COMPLETED, NULL, 1000, 2000);
+	j->cost = 25; /* kept: 25 */
+	j = fin("upscaler", JOB_FAILED, "provider_error", 1000, 2000);
+	j->refunded = 1; /* given back */
+	j = fin("upscaler", JOB_CANCELLED, "cancelled", -1, 0);
+	j->refunded = 1;
+	j = fin("upscaler", JOB_COMPLETED, NULL, 1000, 2000);
+	j->charged = 0; /* a free job: nothing taken */
+	fin("video_upscaler", JOB_COMPLETED, NULL, 1000, 2000);
+	run_stats();
+	cr_assert_eq(count("upscaler", "credits_net"), 35);
+	cr_assert_eq(count("video_upscaler", "credits_net"), 10);
+}
+
+Test(stats, provider_cost_is_summed_exactly_per_tool)
+{
+	const char *monies[] = {"0.10", "0.10", "0.10", "0.125"};
+
+	for (int i = 0; i < 4; i++) {
+		struct job *j = fin("upscaler", JOB_COMPLETED, NULL, 10, 20);
+		j->provider_cost = json_pack("{s:i, s:s, s:i}", "coins", 10,
+		    "money", monies[i], "seconds", 2);
+	}
+	/* Only coins, only money, nothing, and money that does not read. */
+	fin("video_upscaler", JOB_COMPLETED, NULL, 10, 20)->provider_cost =
+	    json_pack("{s:i}", "coins", 7);
+	fin("video_upscaler", JOB_COMPLETED, NULL, 10, 20)->provider_cost =
+	    json_pack("{s:s}", "money", "1.5");
+	fin("video_upscaler", JOB_COMPLETED, NULL, 10, 20);
+	fin("video_upscaler", JOB_COMPLETED, NULL, 10, 20)->provider_cost =
+	    json_pack("{s:s, s:i}", "money", "lots", "coins", 1);
+	run_stats();
+	cr_assert_eq(count("upscaler", "provider_coins"), 40);
+	cr_assert_str_eq(money_of("upscaler"), "0.425");
+	cr_assert_eq(count("video_upscaler", "provider_coins"), 8);
+	cr_assert_str_eq(money_of("video_upscaler"), "1.50");
+	cr_assert_str_eq(money_of("pose_changer"), "0.00");
+}
+
+Test(stats, a_thousand_tenths_make_a_hundred)
+{
+	for (int i = 0; i < 1000; i++)
+		fin("upscaler", JOB_COMPLETED, NULL, 1, 1)->provider_cost =
+		    json_pack("{s:s}", "money", "0.1");
+	run_stats();
+	cr_assert_str_eq(money_of("upscaler"), "100.00");
 }

@@ -36,7 +36,7 @@ TestSuite(watchdog, .fini = teardown);
 static void
 wd_start(void)
 {
-	wd = watchdog_new(fx.base, &fx.cfg, fx.st, fx.sc, fx.prov, 20);
+	wd = watchdog_new(fx.base, &fx.cfg, fx.st, fx.sc, 20);
 	cr_assert_not_null(wd);
 }
 
