@@ -1,8 +1,13 @@
 /*
  * load.c — a small HTTP/1.1 load generator on libevent, for bench/all.
  *
- *   load -a HOST:PORT -f FILE [-c CONNS] [-n COUNT] [-d SECONDS] [-R RATE]
- *        [-t SECONDS] [-o BODIES]
+ *   load -a HOST:PORT[,HOST:PORT...] -f FILE [-c CONNS] [-n COUNT]
+ *        [-d SECONDS] [-R RATE] [-t SECONDS] [-o BODIES]
+ *
+ * With several addresses (several fila processes on one database), the
+ * connections are spread over them round-robin: connection i talks to
+ * address i mod N, for the whole run (a broken one connects again to the
+ * same address). The figures are those of the whole run.
  *
  * FILE holds raw HTTP requests, each framed as "LENGTH\n" then LENGTH bytes.
  * They are sent in order, each once; with -n larger than the file, the file
@@ -58,12 +63,15 @@ struct req {
 
 struct conn {
 	struct bufferevent *bev;
+	const struct sockaddr_in *addr; /* the server it talks to */
 	long cur;    /* index of the request in flight, -1 when idle */
 	double sent; /* when it was sent (closed loop) or due (open loop) */
 };
 
 static struct event_base *base;
-static struct sockaddr_in addr;
+#define MAX_ADDRS 16
+static struct sockaddr_in addrs[MAX_ADDRS];
+static int naddrs;
 static struct req *reqs;
 static long nreqs;
 static struct conn *conns;
@@ -313,7 +321,7 @@ conn_open(struct conn *c)
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(
-	        c->bev, (struct sockaddr *)&addr, sizeof addr) < 0)
+	        c->bev, (const struct sockaddr *)c->addr, sizeof *c->addr) < 0)
 		die("connect failed");
 }
 
@@ -396,22 +404,35 @@ main(int argc, char **argv)
 			body_path = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: load -a HOST:PORT -f FILE [-c "
-			                "CONNS] [-n COUNT] [-d SECONDS] [-R "
-			                "RATE] [-t SECONDS] [-o BODIES]\n");
+			fprintf(stderr,
+			    "usage: load -a HOST:PORT[,HOST:PORT...] "
+			    "-f FILE [-c CONNS] [-n COUNT] [-d "
+			    "SECONDS] [-R RATE] [-t SECONDS] [-o "
+			    "BODIES]\n");
 			return 2;
 		}
 	}
 	if (!target || !file || nconns < 1 || rate < 0)
 		die("need -a HOST:PORT and -f FILE");
-	char host[64];
-	int port;
-	if (sscanf(target, "%63[^:]:%d", host, &port) != 2)
-		die("bad -a");
-	addr.sin_family = AF_INET;
-	addr.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
-		die("-a needs an IPv4 address");
+	for (const char *t = target; *t;) {
+		char host[64];
+		int port, used = 0;
+		if (naddrs == MAX_ADDRS)
+			die("at most 16 addresses in -a");
+		if (sscanf(t, "%63[^:,]:%d%n", host, &port, &used) != 2 ||
+		    port < 1 || port > 65535)
+			die("bad -a");
+		struct sockaddr_in *a = &addrs[naddrs++];
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			die("-a needs IPv4 addresses");
+		t += used;
+		if (*t == ',')
+			t++;
+		else if (*t)
+			die("bad -a");
+	}
 	read_requests(file);
 	if (count < 0)
 		count = nreqs;
@@ -434,8 +455,10 @@ main(int argc, char **argv)
 	conns = xrealloc(NULL, (size_t)nconns * sizeof *conns);
 	memset(conns, 0, (size_t)nconns * sizeof *conns);
 	t_start = t_last = now();
-	for (int i = 0; i < nconns; i++)
+	for (int i = 0; i < nconns; i++) {
+		conns[i].addr = &addrs[i % naddrs];
 		conn_open(&conns[i]);
+	}
 	tick = evtimer_new(base, on_tick, NULL);
 	on_tick(-1, 0, NULL);
 	event_base_dispatch(base);

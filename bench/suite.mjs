@@ -3,7 +3,9 @@
 // bench/README.md). fila is driven only by build/load, the C generator;
 // Node here makes tokens and request files, starts and stops the servers,
 // reads /metrics and /proc, and writes bench/RESULTS.md. BullMQ is driven by
-// bench/bullmq.mjs on a redis-server started here.
+// bench/bullmq.mjs on a redis-server started here; on a throwaway
+// PostgreSQL cluster started here (scripts/pg), pg-boss by bench/pgboss.mjs
+// and pgbench by itself.
 //
 // Options: --only a,b,...  --seconds S (time left for the whole suite)
 //          --fill N (default 50000)  --out FILE (default bench/RESULTS.md)
@@ -25,7 +27,7 @@ const RHEMU = bin('RHEMU_BIN', 'rhemu');
 const LOAD = bin('LOAD_BIN', 'load');
 const SECRET = 'bench-secret';
 
-const SCENARIOS = ['idle', 'healthz', 'drain', 'submit', 'openloop', 'bullmq', 'sse', 'deep'];
+const SCENARIOS = ['idle', 'healthz', 'drain', 'submit', 'openloop', 'bullmq', 'pg', 'sse', 'deep'];
 const opt = { only: null, seconds: 290, fill: 50000, out: path.join(here, 'RESULTS.md') };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
@@ -60,7 +62,7 @@ function killAll() {
 }
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => { log(`${sig}: stopping`); killAll(); process.exit(130); });
+  process.on(sig, () => { log(`${sig}: stopping`); killAll(); pgStop(); process.exit(130); });
 }
 
 function start(cmd, args, opts = {}) {
@@ -124,13 +126,17 @@ async function startEmu(durationMs) {
 let nfila = 0;
 // fila on a free port (known before it starts: the emulator's webhooks
 // need it in public_url), its store and uploads in a fresh dir under TMP.
-// Timeouts of a day: nothing expires during a run.
-async function startFila(emu, extra = []) {
-  const dir = path.join(TMP, `fila${++nfila}`);
-  fs.mkdirSync(dir);
+// Timeouts of a day: nothing expires during a run. On PostgreSQL (pg: its
+// url and schema) several processes share one dir: the same uploads.
+async function startFila(emu, extra = [], { pg, dir } = {}) {
+  if (!dir) {
+    dir = path.join(TMP, `fila${++nfila}`);
+    fs.mkdirSync(dir);
+  }
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const store = [`store.url=sqlite:${dir}/fila.db`, `uploads.dir=${dir}/uploads`,
+  const db = pg ? [`store.url=${pg.url}`, `store.schema=${pg.schema}`] : [`store.url=sqlite:${dir}/fila.db`];
+  const store = [...db, `uploads.dir=${dir}/uploads`,
     `runninghub.base_url=${emu.url}`, `auth.jwt_secret=${SECRET}`, 'queue.slots=3',
     'queue.queue_timeout=86400', 'queue.run_timeout=86400', 'runninghub.poll_after=3600'];
   const sets = (l) => l.flatMap((s) => ['--set', s]);
@@ -181,23 +187,26 @@ function reqFile(frames) {
   return f;
 }
 
-// Runs build/load against fila; adds fila's CPU time over the run, and the
-// answers when bodies are asked for.
+// Runs build/load against fila (or several fila processes: an array, the
+// connections spread over them); adds fila's CPU time over the run (all
+// processes'), and the answers when bodies are asked for.
 async function load(fila, frames, { c = 64, n, d, R, bodies = false } = {}) {
+  const fs_ = [fila].flat();
   const file = reqFile(frames);
-  const args = ['-a', `127.0.0.1:${fila.port}`, '-f', file, '-c', String(c)];
+  const args = ['-a', fs_.map((f) => `127.0.0.1:${f.port}`).join(','), '-f', file, '-c', String(c)];
   if (n) args.push('-n', String(n));
   if (d) args.push('-d', String(d));
   if (R) args.push('-R', String(R));
   const hard = Math.max(10, Math.min(600, left() - 5));
   args.push('-t', String(d ? Math.min(d + 60, hard) : hard));
   if (bodies) args.push('-o', `${file}.out`);
-  const cpu0 = cpuSeconds(fila.p.pid);
+  const cpu = () => fs_.reduce((t, f) => t + cpuSeconds(f.p.pid), 0);
+  const cpu0 = cpu();
   const p = start(LOAD, args);
   const code = await p.done;
   if (code !== 0) throw new Error(`load exited ${code}: ${p.err}`);
   const r = JSON.parse(p.out);
-  r.fila_cpu_s = cpuSeconds(fila.p.pid) - cpu0;
+  r.fila_cpu_s = cpu() - cpu0;
   if (bodies) {
     r.answers = fs.readFileSync(`${file}.out`, 'utf8').split('\n').filter(Boolean).map((l) => {
       const sp = l.indexOf(' ');
@@ -500,6 +509,196 @@ async function bullmqScenario() {
   }
 }
 
+// ---- 10: PostgreSQL ----
+//
+// One throwaway cluster (scripts/pg: initdb in TMP, a free port, fsync and
+// synchronous_commit on), stopped by pgStop() at the end, on a signal, and
+// by bench/all's trap if the suite is killed outright. On it, each in a
+// schema of its own: fila with 1, 2 and 3 processes (fresh schema each),
+// pg-boss `send` (bench/pgboss.mjs), and pgbench's one-row INSERTs.
+
+const PG_SENDERS = 64; // fila's connections, pg-boss's senders, pgbench's clients
+const PG_S = 5; // seconds of fila's first run and of pgbench
+const PG_WARM = 1000; // unmeasured submits before each fila run
+let pgDir = null;
+const pgBin = () => {
+  const d = fs.readdirSync('/usr/lib/postgresql').sort((a, b) => Number(a) - Number(b)).pop();
+  return (name) => path.join('/usr/lib/postgresql', d, 'bin', name);
+};
+function pgStop() {
+  if (!pgDir) return;
+  const d = pgDir;
+  pgDir = null;
+  try { execFileSync(path.join(repo, 'scripts', 'pg'), ['stop', d], { stdio: 'ignore', timeout: 30000 }); } catch { /* gone */ }
+}
+process.on('exit', pgStop);
+
+function psql(url, sql) {
+  return execFileSync(pgBin()('psql'), [url, '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+// The cluster's own CPU time: the postmaster (with its reaped children:
+// pgbench's backends end with their clients) and every live child.
+function pgCpuSeconds() {
+  const pm = Number(fs.readFileSync(path.join(pgDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  let t = 0;
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let st;
+    try { st = fs.readFileSync(`/proc/${e}/stat`, 'utf8'); } catch { continue; }
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    const pid = Number(e);
+    if (pid === pm) t += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+    else if (Number(f[1]) === pm) t += (Number(f[11]) + Number(f[12])) / 100;
+  }
+  return t;
+}
+
+// What the database did over a run, read without waiting for its
+// statistics (which lag): WAL bytes and the cluster's CPU at two marks,
+// and between them the commits, counted in the WAL itself (pg_waldump:
+// each COMMIT record is a transaction that waited for its WAL flush).
+function pgMark(url) {
+  const lsn = psql(url, 'SELECT pg_current_wal_lsn()');
+  const [hi, lo] = lsn.split('/').map((x) => parseInt(x, 16));
+  return { lsn, wal: hi * 2 ** 32 + lo, cpu: pgCpuSeconds() };
+}
+function pgDelta(a, b, n) {
+  let commits = NaN;
+  try {
+    const out = execFileSync(pgBin()('pg_waldump'), ['-p', path.join(pgDir, 'data', 'pg_wal'), '-s', a.lsn, '-e', b.lsn,
+      '--stats=record'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 24 });
+    commits = Number(/^Transaction\/COMMIT\s+(\d+)/m.exec(out)?.[1] ?? 0);
+  } catch { /* the range was recycled: not counted */ }
+  return { commits, wal_bytes: b.wal - a.wal, pg_cpu_s: b.cpu - a.cpu, jobs_per_commit: n / commits,
+    wal_bytes_per_job: (b.wal - a.wal) / n, pg_cpu_ms_per_job: 1000 * (b.cpu - a.cpu) / n };
+}
+
+// fila with n processes on a fresh schema, one emulator (tasks last an
+// hour: nothing reaches the provider while measured) and one uploads dir:
+// the slots taken, then `jobs` users' uploads, then their submits over 64
+// connections spread over the processes (connection i on process i mod n).
+// First PG_WARM submits, unmeasured (connections, statements and caches
+// warm, and the same short queue before every run); without `jobs`, their
+// rate sizes the measured run at PG_S seconds.
+async function pgFila(url, n, jobs) {
+  const schema = `bench_p${n}`;
+  const dir = path.join(TMP, `pg-fila${n}`);
+  fs.mkdirSync(dir);
+  const emu = await startEmu(3600000);
+  const filas = [];
+  try {
+    // One after the other: the first makes the schema.
+    for (let i = 0; i < n; i++) filas.push(await startFila(emu, [], { pg: { url, schema }, dir }));
+    await occupySlots(filas[0]);
+    const warm = await makeUploads(filas, `pg${n}w`, PG_WARM);
+    const w = await load(filas, warm.map(submitFrame));
+    if (w.status['201'] !== PG_WARM) throw new Error(`warm-up submits: ${JSON.stringify(w.status)}`);
+    jobs ??= Math.max(2000, Math.min(40000, Math.ceil(w.rate * PG_S)));
+    const users = await makeUploads(filas, `pg${n}u`, jobs);
+    const m0 = pgMark(url);
+    // Cut at 3 × PG_S: a slower run reports what was answered by then.
+    const r = await load(filas, users.map(submitFrame), { d: 3 * PG_S });
+    const m1 = pgMark(url);
+    const answered = r.answered;
+    const out = { processes: n, prepared: jobs, warm_rate: w.rate, rate: r.rate, jobs: r.status['201'] || 0, answered,
+      status: r.status, errors: r.errors,
+      p50: r.latency_ms.p50, p99: r.latency_ms.p99, max: r.latency_ms.max, seconds: r.duration_s,
+      cut: answered < jobs, load_cpu_s: r.cpu_s, fila_cpu_s: r.fila_cpu_s, fila_cpu_ms_per_job: 1000 * r.fila_cpu_s / answered,
+      ...pgDelta(m0, m1, answered) };
+    if (n === 3) {
+      // fila's verifier over the PostgreSQL store, beside the live processes.
+      const c = start(FILA, filas[0].checkArgs, { cwd: dir });
+      const t = setTimeout(() => c.kill('SIGKILL'), Math.max(1, Math.min(20, left() - 10)) * 1000);
+      const code = await c.done;
+      clearTimeout(t);
+      const last = (c.out.trim().split('\n').pop() || '').slice(0, 200);
+      out.check = code === 0 ? last : typeof code === 'number' ? `exit ${code}: ${last}` : 'did not finish in time';
+    }
+    return out;
+  } finally {
+    for (const f of filas) await stop(f.p);
+    await stop(emu.p);
+  }
+}
+
+// pgbench: one-row INSERT transactions into a table shaped like a small
+// job row, the same number of clients, PG_S seconds: the engine's ceiling
+// for durable one-row commits on this machine.
+async function pgbench(url) {
+  psql(url, 'CREATE TABLE public.bench_row (id bigserial PRIMARY KEY, user_id text NOT NULL, tool text NOT NULL,' +
+    ' status text NOT NULL, cost int NOT NULL, inputs text NOT NULL, created_at bigint NOT NULL)');
+  const script = path.join(TMP, 'pgbench.sql');
+  fs.writeFileSync(script, '\\set u random(1, 1000000000)\n' +
+    'INSERT INTO public.bench_row (user_id, tool, status, cost, inputs, created_at) VALUES (\'u\' || :u, \'upscaler\',' +
+    ' \'queued\', 10, \'{"image":"upl_0123456789abcdef01234567","variant":"pro"}\',' +
+    ' (extract(epoch FROM clock_timestamp()) * 1000)::bigint);\n');
+  const m0 = pgMark(url);
+  const p = start(pgBin()('pgbench'), ['-n', '-f', script, '-c', String(PG_SENDERS), '-j', '2', '-T', String(PG_S),
+    '-r', url]);
+  const code = await p.done;
+  // Its backends end after it: their CPU counts once they are gone.
+  await waitFor(async () => psql(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'") === '0',
+    5000, 'pgbench backends to end', 20).catch(() => {});
+  const m1 = pgMark(url);
+  if (code !== 0) throw new Error(`pgbench exited ${code}: ${p.err.slice(-500)}`);
+  const num = (re) => Number(re.exec(p.out)?.[1]);
+  const n = num(/number of transactions actually processed: (\d+)/);
+  return { clients: PG_SENDERS, seconds: PG_S, transactions: n, rate: num(/tps = ([\d.]+)/),
+    latency_avg: num(/latency average = ([\d.]+) ms/), ...pgDelta(m0, m1, n) };
+}
+
+async function pgScenario() {
+  // As root the cluster belongs to "postgres" (scripts/pg), which must be
+  // able to reach its dir inside ours.
+  if (process.getuid?.() === 0) fs.chmodSync(TMP, 0o711);
+  pgDir = path.join(TMP, 'pg');
+  const url = execFileSync(path.join(repo, 'scripts', 'pg'), ['start', pgDir],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 }).trim();
+  try {
+    R.pg = { version: psql(url, 'SHOW server_version'),
+      settings: psql(url, "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings" +
+        " WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes', 'shared_buffers'," +
+        " 'commit_delay', 'max_connections')"),
+      fila: {} };
+    log(`PostgreSQL ${R.pg.version}: ${R.pg.settings}`);
+    // fila first, 1 then 2 then 3 processes: the count of the first (what
+    // one process submits in PG_S seconds) is every later run's, and
+    // pg-boss's.
+    let jobs;
+    for (const n of [1, 2, 3]) {
+      const f = await pgFila(url, n, jobs);
+      jobs ??= f.answered;
+      R.pg.fila[n] = f;
+      log(`PostgreSQL, ${n} fila process${n > 1 ? 'es' : ''}: ${f.rate.toFixed(0)} jobs/s, p50 ${f.p50.toFixed(1)} p99 ${f.p99.toFixed(1)} ms; ` +
+        `${f.jobs_per_commit.toFixed(1)} jobs/commit, fila CPU ${f.fila_cpu_ms_per_job.toFixed(2)} ms/job, PG CPU ${f.pg_cpu_ms_per_job.toFixed(2)} ms/job` +
+        (f.check ? `; fila check: ${f.check}` : ''));
+    }
+    // pg-boss: the same number of jobs, 64 concurrent senders; the marks
+    // around the sends only (not its schema's creation).
+    const sends = jobs;
+    const b = start(process.execPath, [path.join(here, 'pgboss.mjs'), '--url', url, '--sends', String(sends),
+      '--senders', String(PG_SENDERS), '--wait', '1'], { cwd: repo, stdio: ['pipe', 'pipe', 'pipe'] });
+    let timer;
+    const limit = new Promise((r) => { timer = setTimeout(() => r('timeout'), Math.max(10, left() - 5) * 1000); });
+    const ready = waitFor(async () => {
+      if (b.exitCode !== null || b.failed) throw new Fatal(`pgboss.mjs exited: ${b.err.slice(-500)}`);
+      return b.out.startsWith('ready\n');
+    }, 30000, 'pg-boss ready', 20);
+    let m0;
+    const code = await Promise.race([ready.then(() => { m0 = pgMark(url); b.stdin.write('go\n'); return b.done; }), limit]);
+    clearTimeout(timer);
+    if (code !== 0) { b.kill('SIGKILL'); throw new Error(`pgboss.mjs: ${code} ${b.err.slice(-500)}`); }
+    R.pg.pgboss = { ...JSON.parse(b.out.split('\n').filter(Boolean).pop()), ...pgDelta(m0, pgMark(url), sends) };
+    log(`pg-boss send: ${R.pg.pgboss.rate.toFixed(0)}/s, p99 ${R.pg.pgboss.p99_ms.toFixed(1)} ms`);
+    R.pg.pgbench = await pgbench(url);
+    log(`pgbench one-row INSERT: ${R.pg.pgbench.rate.toFixed(0)} tps`);
+  } finally {
+    pgStop();
+  }
+}
+
 // 9: the existing SSE benchmark, shortened.
 async function sseScenario() {
   const json = path.join(TMP, 'sse.json');
@@ -557,6 +756,7 @@ function machine() {
     fila_bin: process.env.FILA_BIN ? FILA : null,
     node: process.version, redis: sh('redis-server', ['--version'])?.match(/v=(\S+)/)?.[1],
     bullmq: JSON.parse(fs.readFileSync(path.join(repo, 'node_modules/bullmq/package.json'), 'utf8')).version,
+    pgboss: (() => { try { return JSON.parse(fs.readFileSync(path.join(repo, 'node_modules/pg-boss/package.json'), 'utf8')).version; } catch { return null; } })(),
     sqlite: sh('pkg-config', ['--modversion', 'sqlite3']), libevent: sh('pkg-config', ['--modversion', 'libevent']),
     load_before: os.loadavg(),
   };
@@ -582,7 +782,7 @@ function report(M, seconds) {
   p('# fila benchmark: results');
   p();
   p(`Written by \`make bench\` (bench/all; see [README.md](README.md)) on ${new Date().toISOString()}, in ${f0(seconds)} s. ` +
-    'Every figure below is from this one run, fila and BullMQ side by side on this machine.');
+    'Every figure below is from this one run, fila and BullMQ (on Redis), pg-boss and pgbench (on PostgreSQL) side by side on this machine.');
   p();
   p('| machine | |');
   p('|---|---|');
@@ -592,10 +792,11 @@ function report(M, seconds) {
   p(`| disk | ${M.fs}; fdatasync of a 4 KiB append: p50 ${f2(M.fsync.p50)} ms, p99 ${f2(M.fsync.p99)} ms (each durable commit waits for at least one) |`);
   const tree = `commit ${M.commit} (${M.subject})${M.dirty ? `, with uncommitted changes in ${M.dirty} file(s) of src/, tools/, fila.conf` : ''}`;
   p(`| fila | ${M.fila_bin ? `binary ${M.fila_bin} (FILA_BIN, not built by this run); the tree is at ${tree}` : `built from ${tree}`} |`);
-  p(`| versions | Node ${M.node}, redis-server ${M.redis}, bullmq ${M.bullmq}, SQLite ${M.sqlite}, libevent ${M.libevent} |`);
+  p(`| versions | Node ${M.node}, redis-server ${M.redis}, bullmq ${M.bullmq}, SQLite ${M.sqlite}, libevent ${M.libevent}` +
+    `${R.pg ? `, PostgreSQL ${R.pg.version.split(' ')[0]}, pg-boss ${M.pgboss}` : ''} |`);
   p(`| load average | ${M.load_before.map(f2).join(' ')} before, ${os.loadavg().map(f2).join(' ')} after (other work on the machine skews every figure) |`);
   p();
-  p('fila runs with `queue.slots=3`, a temp SQLite store (`synchronous=FULL`, its default) and the RunningHub emulator; every fila ' +
+  p('fila runs with `queue.slots=3`, a temp SQLite store (`synchronous=FULL`, its default; PostgreSQL in its own section) and the RunningHub emulator; every fila ' +
     'request is sent by `build/load` (bench/load.c) over 64 keep-alive connections unless said otherwise. Latencies are in ms, ' +
     'as the client sees them.');
   p();
@@ -612,6 +813,14 @@ function report(M, seconds) {
   p(`| submit p99 at half the max rate < 10 ms | ${f1(R.openloop?.p99)} ms | ${verdict(R.openloop?.p99 < 10, !!R.openloop)} |`);
   p(`| idle RSS < 20 MB | ${mib(R.idle_rss)} | ${verdict(R.idle_rss < 20e6, !!R.idle_rss)} |`);
   p(`| SSE: every stream gets the move, p99 < 100 ms at 5,000 | ${f1(R.sse?.p99)} ms${R.sse && !R.sse.received_all ? ', some missed' : ''} | ${verdict(R.sse?.received_all && R.sse?.p99 < 100, !!R.sse)} |`);
+  const pf = R.pg?.fila || {};
+  const pgBest = [1, 2, 3].map((n) => pf[n]).filter(Boolean).reduce((x, y) => (y.rate > (x?.rate ?? -1) ? y : x), null);
+  const pgBoss = ratio(pf[1]?.rate, R.pg?.pgboss?.rate);
+  const pgBench = ratio(pgBest?.rate, R.pg?.pgbench?.rate);
+  const pgScale = ratio(pf[3]?.rate, pf[1]?.rate);
+  p(`| PostgreSQL: one fila process ≥ 3× pg-boss \`send\` (same jobs, 64 concurrent) | ${fr(pgBoss)}× (${f0(pf[1]?.rate)} / ${f0(R.pg?.pgboss?.rate)} jobs/s; 3 processes: ${fr(ratio(pf[3]?.rate, R.pg?.pgboss?.rate))}×) | ${verdict(pgBoss >= 3, Number.isFinite(pgBoss))} |`);
+  p(`| PostgreSQL: fila (its best of 1–3 processes) ≥ 40 % of pgbench's one-row INSERT tps | ${pct(pgBench)} (${f0(pgBest?.rate)}${pgBest ? ` with ${pgBest.processes}` : ''} / ${f0(R.pg?.pgbench?.rate)}) | ${verdict(pgBench >= 0.4, Number.isFinite(pgBench))} |`);
+  p(`| PostgreSQL: 3 fila processes ≥ 1.5× one | ${fr(pgScale)}× (${f0(pf[3]?.rate)} / ${f0(pf[1]?.rate)} jobs/s) | ${verdict(pgScale >= 1.5, Number.isFinite(pgScale))} |`);
   p();
 
   p('## fila');
@@ -683,6 +892,55 @@ function report(M, seconds) {
     p('Not measured in this run.');
   }
   p();
+  p('## fila on PostgreSQL against pg-boss and pgbench (same run)');
+  p();
+  if (R.pg && (pf[1] || R.pg.pgboss || R.pg.pgbench)) {
+    const g = R.pg;
+    p(`One throwaway cluster (\`scripts/pg\`: PostgreSQL ${g.version}, ${g.settings.split(' ').map((x) => `\`${x}\``).join(', ')}), ` +
+      'every client on this machine over 127.0.0.1. fila: the submit of scenario 1 (slots taken first, one upload per user, ' +
+      `64 connections, closed loop) on a fresh schema per row, the connections spread over the processes, after ${f0(PG_WARM)} unmeasured ` +
+      'submits; one emulator for all. The job count is what one process submitted in ' +
+      `${PG_S} s; pg-boss sends as many from 64 concurrent loops (its default pool of 10 connections; supervisor and scheduler off); ` +
+      `pgbench runs \`-c ${PG_SENDERS} -j 2 -T ${PG_S}\` of one-row INSERT transactions into a table shaped like a small job row. ` +
+      '*Jobs / commit*: jobs over the COMMIT records the WAL holds for the run (pg_waldump), each a transaction that waited for its WAL flush; ' +
+      '*PG CPU* is the whole cluster\'s (postmaster and every backend), *fila CPU* all fila processes\'.');
+    p();
+    p('| what | jobs/s or tps | p50 ms | p99 ms | max ms | jobs / commit | WAL bytes / job | fila or client CPU ms / job | PG CPU ms / job | notes |');
+    p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const n of [1, 2, 3]) {
+      const f = pf[n];
+      if (!f) continue;
+      p(`| fila, ${n} process${n > 1 ? 'es' : ''} | **${f0(f.rate)}** | ${f1(f.p50)} | **${f1(f.p99)}** | ${f1(f.max)} | ${f1(f.jobs_per_commit)} | ` +
+        `${f0(f.wal_bytes_per_job)} | ${f2(f.fila_cpu_ms_per_job)} | ${f2(f.pg_cpu_ms_per_job)} | ${f0(f.answered)} submits in ${f2(f.seconds)} s` +
+        `${f.cut ? ` (**cut**: ${f0(f.prepared)} prepared)` : ''}: ${statuses(f.status)}; load CPU ${f2(f.load_cpu_s)} s` +
+        `${f.check ? `; \`fila check\`: ${f.check}` : ''} |`);
+    }
+    const b = g.pgboss;
+    if (b) {
+      p(`| pg-boss \`send\` | **${f0(b.rate)}** | ${f1(b.p50_ms)} | **${f1(b.p99_ms)}** | ${f1(b.max_ms)} | ${f1(b.jobs_per_commit)} | ` +
+        `${f0(b.wal_bytes_per_job)} | ${f2(1000 * b.node_cpu_s / b.sent)} | ${f2(b.pg_cpu_ms_per_job)} | ${f0(b.sent)} sends in ${f2(b.seconds)} s` +
+        `${b.failed ? `, ${b.failed} failed` : ''}; pool of ${b.pool} |`);
+    }
+    const q = g.pgbench;
+    if (q) {
+      p(`| pgbench one-row INSERT | **${f0(q.rate)}** | | | | ${f1(q.jobs_per_commit)} | ${f0(q.wal_bytes_per_job)} | | ${f2(q.pg_cpu_ms_per_job)} | ` +
+        `${f0(q.transactions)} transactions in ${q.seconds} s, latency average ${f2(q.latency_avg)} ms |`);
+    }
+    p();
+    p('| ratio | 1 process | 2 processes | 3 processes |');
+    p('|---|---:|---:|---:|');
+    const row = (name, den) => p(`| ${name} | ${[1, 2, 3].map((n) => `**${fr(ratio(pf[n]?.rate, den))}**`).join(' | ')} |`);
+    row('fila / pg-boss `send`, jobs/s', b?.rate);
+    row('fila / pgbench one-row INSERT, jobs/s over tps', q?.rate);
+    row('fila / fila with 1 process, jobs/s', pf[1]?.rate);
+    p(`| fila p99 / pg-boss p99 | ${[1, 2, 3].map((n) => fr(ratio(pf[n]?.p99, b?.p99_ms))).join(' | ')} |`);
+    p();
+    p('pg-boss checks no rule (no token, credits, uploads or one job per user) and its send is one INSERT; a fila submit ' +
+      'reads the user, the upload and the queue, charges the credits, writes the job, its ledger row and its event.');
+  } else {
+    p('Not measured in this run.');
+  }
+  p();
   if (R.sse) {
     p('## SSE fan-out against a bare Node.js server (bench/sse.mjs, same run)');
     p();
@@ -713,6 +971,7 @@ async function main() {
     ['submit', submitScenario, 20],
     ['openloop', openloopScenario, 15],
     ['bullmq', bullmqScenario, 15],
+    ['pg', pgScenario, 60],
     ['sse', sseScenario, 45],
     ['deep', deepScenario, 40],
   ];
