@@ -647,15 +647,32 @@ stream_after(struct http_req *r, int64_t *after)
 	return 0;
 }
 
+/* When a stream ends: when its token expires. 0 after answering 401 when
+ * it has expired already (the clock skew that lets a request through
+ * would let a stream open only to end at once, again and again). */
+static int
+stream_until(struct http_req *r, int64_t *until)
+{
+	int64_t exp = caller(r)->exp;
+
+	*until = exp > 0 ? exp * 1000 : 0;
+	if (exp > 0 && *until <= now_ms()) {
+		http_reply_error(r, 401, "unauthorized",
+		    "the token has expired: open the stream with a fresh one",
+		    NULL);
+		return 0;
+	}
+	return 1;
+}
+
 static void
 h_events(struct http_req *r, void *ctx)
 {
 	struct api *a = ctx;
-	int64_t after;
+	int64_t after, until;
 
-	if (stream_after(r, &after) == 0)
-		events_stream(a->ev, r, caller(r)->sub, NULL, after,
-		    caller(r)->exp * 1000);
+	if (stream_after(r, &after) == 0 && stream_until(r, &until))
+		events_stream(a->ev, r, caller(r)->sub, NULL, after, until);
 }
 
 static void
@@ -664,14 +681,14 @@ h_job_events(struct http_req *r, void *ctx)
 	struct api *a = ctx;
 	const char *user = caller(r)->sub;
 	struct job j;
-	int64_t after;
+	int64_t after, until;
 
-	if (stream_after(r, &after))
+	if (stream_after(r, &after) || !stream_until(r, &until))
 		return;
 	job_init(&j);
 	enum store_rc rc = store_job_get(a->st, http_req_param(r, 0), user, &j);
 	if (rc == STORE_OK)
-		events_stream(a->ev, r, user, &j, after, caller(r)->exp * 1000);
+		events_stream(a->ev, r, user, &j, after, until);
 	else if (rc == STORE_NOTFOUND)
 		not_found(r, "job");
 	else

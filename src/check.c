@@ -704,20 +704,26 @@ upload_got(struct checker *c, void *arg, const char *const *col, int ncol)
 }
 
 /* Input name of job (user's) names upload id: it exists, is theirs and
- * its bytes are on disk. ("$1" is a parameter to SQLite too.) */
+ * its bytes are on disk. ("$1" is a parameter to SQLite too.) With
+ * limits.upload_retention, an upload may have been swept away: no breach
+ * for an ended job, a warning for one still waiting (it will fail). */
 static void
 upload_one(struct checker *c, const char *job, const char *user,
-    const char *name, const char *id)
+    const char *name, const char *id, int ended)
 {
 	struct upload_row u = {0};
+	int swept = c->cfg->upload_retention > 0;
 
 	if (c->db->query(c, "SELECT user_id, path FROM uploads WHERE id = $1",
 	        id, upload_got, &u) < 0)
 		db_fail(c, "reading an upload");
+	else if (!u.found && swept && ended)
+		;
 	else if (!u.found)
-		say(c, BREACH,
-		    "job %s: input %s names upload %s, which does not exist",
-		    job, name, id);
+		say(c, swept ? WARNING : BREACH,
+		    "job %s: input %s names upload %s, which does not exist%s",
+		    job, name, id,
+		    swept ? " (swept by limits.upload_retention?)" : "");
 	else if (u.owner == NULL || strcmp(u.owner, user) != 0)
 		say(c, BREACH,
 		    "job %s of user %s: input %s names upload %s of user %s",
@@ -732,7 +738,7 @@ upload_one(struct checker *c, const char *job, const char *user,
 /* Check each image and video input of one job against its tool. */
 static void
 job_uploads(struct checker *c, const char *job, const char *user,
-    const struct tool *t, json_t *inputs)
+    const struct tool *t, json_t *inputs, int ended)
 {
 	for (size_t i = 0; i < t->ninputs && !c->failed; i++) {
 		const struct tool_input *in = &t->inputs[i];
@@ -747,8 +753,8 @@ job_uploads(struct checker *c, const char *job, const char *user,
 			say(c, BREACH, "job %s: input %s is not an upload id",
 			    job, in->name);
 		else if (v != NULL)
-			upload_one(
-			    c, job, user, in->name, json_string_value(v));
+			upload_one(c, job, user, in->name, json_string_value(v),
+			    ended);
 	}
 }
 
@@ -758,7 +764,7 @@ struct page {
 	int n;
 };
 
-/* One row of (seq, id, user_id, tool, inputs). */
+/* One row of (seq, id, user_id, tool, inputs, status). */
 static void
 job_row(struct checker *c, void *arg, const char *const *col, int ncol)
 {
@@ -781,7 +787,10 @@ job_row(struct checker *c, void *arg, const char *const *col, int ncol)
 	else if (!json_is_object(inputs))
 		say(c, BREACH, "job %s: inputs are not a JSON object", job);
 	else
-		job_uploads(c, job, col[2] ? col[2] : "", t, inputs);
+		job_uploads(c, job, col[2] ? col[2] : "", t, inputs,
+		    col[5] && strcmp(col[5], "queued") != 0 &&
+		        strcmp(col[5], "starting") != 0 &&
+		        strcmp(col[5], "running") != 0);
 	json_decref(inputs);
 }
 
@@ -793,7 +802,8 @@ check_uploads(struct checker *c)
 
 	while (pg.n == JOBS_PAGE && !c->failed) {
 		char *sql =
-		    xasprintf("SELECT seq, id, user_id, tool, inputs FROM jobs"
+		    xasprintf("SELECT seq, id, user_id, tool, inputs, status"
+		              " FROM jobs"
 		              " WHERE seq > %lld ORDER BY seq LIMIT %d",
 		        (long long)pg.last, JOBS_PAGE);
 

@@ -738,6 +738,25 @@ settle(struct config *cfg, char *err, size_t errlen)
 		    " jwks_url: no token could be verified");
 		return -1;
 	}
+	if (*cfg->hook_url != '\0' && *cfg->hook_secret == '\0') {
+		snprintf(err, errlen,
+		    "[webhooks] secret: empty, but url is set: the app could"
+		    " not tell fila's webhooks from anyone's (whsec_…)");
+		return -1;
+	}
+	if (cfg->outputs == OUTPUTS_S3) {
+		const char *need[][2] = {{"s3_endpoint", cfg->s3_endpoint},
+		    {"s3_bucket", cfg->s3_bucket},
+		    {"s3_access_key", cfg->s3_access_key},
+		    {"s3_secret_key", cfg->s3_secret_key}};
+		for (size_t i = 0; i < sizeof(need) / sizeof(*need); i++)
+			if (*need[i][1] == '\0') {
+				snprintf(err, errlen,
+				    "[outputs] %s: empty, but store = s3",
+				    need[i][0]);
+				return -1;
+			}
+	}
 	return 0;
 }
 

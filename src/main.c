@@ -159,7 +159,12 @@ cmd_token(const struct config *cfg, const struct args *a)
 		fprintf(stderr,
 		    "fila: warning: --ttl 0: this token never"
 		    " expires; whoever holds it keeps its rights\n");
-	tok = auth_sign(cfg->jwt_secret, a->user, a->admin, exp);
+	/* The admin role by its configured name (auth.admin_role). */
+	struct auth_opts ao = {
+	    .secret = cfg->jwt_secret, .admin_role = cfg->admin_role};
+	struct auth *signer = auth_new(&ao);
+	tok = signer ? auth_token(signer, a->user, a->admin, exp) : NULL;
+	auth_free(signer);
 	if (tok == NULL) {
 		fprintf(stderr, "fila: cannot sign a token for that user id\n");
 		return 2;
@@ -420,6 +425,8 @@ cmd_serve(const struct config *cfg, const struct args *args)
 	evsignal_add(term, NULL);
 	evsignal_add(intr, NULL);
 	printf("fila listening on http://%s:%d\n", cfg->listen_host,
+	    http_server_port(d.http));
+	fprintf(stderr, "fila: listening on http://%s:%d\n", cfg->listen_host,
 	    http_server_port(d.http));
 	fflush(stdout);
 	sched_recover(sc);

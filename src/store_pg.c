@@ -2745,6 +2745,23 @@ size_slots(struct pg_store *s)
 	return rc;
 }
 
+static enum store_rc
+schema_exists(struct pg_store *s, int *exists)
+{
+	const char *v[1] = {s->schema};
+	PGresult *r = PQexecParams(s->conn,
+	    "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, v, NULL,
+	    NULL, 0);
+	enum store_rc rc = STORE_OK;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = pg_fail(s, r);
+	else
+		*exists = PQntuples(r) > 0;
+	PQclear(r);
+	return rc;
+}
+
 /* The schema named by store.url's ?schema= is not libpq's: take it off. */
 static enum store_rc
 make_schema(struct pg_store *s)
@@ -2752,14 +2769,20 @@ make_schema(struct pg_store *s)
 	char *esc = PQescapeIdentifier(s->conn, s->schema, strlen(s->schema));
 	char *sql;
 	enum store_rc rc;
+	int exists = 0;
 
 	if (esc == NULL)
 		return pg_fail(s, NULL);
-	/* Separate statements: in one PQexec they would share a transaction,
-	 * and a CREATE racing another's would fail at its commit. */
-	sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s", esc);
-	rc = exec_sql(s, s->conn, sql);
-	free(sql);
+	/* Made only when missing: a role that owns a schema made for it
+	 * need not be allowed to create schemas. Separate statements: in
+	 * one PQexec they would share a transaction, and a CREATE racing
+	 * another's would fail at its commit. */
+	rc = schema_exists(s, &exists);
+	if (rc == STORE_OK && !exists) {
+		sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s", esc);
+		rc = exec_sql(s, s->conn, sql);
+		free(sql);
+	}
 	sql = xasprintf("SET search_path = %s", esc);
 	if (rc == STORE_OK)
 		rc = exec_sql(s, s->conn, sql);

@@ -193,3 +193,12 @@ test('limits.streams_per_user: one stream more is 429 rate_limited, with Retry-A
     for (const ac of open) ac.abort();
   }
 });
+
+test('a stream is not opened with a token already expired, even within the clock skew', async () => {
+  const tok = token(uid('late'), { exp: Math.floor(Date.now() / 1000) - 5 });
+  const r = await env.api('GET', `/v1/events?access_token=${encodeURIComponent(tok)}`);
+  assertError(r, 401, 'unauthorized', 'expired stream token:');
+  // The same token still reads a job: requests allow 30 s of skew.
+  const me = await env.api('GET', '/v1/me', { token: tok });
+  assert.equal(me.status, 200, me.text);
+});

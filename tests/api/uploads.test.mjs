@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { Env, newUser, assertError, KINDS } from './harness.mjs';
+import { Env, newUser, assertError, KINDS, pngBytes } from './harness.mjs';
 
 let env;
 before(async () => { env = await Env.start({ durationMs: 400 }); });
@@ -104,4 +104,15 @@ test('rule 7: a job may only name existing uploads of its own user, of the right
   assert.equal((await env.ledger(alice.tok)).length, 1);
   assert.deepEqual((await env.api('GET', '/v1/jobs', { token: alice.tok })).json.jobs, []);
   assert.equal((await env.stats()).submitted, 0, 'nothing reached the provider');
+});
+
+test('a filename with bidi or control characters is refused 422, nothing stored', async () => {
+  const u = newUser('bidi');
+  for (const name of ['evil\u202Egnp.exe', 'a\u2066b.png', 'line\nbreak.png', 'x'.repeat(256)]) {
+    const r = await env.api('POST', `/v1/uploads?filename=${encodeURIComponent(name)}`, { token: u.tok, raw: pngBytes(), headers: { 'content-type': 'image/png' } });
+    const e = assertError(r, 422, 'validation_failed', JSON.stringify(name));
+    assert.ok(e.details.fields.filename, r.text);
+  }
+  const ok = await env.api('POST', `/v1/uploads?filename=${encodeURIComponent('Zoë à la plage.png')}`, { token: u.tok, raw: pngBytes(), headers: { 'content-type': 'image/png' } });
+  assert.equal(ok.status, 201, ok.text);
 });

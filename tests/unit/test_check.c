@@ -562,10 +562,22 @@ BOTH_STORES(missing_upload_file)
 
 BOTH_STORES(missing_upload_row)
 {
+	load_config("limits.upload_retention=0");
 	raw("DELETE FROM uploads WHERE id = 'upl_" J_CANCEL "'");
 	expect(
 	    1, LINES("job " J_CANCEL ": input image names upload upl_" J_CANCEL
 	             ", which does not exist"));
+}
+
+BOTH_STORES(a_swept_upload_is_no_breach)
+{
+	/* With a retention, the sweep takes uploads away: an ended job's is
+	 * gone as it should be; a waiting job's is worth a warning. */
+	load_config("limits.upload_retention=60");
+	raw("DELETE FROM uploads WHERE id IN ('upl_" J_CANCEL
+	    "', 'upl_" J_QUEUED "')");
+	expect(0, LINES("warning: job " J_QUEUED ": input image names upload"
+	                " upl_" J_QUEUED ", which does not exist"));
 }
 
 BOTH_STORES(upload_of_another_user)

@@ -539,6 +539,8 @@ Test(config, webhooks_outputs_and_limits)
 	                  "secret = whsec_c2VjcmV0\nevents = all\n"
 	                  "[outputs]\nstore = s3\n"
 	                  "s3_endpoint = http://127.0.0.1:9000/\n"
+	                  "s3_bucket = b\ns3_access_key = a\n"
+	                  "s3_secret_key = s\n"
 	                  "[limits]\nsubmits_per_minute = 0\n",
 	                 NULL, 0),
 	    0, "%s", err);
@@ -549,6 +551,13 @@ Test(config, webhooks_outputs_and_limits)
 	cr_assert_str_eq(cfg.s3_endpoint, "http://127.0.0.1:9000");
 	cr_assert_eq(cfg.submits_per_minute, 0);
 	config_cleanup(&cfg);
+	/* What needs another key. */
+	cr_assert_eq(load("[webhooks]\nurl = https://app/hook\n", NULL, 0), -1);
+	cr_assert_str_eq(err, "[webhooks] secret: empty, but url is set: the"
+	                      " app could not tell fila's webhooks from"
+	                      " anyone's (whsec_…)");
+	cr_assert_eq(load("[outputs]\nstore = s3\n", NULL, 0), -1);
+	cr_assert_str_eq(err, "[outputs] s3_endpoint: empty, but store = s3");
 	expect_error("[webhooks]\nsecret = abc\n", 2,
 	    "[webhooks] secret: expected whsec_ followed by base64, got "
 	    "\"abc\"");

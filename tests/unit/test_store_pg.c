@@ -682,6 +682,34 @@ Test(store_pg, either_url_scheme_selects_postgres)
 	cr_assert_eq(status_of(s, "job_1"), JOB_QUEUED);
 }
 
+/* A role that may not create schemas, owning one made for it (as
+ * docs/operating.md says to set it up): fila lives in it. */
+Test(store_pg, a_role_that_owns_its_schema_needs_nothing_more)
+{
+	struct store_opts o = opts(3, 1, NULL);
+	const char *at = strchr(strstr(pg_url, "://") + 3, '@');
+	char role[40], err[512] = "", *sql, *url;
+	struct store *s;
+
+	cr_assert_not_null(at, "FILA_PG_URL names no user: %s", pg_url);
+	snprintf(role, sizeof(role), "r_%d", (int)getpid());
+	o.schema = new_schema();
+	sql = xasprintf("DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN;"
+	                "REVOKE CREATE ON DATABASE %s FROM PUBLIC;"
+	                "CREATE SCHEMA %s AUTHORIZATION %s",
+	    role, role, strrchr(pg_url, '/') + 1, o.schema, role);
+	cr_assert(raw_exec(sql), "%s", sql);
+	free(sql);
+	url = xasprintf("%.*s%s%s", (int)(strstr(pg_url, "://") + 3 - pg_url),
+	    pg_url, role, at);
+	s = store_open(url, &o, err, sizeof(err));
+	free(url);
+	cr_assert_not_null(s, "%s", err);
+	track(s);
+	submit_ok(s, "job_1", "alice");
+	cr_assert_eq(status_of(s, "job_1"), JOB_QUEUED);
+}
+
 Test(store_pg, slot_rows_follow_the_config)
 {
 	cr_assert_eq(count_of("slots"), 3);
