@@ -412,6 +412,7 @@ cmd_serve(const struct config *cfg, const struct args *args)
 		goto fail;
 	ev = events_new(d.base, cfg, st);
 	sc = sched_new_pool(d.base, cfg, st, pool, m);
+	sched_outputs(sc, out);
 	api = api_new(cfg, st, sc, ev, m, out);
 	if ((d.http = api_server(api, d.base, err, sizeof(err))) == NULL)
 		goto fail;

@@ -24,10 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/event.h>
 
 #include "list.h"
+#include "outputs.h"
 #include "tools.h"
 #include "uploads.h"
 #include "util.h"
@@ -130,6 +132,7 @@ struct sched {
 	struct run_time *runs;
 	size_t nruns;
 	int64_t runs_at;
+	struct outputs *out; /* outputs.store: completed jobs' copies */
 };
 
 static void submit(struct start *a);
@@ -968,6 +971,9 @@ end_active(struct sched *s, const char *id, const char *user_id,
 	        (a == NULL || a->phase == START_IDLE ||
 	            a->phase == START_PENDING || a->phase == START_PARKED));
 	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
+	if (rc == STORE_OK && s->out)
+		outputs_cancel(
+		    s->out, id); /* a copy on its way is not wanted */
 	if (rc == STORE_OK) {
 		/* A start with a call out or an unsure task stays: the
 		 * answer, or the count check, frees its slot. A pending one
@@ -1297,11 +1303,121 @@ sched_expire(struct sched *s, const char *id, const char *msg)
 	return rc;
 }
 
+/* 1 when every output's URL is http or https: anything else (javascript:,
+ * data:, file:) never reaches a page or a download. */
+static int
+urls_ok(const json_t *outputs)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(outputs, i, e)
+	{
+		const char *u = json_string_value(json_object_get(e, "url"));
+		if (u == NULL || (strncasecmp(u, "http://", 7) != 0 &&
+		                     strncasecmp(u, "https://", 8) != 0))
+			return 0;
+	}
+	return 1;
+}
+
+/* The slot of job id goes back with its end, unless a submit is still out
+ * (its answer frees the slot, cancelling what it made). */
+static int
+release_at_end(struct sched *s, const char *id)
+{
+	struct start *a = start_find(s, id);
+
+	return a == NULL || a->phase != START_SUBMITTING;
+}
+
+/* A completed job's outputs on their way to fila's storage. */
+struct copy {
+	struct sched *s;
+	char *job_id, *user_id;
+};
+
+/* The outputs as the job shows them: each with its URL (signed now; the
+ * API signs again at each read) and its id. */
+static json_t *
+outputs_shown(struct sched *s, const json_t *stored)
+{
+	json_t *v = json_array(), *e;
+	int64_t now = now_ms() / 1000;
+	size_t i;
+
+	json_array_foreach(stored, i, e)
+	{
+		const char *id = json_string_value(json_object_get(e, "id"));
+		char *url = outputs_url(s->out, id, now);
+		json_array_append_new(
+		    v, json_pack("{s:s, s:O, s:s}", "url", url, "type",
+		           json_object_get(e, "type"), "id", id));
+		free(url);
+	}
+	return v;
+}
+
+/* The copy is done: the job completes with fila's outputs, or fails (its
+ * credits refunded) when they could not be kept. */
+static void
+copied(void *arg, int rc, json_t *stored, const char *errmsg)
+{
+	struct copy *c = arg;
+	struct sched *s = c->s;
+	int release = release_at_end(s, c->job_id);
+	struct job done;
+	enum store_rc r;
+
+	job_init(&done);
+	if (rc == 0) {
+		json_t *shown = outputs_shown(s, stored);
+		r = store_outputs_add(s->st, c->job_id, c->user_id, stored);
+		if (r == STORE_OK)
+			r = store_job_finish(s->st, c->job_id, JOB_COMPLETED,
+			    NULL, NULL, shown, release, &done);
+		json_decref(shown);
+	} else {
+		r = store_job_finish(s->st, c->job_id, JOB_FAILED,
+		    JOB_ERR_PROVIDER,
+		    errmsg ? errmsg : "the outputs could not be kept", NULL,
+		    release, &done);
+	}
+	if (r == STORE_ERROR)
+		log_store(s, "outputs", c->job_id);
+	job_cleanup(&done);
+	free(c->job_id);
+	free(c->user_id);
+	free(c);
+	sched_pump(s);
+}
+
+/* Keep j's outputs (outputs.store): the job completes when they are. 0,
+ * or -1 when a copy of them is on its way already. */
+static int
+keep_outputs(struct sched *s, const struct job *j, const json_t *outputs)
+{
+	struct copy *c = xcalloc(1, sizeof(*c));
+
+	c->s = s;
+	c->job_id = xstrdup(j->id);
+	c->user_id = xstrdup(j->user_id);
+	if (outputs_copy(s->out, j->id, outputs,
+	        now_ms() + s->cfg->rh_timeout * 4000, copied, c) == 0)
+		return 0;
+	free(c->job_id);
+	free(c->user_id);
+	free(c);
+	return -1;
+}
+
 void
 sched_outcome(
     struct sched *s, const struct job *j, const struct provider_outcome *o)
 {
 	struct job done;
+	int completed = o->state == TASK_COMPLETED;
+	const char *why = NULL;
 
 	if (o->state != TASK_COMPLETED && o->state != TASK_FAILED)
 		return;
@@ -1312,28 +1428,41 @@ sched_outcome(
 	    store_job_running(s->st, j->id, o->task_id, &done) == STORE_ERROR)
 		log_store(s, "running", j->id);
 	job_cleanup(&done);
-	/* A submit still out may yet create a task: its answer frees the
-	 * slot (cancelling that task) instead. */
-	struct start *a = start_find(s, j->id);
-	int release = a == NULL || a->phase != START_SUBMITTING;
-	enum store_rc rc;
+	if (completed && !urls_ok(o->outputs)) {
+		completed = 0;
+		why = "the provider gave an output whose URL is not http or"
+		      " https";
+	}
 	/* What the task cost goes with the job while it still runs. */
-	if (o->state == TASK_COMPLETED && o->cost != NULL &&
+	if (completed && o->cost != NULL &&
 	    store_job_cost(s->st, j->id, o->cost) == STORE_ERROR)
 		log_store(s, "cost", j->id);
-	if (o->state == TASK_COMPLETED)
+	if (completed && s->out) {
+		keep_outputs(s, j, o->outputs); /* it completes when kept */
+		return;
+	}
+	enum store_rc rc;
+	if (completed)
 		rc = store_job_finish(s->st, j->id, JOB_COMPLETED, NULL, NULL,
-		    o->outputs, release, &done);
+		    o->outputs, release_at_end(s, j->id), &done);
 	else
-		rc = store_job_finish(s->st, j->id, JOB_FAILED,
-		    JOB_ERR_PROVIDER,
-		    o->message ? o->message : "the provider failed the task",
-		    NULL, release, &done);
+		rc =
+		    store_job_finish(s->st, j->id, JOB_FAILED, JOB_ERR_PROVIDER,
+		        why          ? why
+		        : o->message ? o->message
+		                     : "the provider failed the task",
+		        NULL, release_at_end(s, j->id), &done);
 	/* A conflict is a job already ended: the first outcome stands. */
 	if (rc == STORE_ERROR)
 		log_store(s, "finish", j->id);
 	job_cleanup(&done);
 	sched_pump(s);
+}
+
+void
+sched_outputs(struct sched *s, struct outputs *out)
+{
+	s->out = out;
 }
 
 enum sched_rc

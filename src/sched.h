@@ -49,6 +49,12 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg,
  * the providers sched made). */
 void sched_free(struct sched *s);
 
+/* Keep completed jobs' outputs with out (docs/api.md §10): a job completes
+ * once its outputs are stored, or fails provider_error, refunded, when
+ * they cannot be. NULL (the default): the provider's URLs, as given. */
+struct outputs;
+void sched_outputs(struct sched *s, struct outputs *out);
+
 /* The provider of account (a job's "account"; NULL, for jobs started
  * before there were accounts, or one no longer configured: the first). */
 struct provider *sched_provider(struct sched *s, const char *account);

@@ -558,15 +558,34 @@ store_job_running(
 	return enter(st)->be->job_running(st, id, task_id, out);
 }
 
+/* A message of at most STORE_MESSAGE_MAX bytes, cut at a character: a
+ * provider's text reaches every page that shows the job. */
+static const char *
+bounded(const char *m, char *buf)
+{
+	size_t n;
+
+	if (m == NULL || strlen(m) <= STORE_MESSAGE_MAX)
+		return m;
+	n = STORE_MESSAGE_MAX - 3;
+	while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
+		n--; /* not in the middle of a UTF-8 sequence */
+	memcpy(buf, m, n);
+	memcpy(buf + n, "\xe2\x80\xa6", 4); /* … */
+	return buf;
+}
+
 enum store_rc
 store_job_finish(struct store *st, const char *id, enum job_status to,
     const char *error_code, const char *error_message, json_t *outputs,
     int release_slot, struct job *out)
 {
+	char buf[STORE_MESSAGE_MAX + 1];
+
 	job_init(out);
 	return placed(st,
-	    enter(st)->be->job_finish(st, id, to, error_code, error_message,
-	        outputs, release_slot, out),
+	    enter(st)->be->job_finish(st, id, to, error_code,
+	        bounded(error_message, buf), outputs, release_slot, out),
 	    out);
 }
 

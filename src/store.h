@@ -264,6 +264,9 @@ enum store_rc store_job_cost(
 enum store_rc store_job_running(
     struct store *st, const char *id, const char *task_id, struct job *out);
 
+/* The longest error message a job keeps (a longer one is cut). */
+#define STORE_MESSAGE_MAX 2048
+
 /*
  * End the job: to completed (outputs set) from running; to failed or
  * cancelled (error set) from any active state. failed and cancelled refund
