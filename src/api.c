@@ -222,7 +222,12 @@ reply_job(struct api *a, struct http_req *r, int status, const struct job *j)
 static void
 h_health(struct http_req *r, void *ctx)
 {
-	http_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+	struct api *a = ctx;
+	json_t *o = json_pack("{s:b}", "ok", 1);
+
+	if (!sched_reachable(a->sc))
+		json_object_set_new(o, "provider", json_string("unreachable"));
+	http_reply_json(r, 200, o);
 }
 
 static void

@@ -44,10 +44,7 @@ struct answer {
 /* An account's health as last reported. */
 struct health {
 	char *account;
-	int up;
-	int has_coins;
-	double coins;
-	long tasks;
+	struct account_gauges g;
 };
 
 struct metrics {
@@ -127,8 +124,8 @@ health_of(struct metrics *m, const char *account)
 }
 
 void
-metrics_account(struct metrics *m, const char *account, int up, int has_coins,
-    double coins, long tasks)
+metrics_account(
+    struct metrics *m, const char *account, const struct account_gauges *g)
 {
 	struct health *h;
 
@@ -140,10 +137,7 @@ metrics_account(struct metrics *m, const char *account, int up, int has_coins,
 		h = &m->health[m->nhealth++];
 		h->account = xstrdup(account);
 	}
-	h->up = up;
-	h->has_coins = has_coins;
-	h->coins = coins;
-	h->tasks = tasks;
+	h->g = *g;
 }
 
 static void
@@ -194,24 +188,32 @@ render_accounts(
 	for (size_t i = 0; i < cfg->naccounts; i++) {
 		const struct health *h = health_of(m, cfg->accounts[i].name);
 		fprintf(f, "fila_account_up{account=\"%s\"} %d\n",
-		    cfg->accounts[i].name, h ? h->up : 1);
+		    cfg->accounts[i].name, h ? h->g.up : 1);
+	}
+	gauge_head(f, "fila_account_reachable",
+	    "1 when the account's provider answered the last call, 0 when it"
+	    " could not be reached (refused, DNS, TLS, timeout).");
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		const struct health *h = health_of(m, cfg->accounts[i].name);
+		fprintf(f, "fila_account_reachable{account=\"%s\"} %d\n",
+		    cfg->accounts[i].name, h ? h->g.reachable : 1);
 	}
 	gauge_head(f, "fila_account_remain_coins",
 	    "Coins left on the account, as its last status answer said.");
 	for (size_t i = 0; i < cfg->naccounts; i++) {
 		const struct health *h = health_of(m, cfg->accounts[i].name);
-		if (h && h->has_coins)
+		if (h && h->g.has_coins)
 			fprintf(f,
 			    "fila_account_remain_coins{account=\"%s\"} %.15g\n",
-			    cfg->accounts[i].name, h->coins);
+			    cfg->accounts[i].name, h->g.coins);
 	}
 	gauge_head(f, "fila_account_tasks",
 	    "Tasks the account runs, as its last status answer said.");
 	for (size_t i = 0; i < cfg->naccounts; i++) {
 		const struct health *h = health_of(m, cfg->accounts[i].name);
-		if (h && h->tasks >= 0)
+		if (h && h->g.tasks >= 0)
 			fprintf(f, "fila_account_tasks{account=\"%s\"} %ld\n",
-			    cfg->accounts[i].name, h->tasks);
+			    cfg->accounts[i].name, h->g.tasks);
 	}
 	json_decref(used);
 	return ok ? 0 : -1;
@@ -272,7 +274,8 @@ metrics_render(
 	for (int h = 0; h < HIST_COUNT; h++)
 		render_hist(f, hist_names[h], hist_help[h], &m->hist[h]);
 	fputs("# HELP fila_provider_answers_total Provider answers by call, "
-	      "code (0 is success) and account.\n"
+	      "code (0 is success, -1 no answer at all: the provider could not "
+	      "be reached) and account.\n"
 	      "# TYPE fila_provider_answers_total counter\n",
 	    f);
 	for (size_t i = 0; i < m->nanswers; i++)

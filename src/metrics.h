@@ -26,11 +26,19 @@ void metrics_observe(struct metrics *m, enum metric_hist h, double seconds);
 void metrics_provider(
     struct metrics *m, const char *account, const char *call, long code);
 
-/* What account is now, for its gauges: up (1) or down (0), its coins
- * left (has_coins 0: not known) and the tasks it runs (< 0: not known).
- * An account never reported is shown up, its coins and tasks unknown. */
-void metrics_account(struct metrics *m, const char *account, int up,
-    int has_coins, double coins, long tasks);
+/* What an account is now, for its gauges. */
+struct account_gauges {
+	int up;        /* takes tasks; 0 while down (its wallet, its key) */
+	int reachable; /* its provider answered the last call at all */
+	int has_coins; /* coins is known */
+	double coins;  /* coins left */
+	long tasks;    /* tasks it runs; < 0: not known */
+};
+
+/* Account's gauges as g says. An account never reported is shown up and
+ * reachable, its coins and tasks unknown. */
+void metrics_account(
+    struct metrics *m, const char *account, const struct account_gauges *g);
 
 /* The Prometheus text of everything, with the store's job counts and
  * slots (each account's of cfg with what metrics_account said of it),

@@ -11,6 +11,11 @@
  * - Each account's status (accountStatus: coins left, tasks running) is
  *   asked on a timer of its own, one question at a time; it is what the
  *   admin views and /metrics show, never what decides a start.
+ * - Every answer passes through pool_answered: one that never came (the
+ *   provider refused the connection, timed out, …) makes the account
+ *   unreachable until the next answer of any kind. That is shown, and
+ *   logged once a minute at most, but changes nothing of what runs where:
+ *   the starts retry by themselves.
  */
 #include "pool.h"
 
@@ -24,6 +29,9 @@
 #include "runninghub.h"
 #include "util.h"
 
+/* An unreachable account is logged again after this long at most. */
+#define UNREACHABLE_LOG_MS 60000
+
 struct member {
 	struct pool *pool;
 	size_t i;
@@ -31,9 +39,12 @@ struct member {
 	struct provider *prov;
 	int down;
 	char *down_reason; /* "416 TASK_CREATE_FAILED_BY_NOT_ENOUGH_WALLET" */
-	json_t *coins;     /* remainCoins as last said, or NULL */
-	long tasks;        /* currentTaskCounts as last said, -1: never */
-	int asking;        /* a status question is out */
+	char *unreachable; /* the last call's transport error; NULL: the
+	                    * provider answered it */
+	int64_t unreachable_logged; /* when that was last logged (ms) */
+	json_t *coins;              /* remainCoins as last said, or NULL */
+	long tasks; /* currentTaskCounts as last said, -1: never */
+	int asking; /* a status question is out */
 	struct event *up_ev;
 	struct event *status_ev;
 };
@@ -55,10 +66,15 @@ static void on_status_due(evutil_socket_t fd, short what, void *arg);
 static void
 report(struct member *a)
 {
-	double coins = a->coins ? json_number_value(a->coins) : 0;
+	struct account_gauges g = {
+	    .up = !a->down,
+	    .reachable = a->unreachable == NULL,
+	    .has_coins = a->coins != NULL,
+	    .coins = a->coins ? json_number_value(a->coins) : 0,
+	    .tasks = a->tasks,
+	};
 
-	metrics_account(a->pool->m, a->cfg->name, !a->down, a->coins != NULL,
-	    coins, a->tasks);
+	metrics_account(a->pool->m, a->cfg->name, &g);
 }
 
 static void
@@ -108,6 +124,52 @@ pool_down(struct pool *p, size_t i, long code, const char *msg)
 	return 1;
 }
 
+/* ---- reachable ------------------------------------------------------ */
+
+void
+pool_answered(struct pool *p, size_t i, const char *call,
+    const struct provider_result *res)
+{
+	struct member *a = &p->v[i];
+	long code = provider_result_code(res);
+	int64_t now = now_ms();
+
+	metrics_provider(p->m, a->cfg->name, call, code);
+	if (code != PROVIDER_NO_ANSWER) {
+		if (a->unreachable) {
+			fprintf(stderr,
+			    "fila: account %s: the provider answers "
+			    "again\n",
+			    a->cfg->name);
+			free(a->unreachable);
+			a->unreachable = NULL;
+			report(a);
+		}
+		return;
+	}
+	if (a->unreachable == NULL ||
+	    now - a->unreachable_logged >= UNREACHABLE_LOG_MS) {
+		fprintf(stderr,
+		    "fila: account %s: the provider at %s cannot be reached "
+		    "(%s): %s\n",
+		    a->cfg->name, a->cfg->base_url, call,
+		    res->message ? res->message : "no answer");
+		a->unreachable_logged = now;
+	}
+	free(a->unreachable);
+	a->unreachable = xstrdup(res->message ? res->message : "no answer");
+	report(a);
+}
+
+int
+pool_reachable(const struct pool *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->v[i].unreachable)
+			return 0;
+	return 1;
+}
+
 /* ---- status --------------------------------------------------------- */
 
 /* remainCoins as a JSON number: an integer when it is one. */
@@ -131,8 +193,7 @@ on_status(void *arg, const struct provider_result *res)
 	struct pool *p = a->pool;
 
 	a->asking = 0;
-	metrics_provider(
-	    p->m, a->cfg->name, "status", provider_result_code(res));
+	pool_answered(p, a->i, "status", res);
 	if (res->rc == PROVIDER_OK) {
 		a->tasks = res->count;
 		json_decref(a->coins);
@@ -238,6 +299,7 @@ pool_free(struct pool *p)
 		event_free(a->up_ev);
 		event_free(a->status_ev);
 		free(a->down_reason);
+		free(a->unreachable);
 		json_decref(a->coins);
 	}
 	free(p->v);
@@ -310,6 +372,11 @@ pool_to_json(const struct pool *p, const json_t *used)
 		if (a->down_reason)
 			json_object_set_new(
 			    o, "down_reason", json_string(a->down_reason));
+		json_object_set_new(
+		    o, "reachable", json_boolean(a->unreachable == NULL));
+		if (a->unreachable)
+			json_object_set_new(o, "unreachable_reason",
+			    json_string(a->unreachable));
 		if (a->coins)
 			json_object_set(o, "remain_coins", a->coins);
 		if (a->tasks >= 0)

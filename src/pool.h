@@ -61,14 +61,26 @@ size_t pool_up_names(const struct pool *p, const char **names);
  */
 int pool_down(struct pool *p, size_t i, long code, const char *msg);
 
+/*
+ * Account i answered call ("submit", "cancel", "status") with res: counted
+ * in /metrics. An answer that never came (PROVIDER_NO_ANSWER) marks the
+ * account unreachable, logged at most once a minute with the error; any
+ * answer at all makes it reachable again. Unreachable is not down: its
+ * jobs keep their slots and are tried again.
+ */
+void pool_answered(struct pool *p, size_t i, const char *call,
+    const struct provider_result *res);
+/* 1 when every account's provider answered its last call. */
+int pool_reachable(const struct pool *p);
+
 /* fn(arg) runs whenever an account comes up again or a status answer
  * takes one down: what uses the accounts may change. */
 void pool_watch(struct pool *p, void (*fn)(void *), void *arg);
 
 /* The accounts as GET /v1/admin/accounts shows them, used the slots held
  * per account ({"name": n}): {"accounts": [{"name", "base_url", "slots",
- * "used", "up", "down_reason"?, "remain_coins"?, "task_count"?}]}. New
- * reference. */
+ * "used", "up", "down_reason"?, "reachable", "unreachable_reason"?,
+ * "remain_coins"?, "task_count"?}]}. New reference. */
 json_t *pool_to_json(const struct pool *p, const json_t *used);
 
 #endif

@@ -94,7 +94,7 @@ provider_result_code(const struct provider_result *res)
 		return res->code;
 	if (res->rc == PROVIDER_OK)
 		return 0;
-	return res->http_status ? res->http_status : -1;
+	return res->http_status ? res->http_status : PROVIDER_NO_ANSWER;
 }
 
 void

@@ -40,7 +40,9 @@ typedef void (*provider_cb)(void *arg, const struct provider_result *res);
 
 /* The one number that says what an answer was, for metrics: the
  * provider's business code, else 0 for success, else the HTTP status,
- * else (no answer at all: refused, timed out, DNS, TLS) -1. */
+ * else PROVIDER_NO_ANSWER (no answer at all: refused, timed out, DNS,
+ * TLS: the provider could not be reached). */
+#define PROVIDER_NO_ANSWER (-1)
 long provider_result_code(const struct provider_result *res);
 
 /* One node of the task: a value, or a file to upload first. */

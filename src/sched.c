@@ -293,8 +293,7 @@ on_released(void *arg, const struct provider_result *res)
 	struct sched *s = r->s;
 
 	if (r->task_id != NULL)
-		metrics_provider(s->m, pool_name(s->pool, r->account), "cancel",
-		    provider_result_code(res));
+		pool_answered(s->pool, r->account, "cancel", res);
 	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY ||
 	        res->rc == PROVIDER_ACCOUNT) &&
 	    r->tries < CANCEL_TRIES) {
@@ -531,6 +530,7 @@ on_verified(void *arg, const struct provider_result *res)
 	long known;
 
 	a->phase = START_UNSURE;
+	pool_answered(s->pool, a->account, "status", res);
 	if (waited_enough(s, a->job_id) ||
 	    (res->rc == PROVIDER_OK &&
 	        (known = known_tasks(s, a->account)) >= 0 &&
@@ -539,6 +539,8 @@ on_verified(void *arg, const struct provider_result *res)
 		submit(a); /* may end a */
 		sched_pump(s);
 	} else {
+		if (res->rc != PROVIDER_OK)
+			a->busy++; /* no answer yet: ask less often */
 		retry_later(a);
 	}
 }
@@ -716,6 +718,9 @@ refused(struct start *a, const struct provider_result *res)
 
 	if (res->rc == PROVIDER_BUSY) {
 		a->busy++;
+	} else if (provider_result_code(res) == PROVIDER_NO_ANSWER) {
+		a->busy++; /* unreachable: tried until run_timeout */
+		a->phase = START_UNSURE;
 	} else {
 		a->attempts++;
 		a->phase = START_UNSURE;
@@ -798,8 +803,7 @@ on_submitted(void *arg, const struct provider_result *res)
 	struct sched *s = a->s;
 
 	a->phase = START_IDLE;
-	metrics_provider(s->m, pool_name(s->pool, a->account), "submit",
-	    provider_result_code(res));
+	pool_answered(s->pool, a->account, "submit", res);
 	switch (res->rc) {
 	case PROVIDER_OK:
 		taken(s, a->job_id, res->task_id, a->account);
@@ -903,6 +907,7 @@ on_tasks(void *arg, const struct provider_result *res)
 	size_t here;
 
 	q->asking = 0;
+	pool_answered(s->pool, q->account, "status", res);
 	recover_prune(s);
 	here = recovering_on(s, q->account);
 	if (res->rc == PROVIDER_OK &&
@@ -1093,6 +1098,12 @@ struct provider *
 sched_provider(struct sched *s, const char *account)
 {
 	return provider_of(s, account_of(s, account));
+}
+
+int
+sched_reachable(const struct sched *s)
+{
+	return pool_reachable(s->pool);
 }
 
 json_t *

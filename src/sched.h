@@ -59,11 +59,14 @@ void sched_outputs(struct sched *s, struct outputs *out);
  * before there were accounts, or one no longer configured: the first). */
 struct provider *sched_provider(struct sched *s, const char *account);
 
+/* 1 when every account's provider answered its last call (pool.h). */
+int sched_reachable(const struct sched *s);
+
 /*
  * The accounts as GET /v1/admin/accounts answers (docs/api.md §9):
  * {"accounts": [{"name", "base_url", "slots", "used", "up",
- * "down_reason"?, "remain_coins"?, "task_count"?}]}. New reference; NULL
- * when the store cannot be read.
+ * "down_reason"?, "reachable", "unreachable_reason"?, "remain_coins"?,
+ * "task_count"?}]}. New reference; NULL when the store cannot be read.
  */
 json_t *sched_accounts(struct sched *s);
 

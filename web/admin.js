@@ -151,18 +151,22 @@ function renderAccounts(list) {
   card.hidden = !Array.isArray(list);
   if (!Array.isArray(list)) return;
   const down = list.filter((a) => !a.up).length;
-  $('#accounts-count').textContent = `· ${list.length}${down ? ` · ${down} down` : ''}`;
+  const lost = list.filter((a) => a.up && a.reachable === false).length;
+  $('#accounts-count').textContent = `· ${list.length}${down ? ` · ${down} down` : ''}${lost ? ` · ${lost} unreachable` : ''}`;
   $('#accounts').replaceChildren(...list.map((a) => {
     const meter = h('div', { class: `bar slim${a.used >= a.slots ? ' full' : ''}` }, h('i'));
     // Through the CSSOM, which the page's CSP allows.
     meter.firstElementChild.style.width = `${a.slots ? Math.min(100, (100 * a.used) / a.slots) : 0}%`;
+    // Down (its wallet, its key) says more than unreachable (the network).
+    const state = !a.up ? 'down' : a.reachable === false ? 'unreachable' : 'up';
+    const reason = !a.up ? a.down_reason : a.reachable === false ? a.unreachable_reason : '';
     return h('tr', { 'data-account': a.name, 'data-up': String(a.up) },
       h('td', {}, h('b', { class: 'semi' }, a.name)),
       h('td', {}, h('span', { class: 'mono ellip', title: a.base_url }, host(a.base_url))),
       h('td', { class: 'num', 'data-testid': 'account-used' }, `${a.used} / ${a.slots}`),
       h('td', { class: 'meter' }, meter),
-      h('td', { class: 'wrap' }, h('span', { class: `pill ${a.up ? 'up' : 'down'}`, 'data-testid': 'account-state' }, a.up ? 'up' : 'down'),
-        a.down_reason ? h('span', { class: 'small reason', 'data-testid': 'down-reason' }, a.down_reason) : ''),
+      h('td', { class: 'wrap' }, h('span', { class: `pill ${state === 'up' ? 'up' : 'down'}`, 'data-testid': 'account-state' }, state),
+        reason ? h('span', { class: 'small reason', 'data-testid': 'down-reason' }, reason) : ''),
       h('td', { class: `num${a.remain_coins === undefined ? ' zero' : ''}`, 'data-testid': 'account-coins' }, number(a.remain_coins)),
       h('td', { class: `num${a.task_count === undefined ? ' zero' : ''}` }, number(a.task_count)));
   }));

@@ -97,6 +97,23 @@ export interface AdminStats {
   recent_failures?: Job[];
 }
 
+/** A provider account, as GET /v1/admin/accounts shows it. */
+export interface Account {
+  name: string;
+  base_url: string;
+  slots: number;
+  /** Slots held now on this account. */
+  used: number;
+  /** false while the account is down (its wallet, its key). */
+  up: boolean;
+  down_reason?: string;
+  /** false when its provider did not answer the last call at all. */
+  reachable: boolean;
+  unreachable_reason?: string;
+  remain_coins?: number;
+  task_count?: number;
+}
+
 /** Anything shaped like the browser's EventSource (constructor + events). */
 export interface EventSourceLike {
   readonly readyState: number;
@@ -175,6 +192,7 @@ export declare class Fila {
   /** The queue; `limit` lists only its first jobs (queued_total counts all). */
   adminQueue(options?: { limit?: number }): Promise<AdminQueue>;
   adminStats(hours?: number): Promise<AdminStats>;
+  adminAccounts(): Promise<{ accounts: Account[] }>;
   adminGrant(userId: string, amount: number, reason?: string): Promise<{ balance: number }>;
   adminCancel(jobOrId: Job | string): Promise<Job>;
 }

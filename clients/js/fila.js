@@ -313,6 +313,11 @@ export class Fila {
     return this._request('GET', '/v1/admin/stats', { query: { hours } });
   }
 
+  // → {accounts: [{name, base_url, slots, used, up, reachable, …}]}
+  adminAccounts() {
+    return this._request('GET', '/v1/admin/accounts');
+  }
+
   adminGrant(userId, amount, reason) {
     const body = { amount: Number(amount) };
     if (reason) body.reason = reason;

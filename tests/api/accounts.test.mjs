@@ -56,7 +56,7 @@ test('two accounts of 2 slots: 4 jobs at once, never 3 on one account, each job 
   assert.equal(view[0].base_url, env.emu.url);
   for (const a of view) {
     for (const k of Object.keys(a)) {
-      assert.ok(['name', 'base_url', 'slots', 'used', 'up', 'down_reason', 'remain_coins', 'task_count'].includes(k), k);
+      assert.ok(['name', 'base_url', 'slots', 'used', 'up', 'down_reason', 'reachable', 'unreachable_reason', 'remain_coins', 'task_count'].includes(k), k);
     }
   }
   assert.equal((await env.queue()).slots.total, 4);

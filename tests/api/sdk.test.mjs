@@ -518,6 +518,10 @@ test('admin: queue, stats, grant, cancel with the admin error code', async () =>
   assert.deepEqual(q.active.map((j) => j.id), [a.id]);
   assert.deepEqual(q.queued.map((j) => [j.id, j.position]), [[b.id, 1]]);
 
+  const { accounts } = await admin.adminAccounts();
+  assert.deepEqual(accounts.map((x) => [x.name, x.slots, x.used, x.up, x.reachable]), [['default', 1, 1, true, true]]);
+  await rejects(client(A.tok).adminAccounts(), 403, 'forbidden');
+
   const c = await admin.adminCancel(b.id);
   assert.equal(c.status, 'cancelled');
   assert.equal(c.error.code, 'admin');

@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Env, token, adminToken, waitFor, pngBytes } from '../api/harness.mjs';
+import { Env, token, adminToken, waitFor, pngBytes, freePort } from '../api/harness.mjs';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const repo = path.resolve(here, '..', '..');
@@ -133,6 +133,25 @@ test('admin page: two accounts with their slots, status and coins, one going dow
     fs.mkdirSync(process.env.FILA_SHOT_DIR, { recursive: true });
     await page.screenshot({ path: path.join(process.env.FILA_SHOT_DIR, 'admin-account-down.png'), fullPage: true });
   }
+  assert.deepEqual(problems, []);
+});
+
+test('admin page: an account whose provider cannot be reached is shown unreachable, with the error', async () => {
+  const dead = await freePort(); // nothing listens there
+  const env = await Env.start({
+    sets: ['runninghub.main.api_key=main', 'runninghub.main.slots=1',
+      'runninghub.lost.api_key=lost', 'runninghub.lost.slots=1', `runninghub.lost.base_url=http://127.0.0.1:${dead}`,
+      'runninghub.status_every=1', 'runninghub.timeout=2'],
+  });
+  envs.push(env);
+  const page = await newPage(env);
+  await page.goto(`${env.url}/admin?token=${encodeURIComponent(adminToken('ops'))}`);
+  const row = (name, testid) => page.textContent(`#accounts tr[data-account=${name}] [data-testid=${testid}]`);
+  await waitFor(async () => (await row('lost', 'account-state').catch(() => '')) === 'unreachable', 10000,
+    'the lost account shown unreachable');
+  assert.match(await row('lost', 'down-reason'), /\S/);
+  assert.equal(await row('main', 'account-state'), 'up');
+  assert.match(await page.textContent('#accounts-count'), /1 unreachable/);
   assert.deepEqual(problems, []);
 });
 

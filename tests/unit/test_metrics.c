@@ -496,8 +496,8 @@ Test(metrics, each_account_its_slots_use_health_and_answers)
 	submit("j1", "alice", "upscaler");
 	submit("j2", "bob", "upscaler");
 	promote("j1"); /* a: the most room */
-	metrics_account(m, "a", 1, 1, 990, 1);
-	metrics_account(m, "b", 0, 1, 0, 0);
+	metrics_account(m, "a", &(struct account_gauges){1, 1, 1, 990, 1});
+	metrics_account(m, "b", &(struct account_gauges){0, 0, 1, 0, 0});
 	metrics_provider(m, "a", "submit", 0);
 	metrics_provider(m, "b", "submit", 416);
 	metrics_provider(m, "b", "submit", 416);
@@ -508,6 +508,8 @@ Test(metrics, each_account_its_slots_use_health_and_answers)
 	expect_sample("fila_account_slots_used{account=\"b\"}", 0);
 	expect_sample("fila_account_up{account=\"a\"}", 1);
 	expect_sample("fila_account_up{account=\"b\"}", 0);
+	expect_sample("fila_account_reachable{account=\"a\"}", 1);
+	expect_sample("fila_account_reachable{account=\"b\"}", 0);
 	expect_sample("fila_account_remain_coins{account=\"a\"}", 990);
 	expect_sample("fila_account_remain_coins{account=\"b\"}", 0);
 	expect_sample("fila_account_tasks{account=\"a\"}", 1);
@@ -520,9 +522,10 @@ Test(metrics, each_account_its_slots_use_health_and_answers)
 	cr_assert_eq(occurrences("fila_account_up{"), 2);
 
 	/* b is back: up again, its coins as last said. */
-	metrics_account(m, "b", 1, 0, 0, -1);
+	metrics_account(m, "b", &(struct account_gauges){1, 1, 0, 0, -1});
 	render(0);
 	expect_sample("fila_account_up{account=\"b\"}", 1);
+	expect_sample("fila_account_reachable{account=\"b\"}", 1);
 	cr_assert_eq(occurrences("fila_account_remain_coins{"), 1);
 	cr_assert_eq(occurrences("fila_account_tasks{"), 1);
 }

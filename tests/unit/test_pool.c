@@ -259,6 +259,49 @@ Test(pool, a_status_answer_that_the_key_expired_takes_the_account_down)
 	json_decref(all);
 }
 
+Test(pool, no_answer_is_unreachable_until_any_answer_and_never_down)
+{
+	char err[128] = "";
+	int changes = 0;
+	json_t *all, *a;
+	struct provider_result none = {
+	    .rc = PROVIDER_RETRY, .message = "Connection refused"};
+	struct provider_result busy = {
+	    .rc = PROVIDER_RETRY, .http_status = 503};
+
+	load("runninghub.down_for=60");
+	pool = pool_new(base, &cfg, m, make, NULL, err, sizeof(err));
+	pool_watch(pool, on_change, &changes);
+	spin(20);
+	cr_assert(pool_reachable(pool));
+	a = view(1, &all);
+	cr_assert(json_is_true(json_object_get(a, "reachable")));
+	cr_assert_null(json_object_get(a, "unreachable_reason"));
+	json_decref(all);
+
+	fakes[1].cb(fakes[1].arg, &none);
+	pool_answered(pool, 1, "submit", &none);
+	cr_assert_not(pool_reachable(pool));
+	cr_assert(pool_is_up(pool, 1), "unreachable is not down");
+	cr_assert_eq(changes, 0, "what runs where is unchanged");
+	a = view(1, &all);
+	cr_assert(json_is_false(json_object_get(a, "reachable")));
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(a, "unreachable_reason")),
+	    "Connection refused");
+	json_decref(all);
+	cr_assert(json_is_true(json_object_get(view(0, &all), "reachable")));
+	json_decref(all);
+
+	/* A 503 is an answer: the provider is there. */
+	pool_answered(pool, 1, "submit", &busy);
+	cr_assert(pool_reachable(pool));
+	a = view(1, &all);
+	cr_assert(json_is_true(json_object_get(a, "reachable")));
+	cr_assert_null(json_object_get(a, "unreachable_reason"));
+	json_decref(all);
+}
+
 Test(pool, a_shared_provider_is_the_callers)
 {
 	struct provider *p = provider_new(&f_ops, &fakes[0]);
