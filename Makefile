@@ -6,9 +6,9 @@ SAN     ?=
 OPT     ?= -O2 -g
 CFLAGS  += $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
-           -fno-omit-frame-pointer $(SAN) \
+           -fno-omit-frame-pointer -pthread $(SAN) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDFLAGS += $(SAN)
+LDFLAGS += $(SAN) -pthread
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 # Each compile also writes the headers it read, NAME.d in $(B)/obj or
 # $(B)/unit, read back by the -include below: what includes a header is

@@ -20,17 +20,25 @@
 #include "store_backend.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
+/* Checkpoints (below): asked of the thread from this many WAL pages on
+ * (16 MB), at most every CKPT_REST_MS once one found nothing to do; done
+ * on the loop as a last resort from CKPT_HARD pages (256 MB). */
+#define CKPT_PAGES 4096
+#define CKPT_HARD 65536
+#define CKPT_REST_MS 100
 
 #define ACTIVE_SQL "('queued', 'starting', 'running')"
 #define TERMINAL_SQL "('completed', 'failed', 'cancelled')"
@@ -680,9 +688,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 };
 /* clang-format on */
 
+struct ckpt;
+
 struct sqlite_store {
 	struct store base; /* first: the store.c handle */
 	sqlite3 *db;
+	struct ckpt *ckpt; /* NULL: no WAL (in memory), or not yet */
 	struct store_opts opts;
 	char *process; /* opts.process points here */
 	sqlite3_stmt *stmt[ST_COUNT];
@@ -2346,8 +2357,135 @@ first_column(void *arg, int n, char **vals, char **names)
 	return 0;
 }
 
+/* ---- checkpoints, off the loop ------------------------------------ */
+
+/*
+ * A checkpoint copies the WAL's pages back into the database file and
+ * syncs it: tens of milliseconds for a large WAL, which on the loop would
+ * hold every request of its turn. So the store's connection does not
+ * checkpoint by itself (wal_autocheckpoint = 0). Its WAL hook, told the
+ * WAL's size after each commit, wakes a thread with a connection of its
+ * own once the WAL holds CKPT_PAGES pages, and that thread checkpoints
+ * PASSIVE: it never waits for a writer, and no writer waits for it. The
+ * first write after a checkpoint that copied everything starts the WAL
+ * over. Should the thread fall behind, the loop checkpoints at
+ * CKPT_HARD pages, as SQLite itself would: the WAL stays bounded.
+ */
+struct ckpt {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int due;  /* the WAL is large: a checkpoint is wanted */
+	int stop; /* the store closes */
+	sqlite3 *db;
+};
+
+/* Checkpoints until everything is copied, or nothing more can be (a
+ * reader still needs the old pages: the next wake-up tries again). */
+static void
+ckpt_run(sqlite3 *db)
+{
+	int log = 0, done = 0, before = -1;
+
+	while (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	           &log, &done) == SQLITE_OK &&
+	       done < log && done > before)
+		before = done;
+}
+
+static void *
+ckpt_main(void *arg)
+{
+	struct ckpt *c = arg;
+	const struct timespec rest = {0, CKPT_REST_MS * 1000000L};
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (!c->due && !c->stop)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (c->stop)
+			break;
+		c->due = 0;
+		pthread_mutex_unlock(&c->mu);
+		ckpt_run(c->db);
+		nanosleep(&rest, NULL);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* After each commit, on the loop: the WAL holds pages pages. */
+static int
+on_wal(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct ckpt *c = arg;
+
+	if (pages >= CKPT_HARD) {
+		sqlite3_wal_checkpoint_v2(
+		    db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	} else if (pages >= CKPT_PAGES) {
+		pthread_mutex_lock(&c->mu);
+		c->due = 1;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+	}
+	return SQLITE_OK;
+}
+
 static enum store_rc
-configure(struct sqlite_store *s)
+ckpt_start(struct sqlite_store *s, const char *path)
+{
+	struct ckpt *c = xcalloc(1, sizeof(*c));
+
+	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, NULL) !=
+	        SQLITE_OK ||
+	    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
+	    sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL,
+	        NULL) != SQLITE_OK) {
+		store_set_error(&s->base, "sqlite: checkpoint connection: %s",
+		    sqlite3_errmsg(c->db));
+		sqlite3_close(c->db);
+		free(c);
+		return STORE_ERROR;
+	}
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		sqlite3_close(c->db);
+		free(c);
+		return store_set_error(
+		    &s->base, "sqlite: no checkpoint thread");
+	}
+	s->ckpt = c;
+	sqlite3_wal_hook(s->db, on_wal, c);
+	return STORE_OK;
+}
+
+static void
+ckpt_stop(struct sqlite_store *s)
+{
+	struct ckpt *c = s->ckpt;
+
+	if (c == NULL)
+		return;
+	sqlite3_wal_hook(s->db, NULL, NULL);
+	pthread_mutex_lock(&c->mu);
+	c->stop = 1;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	sqlite3_close(c->db);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+	s->ckpt = NULL;
+}
+
+static enum store_rc
+configure(struct sqlite_store *s, const char *path)
 {
 	char mode[16] = "";
 
@@ -2362,19 +2500,20 @@ configure(struct sqlite_store *s)
 		    "sqlite: journal mode is %s,"
 		    " not wal",
 		    mode);
-	/* A checkpoint copies the WAL's pages back into the database inside
-	 * the commit that crosses the mark, on the loop: 64 MB apart rather
-	 * than the default 4 MB, so it comes rarely. */
+	/* Checkpoints run on a thread of their own (below), not inside
+	 * the commit that crosses SQLite's mark. */
 	/* 32 MB of page cache: the indexes a submit touches stay in
 	 * memory (the default 2 MB is one tenth of a queue of 50,000). A
 	 * savepoint keeps the pages it changes in a sub-journal, a temporary
 	 * file once over 64 KB: in memory, a turn's savepoints cost no
 	 * writes at all. */
-	return exec_sql(s, "PRAGMA synchronous = FULL;"
-	                   "PRAGMA wal_autocheckpoint = 16384;"
-	                   "PRAGMA cache_size = -32768;"
-	                   "PRAGMA temp_store = MEMORY;"
-	                   "PRAGMA foreign_keys = ON;");
+	if (exec_sql(s, "PRAGMA synchronous = FULL;"
+	                "PRAGMA wal_autocheckpoint = 0;"
+	                "PRAGMA cache_size = -32768;"
+	                "PRAGMA temp_store = MEMORY;"
+	                "PRAGMA foreign_keys = ON;") != STORE_OK)
+		return STORE_ERROR;
+	return strcmp(mode, "wal") == 0 ? ckpt_start(s, path) : STORE_OK;
 }
 
 /* Apply migration want unless another process already has. */
@@ -2435,6 +2574,7 @@ lite_free(struct store *st)
 {
 	struct sqlite_store *s = lite(st);
 
+	ckpt_stop(s);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
@@ -2483,7 +2623,7 @@ lite_open(
 		db_fail(s);
 		goto fail;
 	}
-	if (configure(s) != STORE_OK || migrate(s) != STORE_OK ||
+	if (configure(s, path) != STORE_OK || migrate(s) != STORE_OK ||
 	    open_tx(s, slots_tx, NULL) != STORE_OK ||
 	    store_opened(&s->base) != STORE_OK)
 		goto fail;
