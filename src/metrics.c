@@ -24,7 +24,8 @@ static const char *const hist_names[HIST_COUNT] = {
     [HIST_HANDOFF] = "fila_handoff_seconds",
 };
 static const char *const hist_help[HIST_COUNT] = {
-    [HIST_SUBMIT] = "Time to answer POST /v1/jobs.",
+    [HIST_SUBMIT] = "Time of a submit's admission, rules and writes (not"
+                    " the body's checks nor the commit).",
     [HIST_HANDOFF] = "Time from a slot taken to the provider's task id.",
 };
 

@@ -725,6 +725,12 @@ remove_all(struct outputs *o, const json_t *stored)
 	}
 }
 
+void
+outputs_discard(struct outputs *o, const json_t *stored)
+{
+	remove_all(o, stored);
+}
+
 /* ---- copies: the end ---- */
 
 /* Free c and what it holds (its transfer is not in flight), removing its

@@ -102,6 +102,10 @@ int outputs_copy(struct outputs *o, const char *job_id,
  */
 void outputs_cancel(struct outputs *o, const char *job_id);
 
+/* Remove what a finished copy stored (stored as its done had it): no job
+ * will name it, the job having ended otherwise meanwhile. */
+void outputs_discard(struct outputs *o, const json_t *stored);
+
 /* Copies, reads and removals in flight (for tests and shutdown). */
 int outputs_busy(const struct outputs *o);
 

@@ -727,7 +727,9 @@ refused(struct start *a, const struct provider_result *res)
 	}
 	if (past_run_timeout(s, a->job_id)) {
 		give_up(a, JOB_ERR_TIMEOUT,
-		    "the provider had no capacity before run_timeout");
+		    provider_result_code(res) == PROVIDER_NO_ANSWER
+		        ? "the provider could not be reached before run_timeout"
+		        : "the provider had no capacity before run_timeout");
 	} else if (a->attempts >= RETRY_TRANSPORT_MAX) {
 		give_up(a, JOB_ERR_PROVIDER,
 		    res->message ? res->message : "provider unreachable");
@@ -1382,11 +1384,17 @@ copied(void *arg, int rc, json_t *stored, const char *errmsg)
 
 	job_init(&done);
 	if (rc == 0) {
+		/* The finish first: when another process ended the job
+		 * meanwhile, nothing of this copy is kept. Both writes are
+		 * in this turn's one commit. */
 		json_t *shown = outputs_shown(s, stored);
-		r = store_outputs_add(s->st, c->job_id, c->user_id, stored);
+		r = store_job_finish(s->st, c->job_id, JOB_COMPLETED, NULL,
+		    NULL, shown, release, &done);
 		if (r == STORE_OK)
-			r = store_job_finish(s->st, c->job_id, JOB_COMPLETED,
-			    NULL, NULL, shown, release, &done);
+			r = store_outputs_add(
+			    s->st, c->job_id, c->user_id, stored);
+		else
+			outputs_discard(s->out, stored);
 		json_decref(shown);
 	} else {
 		r = store_job_finish(s->st, c->job_id, JOB_FAILED,

@@ -74,8 +74,13 @@ recent_failures(const struct job_list *done)
 
 	for (size_t i = done->n;
 	     i-- > 0 && json_array_size(a) < STATS_FAILURES;)
-		if (done->v[i].status == JOB_FAILED)
-			json_array_append_new(a, job_to_json(&done->v[i]));
+		if (done->v[i].status == JOB_FAILED) {
+			json_t *o = job_to_json(&done->v[i]);
+			json_object_set_new(o, "account",
+			    done->v[i].account ? json_string(done->v[i].account)
+			                       : json_null());
+			json_array_append_new(a, o);
+		}
 	return a;
 }
 

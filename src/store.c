@@ -567,9 +567,7 @@ bounded(const char *m, char *buf)
 
 	if (m == NULL || strlen(m) <= STORE_MESSAGE_MAX)
 		return m;
-	n = STORE_MESSAGE_MAX - 3;
-	while (n > 0 && ((unsigned char)m[n] & 0xc0) == 0x80)
-		n--; /* not in the middle of a UTF-8 sequence */
+	n = utf8_cut(m, STORE_MESSAGE_MAX - 3);
 	memcpy(buf, m, n);
 	memcpy(buf + n, "\xe2\x80\xa6", 4); /* … */
 	return buf;

@@ -15,13 +15,14 @@
  * dequeue is an event, whichever process wrote it): a queued job's
  * position is computed when it is read, in O(log n), never stored.
  *
- * The invariants live in the schema, not only in C: exactly `slots` slot
- * rows and a job starts only by taking one; balance CHECK >= 0; ledger
- * UNIQUE (job_id, kind); every transition names the states it leaves.
+ * The invariants live in the schema, not only in C: each account's
+ * `slots` slot rows (a smaller count drops free rows only) and a job
+ * starts only by taking one; balance CHECK >= 0; ledger UNIQUE (job_id,
+ * kind); every transition names the states it leaves.
  *
  * Backends sit behind a table of functions chosen from the URL scheme
- * (sqlite:PATH; postgres://… later). Jobs and uploads returned are the
- * caller's to clean up.
+ * (sqlite:PATH, store_sqlite.c; postgres:// or postgresql://,
+ * store_pg.c). Jobs and uploads returned are the caller's to clean up.
  */
 #ifndef FILA_STORE_H
 #define FILA_STORE_H
@@ -97,8 +98,8 @@ const char *store_error(struct store *st);
  * off (the default), each change is committed on its own. */
 void store_group(struct store *st, int on);
 /*
- * Commit the changes made since the last sync, then run what waited for
- * them (store_after), then the commit hook. Changes made by those go
+ * Commit the changes made since the last sync, then run the commit hook,
+ * then what waited for them (store_after). Changes made by those go
  * into the next transaction, committed before this returns too.
  * STORE_ERROR when a commit failed: its changes are lost, as if never
  * made, and what waited for them was told so.

@@ -50,7 +50,7 @@
 
 /* clang-format off */
 /*
- * Version 1: the whole schema, as the SQLite store's migrations 1 to 5
+ * Version 1: the whole schema, as the SQLite store's migrations 1 to 7
  * leave it, in the schema store.schema (the search_path of the session).
  */
 static const char migration_1[] =
@@ -2762,7 +2762,8 @@ schema_exists(struct pg_store *s, int *exists)
 	return rc;
 }
 
-/* The schema named by store.url's ?schema= is not libpq's: take it off. */
+/* Make store.schema unless it exists (so that a role without CREATE on
+ * the database may use one made for it), and make it the session's. */
 static enum store_rc
 make_schema(struct pg_store *s)
 {

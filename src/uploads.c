@@ -477,6 +477,8 @@ clean_filename(const char *in)
 		if ((unsigned char)*base >= 0x20 && *base != 0x7f &&
 		    *base != '\\')
 			out[n++] = *base;
+	if (*base)
+		n = utf8_cut(out, n);
 	out[n] = '\0';
 	if (n == 0) {
 		free(out);

@@ -222,6 +222,23 @@ cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+size_t
+utf8_cut(const char *s, size_t n)
+{
+	size_t i = n;
+	unsigned char lead;
+
+	while (i > 0 && n - i < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0 || (lead = (unsigned char)s[i - 1]) < 0xc0)
+		return n; /* whole, or not UTF-8 at all */
+	return n - (i - 1) < (lead >= 0xf0      ? 4u
+	                         : lead >= 0xe0 ? 3u
+	                                        : 2u)
+	           ? i - 1
+	           : n;
+}
+
 double
 median(double *v, size_t n)
 {

@@ -54,6 +54,10 @@ int parse_ll(const char *s, long long *out);
  * (ALM, LRM, RLM, LRE…RLO, LRI…PDI): a user id, a file's name. */
 int text_ok(const char *s, size_t len);
 
+/* n, or less so as not to end inside a UTF-8 sequence: the length of
+ * s[0..n) without a last character cut short. */
+size_t utf8_cut(const char *s, size_t n);
+
 /* The median of v[0..n) (n > 0), which it sorts: the middle value, or the
  * mean of the two middle ones. */
 double median(double *v, size_t n);

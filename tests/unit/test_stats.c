@@ -288,9 +288,16 @@ Test(stats, recent_failures_newest_first_with_messages)
 	fin("veste_ai", JOB_FAILED, JOB_ERR_REJECTED, 100, 1000);  /* job_3 */
 	fin("upscaler", JOB_CANCELLED, JOB_ERR_ADMIN, 100, 0);     /* job_4 */
 	fin("pose_changer", JOB_FAILED, JOB_ERR_TIMEOUT, 1, 9000); /* job_5 */
+	done.v[4].account = xstrdup("cn");
 	run_stats();
 
 	json_t *a = failures();
+	/* The admin's view: each with its account, null when it had none. */
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(json_array_get(a, 0), "account")),
+	    "cn");
+	cr_assert(
+	    json_is_null(json_object_get(json_array_get(a, 1), "account")));
 	static const char *const want[] = {"job_5", "job_3", "job_1"};
 	static const char *const codes[] = {
 	    JOB_ERR_TIMEOUT, JOB_ERR_REJECTED, JOB_ERR_PROVIDER};

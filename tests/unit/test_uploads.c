@@ -369,6 +369,19 @@ Test(uploads_create, filenames_are_made_fit_to_display)
 	    0);
 	cr_expect_eq(strlen(u.filename), 200);
 	upload_cleanup(&u);
+
+	/* "a" and 127 × "é" (255 bytes): cut before the é that byte 200
+	 * would split, never inside it. */
+	long_name[0] = 'a';
+	for (size_t i = 1; i < 255; i += 2)
+		memcpy(long_name + i, "\xc3\xa9", 2);
+	long_name[255] = '\0';
+	cr_assert_eq(uploads_create(&u, tmpdir, "bob", "png", long_name, "x", 1,
+	                 err, sizeof(err)),
+	    0);
+	cr_expect_eq(strlen(u.filename), 199);
+	cr_expect(text_ok(u.filename, strlen(u.filename)), "whole characters");
+	upload_cleanup(&u);
 	free(long_name);
 }
 

@@ -218,6 +218,19 @@ Test(util, timeval_ms)
 	cr_expect_eq(tv.tv_usec, 999000);
 }
 
+Test(util, utf8_cut_never_ends_inside_a_character)
+{
+	cr_expect_eq(utf8_cut("abc", 3), 3);
+	cr_expect_eq(utf8_cut("", 0), 0);
+	cr_expect_eq(utf8_cut("a\xc3\xa9", 3), 3, "é whole");
+	cr_expect_eq(utf8_cut("a\xc3\xa9", 2), 1, "é cut");
+	cr_expect_eq(utf8_cut("a\xe2\x80\xa6", 3), 1, "… cut after 2");
+	cr_expect_eq(utf8_cut("a\xe2\x80\xa6", 2), 1, "… cut after 1");
+	cr_expect_eq(utf8_cut("a\xe2\x80\xa6", 4), 4);
+	cr_expect_eq(utf8_cut("\xf0\x9f\x98\x80", 3), 0, "emoji cut");
+	cr_expect_eq(utf8_cut("\xf0\x9f\x98\x80", 4), 4);
+}
+
 Test(util, text_ok_refuses_controls_bidi_and_bad_utf8)
 {
 	const char *good[] = {"alice", "Zoë", "名前", "a b-c_d.png", ""};
