@@ -805,6 +805,11 @@ function report(M, seconds) {
   p();
   p('| target | figure | verdict |');
   p('|---|---|---|');
+  const addRatio = ratio(R.submit?.rate, R.bullmq?.always?.add.rate);
+  p(`| durable submit ≥ BullMQ \`add\` with appendfsync always | ${fr(addRatio)}× (${f0(R.submit?.rate)} / ${f0(R.bullmq?.always?.add.rate)} jobs/s; 2× would be ${f0(2 * (R.bullmq?.always?.add.rate ?? NaN))}) | ${verdict(addRatio >= 1, Number.isFinite(addRatio))} |`);
+  const drainRatio = ratio(R.drain?.rate, R.bullmq?.always?.drain.rate);
+  p(`| 5,000 jobs through 3 slots ≥ BullMQ's drain at concurrency 3 | ${fr(drainRatio)}× (${f0(R.drain?.rate)} / ${f0(R.bullmq?.always?.drain.rate)} jobs/s) | ${verdict(drainRatio >= 1 && !R.drain?.cut, Number.isFinite(drainRatio))} |`);
+  p(`| slot hand-off p99 < 1 ms (\`fila_handoff_seconds\`: slot taken → the provider's task id, its upload and run calls included) | ${ms(R.handoff?.p99)} ms | ${verdict(R.handoff?.p99 < 0.001, !!R.handoff)} |`);
   const deepRatio = ratio(R.deep?.rate, R.submit?.rate);
   const full = R.fill && R.fill.queued >= R.fill.wanted;
   p(`| submit with ${f0(opt.fill)} queued ≥ 90 % of fresh | ${pct(deepRatio)}${R.fill && !full ? ` (only ${f0(R.fill.queued)} queued: the fill ran out of time)` : ''} | ${verdict(deepRatio >= 0.9 && full, Number.isFinite(deepRatio))} |`);
