@@ -18,7 +18,8 @@ struct jwks;
 struct jwks_opts {
 	long timeout_ms;         /* one whole fetch; default 5000 */
 	int64_t max_age_ms;      /* refetch keys this old; default 10 min */
-	int64_t min_interval_ms; /* between on-demand fetches; default 30 s */
+	int64_t min_interval_ms; /* an on-demand fetch starts this long after
+	                          * any other fetch at least; default 30 s */
 	int max_waiters; /* jwks_refresh callers waiting; default 1024 */
 };
 
