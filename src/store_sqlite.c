@@ -33,11 +33,13 @@
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
-/* Checkpoints (below): asked of the thread from this many WAL pages on
- * (16 MB), at most every CKPT_REST_MS once one found nothing to do; done
- * on the loop as a last resort from CKPT_HARD pages (256 MB). */
+/* Checkpoints (below): asked of the thread from CKPT_PAGES WAL frames on
+ * (16 MB), again after CKPT_REST_MS when a reader held one back; what it
+ * left is finished on the loop when at most CKPT_LEFT frames (2 MB); done
+ * whole on the loop as a last resort from CKPT_HARD frames (64 MB). */
 #define CKPT_PAGES 4096
-#define CKPT_HARD 65536
+#define CKPT_LEFT 512
+#define CKPT_HARD 16384
 #define CKPT_REST_MS 100
 
 #define ACTIVE_SQL "('queued', 'starting', 'running')"
@@ -2368,36 +2370,27 @@ first_column(void *arg, int n, char **vals, char **names)
  * own once the WAL holds CKPT_PAGES pages, and that thread checkpoints
  * PASSIVE: it never waits for a writer, and no writer waits for it. The
  * first write after a checkpoint that copied everything starts the WAL
- * over. Should the thread fall behind, the loop checkpoints at
- * CKPT_HARD pages, as SQLite itself would: the WAL stays bounded.
+ * over (on_wal says how the loop sees to that). Should the thread fall
+ * behind, the loop checkpoints at CKPT_HARD pages, as SQLite itself
+ * would: the WAL stays bounded.
  */
 struct ckpt {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int due;  /* the WAL is large: a checkpoint is wanted */
-	int stop; /* the store closes */
+	int due;     /* the WAL is large: a checkpoint is wanted */
+	int running; /* the thread is checkpointing */
+	int copied;  /* WAL frames copied by its last checkpoint */
+	int stop;    /* the store closes */
 	sqlite3 *db;
 };
-
-/* Checkpoints until everything is copied, or nothing more can be (a
- * reader still needs the old pages: the next wake-up tries again). */
-static void
-ckpt_run(sqlite3 *db)
-{
-	int log = 0, done = 0, before = -1;
-
-	while (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-	           &log, &done) == SQLITE_OK &&
-	       done < log && done > before)
-		before = done;
-}
 
 static void *
 ckpt_main(void *arg)
 {
 	struct ckpt *c = arg;
 	const struct timespec rest = {0, CKPT_REST_MS * 1000000L};
+	int log, done;
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
@@ -2406,30 +2399,55 @@ ckpt_main(void *arg)
 		if (c->stop)
 			break;
 		c->due = 0;
+		c->running = 1;
 		pthread_mutex_unlock(&c->mu);
-		ckpt_run(c->db);
-		nanosleep(&rest, NULL);
+		log = done = 0;
+		if (sqlite3_wal_checkpoint_v2(c->db, NULL,
+		        SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK)
+			done = 0;
 		pthread_mutex_lock(&c->mu);
+		c->running = 0;
+		c->copied = done;
+		if (done == 0) { /* a reader holds it back: not so soon */
+			pthread_mutex_unlock(&c->mu);
+			nanosleep(&rest, NULL);
+			pthread_mutex_lock(&c->mu);
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
-/* After each commit, on the loop: the WAL holds pages pages. */
+/*
+ * After each commit, on the loop: the WAL holds pages frames. The WAL
+ * starts over only when a write transaction begins after a checkpoint
+ * copied all of it, and the loop begins its next one at once: a thread
+ * would hardly ever finish in between. So when what the thread left is
+ * little (the frames committed while it copied), the loop copies that
+ * itself, here, between two transactions, and the next write starts the
+ * WAL over. (pages below what the thread copied: it has started over.)
+ */
 static int
 on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct ckpt *c = arg;
+	int finish = 0;
 
-	if (pages >= CKPT_HARD) {
-		sqlite3_wal_checkpoint_v2(
-		    db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	} else if (pages >= CKPT_PAGES) {
-		pthread_mutex_lock(&c->mu);
+	if (pages < CKPT_PAGES)
+		return SQLITE_OK;
+	pthread_mutex_lock(&c->mu);
+	if (!c->running && c->copied > 0 && pages >= c->copied &&
+	    pages - c->copied <= CKPT_LEFT) {
+		finish = 1;
+		c->copied = 0;
+	} else if (!c->running) {
 		c->due = 1;
 		pthread_cond_signal(&c->cv);
-		pthread_mutex_unlock(&c->mu);
 	}
+	pthread_mutex_unlock(&c->mu);
+	if (finish || pages >= CKPT_HARD)
+		sqlite3_wal_checkpoint_v2(
+		    db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return SQLITE_OK;
 }
 
@@ -2509,6 +2527,7 @@ configure(struct sqlite_store *s, const char *path)
 	 * writes at all. */
 	if (exec_sql(s, "PRAGMA synchronous = FULL;"
 	                "PRAGMA wal_autocheckpoint = 0;"
+	                "PRAGMA journal_size_limit = 16777216;"
 	                "PRAGMA cache_size = -32768;"
 	                "PRAGMA temp_store = MEMORY;"
 	                "PRAGMA foreign_keys = ON;") != STORE_OK)
