@@ -42,6 +42,7 @@ struct member {
 	char *unreachable; /* the last call's transport error; NULL: the
 	                    * provider answered it */
 	int64_t unreachable_logged; /* when that was last logged (ms) */
+	int unreachable_said;       /* logged, its end not yet */
 	json_t *coins;              /* remainCoins as last said, or NULL */
 	long tasks; /* currentTaskCounts as last said, -1: never */
 	int asking; /* a status question is out */
@@ -136,22 +137,37 @@ pool_answered(struct pool *p, size_t i, const char *call,
 
 	metrics_provider(p->m, a->cfg->name, call, code);
 	if (code != PROVIDER_NO_ANSWER) {
-		if (a->unreachable) {
+		if (a->unreachable == NULL)
+			return;
+		/* Said only when its going was: a provider that comes
+		 * and goes is one line a minute, not two per call. */
+		if (a->unreachable_said) {
 			fprintf(stderr,
 			    "fila: account %s: the provider answers "
 			    "again\n",
 			    a->cfg->name);
-			free(a->unreachable);
-			a->unreachable = NULL;
-			report(a);
+			a->unreachable_said = 0;
 		}
+		free(a->unreachable);
+		a->unreachable = NULL;
+		report(a);
 		return;
 	}
-	if (a->unreachable == NULL ||
-	    now - a->unreachable_logged >= UNREACHABLE_LOG_MS) {
+	if (!a->unreachable_said &&
+	    (a->unreachable_logged == 0 ||
+	        now - a->unreachable_logged >= UNREACHABLE_LOG_MS)) {
 		fprintf(stderr,
 		    "fila: account %s: the provider at %s cannot be reached "
 		    "(%s): %s\n",
+		    a->cfg->name, a->cfg->base_url, call,
+		    res->message ? res->message : "no answer");
+		a->unreachable_logged = now;
+		a->unreachable_said = 1;
+	} else if (a->unreachable_said &&
+	           now - a->unreachable_logged >= UNREACHABLE_LOG_MS) {
+		fprintf(stderr,
+		    "fila: account %s: the provider at %s still cannot be "
+		    "reached (%s): %s\n",
 		    a->cfg->name, a->cfg->base_url, call,
 		    res->message ? res->message : "no answer");
 		a->unreachable_logged = now;

@@ -123,6 +123,7 @@ struct sched {
 	struct metrics *m;
 	struct list starts;
 	struct list releases;
+	struct list copies; /* outputs being kept (struct copy) */
 	struct recovering *recovering;
 	size_t nrecovering;
 	struct ask *asks; /* one per account */
@@ -134,6 +135,38 @@ struct sched {
 	int64_t runs_at;
 	struct outputs *out; /* outputs.store: completed jobs' copies */
 };
+
+/* A copy of a job's outputs on its way: on sched.copies from
+ * keep_outputs() until copied() or copy_drop() frees it. */
+struct copy {
+	struct sched *s;
+	struct list link;
+	char *job_id, *user_id;
+};
+
+static void
+copy_free(struct copy *c)
+{
+	list_remove(&c->link);
+	free(c->job_id);
+	free(c->user_id);
+	free(c);
+}
+
+/* The job ended otherwise: its copy is stopped, its record freed. */
+static void
+copy_drop(struct sched *s, const char *job_id)
+{
+	struct list *it, *next;
+
+	outputs_cancel(s->out, job_id);
+	list_each_safe(it, next, &s->copies)
+	{
+		struct copy *c = list_entry(it, struct copy, link);
+		if (strcmp(c->job_id, job_id) == 0)
+			copy_free(c);
+	}
+}
 
 static void submit(struct start *a);
 static int still_starting(struct sched *s, const char *id);
@@ -741,6 +774,22 @@ refused(struct start *a, const struct provider_result *res)
 	}
 }
 
+/* 1 when job id runs task_id already: its callback came before the
+ * submit's answer, and its outputs are being kept. */
+static int
+runs_task(struct sched *s, const char *id, const char *task_id)
+{
+	struct job j;
+	int yes;
+
+	job_init(&j);
+	yes = store_job_get(s->st, id, NULL, &j) == STORE_OK &&
+	      j.status == JOB_RUNNING && j.provider_task_id &&
+	      strcmp(j.provider_task_id, task_id) == 0;
+	job_cleanup(&j);
+	return yes;
+}
+
 /* The provider took the task: the job runs, unless it was cancelled
  * while the submit was out (then the new task is cancelled too). */
 static void
@@ -750,9 +799,9 @@ taken(struct sched *s, const char *id, const char *task_id, size_t account)
 
 	job_init(&j);
 	enum store_rc rc = store_job_running(s->st, id, task_id, &j);
-	if (rc == STORE_CONFLICT)
+	if (rc == STORE_CONFLICT && !runs_task(s, id, task_id))
 		cancel_task(s, id, task_id, account);
-	else if (rc != STORE_OK)
+	else if (rc != STORE_OK && rc != STORE_CONFLICT)
 		log_store(s, "running", id);
 	else if (j.started_at)
 		metrics_observe(s->m, HIST_HANDOFF,
@@ -979,8 +1028,7 @@ end_active(struct sched *s, const char *id, const char *user_id,
 	            a->phase == START_PENDING || a->phase == START_PARKED));
 	rc = store_job_finish(s->st, id, to, code, msg, NULL, release, out);
 	if (rc == STORE_OK && s->out)
-		outputs_cancel(
-		    s->out, id); /* a copy on its way is not wanted */
+		copy_drop(s, id); /* a copy on its way is not wanted */
 	if (rc == STORE_OK) {
 		/* A start with a call out or an unsure task stays: the
 		 * answer, or the count check, frees its slot. A pending one
@@ -1038,6 +1086,7 @@ sched_new_pool(struct event_base *base, const struct config *cfg,
 	s->pool = pool;
 	list_init(&s->starts);
 	list_init(&s->releases);
+	list_init(&s->copies);
 	s->recover_ev = evtimer_new(base, on_recover, s);
 	s->asks = xcalloc(pool_size(pool), sizeof(*s->asks));
 	for (size_t i = 0; i < pool_size(pool); i++)
@@ -1083,6 +1132,9 @@ sched_free(struct sched *s)
 	while (!list_empty(&s->releases))
 		release_done(
 		    list_entry(s->releases.next, struct release, link));
+	/* Their copies were dropped with the outputs, done never run. */
+	while (!list_empty(&s->copies))
+		copy_free(list_entry(s->copies.next, struct copy, link));
 	for (size_t i = 0; i < s->nrecovering; i++)
 		free(s->recovering[i].job_id);
 	free(s->recovering);
@@ -1345,11 +1397,6 @@ release_at_end(struct sched *s, const char *id)
 }
 
 /* A completed job's outputs on their way to fila's storage. */
-struct copy {
-	struct sched *s;
-	char *job_id, *user_id;
-};
-
 /* The outputs as the job shows them: each with its URL (signed now; the
  * API signs again at each read) and its id. */
 static json_t *
@@ -1405,9 +1452,7 @@ copied(void *arg, int rc, json_t *stored, const char *errmsg)
 	if (r == STORE_ERROR)
 		log_store(s, "outputs", c->job_id);
 	job_cleanup(&done);
-	free(c->job_id);
-	free(c->user_id);
-	free(c);
+	copy_free(c);
 	sched_pump(s);
 }
 
@@ -1421,12 +1466,11 @@ keep_outputs(struct sched *s, const struct job *j, const json_t *outputs)
 	c->s = s;
 	c->job_id = xstrdup(j->id);
 	c->user_id = xstrdup(j->user_id);
+	list_add_tail(&s->copies, &c->link);
 	if (outputs_copy(s->out, j->id, outputs,
 	        now_ms() + s->cfg->rh_timeout * 4000, copied, c) == 0)
 		return 0;
-	free(c->job_id);
-	free(c->user_id);
-	free(c);
+	copy_free(c);
 	return -1;
 }
 

@@ -189,6 +189,7 @@ export async function startS3({ bucket = 'fila-test', accessKey = 'S3RVER', secr
   });
   const inner = await s3rver.run();
   const requests = [];
+  const ctl = { holdMs: 0 }; // PUTs wait this long before they are stored
   const front = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -203,7 +204,8 @@ export async function startS3({ bucket = 'fila-test', accessKey = 'S3RVER', secr
         seen.refused = e.code;
         return refuse(res, e);
       }
-      forward(req, body, res, inner.port);
+      if (req.method === 'PUT' && ctl.holdMs > 0) setTimeout(() => forward(req, body, res, inner.port), ctl.holdMs);
+      else forward(req, body, res, inner.port);
     });
   });
   await new Promise((resolve) => front.listen(0, '127.0.0.1', resolve));
@@ -217,6 +219,8 @@ export async function startS3({ bucket = 'fila-test', accessKey = 'S3RVER', secr
     secretKey,
     dir,
     requests,
+    // Hold each PUT ms before storing it (0: at once).
+    hold(ms) { ctl.holdMs = ms; },
     async stop() {
       if (stopped) return;
       stopped = true;

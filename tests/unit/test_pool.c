@@ -290,7 +290,8 @@ Test(pool, no_answer_is_unreachable_until_any_answer_and_never_down)
 	    json_string_value(json_object_get(a, "unreachable_reason")),
 	    "Connection refused");
 	json_decref(all);
-	cr_assert(json_is_true(json_object_get(view(0, &all), "reachable")));
+	a = view(0, &all);
+	cr_assert(json_is_true(json_object_get(a, "reachable")));
 	json_decref(all);
 
 	/* A 503 is an answer: the provider is there. */
