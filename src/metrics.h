@@ -21,7 +21,7 @@ void metrics_free(struct metrics *m);
 /* Record one duration in seconds. NULL m is a no-op. */
 void metrics_observe(struct metrics *m, enum metric_hist h, double seconds);
 /* Count one provider answer: the account asked (NULL: "default"), the
- * call ("submit", "cancel", "status") and provider_result_code() of its
+ * call ("submit", "cancel", "status", "poll") and provider_result_code() of its
  * answer (0 is success, PROVIDER_NO_ANSWER none at all). */
 void metrics_provider(
     struct metrics *m, const char *account, const char *call, long code);

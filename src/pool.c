@@ -128,11 +128,11 @@ pool_down(struct pool *p, size_t i, long code, const char *msg)
 /* ---- reachable ------------------------------------------------------ */
 
 void
-pool_answered(struct pool *p, size_t i, const char *call,
-    const struct provider_result *res)
+pool_answered(
+    struct pool *p, size_t i, const char *call, long code, const char *message)
 {
 	struct member *a = &p->v[i];
-	long code = provider_result_code(res);
+	const char *why = message ? message : "no answer";
 	int64_t now = now_ms();
 
 	metrics_provider(p->m, a->cfg->name, call, code);
@@ -159,8 +159,7 @@ pool_answered(struct pool *p, size_t i, const char *call,
 		fprintf(stderr,
 		    "fila: account %s: the provider at %s cannot be reached "
 		    "(%s): %s\n",
-		    a->cfg->name, a->cfg->base_url, call,
-		    res->message ? res->message : "no answer");
+		    a->cfg->name, a->cfg->base_url, call, why);
 		a->unreachable_logged = now;
 		a->unreachable_said = 1;
 	} else if (a->unreachable_said &&
@@ -168,12 +167,11 @@ pool_answered(struct pool *p, size_t i, const char *call,
 		fprintf(stderr,
 		    "fila: account %s: the provider at %s still cannot be "
 		    "reached (%s): %s\n",
-		    a->cfg->name, a->cfg->base_url, call,
-		    res->message ? res->message : "no answer");
+		    a->cfg->name, a->cfg->base_url, call, why);
 		a->unreachable_logged = now;
 	}
 	free(a->unreachable);
-	a->unreachable = xstrdup(res->message ? res->message : "no answer");
+	a->unreachable = xstrdup(why);
 	report(a);
 }
 
@@ -209,7 +207,8 @@ on_status(void *arg, const struct provider_result *res)
 	struct pool *p = a->pool;
 
 	a->asking = 0;
-	pool_answered(p, a->i, "status", res);
+	pool_answered(
+	    p, a->i, "status", provider_result_code(res), res->message);
 	if (res->rc == PROVIDER_OK) {
 		a->tasks = res->count;
 		json_decref(a->coins);

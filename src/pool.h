@@ -62,14 +62,15 @@ size_t pool_up_names(const struct pool *p, const char **names);
 int pool_down(struct pool *p, size_t i, long code, const char *msg);
 
 /*
- * Account i answered call ("submit", "cancel", "status") with res: counted
- * in /metrics. An answer that never came (PROVIDER_NO_ANSWER) marks the
- * account unreachable, logged at most once a minute with the error; any
- * answer at all makes it reachable again. Unreachable is not down: its
- * jobs keep their slots and are tried again.
+ * Account i answered call ("submit", "cancel", "status", "poll") with
+ * code (provider_result_code()) and message: counted in /metrics. An
+ * answer that never came (PROVIDER_NO_ANSWER) marks the account
+ * unreachable, logged at most once a minute with message; any answer at
+ * all makes it reachable again. Unreachable is not down: its jobs keep
+ * their slots and are tried again.
  */
-void pool_answered(struct pool *p, size_t i, const char *call,
-    const struct provider_result *res);
+void pool_answered(
+    struct pool *p, size_t i, const char *call, long code, const char *message);
 /* 1 when every account's provider answered its last call. */
 int pool_reachable(const struct pool *p);
 

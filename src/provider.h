@@ -79,6 +79,7 @@ struct provider_outcome {
 	json_t *cost; /* completed: what the task cost, {"coins": N,
 	               * "money": "0.12", "seconds": N} with the members the
 	               * provider reported; NULL when it said nothing */
+	long code;    /* a poll: provider_result_code() of its last call */
 };
 void provider_outcome_cleanup(struct provider_outcome *o);
 

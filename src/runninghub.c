@@ -874,6 +874,7 @@ outputs_done(struct call *c, CURLcode rc)
 	json_t *root, *data;
 
 	call_answer(c, rc, &res, &root, &data);
+	out.code = provider_result_code(&res);
 	if (rc == CURLE_OK && c->http >= 200 && c->http <= 299)
 		runninghub_outcome(root, &out);
 	if (out.state == TASK_UNKNOWN)
@@ -891,6 +892,7 @@ status_done(struct call *c, CURLcode rc)
 	const char *status;
 
 	call_answer(c, rc, &res, &root, &data);
+	out.code = provider_result_code(&res);
 	status = res.rc == PROVIDER_OK ? json_string_value(data) : NULL;
 	if (status == NULL) {
 		out.message = xstrdup(

@@ -326,7 +326,8 @@ on_released(void *arg, const struct provider_result *res)
 	struct sched *s = r->s;
 
 	if (r->task_id != NULL)
-		pool_answered(s->pool, r->account, "cancel", res);
+		pool_answered(s->pool, r->account, "cancel",
+		    provider_result_code(res), res->message);
 	if ((res->rc == PROVIDER_RETRY || res->rc == PROVIDER_BUSY ||
 	        res->rc == PROVIDER_ACCOUNT) &&
 	    r->tries < CANCEL_TRIES) {
@@ -563,7 +564,8 @@ on_verified(void *arg, const struct provider_result *res)
 	long known;
 
 	a->phase = START_UNSURE;
-	pool_answered(s->pool, a->account, "status", res);
+	pool_answered(s->pool, a->account, "status", provider_result_code(res),
+	    res->message);
 	if (waited_enough(s, a->job_id) ||
 	    (res->rc == PROVIDER_OK &&
 	        (known = known_tasks(s, a->account)) >= 0 &&
@@ -854,7 +856,8 @@ on_submitted(void *arg, const struct provider_result *res)
 	struct sched *s = a->s;
 
 	a->phase = START_IDLE;
-	pool_answered(s->pool, a->account, "submit", res);
+	pool_answered(s->pool, a->account, "submit", provider_result_code(res),
+	    res->message);
 	switch (res->rc) {
 	case PROVIDER_OK:
 		taken(s, a->job_id, res->task_id, a->account);
@@ -958,7 +961,8 @@ on_tasks(void *arg, const struct provider_result *res)
 	size_t here;
 
 	q->asking = 0;
-	pool_answered(s->pool, q->account, "status", res);
+	pool_answered(s->pool, q->account, "status", provider_result_code(res),
+	    res->message);
 	recover_prune(s);
 	here = recovering_on(s, q->account);
 	if (res->rc == PROVIDER_OK &&
@@ -1152,6 +1156,13 @@ struct provider *
 sched_provider(struct sched *s, const char *account)
 {
 	return provider_of(s, account_of(s, account));
+}
+
+void
+sched_polled(
+    struct sched *s, const char *account, long code, const char *message)
+{
+	pool_answered(s->pool, account_of(s, account), "poll", code, message);
 }
 
 int

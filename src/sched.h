@@ -59,6 +59,12 @@ void sched_outputs(struct sched *s, struct outputs *out);
  * before there were accounts, or one no longer configured: the first). */
 struct provider *sched_provider(struct sched *s, const char *account);
 
+/* A poll of a job on account (NULL: the first) was answered with code
+ * and message (provider_outcome): counted, and the account's reachability
+ * noted (pool_answered). */
+void sched_polled(
+    struct sched *s, const char *account, long code, const char *message);
+
 /* 1 when every account's provider answered its last call (pool.h). */
 int sched_reachable(const struct sched *s);
 

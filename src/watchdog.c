@@ -91,9 +91,11 @@ on_polled(void *arg, const struct provider_outcome *o)
 	    now_ms() +
 	    (wait < POLL_INTERVAL_MAX_MS ? wait : POLL_INTERVAL_MAX_MS);
 	job_init(&j);
-	if (store_job_get(w->st, p->job_id, NULL, &j) == STORE_OK &&
-	    j.status == JOB_RUNNING)
-		sched_outcome(w->sc, &j, o);
+	if (store_job_get(w->st, p->job_id, NULL, &j) == STORE_OK) {
+		sched_polled(w->sc, j.account, o->code, o->message);
+		if (j.status == JOB_RUNNING)
+			sched_outcome(w->sc, &j, o);
+	}
 	job_cleanup(&j);
 }
 

@@ -72,3 +72,30 @@ test('an unreachable provider: logged once, code -1, /healthz and the accounts s
   assert.equal(back.json.accounts[0].reachable, true);
   assert.equal(back.json.accounts[0].unreachable_reason, undefined);
 });
+
+test('polls see it too: a running job polled while the provider is gone makes it unreachable, code -1 under "poll"', async () => {
+  const env = await Env.start({
+    durationMs: 600000,
+    sets: ['runninghub.poll_after=1', 'runninghub.status_every=3600', 'runninghub.timeout=2'],
+  });
+  try {
+    const u = newUser('polled');
+    const { id } = await env.submitTool(u.tok, 'upscaler');
+    await env.waitStatus(u.tok, id, 'running');
+    const polled = /fila_provider_answers_total\{call="poll",code="0",account="default"\} [1-9]/;
+    await waitFor(async () => polled.test((await env.api('GET', '/metrics', { token: adminToken() })).text),
+      10000, 'a first poll answered');
+    await env.emu.stop(); // only polls talk to it now: status is asked hourly
+    const h = await waitFor(async () => {
+      const x = await env.api('GET', '/healthz');
+      return x.json.provider === 'unreachable' && x;
+    }, 15000, '/healthz to say the provider is unreachable');
+    assert.deepEqual(h.json, { ok: true, provider: 'unreachable' });
+    const m = (await env.api('GET', '/metrics', { token: adminToken() })).text;
+    assert.match(m, /fila_provider_answers_total\{call="poll",code="-1",account="default"\} [1-9]/);
+    assert.equal((await env.job(u.tok, id)).status, 'running', 'a poll without an answer changes nothing');
+    assert.match(env.fila.stderr(), /account default: the provider at \S+ cannot be reached \(poll\)/);
+  } finally {
+    await env.stop();
+  }
+});

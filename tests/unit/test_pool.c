@@ -280,7 +280,8 @@ Test(pool, no_answer_is_unreachable_until_any_answer_and_never_down)
 	json_decref(all);
 
 	fakes[1].cb(fakes[1].arg, &none);
-	pool_answered(pool, 1, "submit", &none);
+	pool_answered(
+	    pool, 1, "submit", provider_result_code(&none), none.message);
 	cr_assert_not(pool_reachable(pool));
 	cr_assert(pool_is_up(pool, 1), "unreachable is not down");
 	cr_assert_eq(changes, 0, "what runs where is unchanged");
@@ -295,7 +296,8 @@ Test(pool, no_answer_is_unreachable_until_any_answer_and_never_down)
 	json_decref(all);
 
 	/* A 503 is an answer: the provider is there. */
-	pool_answered(pool, 1, "submit", &busy);
+	pool_answered(
+	    pool, 1, "submit", provider_result_code(&busy), busy.message);
 	cr_assert(pool_reachable(pool));
 	a = view(1, &all);
 	cr_assert(json_is_true(json_object_get(a, "reachable")));
