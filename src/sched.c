@@ -1442,16 +1442,12 @@ copied(void *arg, int rc, json_t *stored, const char *errmsg)
 
 	job_init(&done);
 	if (rc == 0) {
-		/* The finish first: when another process ended the job
-		 * meanwhile, nothing of this copy is kept. Both writes are
-		 * in this turn's one commit. */
+		/* Both or neither; when another process ended the job
+		 * meanwhile, nothing of this copy is kept. */
 		json_t *shown = outputs_shown(s, stored);
-		r = store_job_finish(s->st, c->job_id, JOB_COMPLETED, NULL,
-		    NULL, shown, release, &done);
-		if (r == STORE_OK)
-			r = store_outputs_add(
-			    s->st, c->job_id, c->user_id, stored);
-		else
+		r = store_job_complete_kept(s->st, c->job_id, c->user_id, shown,
+		    stored, release, &done);
+		if (r != STORE_OK)
 			outputs_discard(s->out, stored);
 		json_decref(shown);
 	} else {

@@ -587,6 +587,35 @@ store_job_finish(struct store *st, const char *id, enum job_status to,
 	    out);
 }
 
+struct kept {
+	const char *id, *user_id;
+	json_t *outputs;
+	const json_t *stored;
+	int release_slot;
+	struct job *out;
+};
+
+static enum store_rc
+kept_tx(struct store *st, void *arg)
+{
+	struct kept *k = arg;
+	enum store_rc rc = store_job_finish(st, k->id, JOB_COMPLETED, NULL,
+	    NULL, k->outputs, k->release_slot, k->out);
+
+	return rc == STORE_OK ? enter(st)->be->outputs_add(
+	                            st, k->id, k->user_id, k->stored)
+	                      : rc;
+}
+
+enum store_rc
+store_job_complete_kept(struct store *st, const char *id, const char *user_id,
+    json_t *outputs, const json_t *stored, int release_slot, struct job *out)
+{
+	struct kept k = {id, user_id, outputs, stored, release_slot, out};
+
+	return store_write(st, kept_tx, &k);
+}
+
 enum store_rc
 store_slot_release(struct store *st, const char *id)
 {

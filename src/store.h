@@ -311,6 +311,12 @@ enum store_rc store_lease(struct store *st, int64_t ttl_ms, int mine,
 
 /* --- outputs kept by fila (docs/api.md §10) --- */
 
+/* Job id of user_id completes with outputs (as the job shows them) and
+ * its stored outputs are recorded (store_outputs_add), in one write: both
+ * or neither. Otherwise as store_job_finish. */
+enum store_rc store_job_complete_kept(struct store *st, const char *id,
+    const char *user_id, json_t *outputs, const json_t *stored,
+    int release_slot, struct job *out);
 /* Record the outputs stored for job_id of user_id: stored is an array of
  * {id, type, size, sha256}. In the transaction of the job's completion. */
 enum store_rc store_outputs_add(struct store *st, const char *job_id,

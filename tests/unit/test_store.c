@@ -1817,6 +1817,49 @@ Test(store, an_output_is_found_by_its_id)
 	json_decref(stored);
 }
 
+Test(store, a_completion_with_kept_outputs_is_both_or_neither)
+{
+	json_t *stored = json_pack("[{s:s, s:s, s:i, s:s}]", "id", "out_k",
+	    "type", "png", "size", 7, "sha256", "cd");
+	json_t *shown = json_pack("[{s:s, s:s, s:s}]", "url", "https://f/o",
+	    "type", "png", "id", "out_k");
+	json_t *o = NULL;
+	struct job j;
+
+	submit_ok("j1", "u1", "upscaler");
+	run_next("j1");
+	cr_assert_eq(
+	    store_job_complete_kept(st, "j1", "u1", shown, stored, 1, &j),
+	    STORE_OK, "%s", store_error(st));
+	cr_assert_eq(j.status, JOB_COMPLETED);
+	job_cleanup(&j);
+	cr_assert_eq(store_output_get(st, "out_k", &o), STORE_OK);
+	json_decref(o);
+
+	/* Already ended (another process kept its copy): nothing of this
+	 * one is recorded. */
+	json_object_set_new(
+	    json_array_get(stored, 0), "id", json_string("out_l"));
+	cr_assert_eq(
+	    store_job_complete_kept(st, "j1", "u1", shown, stored, 1, &j),
+	    STORE_CONFLICT);
+	job_cleanup(&j);
+	cr_assert_eq(store_output_get(st, "out_l", &o), STORE_NOTFOUND);
+
+	/* The outputs refused (an id taken): the job does not complete. */
+	submit_ok("j2", "u2", "upscaler");
+	run_next("j2");
+	json_object_set_new(
+	    json_array_get(stored, 0), "id", json_string("out_k"));
+	cr_assert_neq(
+	    store_job_complete_kept(st, "j2", "u2", shown, stored, 1, &j),
+	    STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(status_of("j2"), JOB_RUNNING);
+	json_decref(stored);
+	json_decref(shown);
+}
+
 Test(store, a_secret_is_made_once_and_shared)
 {
 	char *a = NULL, *b = NULL;
