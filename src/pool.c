@@ -153,22 +153,15 @@ pool_answered(
 		report(a);
 		return;
 	}
-	if (!a->unreachable_said &&
-	    (a->unreachable_logged == 0 ||
-	        now - a->unreachable_logged >= UNREACHABLE_LOG_MS)) {
+	if (a->unreachable_logged == 0 ||
+	    now - a->unreachable_logged >= UNREACHABLE_LOG_MS) {
 		fprintf(stderr,
-		    "fila: account %s: the provider at %s cannot be reached "
-		    "(%s): %s\n",
-		    a->cfg->name, a->cfg->base_url, call, why);
+		    "fila: account %s: the provider at %s %scannot be "
+		    "reached (%s): %s\n",
+		    a->cfg->name, a->cfg->base_url,
+		    a->unreachable_said ? "still " : "", call, why);
 		a->unreachable_logged = now;
 		a->unreachable_said = 1;
-	} else if (a->unreachable_said &&
-	           now - a->unreachable_logged >= UNREACHABLE_LOG_MS) {
-		fprintf(stderr,
-		    "fila: account %s: the provider at %s still cannot be "
-		    "reached (%s): %s\n",
-		    a->cfg->name, a->cfg->base_url, call, why);
-		a->unreachable_logged = now;
 	}
 	free(a->unreachable);
 	a->unreachable = xstrdup(why);

@@ -750,24 +750,24 @@ static void
 refused(struct start *a, const struct provider_result *res)
 {
 	struct sched *s = a->s;
+	int no_answer = provider_result_code(res) == PROVIDER_NO_ANSWER;
 
-	if (res->rc == PROVIDER_BUSY) {
+	/* No room, or no answer at all: tried until run_timeout. An
+	 * answer that failed counts towards RETRY_TRANSPORT_MAX. */
+	if (res->rc == PROVIDER_BUSY || no_answer)
 		a->busy++;
-	} else if (provider_result_code(res) == PROVIDER_NO_ANSWER) {
-		a->busy++; /* unreachable: tried until run_timeout */
-		a->phase = START_UNSURE;
-	} else {
+	else
 		a->attempts++;
+	if (res->rc != PROVIDER_BUSY)
 		a->phase = START_UNSURE;
-	}
 	if (past_run_timeout(s, a->job_id)) {
 		give_up(a, JOB_ERR_TIMEOUT,
-		    provider_result_code(res) == PROVIDER_NO_ANSWER
+		    no_answer
 		        ? "the provider could not be reached before run_timeout"
 		        : "the provider had no capacity before run_timeout");
 	} else if (a->attempts >= RETRY_TRANSPORT_MAX) {
 		give_up(a, JOB_ERR_PROVIDER,
-		    res->message ? res->message : "provider unreachable");
+		    res->message ? res->message : "the provider kept failing");
 	} else if (a->phase == START_IDLE && !still_starting(s, a->job_id)) {
 		release_slot(s, a->job_id); /* cancelled meanwhile */
 		start_done(a);
