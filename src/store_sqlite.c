@@ -2456,8 +2456,9 @@ ckpt_start(struct sqlite_store *s, const char *path)
 {
 	struct ckpt *c = xcalloc(1, sizeof(*c));
 
-	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE, NULL) !=
-	        SQLITE_OK ||
+	if (sqlite3_open_v2(path, &c->db,
+	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+	        NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
 	    sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL,
 	        NULL) != SQLITE_OK) {
@@ -2636,8 +2637,14 @@ lite_open(
 	s->process = xstrdup(opts->process ? opts->process : "local");
 	s->opts.process = s->process;
 	s->opts.schema = NULL;
+	/* Each connection is used by one thread at a time (the loop's, the
+	 * checkpointer's), so no mutex guards it; and SQLite keeps no memory
+	 * statistics, whose global mutex every malloc would take. Only the
+	 * first call in a process can say so: later ones change nothing. */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	if (sqlite3_open_v2(path, &s->db,
-	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	            SQLITE_OPEN_NOMUTEX,
 	        NULL) != SQLITE_OK) {
 		db_fail(s);
 		goto fail;
