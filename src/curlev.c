@@ -163,8 +163,6 @@ sock_watch(struct sock *s, int what)
 	if (s->ev != NULL)
 		event_free(s->ev);
 	s->ev = event_new(s->cv->base, s->fd, events, sock_event, s);
-	if (s->ev != NULL)
-		event_priority_set(s->ev, 0);
 	if (s->ev == NULL || event_add(s->ev, NULL) < 0)
 		return -1;
 	return 0;
@@ -210,8 +208,6 @@ curlev_new(struct event_base *base)
 	list_init(&cv->xfers);
 	list_init(&cv->socks);
 	cv->timer = evtimer_new(base, timer_event, cv);
-	if (cv->timer != NULL)
-		event_priority_set(cv->timer, 0); /* first in its turn */
 	cv->multi = curl_multi_init();
 	if (cv->timer == NULL || cv->multi == NULL)
 		goto fail;

@@ -385,11 +385,6 @@ cmd_serve(const struct config *cfg, const struct args *args)
 		pools[i] = (struct store_account){
 		    cfg->accounts[i].name, cfg->accounts[i].slots};
 	d.base = event_base_new();
-	/* Two priorities: the provider's transfers (curlev.c) are served
-	 * first in each turn, so a hand-off never waits behind a turn's
-	 * client requests; everything else has the default, 1. */
-	if (d.base != NULL)
-		event_base_priority_init(d.base, 2);
 	st = store_open(cfg->store_url, &so, err, sizeof(err));
 	if (st == NULL)
 		goto fail;
