@@ -8,6 +8,13 @@
  * callbacks outside any curl call, so a callback may start new transfers
  * or even free the whole curlev: `depth` counts our own event callbacks on
  * the stack, and a free inside one is finished when the outermost returns.
+ *
+ * curl's "wake me now" (a timeout of 0, as for a transfer just added) is
+ * a timer event, and libevent runs timers after the sockets that are ready
+ * in the same pass: under load a new request would wait behind a whole
+ * turn's clients. So such a curlev is also put on the list `due`, which
+ * the loop runs between turns (curlev_run_due), before the next turn's
+ * sockets.
  */
 #include "curlev.h"
 
@@ -41,9 +48,13 @@ struct curlev {
 	struct list xfers;
 	struct list socks;
 	int nxfers;
-	int depth; /* our event callbacks on the stack */
-	int dying; /* freed while depth > 0 */
+	int depth;       /* our event callbacks on the stack */
+	int dying;       /* freed while depth > 0 */
+	struct list due; /* in the list due while curl waits for 0 ms */
 };
+
+/* Every curlev whose curl asked to be woken at once. */
+static struct list due = {&due, &due};
 
 static void
 xfer_unlink(struct curlev *cv, struct xfer *x)
@@ -81,6 +92,7 @@ destroy(struct curlev *cv)
 	curl_multi_cleanup(cv->multi);
 	while (!list_empty(&cv->socks))
 		sock_free(list_entry(cv->socks.next, struct sock, link));
+	list_remove(&cv->due); /* the cleanup may have asked for 0 ms */
 	event_free(cv->timer);
 	free(cv);
 }
@@ -124,6 +136,8 @@ act(struct curlev *cv, curl_socket_t fd, int flags)
 {
 	int running;
 
+	if (fd == CURL_SOCKET_TIMEOUT)
+		list_remove(&cv->due);
 	cv->depth++;
 	curl_multi_socket_action(cv->multi, fd, flags, &running);
 	check_done(cv);
@@ -193,9 +207,13 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	struct curlev *cv = userp;
 	struct timeval tv = timeval_ms(timeout_ms > 0 ? timeout_ms : 0);
 
+	list_remove(&cv->due);
 	if (timeout_ms < 0)
 		return evtimer_del(cv->timer);
-	/* 0 means "as soon as you can": the next turn of the loop. */
+	/* 0 means "as soon as you can": between turns, or else the timer
+	 * in the next one. */
+	if (timeout_ms == 0)
+		list_add_tail(&due, &cv->due);
 	return evtimer_add(cv->timer, &tv);
 }
 
@@ -207,6 +225,7 @@ curlev_new(struct event_base *base)
 	cv->base = base;
 	list_init(&cv->xfers);
 	list_init(&cv->socks);
+	list_init(&cv->due);
 	cv->timer = evtimer_new(base, timer_event, cv);
 	cv->multi = curl_multi_init();
 	if (cv->timer == NULL || cv->multi == NULL)
@@ -242,6 +261,23 @@ curlev_add(struct curlev *cv, CURL *easy, curlev_done_cb done, void *arg)
 	list_add_tail(&cv->xfers, &x->link);
 	cv->nxfers++;
 	return 0;
+}
+
+/* Those due when called, once each: a curl that asks for 0 ms again
+ * waits for the next turn, so this always ends. */
+void
+curlev_run_due(void)
+{
+	struct list now;
+
+	list_init(&now);
+	list_splice(&now, &due);
+	while (!list_empty(&now)) {
+		struct curlev *cv = list_entry(now.next, struct curlev, due);
+		list_remove(&cv->due);
+		evtimer_del(cv->timer);
+		act(cv, CURL_SOCKET_TIMEOUT, 0);
+	}
 }
 
 int

@@ -29,6 +29,14 @@ struct curlev *curlev_new(struct event_base *base);
  */
 int curlev_add(struct curlev *cv, CURL *easy, curlev_done_cb done, void *arg);
 
+/*
+ * Run at once every curlev whose curl asked to be woken now (a transfer
+ * just added, a request after an answer), so it goes out before the next
+ * turn's sockets are served. For the loop, between turns only: never from
+ * inside a callback.
+ */
+void curlev_run_due(void);
+
 /* Transfers added and not yet done. */
 int curlev_pending(const struct curlev *cv);
 

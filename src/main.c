@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "check.h"
 #include "config.h"
+#include "curlev.h"
 #include "events.h"
 #include "hooks.h"
 #include "http.h"
@@ -321,7 +322,7 @@ say_setup(const struct config *cfg, const struct args *a)
 /*
  * The loop, a turn at a time: each turn's changes are committed together
  * at its end (group commit), and what waited for them (answers, calls to
- * the provider) goes out then.
+ * the provider) goes out then, the calls before the next turn's clients.
  */
 static void
 run_loop(struct event_base *base, struct store *st)
@@ -329,6 +330,7 @@ run_loop(struct event_base *base, struct store *st)
 	for (;;) {
 		if (store_sync(st) != STORE_OK)
 			fprintf(stderr, "fila: commit: %s\n", store_error(st));
+		curlev_run_due();
 		if (event_base_got_exit(base) || event_base_got_break(base) ||
 		    event_base_loop(base, EVLOOP_ONCE) != 0)
 			break;
