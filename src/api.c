@@ -46,6 +46,8 @@ struct api {
 /* Who may call a route; the gate checks it from the request's head. */
 enum access {
 	ANYONE, /* no token (the webhook's own token is in its path) */
+	SIGNED, /* a signed URL or a bearer token: the handler checks which,
+	         * the gate only waits for the keys a token names */
 	USER,   /* a valid bearer token */
 	ADMIN,  /* a valid bearer token with the admin role */
 };
@@ -135,7 +137,8 @@ query_int(struct http_req *r, const char *name, long long lo, long long hi,
 	return 0;
 }
 
-/* The caller, as the gate verified it (routes that need a token only). */
+/* The caller, as the gate verified it: routes that need a token, and
+ * SIGNED ones called with a valid one (else NULL). */
 static const struct auth_claims *
 caller(const struct http_req *r)
 {
@@ -1035,26 +1038,25 @@ out_end(void *arg, enum outputs_read_rc rc, const char *msg)
 static const struct outputs_sink out_sink = {out_begin, out_data, out_end};
 
 /* May the caller read the output of user owner: a valid signature in the
- * URL, or the owner's or an admin's token. 0, or the status answered. */
+ * URL, or the owner's or an admin's token (checked by the gate, which
+ * waits for a key set that may hold its key). 0, or the status answered. */
 static int
 output_access(
     struct api *a, struct http_req *r, const char *id, const char *owner)
 {
-	const char *tok = bearer(r, 0);
-	struct auth_claims c;
+	const struct auth_claims *c = caller(r);
 
 	if (outputs_check_sig(a->out, id, http_req_query(r, "exp"),
 	        http_req_query(r, "sig"), now_ms() / 1000) == 0)
 		return 0;
-	if (tok == NULL ||
-	    auth_check(a->auth, tok, time(NULL), &c) != AUTH_OK) {
+	if (c == NULL) {
 		http_reply_error(r, 401, "unauthorized",
 		    "a signed URL (exp, sig) or a valid bearer token is "
 		    "required",
 		    NULL);
 		return 401;
 	}
-	if (!c.admin && strcmp(c.sub, owner) != 0) {
+	if (!c->admin && strcmp(c->sub, owner) != 0) {
 		not_found(r, "output");
 		return 404;
 	}
@@ -1171,7 +1173,7 @@ static const struct {
     {HTTP_POST, "/v1/admin/jobs/{}/cancel", h_admin_cancel, ADMIN, JSON,
         RESERVE},
     {HTTP_GET, "/v1/admin/webhooks", h_admin_webhooks, ADMIN, JSON, RESERVE},
-    {HTTP_GET | HTTP_HEAD, "/v1/outputs/{}", h_output, ANYONE, STREAM, 0},
+    {HTTP_GET | HTTP_HEAD, "/v1/outputs/{}", h_output, SIGNED, STREAM, 0},
 };
 #define NROUTES (sizeof(table) / sizeof(table[0]))
 
@@ -1247,6 +1249,12 @@ static int
 verdict(struct http_req *r, int access, enum auth_rc rc, struct auth_claims *c,
     const char **code, const char **message)
 {
+	if (access == SIGNED) { /* the handler decides, as it may be signed */
+		http_req_set_data(r, rc == AUTH_OK ? c : NULL, free);
+		if (rc != AUTH_OK)
+			free(c);
+		return 0;
+	}
 	if (rc != AUTH_OK) {
 		free(c);
 		*code = "unauthorized";
@@ -1294,7 +1302,7 @@ gate(struct http_req *r, int access, void *ctx, const char **code,
 	struct auth_claims *c;
 	enum auth_rc rc;
 
-	if (access == ANYONE)
+	if (access == ANYONE || (access == SIGNED && tok == NULL))
 		return 0;
 	if (tok == NULL) {
 		*code = "unauthorized";

@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { Env, SECRET, jwt, uid, assertError, sleep, waitFor, stopProc } from './harness.mjs';
+import { Env, SECRET, jwt, uid, assertError, sleep, waitFor, stopProc, pngBytes } from './harness.mjs';
 
 const ISS = 'https://fila-test.supabase.co/auth/v1';
 const AUD = 'authenticated';
@@ -534,4 +534,37 @@ test('key rotation: a token with a kid not yet in the set is accepted once the s
   await refused(envR, tok(r3, claims(sub)), 'a kid added right after a refetch');
   for (let i = 0; i < 10; i++) await refused(envR, tok(ecKey(`late-${i}`), claims(sub)), 'another unknown kid');
   assert.equal(setR.fetches(), n + 1, 'no second refetch within 30 s');
+});
+
+test('key rotation on GET /v1/outputs/{id}: a bearer token with a kid not yet in the set waits for the refetch and gets the output', async () => {
+  const o1 = ecKey('out-1');
+  const o2 = ecKey('out-2'); // rotated in later
+  const set = await jwksServer([o1.jwk]);
+  servers.push(set);
+  const e = await Env.start({ durationMs: 50, sets: [`auth.jwks_url=${set.url}`, 'outputs.store=local'] });
+  extra.push(e);
+  await waitFor(() => set.fetches() >= 1, 5000, 'the fetch at start');
+  const sub = uid('outrot');
+  const t1 = tok(o1, claims(sub));
+  const up = await e.api('POST', '/v1/uploads', { token: t1, raw: pngBytes(32), headers: { 'content-type': 'image/png' } });
+  assert.equal(up.status, 201, up.text);
+  const r = await e.submit(t1, { tool: 'upscaler', inputs: { image: up.json.id } });
+  assert.equal(r.status, 201, r.text);
+  const job = await e.waitStatus(t1, r.json.id, ['completed', 'failed']);
+  assert.equal(job.status, 'completed', JSON.stringify(job.error));
+  const url = new URL(job.outputs[0].url);
+  const bare = `${url.pathname}`; // no exp, no sig: the token decides
+  // The set rotates: o2 in, o1 out. The first request that names o2 is
+  // an output download, and it waits for the refetch like any other.
+  await refetchAllowed(set);
+  set.keys = [o2.jwk];
+  const n = set.fetches();
+  const got = await get(e.url, bare, tok(o2, claims(sub)));
+  assert.equal(got.status, 200, `the new kid on the output: ${got.status} ${got.text}`);
+  assert.equal(set.fetches(), n + 1, 'one refetch');
+  // Another user's valid token: 404, as if the output did not exist; no token: 401.
+  assert.equal((await get(e.url, bare, tok(o2, claims(uid('other'))))).status, 404);
+  assertError(await get(e.url, bare, null), 401, 'unauthorized');
+  // The dropped key is refused.
+  assertError(await get(e.url, bare, t1), 401, 'unauthorized');
 });
