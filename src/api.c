@@ -214,10 +214,16 @@ jobs_json(struct api *a, const struct job_list *l, int admin)
 	return v;
 }
 
+/* The job as job_json() shows it: the text the store wrote for it when
+ * there is one and nothing is to be added (signed output URLs). */
 static void
 reply_job(struct api *a, struct http_req *r, int status, const struct job *j)
 {
-	http_reply_json(r, status, job_json(a, j));
+	if (j->json && (a->out == NULL || json_array_size(j->outputs) == 0))
+		http_reply(
+		    r, status, "application/json", j->json, strlen(j->json));
+	else
+		http_reply_json(r, status, job_json(a, j));
 }
 
 /* ---- health and tools ---------------------------------------------- */

@@ -26,6 +26,13 @@ job_init(struct job *j)
 }
 
 void
+job_changed(struct job *j)
+{
+	free(j->json);
+	j->json = NULL;
+}
+
+void
 job_cleanup(struct job *j)
 {
 	free(j->id);
@@ -43,6 +50,7 @@ job_cleanup(struct job *j)
 	free(j->starter);
 	free(j->account);
 	json_decref(j->provider_cost);
+	free(j->json);
 	job_init(j);
 }
 

@@ -56,12 +56,18 @@ struct job {
 	int64_t started_at;
 	int64_t finished_at;
 	int64_t updated_at;
+	/* job_to_json()'s text as the store just wrote it (the job's event),
+	 * so an answer need not build it again; NULL when not known. Whoever
+	 * changes the job after sets it NULL (job_changed). */
+	char *json;
 };
 
 /* Zero a job so that job_cleanup() on it is safe. */
 void job_init(struct job *j);
 /* Release everything a job owns and zero it again. */
 void job_cleanup(struct job *j);
+/* The job was changed after the store wrote it: its json is stale. */
+void job_changed(struct job *j);
 
 /* "queued", "starting", …; never NULL. */
 const char *job_status_name(enum job_status s);

@@ -1302,6 +1302,8 @@ enum sched_rc
 sched_submit(struct sched *s, const struct job_new *in, struct job *out,
     int64_t *balance)
 {
+	int64_t was;
+
 	switch (store_job_submit(s->st, in, out, balance)) {
 	case STORE_OK:
 		break;
@@ -1317,7 +1319,10 @@ sched_submit(struct sched *s, const struct job_new *in, struct job *out,
 	sched_pump(s);
 	/* Show the job as it is now: moved up as the pump started the jobs
 	 * ahead of it, or, out of the queue, started (and more) at once. */
+	was = out->position;
 	out->position = store_queue_place(s->st, out->seq);
+	if (out->position != was)
+		job_changed(out);
 	if (out->position == 0) {
 		struct job now;
 		job_init(&now);

@@ -1113,10 +1113,10 @@ user_ensure(
 	    s, user_id, NULL, "grant", initial, initial, "initial", now);
 }
 
-/* Append the event row of job j: the job as clients now see it. The
- * queue's order follows it. */
+/* Append the event row of job j: the job as clients now see it, kept
+ * in j->json too. The queue's order follows it. */
 static enum store_rc
-emit(struct sqlite_store *s, const struct job *j, int64_t now)
+emit(struct sqlite_store *s, struct job *j, int64_t now)
 {
 	json_t *o = job_to_json(j);
 	char *data = dump_json(o);
@@ -1131,7 +1131,10 @@ emit(struct sqlite_store *s, const struct job *j, int64_t now)
 	if (rc == STORE_OK)
 		store_logged(&s->base, id, j->seq, j->status == JOB_QUEUED);
 	json_decref(o);
-	free(data);
+	free(j->json);
+	j->json = rc == STORE_OK ? data : NULL;
+	if (rc != STORE_OK)
+		free(data);
 	return rc;
 }
 
