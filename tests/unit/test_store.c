@@ -355,6 +355,15 @@ Test(store, submit_charges_and_logs_one_event)
 	    json_string_value(json_object_get(j.inputs, "prompt")), "x");
 	cr_assert(json_is_array(j.outputs));
 	cr_assert(j.created_at > 0 && j.updated_at == j.created_at);
+	/* The event's text stays with the job: the answer is built once. */
+	json_t *shown = job_to_json(&j);
+	char *text = json_dumps(shown, JSON_COMPACT | JSON_ENCODE_ANY);
+	cr_assert_not_null(j.json);
+	cr_assert_str_eq(j.json, text);
+	free(text);
+	json_decref(shown);
+	job_changed(&j);
+	cr_assert_null(j.json);
 	job_cleanup(&j);
 
 	e = ledger_of("alice");
