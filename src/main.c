@@ -325,16 +325,30 @@ say_setup(const struct config *cfg, const struct args *a)
  * the provider) goes out then, the calls before the next turn's clients.
  */
 static void
+wake(evutil_socket_t fd, short what, void *arg)
+{
+	/* The turn it ends commits what waited (run_loop). */
+}
+
+static void
 run_loop(struct event_base *base, struct store *st)
 {
+	struct event *flush = evtimer_new(base, wake, NULL);
+
 	for (;;) {
-		if (store_sync(st) != STORE_OK)
+		int64_t due = store_due(st);
+		if (due == 0 && store_sync(st) != STORE_OK)
 			fprintf(stderr, "fila: commit: %s\n", store_error(st));
+		if (due > 0) {
+			struct timeval tv = {0, (suseconds_t)due * 1000};
+			evtimer_add(flush, &tv);
+		}
 		curlev_run_due();
 		if (event_base_got_exit(base) || event_base_got_break(base) ||
 		    event_base_loop(base, EVLOOP_ONCE) != 0)
 			break;
 	}
+	event_free(flush);
 	store_sync(st);
 }
 

@@ -200,6 +200,7 @@ ended(struct store *st, int ok)
 	struct list waiting;
 
 	st->nundo = 0;
+	st->urgent = 0;
 	/* Those told may write again: that is the next transaction's. */
 	list_init(&waiting);
 	list_splice(&waiting, &st->afters);
@@ -246,6 +247,7 @@ open_tx(struct store *st)
 	if ((rc = st->be->begin(st, 1)) != STORE_OK)
 		return rc;
 	st->open = 1;
+	st->opened_ms = now_ms();
 	catch_up(st);
 	st->floor = st->open_indexed = st->indexed;
 	st->open_departed = st->departed;
@@ -300,6 +302,8 @@ store_write(struct store *st, store_tx_fn fn, void *arg)
 		undo_write(st);
 	else if (!st->group)
 		rc = close_tx(st);
+	else if (!st->lazy)
+		st->urgent = 1;
 	return rc;
 }
 
@@ -348,6 +352,19 @@ int
 store_pending(const struct store *st)
 {
 	return st->open;
+}
+
+int64_t
+store_due(const struct store *st)
+{
+	int64_t left;
+
+	if (!st->open)
+		return -1;
+	if (st->urgent || !list_empty(&st->afters))
+		return 0;
+	left = st->opened_ms + STORE_LAZY_MS - now_ms();
+	return left > 0 ? left : 0;
 }
 
 void
@@ -554,8 +571,13 @@ enum store_rc
 store_job_running(
     struct store *st, const char *id, const char *task_id, struct job *out)
 {
+	enum store_rc rc;
+
 	job_init(out);
-	return enter(st)->be->job_running(st, id, task_id, out);
+	st->lazy = 1; /* recovery settles a job left starting */
+	rc = enter(st)->be->job_running(st, id, task_id, out);
+	st->lazy = 0;
+	return rc;
 }
 
 /* A message of at most STORE_MESSAGE_MAX bytes, cut at a character: a

@@ -107,6 +107,17 @@ void store_group(struct store *st, int on);
 enum store_rc store_sync(struct store *st);
 /* 1 when changes wait for store_sync(). */
 int store_pending(const struct store *st);
+
+/*
+ * A write that may wait: store_job_running() (a crash that loses it leaves
+ * the job starting, which recovery settles). An open transaction holding
+ * only such writes, and that nothing waits for, may stay open up to
+ * STORE_LAZY_MS for the next turn's changes to share its commit.
+ * store_due(): ms until the open transaction must be committed (0: now),
+ * or -1 when none is open.
+ */
+#define STORE_LAZY_MS 2
+int64_t store_due(const struct store *st);
 /* Run fn(arg, ok) once what is written so far is committed (ok 1) or
  * lost (ok 0); at once, with ok 1, when nothing is pending. */
 void store_after(struct store *st, void (*fn)(void *, int), void *arg);

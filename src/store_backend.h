@@ -43,6 +43,9 @@ struct store {
 	int group;          /* changes wait for store_sync() */
 	int open;           /* a write transaction is open */
 	int depth;          /* inside a store_write() */
+	int lazy;           /* the write being made may wait (store_due) */
+	int urgent;         /* the open transaction holds one that may not */
+	int64_t opened_ms;  /* when it opened */
 	int64_t floor;      /* the newest event committed when it began */
 	struct list afters; /* what waits for its commit */
 

@@ -1380,6 +1380,61 @@ Test(store, group_commit_keeps_what_succeeded)
 	store_group(st, 0);
 }
 
+/* A transaction holding only a job's move to running may wait a little
+ * for the next turn's changes; any other change, or anything waiting for
+ * the commit, makes it due at once. */
+Test(store, running_alone_may_wait_for_the_next_commit)
+{
+	struct job j;
+	struct told t = {0};
+	const struct timespec past = {0, (STORE_LAZY_MS + 1) * 1000000L};
+	struct store *one = open_with(1, 1, 100);
+
+	store_free(st);
+	st = one;
+	cr_assert_eq(store_due(st), -1, "nothing open");
+	store_group(st, 1);
+	submit_ok("w1", "u1", "upscaler");
+	cr_assert_eq(store_due(st), 0, "a submit is due at once");
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_due(st), 0, "a promotion too");
+	cr_assert_eq(store_sync(st), STORE_OK);
+
+	cr_assert_eq(store_job_running(st, "w1", "t_w1", &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert(store_pending(st));
+	int64_t due = store_due(st);
+	cr_assert(due > 0 && due <= STORE_LAZY_MS, "running may wait: %lld",
+	    (long long)due);
+	nanosleep(&past, NULL);
+	cr_assert_eq(store_due(st), 0, "not past STORE_LAZY_MS");
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(status_of("w1"), JOB_RUNNING);
+
+	/* Waited for, or with another change: due at once. */
+	submit_ok("w2", "u2", "upscaler");
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND); /* no slot */
+	job_cleanup(&j);
+	cr_assert_eq(finish("w1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(store_job_running(st, "w2", "t_w2", &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert(store_due(st) > 0);
+	store_after(st, tell, &t);
+	cr_assert_eq(store_due(st), 0, "something waits for the commit");
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(t.calls, 1);
+	cr_assert_eq(store_due(st), -1);
+	store_group(st, 0);
+}
+
 /* A lost transaction takes its changes to the queue's order with it, and
  * what waited for it is told. RAISE(ROLLBACK) ends the whole transaction
  * from inside, as a full disk or an I/O error would. */
