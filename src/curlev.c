@@ -39,7 +39,15 @@ struct sock {
 	struct curlev *cv;
 	curl_socket_t fd;
 	struct event *ev;
+	int streak; /* readiness served first since curl last set its watch */
 };
+
+/* A socket is served ahead of the loop's other events (priority 0, when
+ * the base has more than one) for its first SOCK_FIRST readinesses after
+ * each change of what curl watches: a request's answer is read at once,
+ * but a long transfer at local speed, ready at every pass, falls back to
+ * the default priority instead of starving everything else. */
+#define SOCK_FIRST 4
 
 struct curlev {
 	struct event_base *base;
@@ -154,6 +162,12 @@ sock_event(evutil_socket_t fd, short what, void *arg)
 		flags |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
 		flags |= CURL_CSELECT_OUT;
+	if (++s->streak == SOCK_FIRST) { /* not first any more */
+		event_del(s->ev);
+		event_priority_set(
+		    s->ev, event_base_get_npriorities(s->cv->base) / 2);
+		event_add(s->ev, NULL);
+	}
 	/* s may be freed by curl's socket callback during the action. */
 	act(s->cv, fd, flags);
 }
@@ -177,7 +191,9 @@ sock_watch(struct sock *s, int what)
 	if (s->ev != NULL)
 		event_free(s->ev);
 	s->ev = event_new(s->cv->base, s->fd, events, sock_event, s);
-	if (s->ev == NULL || event_add(s->ev, NULL) < 0)
+	s->streak = 0;
+	if (s->ev == NULL || event_priority_set(s->ev, 0) < 0 ||
+	    event_add(s->ev, NULL) < 0)
 		return -1;
 	return 0;
 }

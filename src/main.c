@@ -401,6 +401,11 @@ cmd_serve(const struct config *cfg, const struct args *args)
 		pools[i] = (struct store_account){
 		    cfg->accounts[i].name, cfg->accounts[i].slots};
 	d.base = event_base_new();
+	/* Two priorities: curl's sockets are served first for a while after
+	 * each change of what they wait for (curlev.c), so a provider's
+	 * answer is not read behind a turn's clients; the rest has 1. */
+	if (d.base != NULL)
+		event_base_priority_init(d.base, 2);
 	st = store_open(cfg->store_url, &so, err, sizeof(err));
 	if (st == NULL)
 		goto fail;
