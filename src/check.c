@@ -450,9 +450,10 @@ static const struct driver lite_driver = {
     .begin = "BEGIN",
     .tables = "SELECT count(*) FROM sqlite_master"
               " WHERE type = 'table' AND name IN " TABLES,
-    /* store_sqlite.c's migrations: 8 adds the outputs and settings. */
+    /* store_sqlite.c's migrations: 8 adds the outputs and settings; 9
+     * changes no table. */
     .oldest = 8,
-    .newest = 8,
+    .newest = 9,
 };
 
 /* ---- PostgreSQL ---------------------------------------------------- */

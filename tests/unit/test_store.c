@@ -197,13 +197,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 8);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 9);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 8);
+	cr_assert_eq(count_of("schema_version"), 9);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1531,7 +1531,7 @@ Test(store, migration_4_from_version_3)
 	                      "DELETE FROM schema_version WHERE version >= 4"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 8);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 9);
 	cr_assert_eq(count_of("events"), 3, "the position event went");
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
 	                     " = 'shown'"),
