@@ -170,6 +170,13 @@ body_object(struct http_req *r)
 	return v;
 }
 
+/* The job has outputs fila keeps, whose URLs are signed as it is shown. */
+static int
+signs_urls(const struct api *a, const struct job *j)
+{
+	return a->out != NULL && json_array_size(j->outputs) > 0;
+}
+
 /* The job as the API shows it: the outputs fila keeps with their URLs
  * signed now (those of its event were signed when it completed). */
 static json_t *
@@ -179,7 +186,7 @@ job_json(struct api *a, const struct job *j)
 	int64_t now = now_ms() / 1000;
 	size_t i;
 
-	if (a->out == NULL || json_array_size(j->outputs) == 0)
+	if (!signs_urls(a, j))
 		return o;
 	outs = json_deep_copy(j->outputs);
 	json_array_foreach(outs, i, e)
@@ -215,11 +222,11 @@ jobs_json(struct api *a, const struct job_list *l, int admin)
 }
 
 /* The job as job_json() shows it: the text the store wrote for it when
- * there is one and nothing is to be added (signed output URLs). */
+ * there is one and no URL is to be signed. */
 static void
 reply_job(struct api *a, struct http_req *r, int status, const struct job *j)
 {
-	if (j->json && (a->out == NULL || json_array_size(j->outputs) == 0))
+	if (j->json && !signs_urls(a, j))
 		http_reply(
 		    r, status, "application/json", j->json, strlen(j->json));
 	else

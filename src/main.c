@@ -340,7 +340,7 @@ run_loop(struct event_base *base, struct store *st)
 		if (due == 0 && store_sync(st) != STORE_OK)
 			fprintf(stderr, "fila: commit: %s\n", store_error(st));
 		if (due > 0) {
-			struct timeval tv = {0, (suseconds_t)due * 1000};
+			struct timeval tv = timeval_ms(due);
 			evtimer_add(flush, &tv);
 		}
 		curlev_run_due();

@@ -1168,9 +1168,10 @@ emit(struct sqlite_store *s, struct job *j, int64_t now)
 	if (rc == STORE_OK)
 		store_logged(&s->base, id, j->seq, j->status == JOB_QUEUED);
 	json_decref(o);
-	free(j->json);
-	j->json = rc == STORE_OK ? data : NULL;
-	if (rc != STORE_OK)
+	job_changed(j);
+	if (rc == STORE_OK)
+		j->json = data;
+	else
 		free(data);
 	return rc;
 }
