@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "util.h"
+#include "walbuf.h"
 
 #define BUSY_TIMEOUT_MS 5000
 /* Checkpoints (below): asked of the thread from CKPT_PAGES WAL frames on
@@ -2499,7 +2500,7 @@ ckpt_start(struct sqlite_store *s, const char *path)
 
 	if (sqlite3_open_v2(path, &c->db,
 	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-	        NULL) != SQLITE_OK ||
+	        walbuf_vfs()) != SQLITE_OK ||
 	    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
 	    sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL,
 	        NULL) != SQLITE_OK) {
@@ -2686,7 +2687,7 @@ lite_open(
 	if (sqlite3_open_v2(path, &s->db,
 	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	            SQLITE_OPEN_NOMUTEX,
-	        NULL) != SQLITE_OK) {
+	        walbuf_vfs()) != SQLITE_OK) {
 		db_fail(s);
 		goto fail;
 	}
