@@ -1450,6 +1450,51 @@ Test(store_pg, a_job_starts_only_by_taking_a_slot)
 	cr_assert_eq(used_slots(st), 1);
 }
 
+/* The trigger functions name their own schema's tables: no setting is
+ * saved and restored on each call, and a session whose search_path
+ * names another schema (empty here) still meets the same rules. */
+Test(store_pg, the_rules_name_their_own_tables)
+{
+	char *sql;
+
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM pg_proc"
+	            " WHERE pronamespace = current_schema()::regnamespace"
+	            " AND proname IN ('jobs_check', 'slots_check',"
+	            " 'job_counts_track') AND proconfig IS NULL"),
+	    3);
+	submit_ok(st, "job_1", "alice");
+	cr_assert(raw_exec("CREATE SCHEMA IF NOT EXISTS fila_elsewhere;"
+	                   " CREATE TABLE IF NOT EXISTS fila_elsewhere.slots"
+	                   " (job_id text); CREATE TABLE IF NOT EXISTS"
+	                   " fila_elsewhere.jobs (id text, status text)"),
+	    "%s", raw_err);
+	cr_assert(raw_exec("INSERT INTO fila_elsewhere.slots VALUES ('job_1')"),
+	    "%s", raw_err);
+	sql = xasprintf("SET search_path = fila_elsewhere;"
+	                " UPDATE %s.jobs SET status = 'starting'"
+	                " WHERE id = 'job_1'",
+	    schema);
+	refused(sql, "slot");
+	free(sql);
+	sql = xasprintf("SET search_path = fila_elsewhere;"
+	                " BEGIN; UPDATE %1$s.slots SET job_id = 'job_1'"
+	                " WHERE n = 1; UPDATE %1$s.jobs SET status = 'starting'"
+	                " WHERE id = 'job_1'; COMMIT",
+	    schema);
+	cr_assert(raw_exec(sql), "%s", raw_err);
+	free(sql);
+	sql = xasprintf("SET search_path = %s;"
+	                " DROP SCHEMA fila_elsewhere CASCADE",
+	    schema);
+	cr_assert(raw_exec(sql), "%s", raw_err);
+	free(sql);
+	cr_assert_eq(status_of(st, "job_1"), JOB_STARTING);
+	cr_assert_eq(raw_int("SELECT sum(n) FROM job_counts"
+	                     " WHERE status = 'starting'"),
+	    1, "job_counts followed, in its own schema");
+}
+
 /* ---- across handles and processes ------------------------------------ */
 
 Test(store_pg, two_handles_never_exceed_the_slots)
