@@ -453,7 +453,7 @@ static const struct driver lite_driver = {
     /* store_sqlite.c's migrations: 8 adds the outputs and settings; 9
      * changes no table. */
     .oldest = 8,
-    .newest = 9,
+    .newest = 10,
 };
 
 /* ---- PostgreSQL ---------------------------------------------------- */

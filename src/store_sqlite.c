@@ -413,6 +413,136 @@ static const char migration_9[] =
 	"   OR NEW.status = 'failed' OR NEW.status = 'cancelled'))) BEGIN"
 	" SELECT RAISE(ABORT, 'not a transition of a job'); END;";
 
+/*
+ * Version 10: jobs and ledger rebuilt, their rows copied as they are, for
+ * less work per row written (docs/design.md, the store):
+ * - their CHECKs without IN lists of three constants or more (jobs.status,
+ *   ledger.kind), the rest of version 9;
+ * - ledger without AUTOINCREMENT: an append-only table never reuses an id
+ *   anyway, and AUTOINCREMENT wrote sqlite_sequence at every row;
+ * - one job per idempotency key per user, a unique index over the jobs
+ *   that have a key, instead of a constraint over every job: a submit
+ *   without a key no longer writes an entry of it.
+ * Indexes and triggers go with a dropped table; they are made again as
+ * versions 1 to 9 left them. Foreign keys are off meanwhile (migrate()),
+ * and the renames do not check the schema (the triggers of slots name
+ * jobs, which is gone until its copy takes its name).
+ */
+static const char migration_10[] =
+	"CREATE TABLE jobs_v10 ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" id TEXT UNIQUE NOT NULL,"
+	" user_id TEXT NOT NULL REFERENCES users (id),"
+	" tool TEXT NOT NULL,"
+	" variant TEXT,"
+	" status TEXT NOT NULL CHECK (status = 'queued' OR status = 'starting'"
+	"  OR status = 'running' OR status = 'completed' OR status = 'failed'"
+	"  OR status = 'cancelled'),"
+	" inputs TEXT NOT NULL CHECK (json_valid(inputs)),"
+	" outputs TEXT CHECK (outputs IS NULL OR json_valid(outputs)),"
+	" error_code TEXT,"
+	" error_message TEXT,"
+	" cost INTEGER NOT NULL CHECK (cost >= 0),"
+	" charged INTEGER NOT NULL DEFAULT 0 CHECK (charged IN (0, 1)),"
+	" refunded INTEGER NOT NULL DEFAULT 0 CHECK (refunded IN (0, 1)"
+	"  AND refunded <= charged"
+	"  AND (refunded = 0 OR status IN ('failed', 'cancelled'))),"
+	" provider_task_id TEXT,"
+	" webhook_token TEXT UNIQUE NOT NULL,"
+	" session_id TEXT,"
+	" idem_key TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" started_at INTEGER,"
+	" finished_at INTEGER,"
+	" updated_at INTEGER NOT NULL,"
+	" starter TEXT,"
+	" account TEXT,"
+	" provider_cost TEXT CHECK (provider_cost IS NULL"
+	"  OR json_valid(provider_cost)));"
+	"INSERT INTO jobs_v10 SELECT seq, id, user_id, tool, variant, status,"
+	" inputs, outputs, error_code, error_message, cost, charged, refunded,"
+	" provider_task_id, webhook_token, session_id, idem_key, created_at,"
+	" started_at, finished_at, updated_at, starter, account, provider_cost"
+	" FROM jobs;"
+	/* The next seq continues from the old sequence (DROP TABLE drops
+	 * it; RENAME carries the new one's). */
+	"UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT o.seq"
+	" FROM sqlite_sequence o WHERE o.name = 'jobs'), 0))"
+	" WHERE name = 'jobs_v10';"
+	/* The triggers of slots name jobs: a rename that checks the schema
+	 * would refuse to run while jobs is gone. */
+	"PRAGMA legacy_alter_table = ON;"
+	"DROP TABLE jobs;"
+	"ALTER TABLE jobs_v10 RENAME TO jobs;"
+	"CREATE UNIQUE INDEX jobs_user_idem ON jobs (user_id, idem_key)"
+	" WHERE idem_key IS NOT NULL;"
+	"CREATE INDEX jobs_queued ON jobs (seq) WHERE status = 'queued';"
+	"CREATE INDEX jobs_user_seq ON jobs (user_id, seq);"
+	"CREATE INDEX jobs_user_active ON jobs (user_id) WHERE " LIVE_SQL ";"
+	"CREATE INDEX jobs_finished ON jobs (finished_at)"
+	" WHERE finished_at IS NOT NULL;"
+	"CREATE INDEX jobs_started ON jobs (status, seq)"
+	" WHERE status IN ('starting', 'running');"
+	"CREATE INDEX jobs_queued_since ON jobs (created_at)"
+	" WHERE status = 'queued';"
+	"CREATE INDEX jobs_starter ON jobs (starter)"
+	" WHERE status IN ('starting', 'running');"
+	"CREATE TRIGGER jobs_born_queued BEFORE INSERT ON jobs"
+	" WHEN NEW.status <> 'queued' BEGIN"
+	" SELECT RAISE(ABORT, 'a job is created queued'); END;"
+	"CREATE TRIGGER jobs_arrows BEFORE UPDATE ON jobs"
+	" WHEN NEW.status <> OLD.status AND NOT ("
+	"  (OLD.status = 'queued' AND (NEW.status = 'starting'"
+	"   OR NEW.status = 'cancelled' OR NEW.status = 'failed'))"
+	"  OR (OLD.status = 'starting' AND (NEW.status = 'running'"
+	"   OR NEW.status = 'failed' OR NEW.status = 'cancelled'))"
+	"  OR (OLD.status = 'running' AND (NEW.status = 'completed'"
+	"   OR NEW.status = 'failed' OR NEW.status = 'cancelled'))) BEGIN"
+	" SELECT RAISE(ABORT, 'not a transition of a job'); END;"
+	"CREATE TRIGGER jobs_terminal BEFORE UPDATE OF seq, id, user_id, tool,"
+	" variant, status, inputs, outputs, error_code, error_message, cost,"
+	" charged, refunded, provider_task_id, webhook_token, session_id,"
+	" idem_key, created_at, started_at, finished_at, updated_at, account,"
+	" provider_cost ON jobs"
+	" WHEN OLD.status = 'completed' OR OLD.status = 'failed'"
+	"  OR OLD.status = 'cancelled' BEGIN"
+	" SELECT RAISE(ABORT, 'a terminal job never changes'); END;"
+	"CREATE TRIGGER jobs_need_slot BEFORE UPDATE ON jobs"
+	" WHEN NEW.status IN ('starting', 'running') AND NOT EXISTS"
+	" (SELECT 1 FROM slots WHERE job_id = NEW.id) BEGIN"
+	" SELECT RAISE(ABORT, 'a job starts only by taking a slot'); END;"
+	"CREATE TRIGGER job_counts_born AFTER INSERT ON jobs BEGIN"
+	" INSERT INTO job_counts VALUES (NEW.tool, NEW.status, 1)"
+	"  ON CONFLICT (tool, status) DO UPDATE SET n = n + 1; END;"
+	"CREATE TRIGGER job_counts_move AFTER UPDATE OF status ON jobs"
+	" WHEN NEW.status <> OLD.status BEGIN"
+	" UPDATE job_counts SET n = n - 1"
+	"  WHERE tool = OLD.tool AND status = OLD.status;"
+	" INSERT INTO job_counts VALUES (NEW.tool, NEW.status, 1)"
+	"  ON CONFLICT (tool, status) DO UPDATE SET n = n + 1; END;"
+
+	"CREATE TABLE ledger_v10 ("
+	" id INTEGER PRIMARY KEY,"
+	" user_id TEXT NOT NULL REFERENCES users (id),"
+	" job_id TEXT,"
+	" kind TEXT NOT NULL CHECK (kind = 'grant' OR kind = 'charge'"
+	"  OR kind = 'refund'),"
+	" amount INTEGER NOT NULL,"
+	" balance_after INTEGER NOT NULL CHECK (balance_after >= 0),"
+	" reason TEXT,"
+	" at INTEGER NOT NULL,"
+	" UNIQUE (job_id, kind));"
+	"INSERT INTO ledger_v10 SELECT id, user_id, job_id, kind, amount,"
+	" balance_after, reason, at FROM ledger;"
+	"DROP TABLE ledger;"
+	"ALTER TABLE ledger_v10 RENAME TO ledger;"
+	"CREATE INDEX ledger_user ON ledger (user_id, id);"
+	"CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN"
+	" SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
+	"CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN"
+	" SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
+	"PRAGMA legacy_alter_table = OFF;";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_2,
@@ -423,6 +553,7 @@ static const char *const migrations[] = {
 	migration_7,
 	migration_8,
 	migration_9,
+	migration_10,
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -2625,9 +2756,16 @@ migrate(struct sqlite_store *s)
 		return store_set_error(&s->base,
 		    "schema version %lld is newer than this fila knows (%zu)",
 		    (long long)have, N_MIGRATIONS);
+	/* Version 10 drops and makes again tables that others reference:
+	 * with foreign keys off, as SQLite's own procedure for it says (it
+	 * can be said only outside a transaction). */
+	if (rc == STORE_OK && have < 10 && have < (int64_t)N_MIGRATIONS)
+		rc = exec_sql(s, "PRAGMA foreign_keys = OFF");
 	for (int64_t v = have + 1; rc == STORE_OK && v <= (int64_t)N_MIGRATIONS;
 	     v++)
 		rc = open_tx(s, migrate_tx, &v);
+	if (exec_sql(s, "PRAGMA foreign_keys = ON") != STORE_OK)
+		rc = STORE_ERROR;
 	return rc;
 }
 

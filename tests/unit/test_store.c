@@ -197,13 +197,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 9);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 10);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 9);
+	cr_assert_eq(count_of("schema_version"), 10);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -1531,7 +1531,7 @@ Test(store, migration_4_from_version_3)
 	                      "DELETE FROM schema_version WHERE version >= 4"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 9);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 10);
 	cr_assert_eq(count_of("events"), 3, "the position event went");
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
 	                     " = 'shown'"),
@@ -1541,6 +1541,149 @@ Test(store, migration_4_from_version_3)
 	                     " e.status = json_extract(e.data, '$.status')"),
 	    3);
 	cr_assert_eq(position_of(st, "v2"), 1);
+}
+
+/* jobs and ledger as versions 1 to 9 left them: the rows are copied into
+ * tables of that shape (their indexes and triggers are what version 10
+ * makes again). */
+static const char v9_tables[] =
+    "PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON;"
+    "CREATE TABLE old_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, user_id TEXT NOT NULL REFERENCES users (id),"
+    " tool TEXT NOT NULL, variant TEXT, status TEXT NOT NULL CHECK (status"
+    " IN ('queued', 'starting', 'running', 'completed', 'failed',"
+    " 'cancelled')), inputs TEXT NOT NULL CHECK (json_valid(inputs)),"
+    " outputs TEXT CHECK (outputs IS NULL OR json_valid(outputs)),"
+    " error_code TEXT, error_message TEXT, cost INTEGER NOT NULL CHECK"
+    " (cost >= 0), charged INTEGER NOT NULL DEFAULT 0 CHECK (charged IN"
+    " (0, 1)), refunded INTEGER NOT NULL DEFAULT 0 CHECK (refunded IN (0, 1)"
+    " AND refunded <= charged AND (refunded = 0 OR status IN ('failed',"
+    " 'cancelled'))), provider_task_id TEXT, webhook_token TEXT UNIQUE NOT"
+    " NULL, session_id TEXT, idem_key TEXT, created_at INTEGER NOT NULL,"
+    " started_at INTEGER, finished_at INTEGER, updated_at INTEGER NOT NULL,"
+    " starter TEXT, account TEXT, provider_cost TEXT CHECK (provider_cost IS"
+    " NULL OR json_valid(provider_cost)), UNIQUE (user_id, idem_key));"
+    "INSERT INTO old_jobs SELECT * FROM jobs;"
+    "DROP TABLE jobs; ALTER TABLE old_jobs RENAME TO jobs;"
+    "UPDATE sqlite_sequence SET seq = 40 WHERE name = 'jobs';"
+    "CREATE TABLE old_ledger (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " user_id TEXT NOT NULL REFERENCES users (id), job_id TEXT, kind TEXT"
+    " NOT NULL CHECK (kind IN ('grant', 'charge', 'refund')), amount"
+    " INTEGER NOT NULL, balance_after INTEGER NOT NULL CHECK (balance_after"
+    " >= 0), reason TEXT, at INTEGER NOT NULL, UNIQUE (job_id, kind));"
+    "INSERT INTO old_ledger SELECT * FROM ledger;"
+    "DROP TABLE ledger; ALTER TABLE old_ledger RENAME TO ledger;"
+    "DELETE FROM schema_version WHERE version >= 10;";
+
+/* Every row of jobs and ledger, as one text. */
+static char *
+rows_text(void)
+{
+	sqlite3 *db = raw_open();
+	sqlite3_stmt *q;
+	char *text = NULL;
+
+	cr_assert_eq(
+	    sqlite3_prepare_v2(db,
+	        "SELECT group_concat(r, char(10)) FROM"
+	        " (SELECT json_array(seq, id, user_id, tool, variant, status,"
+	        "  inputs, outputs, error_code, error_message, cost,"
+	        "  charged, refunded, provider_task_id, webhook_token,"
+	        "  session_id, idem_key, created_at, started_at,"
+	        "  finished_at, updated_at, starter, account,"
+	        "  provider_cost) AS r FROM jobs"
+	        "  UNION ALL SELECT json_array(id, user_id, job_id,"
+	        "  kind, amount, balance_after, reason, at) FROM"
+	        "  ledger ORDER BY 1)",
+	        -1, &q, NULL),
+	    SQLITE_OK, "%s", sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	text = strdup((const char *)sqlite3_column_text(q, 0));
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return text;
+}
+
+/* Version 10 rebuilds jobs and ledger: the same rows, the same rules,
+ * CHECKs without IN lists, ledger without AUTOINCREMENT, and the
+ * idempotency keys' index over the jobs that have one. */
+Test(store, migration_10_rebuilds_jobs_and_ledger)
+{
+	struct job j;
+	char *before, *after;
+
+	cr_assert_eq(
+	    submit_to(st, "m1", "u1", "upscaler", 10, "k1", &j), STORE_OK);
+	job_cleanup(&j);
+	submit_ok("m2", "u2", "upscaler");
+	submit_ok("m3", "u3", "upscaler");
+	run_next("m1");
+	cr_assert_eq(finish("m1", JOB_COMPLETED, 1, &j), STORE_OK);
+	job_cleanup(&j);
+	cr_assert_eq(finish("m2", JOB_FAILED, 1, &j), STORE_OK); /* refund */
+	job_cleanup(&j);
+	store_free(st);
+	st = NULL;
+	cr_assert_eq(raw_exec(v9_tables), SQLITE_OK);
+	before = rows_text();
+
+	st = open_with(3, 1, 100);
+	after = rows_text();
+	cr_assert_str_eq(after, before, "the rows are the same");
+	free(before);
+	free(after);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 10);
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM sqlite_master WHERE"
+	            " tbl_name IN ('jobs', 'ledger') AND type = 'table'"
+	            " AND (sql LIKE '%status IN (''queued''%'"
+	            " OR sql LIKE '%kind IN%')"),
+	    0, "no IN list of three in a CHECK");
+	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_sequence"
+	                     " WHERE name = 'ledger'"),
+	    0, "the ledger has no AUTOINCREMENT");
+	cr_assert_eq(raw_int("SELECT seq FROM sqlite_sequence"
+	                     " WHERE name = 'jobs'"),
+	    40, "the jobs' sequence goes on");
+	cr_assert_eq(
+	    raw_int("SELECT count(*) FROM sqlite_master"
+	            " WHERE tbl_name IN ('jobs', 'ledger') AND name IN"
+	            " ('jobs_queued', 'jobs_user_seq', 'jobs_user_active',"
+	            " 'jobs_finished', 'jobs_started',"
+	            " 'jobs_queued_since', 'jobs_starter',"
+	            " 'jobs_user_idem', 'ledger_user', 'jobs_born_queued',"
+	            " 'jobs_arrows', 'jobs_terminal', 'jobs_need_slot',"
+	            " 'job_counts_born', 'job_counts_move',"
+	            " 'ledger_no_update', 'ledger_no_delete')"),
+	    17, "every index and trigger is there again");
+	cr_assert_eq(raw_int("PRAGMA foreign_key_check"), -1, "no orphan");
+
+	/* The rules still hold. */
+	cr_assert_eq(
+	    submit_to(st, "m4", "u1", "upscaler", 10, "k1", &j), STORE_EXISTS);
+	cr_assert_str_eq(j.id, "m1");
+	job_cleanup(&j);
+	cr_assert_eq(
+	    raw_exec("UPDATE jobs SET idem_key = 'k1' WHERE id = 'm3'"),
+	    SQLITE_OK, "another user's key is another key");
+	cr_assert_neq(
+	    raw_exec("UPDATE jobs SET user_id = 'u1' WHERE id = 'm3'"),
+	    SQLITE_OK, "one job per key per user");
+	cr_assert_neq(raw_exec("UPDATE jobs SET status = 'running'"
+	                       " WHERE id = 'm3'"),
+	    SQLITE_OK, "the arrows");
+	cr_assert_neq(raw_exec("UPDATE jobs SET status = 'bogus'"
+	                       " WHERE id = 'm3'"),
+	    SQLITE_OK, "the states");
+	cr_assert_neq(raw_exec("INSERT INTO ledger (user_id, kind, amount,"
+	                       " balance_after, at) VALUES ('u1', 'gift', 1, 1,"
+	                       " 0)"),
+	    SQLITE_OK, "the kinds");
+	cr_assert_neq(raw_exec("DELETE FROM ledger"), SQLITE_OK, "history");
+	submit_ok("m5", "u5", "upscaler");
+	cr_assert_eq(raw_int("SELECT seq FROM jobs WHERE id = 'm5'"), 41);
+	cr_assert_eq(position_of(st, "m3"), 1);
+	cr_assert_eq(position_of(st, "m5"), 2);
 }
 
 /* ---- accounts: pools of slots -------------------------------------- */
