@@ -1402,12 +1402,16 @@ Test(store, running_alone_may_wait_for_the_next_commit)
 	cr_assert_eq(store_due(st), 0, "a promotion too");
 	cr_assert_eq(store_sync(st), STORE_OK);
 
+	int64_t t0 = now_ms();
 	cr_assert_eq(store_job_running(st, "w1", "t_w1", &j), STORE_OK);
 	job_cleanup(&j);
 	cr_assert(store_pending(st));
 	int64_t due = store_due(st);
-	cr_assert(due > 0 && due <= STORE_LAZY_MS, "running may wait: %lld",
-	    (long long)due);
+	cr_assert(due >= 0 && due <= STORE_LAZY_MS, "%lld", (long long)due);
+	/* The transaction opened at t0 or later (whole milliseconds): unless
+	 * this machine took that long itself, some of the wait is left. */
+	if (now_ms() - t0 <= STORE_LAZY_MS - 1)
+		cr_assert(due > 0, "running may wait");
 	nanosleep(&past, NULL);
 	cr_assert_eq(store_due(st), 0, "not past STORE_LAZY_MS");
 	cr_assert_eq(store_sync(st), STORE_OK);
@@ -1424,9 +1428,12 @@ Test(store, running_alone_may_wait_for_the_next_commit)
 	cr_assert_eq(store_promote(st, &j), STORE_OK);
 	job_cleanup(&j);
 	cr_assert_eq(store_sync(st), STORE_OK);
+	t0 = now_ms();
 	cr_assert_eq(store_job_running(st, "w2", "t_w2", &j), STORE_OK);
 	job_cleanup(&j);
-	cr_assert(store_due(st) > 0);
+	due = store_due(st);
+	if (now_ms() - t0 <= STORE_LAZY_MS - 1)
+		cr_assert(due > 0, "running may wait");
 	store_after(st, tell, &t);
 	cr_assert_eq(store_due(st), 0, "something waits for the commit");
 	cr_assert_eq(store_sync(st), STORE_OK);
