@@ -183,8 +183,8 @@ struct http_req {
 	char **segs;    /* decoded path segments */
 	char **params;  /* the "{}" segments, pointing into segs */
 	int nsegs, nparams;
-	struct kv hdrs[HEADERS_MAX];
-	int nhdrs;
+	struct kv *hdrs; /* each name and its value in one allocation */
+	int nhdrs, hdrs_cap;
 	struct kv *query;
 	int nquery;
 	size_t content_length;
@@ -423,10 +423,9 @@ req_free(struct http_req *r)
 		free(r->segs[i]);
 	free(r->segs);
 	free(r->params);
-	for (i = 0; i < r->nhdrs; i++) {
+	for (i = 0; i < r->nhdrs; i++)
 		free(r->hdrs[i].name);
-		free(r->hdrs[i].value);
-	}
+	free(r->hdrs);
 	for (i = 0; i < r->nquery; i++) {
 		free(r->query[i].name);
 		free(r->query[i].value);
@@ -1269,6 +1268,26 @@ bad:
 	return -1;
 }
 
+/* Keep a header: its name and value in one allocation (name first). */
+static void
+add_header(struct http_req *r, const char *name, size_t nlen,
+    const char *value, size_t vlen)
+{
+	char *kv = xmalloc(nlen + vlen + 2);
+
+	if (r->nhdrs == r->hdrs_cap) {
+		r->hdrs_cap = r->hdrs_cap ? 2 * r->hdrs_cap : 16;
+		r->hdrs = xrealloc(r->hdrs, r->hdrs_cap * sizeof(*r->hdrs));
+	}
+	memcpy(kv, name, nlen);
+	kv[nlen] = '\0';
+	memcpy(kv + nlen + 1, value, vlen);
+	kv[nlen + 1 + vlen] = '\0';
+	r->hdrs[r->nhdrs].name = kv;
+	r->hdrs[r->nhdrs].value = kv + nlen + 1;
+	r->nhdrs++;
+}
+
 /* "Name: value": 0, or -1 once refused. */
 static int
 parse_header(struct conn *c, char *line, size_t n)
@@ -1294,9 +1313,7 @@ parse_header(struct conn *c, char *line, size_t n)
 	for (char *p = v; *p; p++)
 		if (((unsigned char)*p < ' ' && *p != '\t') || *p == 0x7f)
 			goto bad;
-	r->hdrs[r->nhdrs].name = xstrndup(line, colon - line);
-	r->hdrs[r->nhdrs].value = xstrdup(v);
-	r->nhdrs++;
+	add_header(r, line, (size_t)(colon - line), v, (size_t)(end - v));
 	return 0;
 bad:
 	refuse(c, 400, "bad_request", "malformed header", NULL, 0);
