@@ -1270,8 +1270,8 @@ bad:
 
 /* Keep a header: its name and value in one allocation (name first). */
 static void
-add_header(struct http_req *r, const char *name, size_t nlen,
-    const char *value, size_t vlen)
+add_header(struct http_req *r, const char *name, size_t nlen, const char *value,
+    size_t vlen)
 {
 	char *kv = xmalloc(nlen + vlen + 2);
 
