@@ -451,7 +451,7 @@ static const struct driver lite_driver = {
     .tables = "SELECT count(*) FROM sqlite_master"
               " WHERE type = 'table' AND name IN " TABLES,
     /* store_sqlite.c's migrations: 8 adds the outputs and settings; 9
-     * changes no table. */
+     * and 10 keep every table's columns (10 rebuilds jobs and ledger). */
     .oldest = 8,
     .newest = 10,
 };

@@ -2746,6 +2746,7 @@ static enum store_rc
 migrate(struct sqlite_store *s)
 {
 	int64_t have = 0;
+	int fk_off;
 	enum store_rc rc = exec_sql(s,
 	    "CREATE TABLE IF NOT EXISTS schema_version ("
 	    " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
@@ -2758,13 +2759,14 @@ migrate(struct sqlite_store *s)
 		    (long long)have, N_MIGRATIONS);
 	/* Version 10 drops and makes again tables that others reference:
 	 * with foreign keys off, as SQLite's own procedure for it says (it
-	 * can be said only outside a transaction). */
-	if (rc == STORE_OK && have < 10 && have < (int64_t)N_MIGRATIONS)
+	 * can be said only outside a transaction), and on again after. */
+	fk_off = rc == STORE_OK && have < 10;
+	if (fk_off)
 		rc = exec_sql(s, "PRAGMA foreign_keys = OFF");
 	for (int64_t v = have + 1; rc == STORE_OK && v <= (int64_t)N_MIGRATIONS;
 	     v++)
 		rc = open_tx(s, migrate_tx, &v);
-	if (exec_sql(s, "PRAGMA foreign_keys = ON") != STORE_OK)
+	if (fk_off && exec_sql(s, "PRAGMA foreign_keys = ON") != STORE_OK)
 		rc = STORE_ERROR;
 	return rc;
 }
