@@ -49,6 +49,7 @@ struct hooks {
 	unsigned char key[256];
 	size_t keylen;
 	int flight;
+	int claiming;       /* a claim waits for its commit */
 	struct list flying; /* the deliveries in flight */
 };
 
@@ -236,18 +237,43 @@ fail:
 	delivery_free(d);
 }
 
+/* Deliveries claimed, sent once their claim (and what it read: events of
+ * the same turn, or of a commit still being synced) is durable. */
+struct claimed {
+	struct hooks *h;
+	struct store_delivery_list l;
+};
+
+static void
+on_claimed(void *arg, int ok)
+{
+	struct claimed *c = arg;
+
+	for (size_t i = 0; ok && i < c->l.n; i++)
+		send_one(c->h, &c->l.v[i]);
+	c->h->claiming = 0;
+	store_delivery_list_cleanup(&c->l);
+	free(c);
+}
+
 static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct hooks *h = arg;
-	struct store_delivery_list l = {0};
+	struct claimed *c;
 
-	if (h->flight < MAX_FLIGHT &&
-	    store_outbox_claim(h->st, now_ms(), CLAIM_MS,
-	        MAX_FLIGHT - h->flight, &l) == STORE_OK)
-		for (size_t i = 0; i < l.n; i++)
-			send_one(h, &l.v[i]);
-	store_delivery_list_cleanup(&l);
+	if (h->flight >= MAX_FLIGHT || h->claiming)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->h = h;
+	if (store_outbox_claim(h->st, now_ms(), CLAIM_MS,
+	        MAX_FLIGHT - h->flight, &c->l) != STORE_OK) {
+		store_delivery_list_cleanup(&c->l);
+		free(c);
+		return;
+	}
+	h->claiming = 1;
+	store_after(h->st, on_claimed, c);
 }
 
 struct hooks *

@@ -349,7 +349,7 @@ run_loop(struct event_base *base, struct store *st)
 			break;
 	}
 	event_free(flush);
-	store_sync(st);
+	store_drain(st);
 }
 
 /*

@@ -7,7 +7,8 @@
  * - transactions are opened, grouped and closed (store_write, store_sync):
  *   a change is a savepoint of the turn's one transaction when grouped,
  *   its own transaction otherwise, and what waits for a commit runs after
- *   it (store_after);
+ *   it (store_after), or after its sync when the backend syncs elsewhere
+ *   (a batch, below);
  * - the queue's order is kept: a set of the queued jobs' seq, built at
  *   open and changed by every event appended, ours as they are written
  *   (undone with their transaction) and other processes' as they are read
@@ -37,9 +38,17 @@ static const struct {
 
 /* Something waiting for the open transaction's commit. */
 struct after {
-	struct list link; /* in store.afters */
+	struct list link; /* in store.afters, or a batch's */
 	void (*fn)(void *arg, int ok);
 	void *arg;
+};
+
+/* A commit whose sync is under way, and what waits for it. */
+struct batch {
+	struct list link; /* in store.batches, oldest first */
+	uint64_t ticket;  /* the backend's, told to store_synced() */
+	int64_t floor;    /* the newest event committed before it */
+	struct list afters;
 };
 
 enum store_rc
@@ -141,6 +150,7 @@ store_opened(struct store *st)
 	enum store_rc rc;
 
 	list_init(&st->afters);
+	list_init(&st->batches);
 	st->queue = rank_new();
 	st->be->others_wrote(st); /* from now on */
 	/* Departures before are known by their events only: the newest one
@@ -193,7 +203,23 @@ store_queue_departed(const struct store *st)
 
 /* ---- transactions --------------------------------------------------- */
 
-/* Tell what waited for the transaction just ended, then the hook. */
+/* The hook (after a commit), then what waited, each told ok. Those told
+ * may write again: that is the next transaction's. */
+static void
+tell(struct store *st, struct list *waiting, int ok)
+{
+	if (ok && st->on_commit)
+		st->on_commit(st->on_commit_arg);
+	while (!list_empty(waiting)) {
+		struct after *a = list_entry(waiting->next, struct after, link);
+		list_remove(&a->link);
+		a->fn(a->arg, ok);
+		free(a);
+	}
+}
+
+/* The transaction just ended: what waited for it is told now, or, when
+ * its commit is still being synced, once it is (store_synced). */
 static void
 ended(struct store *st, int ok)
 {
@@ -201,17 +227,55 @@ ended(struct store *st, int ok)
 
 	st->nundo = 0;
 	st->urgent = 0;
-	/* Those told may write again: that is the next transaction's. */
+	if (ok && st->syncing) {
+		struct batch *b = xmalloc(sizeof(*b));
+		b->ticket = st->syncing;
+		b->floor = st->floor;
+		list_init(&b->afters);
+		list_splice(&b->afters, &st->afters);
+		list_add_tail(&st->batches, &b->link);
+		st->syncing = 0;
+		return;
+	}
+	st->syncing = 0;
 	list_init(&waiting);
 	list_splice(&waiting, &st->afters);
-	if (ok && st->on_commit)
-		st->on_commit(st->on_commit_arg);
-	while (!list_empty(&waiting)) {
-		struct after *a = list_entry(waiting.next, struct after, link);
-		list_remove(&a->link);
-		a->fn(a->arg, ok);
-		free(a);
+	tell(st, &waiting, ok);
+}
+
+void
+store_synced(struct store *st, uint64_t ticket)
+{
+	struct list waiting;
+	int any = 0;
+
+	list_init(&waiting);
+	while (!list_empty(&st->batches)) {
+		struct batch *b =
+		    list_entry(st->batches.next, struct batch, link);
+		if (b->ticket > ticket)
+			break;
+		list_remove(&b->link);
+		list_splice(&waiting, &b->afters);
+		free(b);
+		any = 1;
 	}
+	if (any)
+		tell(st, &waiting, 1);
+}
+
+/* The newest event that every process may see: before the oldest commit
+ * still being synced, and before the open transaction. */
+static int64_t
+settled(const struct store *st)
+{
+	int64_t upto = INT64_MAX;
+
+	if (!list_empty(&st->batches))
+		upto = list_entry(st->batches.next, struct batch, link)->floor;
+	if (st->open && !st->be->log_at_commit && st->floor < upto)
+		upto = st->floor;
+	return upto;
 }
 
 /* Commit the open transaction, or undo it and everything it did to the
@@ -332,8 +396,20 @@ void
 store_group(struct store *st, int on)
 {
 	if (!on)
-		store_sync(st);
+		store_drain(st);
 	st->group = on;
+}
+
+void
+store_drain(struct store *st)
+{
+	store_sync(st);
+	while (!list_empty(&st->batches)) {
+		if (st->be->settle)
+			st->be->settle(st);
+		store_synced(st, UINT64_MAX);
+		store_sync(st);
+	}
 }
 
 enum store_rc
@@ -372,14 +448,19 @@ store_after(struct store *st, void (*fn)(void *, int), void *arg)
 {
 	struct after *a;
 
-	if (!st->open) {
+	if (!st->open && list_empty(&st->batches)) {
 		fn(arg, 1);
 		return;
 	}
 	a = xmalloc(sizeof(*a));
 	a->fn = fn;
 	a->arg = arg;
-	list_add_tail(&st->afters, &a->link);
+	/* With none open, what it saw may be a commit still being synced. */
+	list_add_tail(
+	    st->open
+	        ? &st->afters
+	        : &list_entry(st->batches.prev, struct batch, link)->afters,
+	    &a->link);
 }
 
 /* ---- open and close ------------------------------------------------- */
@@ -402,7 +483,7 @@ store_free(struct store *st)
 {
 	if (st == NULL)
 		return;
-	store_sync(st);
+	store_drain(st);
 	rank_free(st->queue);
 	free(st->undo);
 	free(st->up);
@@ -674,21 +755,17 @@ enum store_rc
 store_events_after(struct store *st, int64_t after, const char *user_id,
     const char *job_id, int limit, struct store_event_list *out)
 {
-	int64_t upto =
-	    st->open && !st->be->log_at_commit ? st->floor : INT64_MAX;
-
 	return enter(st)->be->events_after(
-	    st, after, upto, user_id, job_id, limit, out);
+	    st, after, settled(st), user_id, job_id, limit, out);
 }
 
 enum store_rc
 store_events_last(struct store *st, int64_t *id)
 {
-	*id = 0;
-	if (st->open && !st->be->log_at_commit) {
-		*id = st->floor;
+	*id = settled(st);
+	if (*id != INT64_MAX)
 		return STORE_OK;
-	}
+	*id = 0;
 	return enter(st)->be->events_last(st, id);
 }
 

@@ -87,7 +87,8 @@ const char *store_process(const struct store *st);
  * commit hook runs), a lost connection made again. */
 struct event_base;
 void store_watch(struct store *st, struct event_base *base);
-/* Commit what is pending (store_sync), then close. NULL is a no-op. */
+/* Commit what is pending and wait for its sync (store_drain), then
+ * close. NULL is a no-op. */
 void store_free(struct store *st);
 /* The last error's text (valid until the next call). */
 const char *store_error(struct store *st);
@@ -105,6 +106,15 @@ void store_group(struct store *st, int on);
  * made, and what waited for them was told so.
  */
 enum store_rc store_sync(struct store *st);
+/*
+ * Watched from a loop (store_watch), a backend may sync a commit off the
+ * loop: the commit is made, other transactions may follow at once, and the
+ * hook and what waited for it run from the loop once it is synced. Events
+ * are read only up to the oldest commit not yet synced, and store_after()
+ * with nothing open waits for the newest one. store_drain(): store_sync()
+ * and wait for every sync, telling what waited; for the end of a loop.
+ */
+void store_drain(struct store *st);
 /* 1 when changes wait for store_sync(). */
 int store_pending(const struct store *st);
 
@@ -118,8 +128,8 @@ int store_pending(const struct store *st);
  */
 #define STORE_LAZY_MS 2
 int64_t store_due(const struct store *st);
-/* Run fn(arg, ok) once what is written so far is committed (ok 1) or
- * lost (ok 0); at once, with ok 1, when nothing is pending. */
+/* Run fn(arg, ok) once what is written so far is committed and synced (ok
+ * 1) or lost (ok 0); at once, with ok 1, when nothing is pending. */
 void store_after(struct store *st, void (*fn)(void *, int), void *arg);
 
 /* --- the queue's order --- */

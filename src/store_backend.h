@@ -8,7 +8,7 @@
  * errors into the same st->err. Each data entry has the meaning of the
  * store_* function of the same name in store.h; store.c has already reset
  * the out parameters (job_init, upload_init) and cleared st->err, so a
- * backend only fills them. Every entry must be set.
+ * backend only fills them. Every entry must be set but watch and settle.
  *
  * Transactions are store.c's: a backend runs each change through
  * store_write() and each multi-statement read through store_read(), which
@@ -40,14 +40,16 @@ struct store {
 	void *on_commit_arg;
 
 	/* transactions */
-	int group;          /* changes wait for store_sync() */
-	int open;           /* a write transaction is open */
-	int depth;          /* inside a store_write() */
-	int lazy;           /* the write being made may wait (store_due) */
-	int urgent;         /* the open transaction holds one that may not */
-	int64_t opened_ms;  /* when it opened */
-	int64_t floor;      /* the newest event committed when it began */
-	struct list afters; /* what waits for its commit */
+	int group;           /* changes wait for store_sync() */
+	int open;            /* a write transaction is open */
+	int depth;           /* inside a store_write() */
+	int lazy;            /* the write being made may wait (store_due) */
+	int urgent;          /* the open transaction holds one that may not */
+	int64_t opened_ms;   /* when it opened */
+	int64_t floor;       /* the newest event committed when it began */
+	struct list afters;  /* what waits for its commit */
+	uint64_t syncing;    /* set by commit: its sync is this ticket's */
+	struct list batches; /* commits being synced (store.c) */
 
 	/* the queue's order: every queued job's seq */
 	struct rank *queue;
@@ -100,8 +102,14 @@ struct store_backend {
 	/* 1 when another process may have committed since the last ask. */
 	int (*others_wrote)(struct store *st);
 	/* Follow the store from the loop (other processes' commits, a lost
-	 * connection); NULL when there is nothing to follow. */
+	 * connection); NULL when there is nothing to follow. From then on,
+	 * commit may leave its sync to a thread: it sets st->syncing to a
+	 * ticket, greater than the one before, and the backend calls
+	 * store_synced() from the loop once the tickets up to one are
+	 * synced. settle waits until every ticket given is (NULL: the backend
+	 * never leaves one). */
 	void (*watch)(struct store *st, struct event_base *base);
+	void (*settle)(struct store *st);
 	/* This process's name (as store_opts gave it, or one made up). */
 	const char *(*process)(const struct store *st);
 
@@ -215,6 +223,10 @@ void store_logged(struct store *st, int64_t id, int64_t seq, int queued);
 void store_place(struct store *st, struct job *j);
 /* What every backend's open does last: build the queue's order. */
 enum store_rc store_opened(struct store *st);
+/* The commits of the tickets up to ticket are synced: what waited for them
+ * goes on. */
+void store_synced(struct store *st, uint64_t ticket);
+
 /* Another process committed (the backend learnt it from the loop): the
  * log is worth reading again (the commit hook runs). */
 void store_notified(struct store *st);

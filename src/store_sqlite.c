@@ -1,7 +1,8 @@
 /*
  * store_sqlite.c — the SQLite backend ("sqlite:PATH"): one file in WAL
  * mode, synchronous=FULL, so a committed job survives kill -9 and power
- * loss.
+ * loss (watched from a loop, a commit's sync is a thread's, and what waits
+ * for the commit waits for it: below).
  *
  * Two ideas to read it by. First, the schema is the last line of defence
  * (docs/design.md, decision 3): CHECKs, UNIQUEs and triggers refuse a negative
@@ -25,9 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <event2/event.h>
 #include <sqlite3.h>
 
 #include "util.h"
@@ -860,11 +864,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 /* clang-format on */
 
 struct ckpt;
+struct syncer;
 
 struct sqlite_store {
 	struct store base; /* first: the store.c handle */
 	sqlite3 *db;
-	struct ckpt *ckpt; /* NULL: no WAL (in memory), or not yet */
+	struct ckpt *ckpt;     /* NULL: no WAL (in memory), or not yet */
+	struct syncer *syncer; /* NULL: commits sync on the loop */
 	struct store_opts opts;
 	char *process; /* opts.process points here */
 	sqlite3_stmt *stmt[ST_COUNT];
@@ -1030,10 +1036,24 @@ lite_begin(struct store *st, int write)
 	return run(lite(st), write ? ST_BEGIN : ST_BEGIN_READ, NULL, NOARGS);
 }
 
+static void sync_ask(struct sqlite_store *s, int fd);
+
+/* With a syncer, the commit's sync is its thread's (below). */
 static enum store_rc
 lite_commit(struct store *st)
 {
-	return run(lite(st), ST_COMMIT, NULL, NOARGS);
+	struct sqlite_store *s = lite(st);
+	enum store_rc rc;
+	int fd;
+
+	if (s->syncer == NULL)
+		return run(s, ST_COMMIT, NULL, NOARGS);
+	walbuf_defer(1);
+	rc = run(s, ST_COMMIT, NULL, NOARGS);
+	walbuf_defer(0);
+	if ((fd = walbuf_deferred()) >= 0)
+		sync_ask(s, fd);
+	return rc;
 }
 
 /* Some errors end the transaction by themselves: then nothing to do. */
@@ -2676,6 +2696,164 @@ ckpt_stop(struct sqlite_store *s)
 	s->ckpt = NULL;
 }
 
+/* ---- commit syncs, off the loop ------------------------------------ */
+
+/*
+ * A commit's fdatasync holds the loop for 0.3 ms and more. Watched from a
+ * loop, the store leaves it to this thread: the commit is made (walbuf
+ * leaves its sync undone), the loop goes on with the next turn, and what
+ * waits for the commit (its answers, its calls to the provider, its
+ * events) goes on once the thread has synced the WAL (store_synced). One
+ * sync covers every commit written before it began, so while it runs the
+ * commits that follow gather for the next one. A WAL that fails to sync
+ * leaves its commits unknown: the process stops (abort), and the store
+ * recovers from what the disk holds, which is a prefix of the commits.
+ */
+struct syncer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t asked_cv; /* the thread waits for a ticket */
+	pthread_cond_t done_cv;  /* settle waits for the thread */
+	uint64_t asked;          /* the newest ticket given */
+	uint64_t done;           /* the newest ticket synced */
+	int fd;                  /* the WAL to sync for asked */
+	int stop;
+	int wake;         /* eventfd: the loop learns of done */
+	struct event *ev; /* on the loop, reading wake */
+	struct store *st;
+};
+
+static void *
+sync_main(void *arg)
+{
+	struct syncer *c = arg;
+	const uint64_t one = 1;
+	uint64_t t;
+	int fd, rc;
+
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (c->asked == c->done && !c->stop)
+			pthread_cond_wait(&c->asked_cv, &c->mu);
+		if (c->asked == c->done)
+			break;
+		t = c->asked;
+		fd = c->fd;
+		pthread_mutex_unlock(&c->mu);
+		while ((rc = fdatasync(fd)) != 0 && errno == EINTR)
+			;
+		if (rc != 0) {
+			fprintf(stderr, "fila: the WAL cannot be synced: %s\n",
+			    strerror(errno));
+			abort();
+		}
+		pthread_mutex_lock(&c->mu);
+		c->done = t;
+		pthread_cond_broadcast(&c->done_cv);
+		while (write(c->wake, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* The commit just made waits for a sync of fd: its ticket. */
+static void
+sync_ask(struct sqlite_store *s, int fd)
+{
+	struct syncer *c = s->syncer;
+
+	pthread_mutex_lock(&c->mu);
+	c->fd = fd;
+	s->base.syncing = ++c->asked;
+	pthread_cond_signal(&c->asked_cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+on_synced(evutil_socket_t fd, short what, void *arg)
+{
+	struct syncer *c = arg;
+	uint64_t n, t;
+
+	if (read(c->wake, &n, sizeof(n)) < 0)
+		return;
+	pthread_mutex_lock(&c->mu);
+	t = c->done;
+	pthread_mutex_unlock(&c->mu);
+	store_synced(c->st, t);
+}
+
+static void
+lite_settle(struct store *st)
+{
+	struct syncer *c = lite(st)->syncer;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	while (c->done != c->asked)
+		pthread_cond_wait(&c->done_cv, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* A store with a WAL syncs its commits off the loop from now on. */
+static void
+lite_watch(struct store *st, struct event_base *base)
+{
+	struct sqlite_store *s = lite(st);
+	struct syncer *c;
+
+	if (s->ckpt == NULL || s->syncer != NULL)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->st = st;
+	c->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->ev = c->wake < 0 ? NULL
+	                    : event_new(base, c->wake, EV_READ | EV_PERSIST,
+	                          on_synced, c);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->asked_cv, NULL);
+	pthread_cond_init(&c->done_cv, NULL);
+	if (c->ev == NULL || event_add(c->ev, NULL) != 0 ||
+	    pthread_create(&c->thread, NULL, sync_main, c) != 0) {
+		/* Then the loop syncs, as without one. */
+		fprintf(stderr, "fila: commits sync on the loop: no thread\n");
+		if (c->ev)
+			event_free(c->ev);
+		if (c->wake >= 0)
+			close(c->wake);
+		pthread_cond_destroy(&c->done_cv);
+		pthread_cond_destroy(&c->asked_cv);
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		return;
+	}
+	s->syncer = c;
+}
+
+/* Every ticket is synced by now (store_drain): the thread ends. */
+static void
+sync_stop(struct sqlite_store *s)
+{
+	struct syncer *c = s->syncer;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = 1;
+	pthread_cond_signal(&c->asked_cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	event_free(c->ev);
+	close(c->wake);
+	pthread_cond_destroy(&c->done_cv);
+	pthread_cond_destroy(&c->asked_cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+	s->syncer = NULL;
+}
+
 static enum store_rc
 configure(struct sqlite_store *s, const char *path)
 {
@@ -2776,6 +2954,7 @@ lite_free(struct store *st)
 {
 	struct sqlite_store *s = lite(st);
 
+	sync_stop(s);
 	ckpt_stop(s);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
@@ -2856,6 +3035,8 @@ const struct store_backend store_sqlite_backend = {
     .queue_load = lite_queue_load,
     .queue_follow = lite_queue_follow,
     .others_wrote = lite_others_wrote,
+    .watch = lite_watch,
+    .settle = lite_settle,
     .user_balance = lite_user_balance,
     .user_grant = lite_user_grant,
     .ledger = lite_ledger,

@@ -12,10 +12,22 @@
  * what the disk holds at every sync, and what any reader sees, is what
  * SQLite alone would have written. Every other file, and every method but
  * xWrite, goes straight to the default VFS.
+ *
+ * It can also leave a commit's sync to its caller (walbuf_defer): the
+ * thread that commits then goes on while another one syncs the WAL
+ * through a descriptor of its own. Only the sync that ends a commit is
+ * left: a sync after a write to the WAL's header (a WAL that starts
+ * over), or with nothing written since the last one (a checkpoint's,
+ * before it copies frames into the database), is done at once, as it
+ * orders what reaches the disk. What the disk holds at any instant is then
+ * what synchronous=NORMAL would leave: a prefix of the commits.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 #include "walbuf.h"
@@ -31,10 +43,21 @@ struct wal {
 	unsigned char *buf; /* WALBUF_MAX bytes, the first len for off on */
 	size_t len;
 	sqlite3_int64 off;
+	int fd;     /* the same file, for a sync elsewhere; -1: none */
+	int dirty;  /* written since its last sync */
+	int header; /* its header written (or it truncated) since then */
 };
+
+/* WAL header bytes: a write below this starts the WAL over. */
+#define WAL_HEADER 32
 
 static sqlite3_vfs vfs;
 static sqlite3_vfs *parent;
+
+/* This thread's commits leave their sync (walbuf_defer), and the WAL whose
+ * sync was left since. */
+static _Thread_local int deferring;
+static _Thread_local struct wal *deferred;
 
 /* Write what is gathered. The caller returns the error as its own: a
  * sync that cannot write fails like a write would. */
@@ -59,6 +82,11 @@ wal_close(sqlite3_file *f)
 
 	free(w->buf);
 	w->buf = NULL;
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	if (deferred == w)
+		deferred = NULL;
 	return rc != SQLITE_OK ? rc : rc2;
 }
 
@@ -80,6 +108,9 @@ wal_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 	struct wal *w = (struct wal *)f;
 	int rc;
 
+	w->dirty = 1;
+	if (off < WAL_HEADER)
+		w->header = 1;
 	if (w->len > 0 && (off != w->off + (sqlite3_int64)w->len ||
 	                      w->len + (size_t)n > WALBUF_MAX)) {
 		if ((rc = flush(w)) != SQLITE_OK)
@@ -102,17 +133,29 @@ wal_truncate(sqlite3_file *f, sqlite3_int64 size)
 	struct wal *w = (struct wal *)f;
 	int rc = flush(w);
 
+	w->header = 1;
 	return rc != SQLITE_OK ? rc
 	                       : w->real->pMethods->xTruncate(w->real, size);
 }
 
+/* A commit's sync is left to walbuf_deferred()'s caller when this thread
+ * defers; any other is done here, and covers the one left before. */
 static int
 wal_sync(sqlite3_file *f, int flags)
 {
 	struct wal *w = (struct wal *)f;
 	int rc = flush(w);
 
-	return rc != SQLITE_OK ? rc : w->real->pMethods->xSync(w->real, flags);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (deferring && w->fd >= 0 && w->dirty && !w->header &&
+	    (deferred == NULL || deferred == w)) {
+		w->dirty = 0;
+		deferred = w;
+		return SQLITE_OK;
+	}
+	w->dirty = w->header = 0;
+	return w->real->pMethods->xSync(w->real, flags);
 }
 
 static int
@@ -203,8 +246,13 @@ vfs_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f, int flags,
 	memset(w, 0, sizeof(*w));
 	w->real = (sqlite3_file *)(w + 1);
 	rc = parent->xOpen(parent, name, w->real, flags, out_flags);
-	if (rc == SQLITE_OK)
+	if (rc == SQLITE_OK) {
 		w->base.pMethods = &wal_methods;
+		/* Without it, its syncs are all done at once. */
+		do
+			w->fd = open(name, O_RDWR | O_CLOEXEC);
+		while (w->fd < 0 && errno == EINTR);
+	}
 	return rc;
 }
 
@@ -230,4 +278,21 @@ walbuf_vfs(void)
 
 	pthread_once(&once, vfs_init);
 	return parent ? vfs.zName : NULL;
+}
+
+void
+walbuf_defer(int on)
+{
+	deferring = on;
+	if (on)
+		deferred = NULL;
+}
+
+int
+walbuf_deferred(void)
+{
+	struct wal *w = deferred;
+
+	deferred = NULL;
+	return w ? w->fd : -1;
 }

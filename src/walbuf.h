@@ -12,4 +12,19 @@
  */
 const char *walbuf_vfs(void);
 
+/*
+ * On: this thread's commits on walbuf connections leave the sync that ends
+ * them (and only that one) undone, for walbuf_deferred() to hand out. On
+ * again forgets what was left; off keeps it.
+ */
+void walbuf_defer(int on);
+
+/*
+ * The descriptor of the WAL whose commit sync this thread left since
+ * walbuf_defer(1), and forget it; -1 when none was left. The commit is
+ * durable once fdatasync() on it returns 0 (from any thread). It stays
+ * open while the connection does: sync it before closing that.
+ */
+int walbuf_deferred(void);
+
 #endif

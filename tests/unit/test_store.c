@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <sqlite3.h>
 
 #include "fixtures.h"
@@ -1378,6 +1379,58 @@ Test(store, group_commit_keeps_what_succeeded)
 	store_after(st, tell, &t);
 	cr_assert_eq(t.calls, 2);
 	store_group(st, 0);
+}
+
+/* Watched from a loop, a commit's sync is a thread's: the commit is made
+ * (another connection reads it), but what waits for it, its events, and a
+ * store_after() with nothing open wait until the loop hears it is synced. */
+Test(store, a_watched_commit_waits_for_its_sync)
+{
+	struct event_base *base = event_base_new();
+	struct told t1 = {0}, t2 = {0}, t3 = {0};
+	struct store_event_list l = {0};
+	int64_t last = -1;
+
+	cr_assert_not_null(base);
+	store_watch(st, base);
+	store_group(st, 1);
+	submit_ok("y1", "u1", "upscaler");
+	store_after(st, tell, &t1);
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_not(store_pending(st));
+	cr_assert_eq(count_of("jobs"), 1, "committed");
+	cr_assert_eq(t1.calls, 0, "told once synced, from the loop");
+	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 0, "its events wait for the sync");
+	store_event_list_cleanup(&l);
+	cr_assert_eq(store_events_last(st, &last), STORE_OK);
+	cr_assert_eq(last, 0);
+	store_after(st, tell, &t2); /* nothing open: it saw y1 */
+	cr_assert_eq(t2.calls, 0, "waits for the sync of what it saw");
+	submit_ok("y2", "u2", "upscaler");
+	store_after(st, tell, &t3);
+	cr_assert_eq(store_sync(st), STORE_OK);
+	for (int i = 0; i < 1000 && t3.calls == 0; i++)
+		cr_assert_geq(event_base_loop(base, EVLOOP_ONCE), 0);
+	cr_assert_eq(t1.calls, 1);
+	cr_assert_eq(t1.ok, 1);
+	cr_assert_eq(t2.calls, 1, "before or with the next commit's");
+	cr_assert_eq(t3.calls, 1);
+	cr_assert_eq(t3.ok, 1);
+	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	store_event_list_cleanup(&l);
+	/* store_drain waits for the thread itself. */
+	submit_ok("y3", "u3", "upscaler");
+	store_after(st, tell, &t1);
+	store_drain(st);
+	cr_assert_eq(t1.calls, 2);
+	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
+	cr_assert_eq(l.n, 3);
+	store_event_list_cleanup(&l);
+	store_free(st); /* its event is on base */
+	st = NULL;
+	event_base_free(base);
 }
 
 /* A transaction holding only a job's move to running may wait a little

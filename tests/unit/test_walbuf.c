@@ -4,8 +4,10 @@
  * in parts, and every commit is in the file when COMMIT returns (other
  * connections read it; a process that dies right after loses nothing).
  *
+ * Deferred, a commit's sync is left to the caller, and only that one.
+ *
  * Under walbuf sits a counting VFS, registered as the default first: it is
- * the default VFS with the WAL's xWrite counted.
+ * the default VFS with the WAL's xWrite and xSync counted.
  */
 #include <criterion/criterion.h>
 
@@ -23,7 +25,8 @@
 static sqlite3_vfs counting, *unix_vfs;
 static sqlite3_io_methods wal_io;
 static int (*real_write)(sqlite3_file *, const void *, int, sqlite3_int64);
-static long writes, bytes;
+static int (*real_sync)(sqlite3_file *, int);
+static long writes, bytes, syncs;
 
 static int
 count_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
@@ -31,6 +34,13 @@ count_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 	writes++;
 	bytes += n;
 	return real_write(f, p, n, off);
+}
+
+static int
+count_sync(sqlite3_file *f, int flags)
+{
+	syncs++;
+	return real_sync(f, flags);
 }
 
 static int
@@ -45,6 +55,8 @@ count_open(
 			wal_io = *f->pMethods;
 			real_write = wal_io.xWrite;
 			wal_io.xWrite = count_write;
+			real_sync = wal_io.xSync;
+			wal_io.xSync = count_sync;
 		}
 		f->pMethods = &wal_io;
 	}
@@ -203,4 +215,57 @@ Test(walbuf, a_commit_outlives_its_process)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFSIGNALED(status));
 	cr_expect_eq(rows_seen_by_another(), 12);
+}
+
+/* Deferring, the sync that ends a commit is left undone, for the caller
+ * to do on the descriptor it is given; a checkpoint's sync, and the sync
+ * after a new WAL header, are done at once. */
+Test(walbuf, a_deferred_commit_leaves_its_sync_alone)
+{
+	sqlite3 *db = open_db(walbuf_vfs()); /* the WAL's header */
+	int fd;
+
+	syncs = 0;
+	walbuf_defer(1);
+	insert_rows(db, 3);
+	walbuf_defer(0);
+	cr_expect_eq(syncs, 0, "%ld", syncs);
+	fd = walbuf_deferred();
+	cr_assert_geq(fd, 0, "the commit's sync is left");
+	cr_expect_eq(fdatasync(fd), 0);
+	cr_expect_eq(walbuf_deferred(), -1, "handed out once");
+
+	walbuf_defer(1);
+	insert_rows(db, 2);
+	insert_rows(db, 2);
+	walbuf_defer(0);
+	cr_expect_eq(syncs, 0, "%ld", syncs);
+	cr_expect_eq(rows_seen_by_another(), 7, "committed all the same");
+	cr_expect_eq(walbuf_deferred(), fd, "the same WAL");
+
+	/* Not deferring, each commit syncs. */
+	insert_rows(db, 1);
+	cr_expect_eq(syncs, 1);
+	cr_expect_eq(walbuf_deferred(), -1);
+
+	/* A checkpoint syncs the WAL before it copies: never left. */
+	syncs = 0;
+	walbuf_defer(1);
+	cr_assert_eq(sqlite3_wal_checkpoint_v2(
+	                 db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL),
+	    SQLITE_OK);
+	walbuf_defer(0);
+	cr_expect_eq(syncs, 1, "%ld", syncs);
+	cr_expect_eq(walbuf_deferred(), -1);
+
+	/* It copied everything: the next commit starts the WAL over, and
+	 * its new header is synced at once; the commit's own sync is left. */
+	syncs = 0;
+	walbuf_defer(1);
+	insert_rows(db, 1);
+	walbuf_defer(0);
+	cr_expect_eq(syncs, 1, "%ld", syncs);
+	cr_expect_eq(walbuf_deferred(), fd);
+	cr_expect_eq(rows_seen_by_another(), 9);
+	sqlite3_close(db);
 }
