@@ -30,8 +30,12 @@
  * streams, which are not benchmarked here).
  *
  * Prints one JSON object on stdout: requests sent, answers by status,
- * errors, duration, rate, latency percentiles in ms, and this process's own
- * CPU time (to show the generator is not the bottleneck). -o writes each
+ * errors, duration, rate, latency percentiles in ms, this process's own
+ * CPU time (to show the generator is not the bottleneck), and the
+ * machine's pauses: a thread of its own sleeps 1 ms at a time and counts
+ * each wake-up more than 2 ms late, what every thread of the machine was
+ * kept waiting for then (a machine without a free core, or one its host
+ * paused): no server's latency can be lower. -o writes each
  * answer as one line "STATUS BODY" (newlines in the body made spaces), in
  * request order: how the caller learns the ids fila made.
  */
@@ -42,6 +46,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +361,31 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	dispatch();
 }
 
+/* The pause probe: wake-ups more than PAUSE_MS late, while the run lasts. */
+#define PAUSE_MS 2.0
+static atomic_int probe_stop;
+static long pauses;
+static double pause_ms, pause_max_ms;
+
+static void *
+probe_main(void *arg)
+{
+	const struct timespec ms = {0, 1000000};
+
+	while (!atomic_load(&probe_stop)) {
+		double t = now();
+		nanosleep(&ms, NULL);
+		double late = (now() - t) * 1e3 - 1.0;
+		if (late > PAUSE_MS) {
+			pauses++;
+			pause_ms += late;
+			if (late > pause_max_ms)
+				pause_max_ms = late;
+		}
+	}
+	return NULL;
+}
+
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -459,9 +490,14 @@ main(int argc, char **argv)
 		conns[i].addr = &addrs[i % naddrs];
 		conn_open(&conns[i]);
 	}
+	pthread_t probe;
+	if (pthread_create(&probe, NULL, probe_main, NULL) != 0)
+		die("no probe thread");
 	tick = evtimer_new(base, on_tick, NULL);
 	on_tick(-1, 0, NULL);
 	event_base_dispatch(base);
+	atomic_store(&probe_stop, 1);
+	pthread_join(probe, NULL);
 
 	double duration = t_last - t_start;
 	long unanswered = inflight() + (rate ? due - next_req : 0);
@@ -482,10 +518,12 @@ main(int argc, char **argv)
 	printf("},\"errors\":%ld,\"unanswered\":%ld,\"connections\":%d,"
 	       "\"target_rate\":%.1f,\"duration_s\":%.3f,\"rate\":%.1f,"
 	       "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
-	       "\"max\":%.3f},\"cpu_s\":%.3f}\n",
+	       "\"max\":%.3f},\"cpu_s\":%.3f,\"pauses\":{\"count\":%ld,"
+	       "\"ms\":%.1f,\"max_ms\":%.1f}}\n",
 	    errors, unanswered, nconns, rate, duration,
 	    duration > 0 ? answered / duration : 0, quantile(0.5),
-	    quantile(0.9), quantile(0.99), nlat ? lat[nlat - 1] : 0, cpu);
+	    quantile(0.9), quantile(0.99), nlat ? lat[nlat - 1] : 0, cpu,
+	    pauses, pause_ms, pause_max_ms);
 
 	if (body_path) {
 		FILE *f = fopen(body_path, "w");
