@@ -444,7 +444,10 @@ flush(struct events *e)
 /*
  * Send the places that moved. Places are read from committed changes
  * only: with changes pending, the pass waits for their commit (whose
- * hook comes back here).
+ * hook comes back here). A commit still being synced counts: waiting for
+ * no sync at all would starve the places under load, and a place is
+ * derived (a power loss that took that commit back takes back a place,
+ * never a state).
  */
 static void
 places(struct events *e)
@@ -618,16 +621,14 @@ watch_queued(
 }
 
 /* Is a finished job's stream reconnected after its end (nothing more will
- * come)? */
+ * come)? Its end may be a commit still being synced: then it comes. */
 static int
 nothing_left(struct events *e, struct sub *s)
 {
-	struct store_event_list l = {0};
+	int any = 1;
 
-	store_events_after(e->st, s->last, s->user_id, s->job_id, 1, &l);
-	int none = l.n == 0;
-	store_event_list_cleanup(&l);
-	return none;
+	store_events_exist(e->st, s->last, s->user_id, s->job_id, &any);
+	return !any;
 }
 
 void
@@ -664,7 +665,7 @@ events_stream(struct events *e, struct http_req *r, const char *user_id,
 		/* An id this log never gave (a store made anew): from now on,
 		 * or the next events would wait for ids past it. */
 		int64_t newest = 0;
-		if (store_events_last(e->st, &newest) == STORE_OK &&
+		if (store_events_top(e->st, &newest) == STORE_OK &&
 		    after > newest)
 			s->last = newest;
 	}

@@ -238,6 +238,14 @@ ended(struct store *st, int ok)
 		return;
 	}
 	st->syncing = 0;
+	if (ok && !list_empty(&st->batches)) {
+		/* It wrote nothing to sync (a change refused, a claim of
+		 * nothing), but may have read what is still being synced. */
+		list_splice(
+		    &list_entry(st->batches.prev, struct batch, link)->afters,
+		    &st->afters);
+		return;
+	}
 	list_init(&waiting);
 	list_splice(&waiting, &st->afters);
 	tell(st, &waiting, ok);
@@ -757,6 +765,32 @@ store_events_after(struct store *st, int64_t after, const char *user_id,
 {
 	return enter(st)->be->events_after(
 	    st, after, settled(st), user_id, job_id, limit, out);
+}
+
+enum store_rc
+store_events_exist(struct store *st, int64_t after, const char *user_id,
+    const char *job_id, int *any)
+{
+	struct store_event_list l = {0};
+	int64_t upto =
+	    st->open && !st->be->log_at_commit ? st->floor : INT64_MAX;
+	enum store_rc rc = enter(st)->be->events_after(
+	    st, after, upto, user_id, job_id, 1, &l);
+
+	*any = l.n > 0;
+	store_event_list_cleanup(&l);
+	return rc;
+}
+
+enum store_rc
+store_events_top(struct store *st, int64_t *id)
+{
+	*id = 0;
+	if (st->open && !st->be->log_at_commit) {
+		*id = st->floor;
+		return STORE_OK;
+	}
+	return enter(st)->be->events_last(st, id);
 }
 
 enum store_rc

@@ -441,14 +441,22 @@ void store_event_list_cleanup(struct store_event_list *l);
 /*
  * Events with id > after, oldest first, at most limit (0: no limit),
  * only user_id's when non-NULL and only job_id's when non-NULL; appended.
- * Only committed events: none of the changes still pending.
+ * Only committed and synced events: none of the changes still pending,
+ * none of a commit still being synced (store_drain).
  */
 enum store_rc store_events_after(struct store *st, int64_t after,
     const char *user_id, const char *job_id, int limit,
     struct store_event_list *out);
+/* Whether any such event exists, committed, synced or not yet: not to be
+ * sent, to know that more will come. */
+enum store_rc store_events_exist(struct store *st, int64_t after,
+    const char *user_id, const char *job_id, int *any);
 
-/* The id of the newest event (0 when there is none). */
+/* The id of the newest event that store_events_after() would read (0 when
+ * there is none); store_events_top(): of the newest committed, synced or
+ * not yet. */
 enum store_rc store_events_last(struct store *st, int64_t *id);
+enum store_rc store_events_top(struct store *st, int64_t *id);
 
 /* Call fn(arg) after each commit (NULL to stop): the event log is then
  * worth reading again. It runs with nothing pending, so what it reads is

@@ -1048,6 +1048,7 @@ lite_commit(struct store *st)
 
 	if (s->syncer == NULL)
 		return run(s, ST_COMMIT, NULL, NOARGS);
+	walbuf_deferred(); /* none left from before */
 	walbuf_defer(1);
 	rc = run(s, ST_COMMIT, NULL, NOARGS);
 	walbuf_defer(0);
@@ -2638,9 +2639,13 @@ on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 		pthread_cond_signal(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
-	if (finish || pages >= CKPT_HARD)
+	if (finish || pages >= CKPT_HARD) {
+		/* Inside the COMMIT: a checkpoint's syncs are never left. */
+		int was = walbuf_defer(0);
 		sqlite3_wal_checkpoint_v2(
 		    db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		walbuf_defer(was);
+	}
 	return SQLITE_OK;
 }
 

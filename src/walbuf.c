@@ -280,12 +280,13 @@ walbuf_vfs(void)
 	return parent ? vfs.zName : NULL;
 }
 
-void
+int
 walbuf_defer(int on)
 {
+	int was = deferring;
+
 	deferring = on;
-	if (on)
-		deferred = NULL;
+	return was;
 }
 
 int

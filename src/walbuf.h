@@ -14,10 +14,10 @@ const char *walbuf_vfs(void);
 
 /*
  * On: this thread's commits on walbuf connections leave the sync that ends
- * them (and only that one) undone, for walbuf_deferred() to hand out. On
- * again forgets what was left; off keeps it.
+ * them (and only that one) undone, for walbuf_deferred() to hand out; off:
+ * every sync is done at once. Returns what it was.
  */
-void walbuf_defer(int on);
+int walbuf_defer(int on);
 
 /*
  * The descriptor of the WAL whose commit sync this thread left since

@@ -1407,6 +1407,17 @@ Test(store, a_watched_commit_waits_for_its_sync)
 	cr_assert_eq(last, 0);
 	store_after(st, tell, &t2); /* nothing open: it saw y1 */
 	cr_assert_eq(t2.calls, 0, "waits for the sync of what it saw");
+	/* A transaction that writes nothing has no sync of its own, but may
+	 * have read y1: what waits for it waits for y1's. */
+	struct job j;
+	struct told t4 = {0};
+	cr_assert_eq(store_job_finish(
+	                 st, "nope", JOB_CANCELLED, NULL, NULL, NULL, 0, &j),
+	    STORE_NOTFOUND);
+	job_cleanup(&j);
+	store_after(st, tell, &t4);
+	cr_assert_eq(store_sync(st), STORE_OK);
+	cr_assert_eq(t4.calls, 0, "waits for y1's sync");
 	submit_ok("y2", "u2", "upscaler");
 	store_after(st, tell, &t3);
 	cr_assert_eq(store_sync(st), STORE_OK);
@@ -1415,6 +1426,7 @@ Test(store, a_watched_commit_waits_for_its_sync)
 	cr_assert_eq(t1.calls, 1);
 	cr_assert_eq(t1.ok, 1);
 	cr_assert_eq(t2.calls, 1, "before or with the next commit's");
+	cr_assert_eq(t4.calls, 1);
 	cr_assert_eq(t3.calls, 1);
 	cr_assert_eq(t3.ok, 1);
 	cr_assert_eq(store_events_after(st, 0, NULL, NULL, 0, &l), STORE_OK);
