@@ -354,10 +354,6 @@ run_loop(struct event_base *base, struct store *st)
 }
 
 /*
- * Serve until a signal: acquire everything in order, run the loop, and
- * release in reverse on the one way out (every *_free takes NULL).
- */
-/*
  * glibc gives the heap's top back to the kernel once 128 KiB of it is free,
  * and the next allocation takes it back, page faults included. A provider
  * call frees buffers of 16 and 64 KiB (libcurl's), so under load that was
@@ -371,6 +367,10 @@ malloc_tune(void)
 	mallopt(M_TOP_PAD, 1 << 20);
 }
 
+/*
+ * Serve until a signal: acquire everything in order, run the loop, and
+ * release in reverse on the one way out (every *_free takes NULL).
+ */
 static int
 cmd_serve(const struct config *cfg, const struct args *args)
 {

@@ -218,6 +218,21 @@ tell(struct store *st, struct list *waiting, int ok)
 	}
 }
 
+/* What waits for the newest commit still being synced (there is one). */
+static struct list *
+newest(struct store *st)
+{
+	return &list_entry(st->batches.prev, struct batch, link)->afters;
+}
+
+/* The newest event committed before the open transaction, if any is open
+ * and its events are in the log already. */
+static int64_t
+open_floor(const struct store *st)
+{
+	return st->open && !st->be->log_at_commit ? st->floor : INT64_MAX;
+}
+
 /* The transaction just ended: what waited for it is told now, or, when
  * its commit is still being synced, once it is (store_synced). */
 static void
@@ -232,18 +247,14 @@ ended(struct store *st, int ok)
 		b->ticket = st->syncing;
 		b->floor = st->floor;
 		list_init(&b->afters);
-		list_splice(&b->afters, &st->afters);
 		list_add_tail(&st->batches, &b->link);
-		st->syncing = 0;
-		return;
 	}
 	st->syncing = 0;
+	/* Its own sync's, or, when it wrote nothing to sync (a change
+	 * refused, a claim of nothing), the newest one's: it may have read
+	 * what is still being synced. */
 	if (ok && !list_empty(&st->batches)) {
-		/* It wrote nothing to sync (a change refused, a claim of
-		 * nothing), but may have read what is still being synced. */
-		list_splice(
-		    &list_entry(st->batches.prev, struct batch, link)->afters,
-		    &st->afters);
+		list_splice(newest(st), &st->afters);
 		return;
 	}
 	list_init(&waiting);
@@ -277,12 +288,14 @@ store_synced(struct store *st, uint64_t ticket)
 static int64_t
 settled(const struct store *st)
 {
-	int64_t upto = INT64_MAX;
+	int64_t upto = open_floor(st);
 
-	if (!list_empty(&st->batches))
-		upto = list_entry(st->batches.next, struct batch, link)->floor;
-	if (st->open && !st->be->log_at_commit && st->floor < upto)
-		upto = st->floor;
+	if (!list_empty(&st->batches)) {
+		int64_t f =
+		    list_entry(st->batches.next, struct batch, link)->floor;
+		if (f < upto)
+			upto = f;
+	}
 	return upto;
 }
 
@@ -464,11 +477,7 @@ store_after(struct store *st, void (*fn)(void *, int), void *arg)
 	a->fn = fn;
 	a->arg = arg;
 	/* With none open, what it saw may be a commit still being synced. */
-	list_add_tail(
-	    st->open
-	        ? &st->afters
-	        : &list_entry(st->batches.prev, struct batch, link)->afters,
-	    &a->link);
+	list_add_tail(st->open ? &st->afters : newest(st), &a->link);
 }
 
 /* ---- open and close ------------------------------------------------- */
@@ -772,35 +781,35 @@ store_events_exist(struct store *st, int64_t after, const char *user_id,
     const char *job_id, int *any)
 {
 	struct store_event_list l = {0};
-	int64_t upto =
-	    st->open && !st->be->log_at_commit ? st->floor : INT64_MAX;
 	enum store_rc rc = enter(st)->be->events_after(
-	    st, after, upto, user_id, job_id, 1, &l);
+	    st, after, open_floor(st), user_id, job_id, 1, &l);
 
 	*any = l.n > 0;
 	store_event_list_cleanup(&l);
 	return rc;
 }
 
+/* The newest event at or below upto (INT64_MAX: the log's newest). */
+static enum store_rc
+newest_event(struct store *st, int64_t upto, int64_t *id)
+{
+	*id = upto;
+	if (upto != INT64_MAX)
+		return STORE_OK;
+	*id = 0;
+	return enter(st)->be->events_last(st, id);
+}
+
 enum store_rc
 store_events_top(struct store *st, int64_t *id)
 {
-	*id = 0;
-	if (st->open && !st->be->log_at_commit) {
-		*id = st->floor;
-		return STORE_OK;
-	}
-	return enter(st)->be->events_last(st, id);
+	return newest_event(st, open_floor(st), id);
 }
 
 enum store_rc
 store_events_last(struct store *st, int64_t *id)
 {
-	*id = settled(st);
-	if (*id != INT64_MAX)
-		return STORE_OK;
-	*id = 0;
-	return enter(st)->be->events_last(st, id);
+	return newest_event(st, settled(st), id);
 }
 
 enum store_rc

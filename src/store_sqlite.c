@@ -1048,7 +1048,6 @@ lite_commit(struct store *st)
 
 	if (s->syncer == NULL)
 		return run(s, ST_COMMIT, NULL, NOARGS);
-	walbuf_deferred(); /* none left from before */
 	walbuf_defer(1);
 	rc = run(s, ST_COMMIT, NULL, NOARGS);
 	walbuf_defer(0);
