@@ -366,12 +366,28 @@ send_event(
 	return 1;
 }
 
-/* Send s the places of its watched jobs that moved since it last sent
- * them: the place as it is now, with the newest id it was told of. */
+/* Is an event past the cursor on its way: a commit still being synced, or
+ * another process's not yet read? */
+static int
+coming(struct events *e)
+{
+	int64_t top = 0;
+
+	return store_events_top(e->st, &top) == STORE_OK && top > e->cursor;
+}
+
+/*
+ * Send s the places of its watched jobs that moved since it last sent
+ * them: the place as it is now, with the newest id it was told of. A
+ * stream told of that id already waits for the next event when one is on
+ * its way (the one of the move, read before its sync): its place then
+ * goes out with an id of its own.
+ */
 static void
 sub_places(struct events *e, struct sub *s)
 {
 	int64_t id = e->cursor > s->last ? e->cursor : 0;
+	int sent = 0;
 
 	for (size_t i = 0; i < s->nwatch; i++) {
 		struct watch *w = &s->watch[i];
@@ -380,6 +396,10 @@ sub_places(struct events *e, struct sub *s)
 
 		if (pos == 0 || pos == w->shown)
 			continue;
+		if (id == 0 && !sent && coming(e)) {
+			e->due = 1; /* the commit's hook sends it */
+			return;
+		}
 		char *data = job_text_at_position(w->text, pos);
 		if (data == NULL)
 			continue;
@@ -388,6 +408,7 @@ sub_places(struct events *e, struct sub *s)
 		free(text);
 		free(data);
 		w->shown = pos;
+		sent = 1;
 		if (id > 0)
 			s->last = id;
 		id = 0; /* the id once per stream */

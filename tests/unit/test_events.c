@@ -46,6 +46,7 @@ static struct store *st;
 static struct events *ev;
 static struct http_server *srv;
 static int port;
+static struct event_base *syncs; /* where a watched store tells its syncs */
 static char dir[64];
 static char dbpath[128];
 
@@ -126,6 +127,9 @@ teardown(void)
 	events_free(ev);
 	event_base_free(base);
 	store_free(st);
+	if (syncs)
+		event_base_free(syncs);
+	syncs = NULL;
 	config_cleanup(&cfg);
 	fx_rmtree(dir);
 }
@@ -700,6 +704,37 @@ Test(events, a_reconnect_gets_the_current_places_after_the_replay)
 	cl_close(c);
 	cl_close(d);
 	cl_close(e);
+}
+
+/* A place read before the sync of the move's commit (as the queue's order
+ * is) waits for that sync, to go out with the move's id: every event of a
+ * stream has an id once its stream was told the newest. The store tells
+ * its syncs on a loop of their own here, run only when the test says. */
+Test(events, a_place_read_before_its_sync_waits_for_an_id)
+{
+	struct sse_list *l = xcalloc(1, sizeof(*l));
+
+	syncs = event_base_new();
+	store_watch(st, syncs);
+	submit("b1", "bob");
+	submit("a1", "alice"); /* at 2 */
+	store_drain(st);
+	struct client *c = cl_stream("/events");
+	spin(c, 50);
+	finish("b1", JOB_CANCELLED); /* a1 moves to 1: committed, not synced */
+	store_sync(st);
+	spin(c, 1200); /* a poll: the queue's order moved, the log did not */
+	cr_assert_str_eq(c->body, "retry: 2000\n\n", "sent before its id");
+	store_drain(st);
+	wait_events(c, 1);
+	parse(c->body, l);
+	cr_assert_eq(l->n, 1, "%s", c->body);
+	expect_event(&l->v[0], "a1", "queued");
+	cr_assert_eq(position_of(&l->v[0]), 1);
+	cr_assert_eq(l->v[0].id, last_event_id(), "the move's id");
+	sse_cleanup(l);
+	free(l);
+	cl_close(c);
 }
 
 Test(events, a_long_replay_is_paced_not_dropped)
