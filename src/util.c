@@ -124,29 +124,53 @@ fmt_time(int64_t ms, char buf[TIME_BUF])
 	return buf;
 }
 
+/* Random bytes from the kernel, taken a page at a time: a syscall per id
+ * cost more than the rest of making it. Each thread has its own pool (no
+ * process forks), and a byte handed out is wiped from it. */
+static void
+random_bytes(unsigned char *out, size_t n)
+{
+	static _Thread_local unsigned char pool[256];
+	static _Thread_local size_t left;
+
+	while (n > 0) {
+		if (left == 0) {
+			ssize_t got = getrandom(pool, sizeof(pool), 0);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got < 0) {
+				perror("fila: getrandom");
+				abort();
+			}
+			left = (size_t)got;
+		}
+		size_t take = n < left ? n : left;
+		unsigned char *p = pool + sizeof(pool) - left;
+		memcpy(out, p, take);
+		explicit_bzero(p, take);
+		out += take;
+		n -= take;
+		left -= take;
+	}
+}
+
 void
 random_hex(char *out, size_t nbytes)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char b[64];
-	size_t done = 0;
 
-	while (done < nbytes) {
-		size_t want =
+	for (size_t done = 0; done < nbytes;) {
+		size_t n =
 		    nbytes - done < sizeof(b) ? nbytes - done : sizeof(b);
-		ssize_t got = getrandom(b, want, 0);
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("fila: getrandom");
-			abort();
-		}
-		for (ssize_t i = 0; i < got; i++) {
+		random_bytes(b, n);
+		for (size_t i = 0; i < n; i++) {
 			out[2 * (done + i)] = hex[b[i] >> 4];
 			out[2 * (done + i) + 1] = hex[b[i] & 15];
 		}
-		done += (size_t)got;
+		done += n;
 	}
+	explicit_bzero(b, sizeof(b));
 	out[2 * nbytes] = '\0';
 }
 

@@ -109,6 +109,29 @@ Test(util, random_hex)
 	cr_expect_eq(z[0], '\0');
 }
 
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Ids drawn across many refills of the pool never repeat one another. */
+Test(util, random_hex_never_repeats_across_refills)
+{
+	enum { N = 400 };
+	static char ids[N][33];
+
+	for (int i = 0; i < N; i++)
+		random_hex(ids[i], (size_t)(1 + i % 16));
+	for (int i = 0; i < N; i++)
+		if (strlen(ids[i]) < 16) /* short draws may meet by chance */
+			ids[i][0] = '\0';
+	qsort(ids, N, sizeof(ids[0]), cmp_str);
+	for (int i = 1; i < N; i++)
+		cr_assert(ids[i][0] == '\0' || strcmp(ids[i - 1], ids[i]) != 0,
+		    "%s twice", ids[i]);
+}
+
 Test(util, new_id)
 {
 	char *a = new_id("job_");
