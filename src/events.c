@@ -607,13 +607,10 @@ on_drained(void *arg)
 static void
 watch_job(struct sub *s, const struct job *j, int known)
 {
-	json_t *o = job_to_json(j);
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = job_to_text(j);
 
-	if (text)
-		watch_set(s, j->id, j->seq, known ? j->position : 0, text);
+	watch_set(s, j->id, j->seq, known ? j->position : 0, text);
 	free(text);
-	json_decref(o);
 }
 
 /*

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonw.h"
 #include "util.h"
 
 static const char *const status_names[] = {
@@ -137,6 +138,95 @@ job_to_json(const struct job *j)
 	if (j->provider_cost)
 		json_object_set(o, "provider_cost", j->provider_cost);
 	return o;
+}
+
+#define RAW(w, lit) jsonw_raw(w, lit, sizeof(lit) - 1)
+
+/* ,"key":"s" or ,"key":null; nothing at all when s is not UTF-8, as
+ * job_to_json() leaves out a member json_string() refused. */
+static void
+member_str(struct jsonw *w, const char *key, const char *s)
+{
+	if (s && !jsonw_utf8(s, strlen(s)))
+		return;
+	jsonw_raw(w, key, strlen(key));
+	jsonw_str(w, s);
+}
+
+static void
+member_time(struct jsonw *w, const char *key, int64_t ms)
+{
+	char buf[TIME_BUF];
+
+	member_str(w, key, ms ? fmt_time(ms, buf) : NULL);
+}
+
+static void
+member_error(struct jsonw *w, const struct job *j)
+{
+	const char *msg = j->error_message ? j->error_message : "";
+
+	if (j->error_code == NULL) {
+		RAW(w, ",\"error\":null");
+	} else if (jsonw_utf8(j->error_code, strlen(j->error_code)) &&
+	           jsonw_utf8(msg, strlen(msg))) {
+		RAW(w, ",\"error\":{\"code\":");
+		jsonw_str(w, j->error_code);
+		RAW(w, ",\"message\":");
+		jsonw_str(w, msg);
+		RAW(w, "}");
+	}
+}
+
+/* Each member is written after a comma; the first one's goes at the end. */
+char *
+job_to_text(const struct job *j)
+{
+	struct jsonw w;
+
+	jsonw_init(&w);
+	RAW(&w, "{");
+	member_str(&w, ",\"id\":", j->id);
+	member_str(&w, ",\"user_id\":", j->user_id);
+	member_str(&w, ",\"tool\":", j->tool);
+	member_str(&w, ",\"variant\":", j->variant);
+	member_str(&w, ",\"status\":", job_status_name(j->status));
+	RAW(&w, ",\"position\":");
+	if (j->status == JOB_QUEUED && j->position > 0)
+		jsonw_int(&w, j->position);
+	else
+		RAW(&w, "null");
+	RAW(&w, ",\"inputs\":");
+	if (j->inputs)
+		jsonw_value(&w, j->inputs);
+	else
+		RAW(&w, "{}");
+	RAW(&w, ",\"outputs\":");
+	if (j->outputs)
+		jsonw_value(&w, j->outputs);
+	else
+		RAW(&w, "[]");
+	member_error(&w, j);
+	RAW(&w, ",\"cost\":");
+	jsonw_int(&w, j->cost);
+	RAW(&w, ",\"credits_charged\":");
+	jsonw_bool(&w, j->charged);
+	RAW(&w, ",\"credits_refunded\":");
+	jsonw_bool(&w, j->refunded);
+	member_str(&w, ",\"provider_task_id\":", j->provider_task_id);
+	member_str(&w, ",\"session_id\":", j->session_id);
+	member_time(&w, ",\"created_at\":", j->created_at);
+	member_time(&w, ",\"started_at\":", j->started_at);
+	member_time(&w, ",\"finished_at\":", j->finished_at);
+	member_time(&w, ",\"updated_at\":", j->updated_at);
+	if (j->provider_cost) {
+		RAW(&w, ",\"provider_cost\":");
+		jsonw_value(&w, j->provider_cost);
+	}
+	RAW(&w, "}");
+	memmove(w.buf + 1, w.buf + 2, w.len - 1); /* the first comma */
+	w.len--;
+	return jsonw_done(&w);
 }
 
 const char *

@@ -80,6 +80,9 @@ int job_status_active(enum job_status s);
 
 /* The job as docs/api.md §3 shows it (new reference; no webhook token). */
 json_t *job_to_json(const struct job *j);
+/* The same as compact text, byte for byte what json_dumps(job_to_json(j),
+ * JSON_COMPACT) writes, without building the object; the caller frees. */
+char *job_to_text(const struct job *j);
 
 /*
  * The job's JSON as the store keeps it (job_to_json() dumped compact) is

@@ -36,6 +36,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "jsonw.h"
 #include "util.h"
 
 #define RECONNECT_MS 1000
@@ -1283,34 +1284,22 @@ job_at(struct pg_store *s, int64_t seq, struct job *out)
 	return get_job(s, Q_JOB_SEQ, &a, out);
 }
 
-static char *
-dump_json(const json_t *v)
-{
-	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (t == NULL)
-		abort(); /* only out of memory makes jansson fail here */
-	return t;
-}
-
 /* ---- the event log -------------------------------------------------- */
 
 /* Keep job j's event for the commit; the queue's order follows now. */
 static void
 emit(struct pg_store *s, const struct job *j)
 {
-	json_t *o = job_to_json(j);
-
 	if (s->npend == s->cappend) {
 		s->cappend = s->cappend ? 2 * s->cappend : 32;
 		s->pend = xrealloc(s->pend, s->cappend * sizeof(*s->pend));
 	}
 	s->pend[s->npend++] =
-	    (struct pending){xstrdup(j->id), xstrdup(j->user_id), dump_json(o),
-	        xstrdup(job_status_name(j->status)), j->seq,
+	    (struct pending){xstrdup(j->id), xstrdup(j->user_id),
+	        job_to_text(j), xstrdup(job_status_name(j->status)), j->seq,
 	        store_hooked(s->opts.hooks, j->status), 0};
 	uint64_t before = store_queue_departures(&s->base);
 
-	json_decref(o);
 	store_logged(&s->base, 0, j->seq, j->status == JOB_QUEUED);
 	s->pend[s->npend - 1].departs =
 	    store_queue_departures(&s->base) != before;
@@ -1721,7 +1710,7 @@ submit_tx(struct store *st, void *arg)
 	struct submit_arg *sa = arg;
 	const struct job_new *in = sa->in;
 	int64_t now = now_ms();
-	char *inputs = in->inputs ? dump_json(in->inputs) : xstrdup("{}");
+	char *inputs = in->inputs ? jsonw_dumps(in->inputs) : xstrdup("{}");
 	struct args a = {0};
 	struct outcome o = {0};
 	enum store_rc rc;
@@ -2014,7 +2003,7 @@ finish_tx(struct store *st, void *arg)
 {
 	struct pg_store *s = pgs(st);
 	struct change_arg *c = arg;
-	char *outputs = c->outputs ? dump_json(c->outputs) : NULL;
+	char *outputs = c->outputs ? jsonw_dumps(c->outputs) : NULL;
 	struct args a = {0};
 	struct outcome o = {0};
 	enum store_rc rc;
@@ -2337,7 +2326,7 @@ static enum store_rc
 outputs_tx(struct store *st, void *arg)
 {
 	struct outputs_arg *o = arg;
-	char *stored = dump_json(o->stored);
+	char *stored = jsonw_dumps(o->stored);
 	struct args a = {0};
 	struct outcome oc;
 	enum store_rc rc;

@@ -34,6 +34,7 @@
 #include <event2/event.h>
 #include <sqlite3.h>
 
+#include "jsonw.h"
 #include "util.h"
 #include "walbuf.h"
 
@@ -1263,15 +1264,6 @@ get_jobs(struct sqlite_store *s, enum stmt_id id, struct job_list *out,
 	return rc;
 }
 
-static char *
-dump_json(const json_t *v)
-{
-	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (t == NULL)
-		abort(); /* only out of memory makes jansson fail here */
-	return t;
-}
-
 /* ---- shared steps of the transactions ------------------------------ */
 
 static enum store_rc
@@ -1307,8 +1299,7 @@ user_ensure(
 static enum store_rc
 emit(struct sqlite_store *s, struct job *j, int64_t now)
 {
-	json_t *o = job_to_json(j);
-	char *data = dump_json(o);
+	char *data = job_to_text(j);
 	enum store_rc rc = run(s, ST_EVENT_INSERT, NULL,
 	    ARGS(TXT(j->id), TXT(j->user_id), TXT(data), I64(now), I64(j->seq),
 	        TXT(job_status_name(j->status))));
@@ -1319,7 +1310,6 @@ emit(struct sqlite_store *s, struct job *j, int64_t now)
 		    ARGS(I64(id), TXT(j->id), I64(now)));
 	if (rc == STORE_OK)
 		store_logged(&s->base, id, j->seq, j->status == JOB_QUEUED);
-	json_decref(o);
 	job_changed(j);
 	if (rc == STORE_OK)
 		j->json = data;
@@ -1629,7 +1619,7 @@ submit_tx(struct sqlite_store *s, void *arg)
 		rc = admit(s, in, created != 0, a->out, a->balance);
 	if (rc != STORE_OK)
 		return rc;
-	inputs = in->inputs ? dump_json(in->inputs) : xstrdup("{}");
+	inputs = in->inputs ? jsonw_dumps(in->inputs) : xstrdup("{}");
 	rc = run(s, ST_JOB_INSERT, NULL,
 	    ARGS(TXT(in->id), TXT(in->user_id), TXT(in->tool), TXT(in->variant),
 	        TXT(inputs), I64(in->cost), TXT(in->webhook_token),
@@ -1883,7 +1873,7 @@ finish_tx(struct sqlite_store *s, void *arg)
 	    (a->to == JOB_COMPLETED && j->status != JOB_RUNNING))
 		return STORE_CONFLICT;
 	give_back = a->to != JOB_COMPLETED && j->charged && !j->refunded;
-	outputs = a->outputs ? dump_json(a->outputs) : NULL;
+	outputs = a->outputs ? jsonw_dumps(a->outputs) : NULL;
 	rc = run(s, ST_JOB_FINISH, &n,
 	    ARGS(TXT(a->id), TXT(job_status_name(a->to)), TXT(a->code),
 	        TXT(a->message), TXT(outputs), I64(j->refunded || give_back),
