@@ -776,6 +776,7 @@ function machine() {
 const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '–');
 // A ratio: two decimals, or two significant digits when small.
 const fr = (x) => (!Number.isFinite(x) ? '–' : Math.abs(x) >= 0.1 ? x.toFixed(2) : x.toPrecision(2));
 const ms = (s) => (Number.isFinite(s) ? (s * 1000).toFixed(2) : s === Infinity ? '> 30000' : '–');
@@ -844,11 +845,11 @@ function report(M, seconds) {
   const s = R.submit;
   if (s) {
     p(`| 1 | durable submit, fresh queue (closed loop) | **${f0(s.rate)}** | ${f1(s.p50)} | ${f1(s.p99)} | ${f1(s.max)} | ` +
-      `${f0(s.answered)} submits in ${f2(s.seconds)} s: ${statuses(s.status)}; fila CPU ${f2(s.fila_cpu_ms_per_job)} ms/job, load CPU ${f2(s.load_cpu_s)} s${pausesText(s.pauses, s.seconds)} |`);
+      `${f0(s.answered)} submits in ${f2(s.seconds)} s: ${statuses(s.status)}; fila CPU ${f3(s.fila_cpu_ms_per_job)} ms/job, load CPU ${f2(s.load_cpu_s)} s${pausesText(s.pauses, s.seconds)} |`);
   }
   if (R.deep) {
     p(`| 2 | durable submit with ${f0(R.deep.queued_before)} queued | **${f0(R.deep.rate)}** | ${f1(R.deep.p50)} | ${f1(R.deep.p99)} | ${f1(R.deep.max)} | ` +
-      `${f0(R.deep.answered)} submits in ${f2(R.deep.seconds)} s: ${statuses(R.deep.status)}; fila CPU ${f2(R.deep.fila_cpu_ms_per_job)} ms/job; ratio to 1: **${pct(deepRatio)}** |`);
+      `${f0(R.deep.answered)} submits in ${f2(R.deep.seconds)} s: ${statuses(R.deep.status)}; fila CPU ${f3(R.deep.fila_cpu_ms_per_job)} ms/job; ratio to 1: **${pct(deepRatio)}** |`);
   }
   if (R.fill) {
     p(`| 2 | (the fill: text-only jobs) | ${f0(R.fill.rate)} | | | | ${f0(R.fill.queued)} of ${f0(R.fill.wanted)} queued in ${f1(R.fill.seconds)} s: ${statuses(R.fill.status)} |`);
@@ -862,7 +863,7 @@ function report(M, seconds) {
     const d = R.drain;
     p(`| 4 | 5,000 jobs through 3 slots, emulator at 0 ms | **${f0(d.rate)}** | | | | ${f0(d.completed)} completed` +
       `${d.cut ? ` (**cut at ${d.limit} s**, the rest still waiting)` : ''}, ${d.failed} failed/cancelled, in ${f2(d.seconds)} s from the first submit ` +
-      `(the ${f0(d.submitted)} submits took ${f2(d.submit_seconds)} s); fila CPU ${f1(d.fila_cpu_s)} s${d.check ? `; \`fila check\`: ${d.check}` : ''} |`);
+      `(the ${f0(d.submitted)} submits took ${f2(d.submit_seconds)} s); fila CPU ${f2(d.fila_cpu_s)} s, ${f3(d.fila_cpu_ms_per_job)} ms/job${d.check ? `; \`fila check\`: ${d.check}` : ''} |`);
   }
   if (R.handoff) {
     p(`| 5 | hand-off (slot taken → task id), from \`fila_handoff_seconds\` | | ${ms(R.handoff.p50)} | ${ms(R.handoff.p99)} | | ` +
