@@ -47,6 +47,10 @@
 #define CKPT_LEFT 512
 #define CKPT_HARD 16384
 #define CKPT_REST_MS 100
+/* A savepoint's journal is kept in memory up to this, then in a temp file
+ * (a change rewriting more than 250 pages). main.c's serve keeps a malloc
+ * of this size off mmap. */
+#define STMT_JOURNAL_MEM (1 << 20)
 
 #define ACTIVE_SQL "('queued', 'starting', 'running')"
 #define TERMINAL_SQL "('completed', 'failed', 'cancelled')"
@@ -2875,7 +2879,7 @@ configure(struct sqlite_store *s, const char *path)
 	                "PRAGMA wal_autocheckpoint = 0;"
 	                "PRAGMA journal_size_limit = 16777216;"
 	                "PRAGMA cache_size = -32768;"
-	                "PRAGMA temp_store = MEMORY;"
+	                "PRAGMA temp_store = FILE;"
 	                "PRAGMA foreign_keys = ON;") != STORE_OK)
 		return STORE_ERROR;
 	return strcmp(mode, "wal") == 0 ? ckpt_start(s, path) : STORE_OK;
@@ -2995,8 +2999,13 @@ lite_open(
 	/* Each connection is used by one thread at a time (the loop's, the
 	 * checkpointer's), so no mutex guards it; and SQLite keeps no memory
 	 * statistics, whose global mutex every malloc would take. Only the
-	 * first call in a process can say so: later ones change nothing. */
+	 * first call in a process can say so: later ones change nothing.
+	 * A savepoint's journal (one per change of a group, and one per
+	 * statement that may fail halfway) stays in memory up to 1 MiB, in
+	 * one piece: temp_store = MEMORY would keep it in 1 KiB pieces, each
+	 * a malloc, and those were a fifth of a submit's instructions. */
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STMT_JOURNAL_MEM);
 	if (sqlite3_open_v2(path, &s->db,
 	        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	            SQLITE_OPEN_NOMUTEX,
