@@ -154,7 +154,8 @@ struct http_server {
 	size_t nconns, nreserved, nspools;
 	int paused; /* the listener waits for a close */
 	char *spool_dir;
-	struct list streams; /* conns of open streams, for their budget */
+	struct evbuffer *reply; /* a reply being put together, then sent */
+	struct list streams;    /* conns of open streams, for their budget */
 	size_t nstreams;
 	size_t streams_pending; /* sum of their accounted, maybe stale high */
 	uint64_t nrefused, ntimeouts, ndropped, npauses;
@@ -901,6 +902,22 @@ http_reply_header(struct http_req *r, const char *name, const char *value)
 	evbuffer_add_printf(r->rhdrs, "%s: %s\r\n", name, value);
 }
 
+/*
+ * A reply goes straight to the socket when nothing is queued before it:
+ * one writev, not a write event armed, waited for and disarmed. What the
+ * socket does not take, or an error the bufferevent then meets, is queued
+ * as before. buf is left empty.
+ */
+static void
+conn_send(struct conn *c, struct evbuffer *buf)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (evbuffer_get_length(out) == 0)
+		(void)evbuffer_write(buf, bufferevent_getfd(c->bev));
+	evbuffer_add_buffer(out, buf);
+}
+
 void
 http_reply(struct http_req *r, int status, const char *ctype, const void *body,
     size_t len)
@@ -917,7 +934,7 @@ http_reply(struct http_req *r, int status, const char *ctype, const void *body,
 		r->answered = 1;
 		return;
 	}
-	out = bufferevent_get_output(c->bev);
+	out = c->srv->reply;
 	if (r->held) {
 		if (r->held_out == NULL &&
 		    (r->held_out = evbuffer_new()) == NULL)
@@ -931,10 +948,12 @@ http_reply(struct http_req *r, int status, const char *ctype, const void *body,
 	head_write(r, out, status, ctype, framing);
 	if (r->method != HTTP_HEAD && len > 0)
 		evbuffer_add(out, body, len);
-	if (r->held)
+	if (r->held) {
 		r->answered = 1;
-	else
-		conn_req_done(c);
+		return;
+	}
+	conn_send(c, out);
+	conn_req_done(c);
 }
 
 void
@@ -963,7 +982,7 @@ http_req_release(struct http_req *r, int ok)
 		    "the store could not commit; nothing was written", NULL);
 		return;
 	}
-	evbuffer_add_buffer(bufferevent_get_output(c->bev), r->held_out);
+	conn_send(c, r->held_out);
 	conn_req_done(c);
 }
 
@@ -2340,7 +2359,8 @@ http_server_new(struct event_base *base, const struct http_route *routes,
 	s->ctx = ctx;
 	s->default_max_body = default_max_body;
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
-	if (s->accept_retry == NULL)
+	s->reply = evbuffer_new();
+	if (s->accept_retry == NULL || s->reply == NULL)
 		abort();
 	return s;
 }
@@ -2424,6 +2444,7 @@ http_server_free(struct http_server *s)
 	if (s->listener)
 		evconnlistener_free(s->listener);
 	event_free(s->accept_retry);
+	evbuffer_free(s->reply);
 	free(s->cors);
 	free(s->spool_dir);
 	free(s);
