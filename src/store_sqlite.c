@@ -40,11 +40,14 @@
 
 #define BUSY_TIMEOUT_MS 5000
 /* Checkpoints (below): asked of the thread from CKPT_PAGES WAL frames on
- * (16 MB), again after CKPT_REST_MS when a reader held one back; what it
- * left is finished on the loop when at most CKPT_LEFT frames (2 MB); done
- * whole on the loop as a last resort from CKPT_HARD frames (64 MB). */
+ * (16 MB), again after CKPT_REST_MS when a reader held one back, and again
+ * while it leaves more than CKPT_LEFT frames (256 KB) behind; those few are
+ * finished on the loop. Should the thread's passes not get there while the
+ * WAL doubles, the loop finishes up to CKPT_LEFT_MAX frames (2 MB); it
+ * checkpoints whole as a last resort from CKPT_HARD frames (64 MB). */
 #define CKPT_PAGES 4096
-#define CKPT_LEFT 512
+#define CKPT_LEFT 64
+#define CKPT_LEFT_MAX 512
 #define CKPT_HARD 16384
 #define CKPT_REST_MS 100
 /* A savepoint's journal is kept in memory up to this, then in a temp file
@@ -2610,21 +2613,27 @@ ckpt_main(void *arg)
  * starts over only when a write transaction begins after a checkpoint
  * copied all of it, and the loop begins its next one at once: a thread
  * would hardly ever finish in between. So when what the thread left is
- * little (the frames committed while it copied), the loop copies that
- * itself, here, between two transactions, and the next write starts the
- * WAL over. (pages below what the thread copied: it has started over.)
+ * little, the loop copies that itself, here, between two transactions,
+ * and the next write starts the WAL over. The loop's share is a copy and
+ * a sync of the database file, which it waits for: a few frames cost it
+ * about a millisecond, 500 cost it ten and more, so the thread is asked
+ * again while it leaves more than CKPT_LEFT; each of its passes leaves only
+ * what was committed while it ran, fewer each time. (pages below what the
+ * thread copied: it has started over.)
  */
 static int
 on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct ckpt *c = arg;
-	int finish = 0;
+	int finish = 0, left;
 
 	if (pages < CKPT_PAGES)
 		return SQLITE_OK;
 	pthread_mutex_lock(&c->mu);
+	left = pages - c->copied;
 	if (!c->running && c->copied > 0 && pages >= c->copied &&
-	    pages - c->copied <= CKPT_LEFT) {
+	    (left <= CKPT_LEFT ||
+	        (left <= CKPT_LEFT_MAX && pages >= 2 * CKPT_PAGES))) {
 		finish = 1;
 		c->copied = 0;
 	} else if (!c->running) {
@@ -2877,7 +2886,7 @@ configure(struct sqlite_store *s, const char *path)
 	 * writes at all. */
 	if (exec_sql(s, "PRAGMA synchronous = FULL;"
 	                "PRAGMA wal_autocheckpoint = 0;"
-	                "PRAGMA journal_size_limit = 16777216;"
+	                "PRAGMA journal_size_limit = 67108864;"
 	                "PRAGMA cache_size = -32768;"
 	                "PRAGMA temp_store = FILE;"
 	                "PRAGMA foreign_keys = ON;") != STORE_OK)

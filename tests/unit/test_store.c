@@ -2158,3 +2158,54 @@ Test(store, a_secret_is_made_once_and_shared)
 	free(b);
 	store_free(other);
 }
+
+/* ---- checkpoints ----------------------------------------------------- */
+
+/* The WAL header's checkpoint sequence: it grows each time the WAL starts
+ * over. -1 without a WAL. */
+static long
+wal_cycle(long *size)
+{
+	char wal[160];
+	unsigned char h[16];
+	FILE *f;
+	long n = -1;
+
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if ((f = fopen(wal, "rb")) == NULL)
+		return -1;
+	if (fread(h, 1, sizeof(h), f) == sizeof(h))
+		n = (long)h[12] << 24 | h[13] << 16 | h[14] << 8 | h[15];
+	fseek(f, 0, SEEK_END);
+	*size = ftell(f);
+	fclose(f);
+	return n;
+}
+
+/*
+ * Past 4096 frames the thread and the loop checkpoint it all, and the WAL
+ * starts over (each grant is a commit of a few frames). Its file keeps the
+ * size it reached: a trim at each start would cost the writer an ftruncate
+ * of milliseconds. Bounded all along.
+ */
+Test(store, the_wal_starts_over_and_keeps_its_file)
+{
+	long size = 0, peak = 0, first = wal_cycle(&size), now = first;
+	int64_t b;
+	int i;
+
+	for (i = 0; i < 40000 && now == first; i++) {
+		cr_assert_eq(
+		    store_user_grant(st, "alice", 1, "tick", &b), STORE_OK);
+		now = wal_cycle(&size);
+		if (size > peak)
+			peak = size;
+		cr_assert_lt(size, 2L * 4096 * 4120, "the WAL stays bounded");
+	}
+	cr_assert_neq(now, first, "no restart after %d commits", i);
+	cr_assert_gt(peak, 4096L * 4096, "restarted before 4096 frames");
+	wal_cycle(&size);
+	cr_assert_eq(
+	    size, peak, "the WAL file was trimmed: %ld of %ld", size, peak);
+	cr_assert_eq(balance_of("alice"), 100 + i);
+}
