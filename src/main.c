@@ -337,14 +337,18 @@ run_loop(struct event_base *base, struct store *st)
 	struct event *flush = evtimer_new(base, wake, NULL);
 
 	for (;;) {
-		int64_t due = store_due(st);
-		if (due == 0 && store_sync(st) != STORE_OK)
+		int64_t due;
+
+		curlev_run_due();
+		if (store_due(st) == 0 && store_sync(st) != STORE_OK)
 			fprintf(stderr, "fila: commit: %s\n", store_error(st));
-		if (due > 0) {
+		/* What ran above (a provider's answer read by curl, what
+		 * waited for the commit) may have begun the next turn's
+		 * transaction: the loop must not sleep on it. */
+		if ((due = store_due(st)) >= 0) {
 			struct timeval tv = timeval_ms(due);
 			evtimer_add(flush, &tv);
 		}
-		curlev_run_due();
 		if (event_base_got_exit(base) || event_base_got_break(base) ||
 		    event_base_loop(base, EVLOOP_ONCE) != 0)
 			break;
