@@ -861,6 +861,7 @@ enum qid {
 	Q_LIST_ALL,
 	Q_JOBS_QUEUED,
 	Q_JOBS_STARTED,
+	Q_JOBS_ACTIVE,
 	Q_SLOTS_USED,
 	Q_QUEUE_LENGTH,
 	Q_PROMOTE,
@@ -928,6 +929,8 @@ static const char *const query_sql[Q_COUNT] = {
 	    " ORDER BY seq LIMIT $1",
 	[Q_JOBS_STARTED] = SELECT_JOB "WHERE status = $1"
 	    " AND status IN ('starting', 'running') ORDER BY seq LIMIT $2",
+	[Q_JOBS_ACTIVE] = SELECT_JOB "WHERE status IN ('starting', 'running')"
+	    " ORDER BY status <> 'starting', seq",
 	[Q_SLOTS_USED] = "SELECT count(*) FROM slots WHERE job_id IS NOT NULL",
 	[Q_QUEUE_LENGTH] = "SELECT count(*) FROM jobs WHERE status = 'queued'",
 	[Q_PROMOTE] = CALL("fila_promote($1, $2, $3)"),
@@ -1849,10 +1852,11 @@ queue_tx(struct store *st, void *arg)
 	struct queue_read *q = arg;
 	enum store_rc rc = get_int(s, Q_SLOTS_USED, NULL, &q->v->used);
 
+	/* One statement for both states: under READ COMMITTED each statement
+	 * sees the newest commits, and a job another process moved from
+	 * starting to running between two would be listed twice. */
 	if (rc == STORE_OK && q->with_active)
-		rc = jobs_in(s, JOB_STARTING, 0, &q->v->active);
-	if (rc == STORE_OK && q->with_active)
-		rc = jobs_in(s, JOB_RUNNING, 0, &q->v->active);
+		rc = get_jobs(s, Q_JOBS_ACTIVE, NULL, &q->v->active);
 	if (rc == STORE_OK)
 		rc = get_int(s, Q_QUEUE_LENGTH, NULL, &q->v->total);
 	if (rc == STORE_OK && q->limit >= 0)
