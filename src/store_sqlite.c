@@ -2881,9 +2881,11 @@ configure(struct sqlite_store *s, const char *path)
 	 * the commit that crosses SQLite's mark. */
 	/* 32 MB of page cache: the indexes a submit touches stay in
 	 * memory (the default 2 MB is one tenth of a queue of 50,000). A
-	 * savepoint keeps the pages it changes in a sub-journal, a temporary
-	 * file once over 64 KB: in memory, a turn's savepoints cost no
-	 * writes at all. */
+	 * savepoint keeps the pages it changes in a sub-journal, in memory
+	 * up to STMT_JOURNAL_MEM: a turn's savepoints cost no writes at all.
+	 * The WAL's file is trimmed only past CKPT_HARD's 64 MB: a normal
+	 * cycle (a little over CKPT_PAGES) is overwritten in place, never
+	 * cut back and grown again. */
 	if (exec_sql(s, "PRAGMA synchronous = FULL;"
 	                "PRAGMA wal_autocheckpoint = 0;"
 	                "PRAGMA journal_size_limit = 67108864;"
