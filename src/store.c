@@ -503,7 +503,7 @@ store_free(struct store *st)
 	store_drain(st);
 	rank_free(st->queue);
 	free(st->undo);
-	free(st->up);
+	store_accounts_up(st, NULL, 0);
 	st->be->free(st);
 }
 
@@ -868,12 +868,20 @@ store_accounts_up(struct store *st, const char *const *names, size_t n)
 	json_t *a;
 
 	free(st->up);
+	for (size_t i = 0; i < st->nup; i++)
+		free(st->up_names[i]);
+	free(st->up_names);
 	st->up = NULL;
+	st->up_names = NULL;
+	st->nup = 0;
 	if (names == NULL || n == 0)
 		return;
 	a = json_array();
-	for (size_t i = 0; i < n; i++)
+	st->up_names = xcalloc(n, sizeof(*st->up_names));
+	for (size_t i = 0; i < n; i++) {
 		json_array_append_new(a, json_string(names[i]));
+		st->up_names[st->nup++] = xstrdup(names[i]);
+	}
 	st->up = json_dumps(a, JSON_COMPACT);
 	json_decref(a);
 }

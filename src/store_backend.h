@@ -63,7 +63,9 @@ struct store {
 	int64_t open_indexed; /* indexed when the transaction opened */
 	int64_t mark_departed, open_departed; /* departed, likewise */
 
-	char *up; /* the accounts that are up, a JSON array; NULL: all */
+	char *up;        /* the accounts that are up, a JSON array; NULL: all */
+	char **up_names; /* the same as strings, nup of them */
+	size_t nup;
 };
 
 typedef enum store_rc (*store_tx_fn)(struct store *st, void *arg);

@@ -617,7 +617,7 @@ enum stmt_id {
 	ST_JOB_FINISH,
 	ST_SLOT_ADD,
 	ST_SLOT_TRIM,
-	ST_SLOT_FREE,
+	ST_SLOTS_ALL,
 	ST_SLOT_TAKE,
 	ST_SLOT_RELEASE,
 	ST_SLOTS_USED,
@@ -750,14 +750,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * NULL: all) other than ?2 with room: the held rows of an account
 	 * count against its size, so after a shrink the rows beyond it
 	 * still held are honoured. The account with the most room first. */
-	[ST_SLOT_FREE] = "SELECT s.id FROM slots s JOIN accounts a"
-	    " ON a.name = s.account"
-	    " JOIN (SELECT account, count(job_id) AS held FROM slots"
-	    "  GROUP BY account) h ON h.account = s.account"
-	    " WHERE s.job_id IS NULL AND s.n <= a.slots AND h.held < a.slots"
-	    " AND (?1 IS NULL OR s.account IN (SELECT value FROM json_each(?1)))"
-	    " AND s.account IS NOT ?2"
-	    " ORDER BY h.held - a.slots, s.account, s.n LIMIT 1",
+	/* Every slot with its account's count, by account then place:
+	 * slot_pick() chooses among them. */
+	[ST_SLOTS_ALL] = "SELECT s.id, s.account, s.n, s.job_id IS NOT NULL,"
+	    " a.slots FROM slots s JOIN accounts a ON a.name = s.account"
+	    " ORDER BY s.account, s.n",
 	[ST_SLOT_TAKE] =
 	    "UPDATE slots SET job_id = ?2 WHERE id = ?1 AND job_id IS NULL",
 	[ST_SLOT_RELEASE] = "UPDATE slots SET job_id = NULL WHERE job_id = ?1",
@@ -1752,6 +1749,99 @@ lite_queue(
 
 /* ---- transitions --------------------------------------------------- */
 
+/* An account's slots as slot_pick() reads them. */
+struct slot_group {
+	char *account;
+	int64_t held, slots;     /* rows held; the account's count */
+	int64_t free_id, free_n; /* its first free row within the count */
+};
+
+/* Is account up (store_accounts_up), and not the one left out? */
+static int
+may_take(const struct store *st, const char *account, const char * not )
+{
+	if (not != NULL && strcmp(account, not ) == 0)
+		return 0;
+	if (st->up_names == NULL)
+		return 1;
+	for (size_t i = 0; i < st->nup; i++)
+		if (strcmp(st->up_names[i], account) == 0)
+			return 1;
+	return 0;
+}
+
+/* Group g is read whole: it becomes the choice if it has a free row it
+ * may use and more room than the choice so far (ties keep the earlier
+ * account, as the rows come by name). */
+static void
+slot_group_end(struct sqlite_store *s, struct slot_group *g, const char * not,
+    struct slot_group *best)
+{
+	if (g->account != NULL && g->free_id != 0 && g->held < g->slots &&
+	    may_take(&s->base, g->account, not ) &&
+	    (best->account == NULL ||
+	        g->slots - g->held > best->slots - best->held)) {
+		free(best->account);
+		*best = *g;
+	} else {
+		free(g->account);
+	}
+	memset(g, 0, sizeof(*g));
+}
+
+/*
+ * The free slot a job takes: of the accounts up (other than not), the
+ * one with the most room left, then by name; its lowest free place
+ * within the account's count. Held rows beyond a shrunk count count
+ * against it. The rows are few: read whole and chosen here, a fraction
+ * of what SQL's grouping and sort cost. *account is the caller's.
+ */
+static enum store_rc
+slot_pick(struct sqlite_store *s, const char * not, int64_t *id, char **account,
+    int64_t *n)
+{
+	sqlite3_stmt *q = prep(s, ST_SLOTS_ALL, NOARGS);
+	struct slot_group g = {0}, best = {0};
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *acct = (const char *)sqlite3_column_text(q, 1);
+		int64_t row_n = sqlite3_column_int64(q, 2);
+
+		if (acct == NULL)
+			continue;
+		if (g.account == NULL || strcmp(g.account, acct) != 0) {
+			slot_group_end(s, &g, not, &best);
+			g.account = xstrdup(acct);
+			g.slots = sqlite3_column_int64(q, 4);
+		}
+		if (sqlite3_column_int(q, 3))
+			g.held++;
+		else if (g.free_id == 0 && row_n <= g.slots) {
+			g.free_id = sqlite3_column_int64(q, 0);
+			g.free_n = row_n;
+		}
+	}
+	done(q);
+	if (step != SQLITE_DONE) {
+		free(g.account);
+		free(best.account);
+		return db_fail(s);
+	}
+	slot_group_end(s, &g, not, &best);
+	if (best.account == NULL)
+		return STORE_NOTFOUND;
+	*id = best.free_id;
+	*n = best.free_n;
+	if (account != NULL)
+		*account = best.account;
+	else
+		free(best.account);
+	return STORE_OK;
+}
+
 /*
  * The slot is taken before the job moves, so the jobs_need_slot trigger
  * sees it. Held slots are counted too: after a shrink, rows beyond the
@@ -1761,14 +1851,13 @@ static enum store_rc
 promote_tx(struct sqlite_store *s, void *arg)
 {
 	struct job *out = arg;
-	int64_t used = 0, slot = 0, now = now_ms();
+	int64_t used = 0, slot = 0, n = 0, now = now_ms();
 	enum store_rc rc = get_int(s, ST_SLOTS_USED, &used, NOARGS);
 
 	if (rc == STORE_OK && used >= s->opts.slots)
 		return STORE_NOTFOUND;
 	if (rc == STORE_OK)
-		rc = get_int(
-		    s, ST_SLOT_FREE, &slot, ARGS(TXT(s->base.up), TXT(NULL)));
+		rc = slot_pick(s, NULL, &slot, NULL, &n);
 	if (rc == STORE_OK)
 		rc = get_job(s, ST_QUEUE_HEAD, out, NOARGS);
 	if (rc == STORE_OK)
@@ -2076,10 +2165,7 @@ move_tx(struct sqlite_store *s, void *arg)
 	if (rc == STORE_OK)
 		rc = slot_place(s, held, &from, &from_n);
 	if (rc == STORE_OK)
-		rc = get_int(s, ST_SLOT_FREE, &free_id,
-		    ARGS(TXT(s->base.up), TXT(from)));
-	if (rc == STORE_OK)
-		rc = slot_place(s, free_id, &to, &to_n);
+		rc = slot_pick(s, from, &free_id, &to, &to_n);
 	if (rc == STORE_OK)
 		rc = run(s, ST_SLOT_LABEL, NULL,
 		    ARGS(I64(held), TXT(from), I64(-held)));
