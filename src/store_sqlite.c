@@ -1189,12 +1189,46 @@ col_json(sqlite3_stmt *q, int i, int array)
 	return json_loads(t, JSON_DECODE_ANY, NULL);
 }
 
-/* Fill j (cleaned first) from a row of JOB_COLS plus the position. */
+/* The columns of a row of JOB_COLS that a change may write, into j (what
+ * j had of them is replaced). */
 static enum store_rc
-row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
+row_state(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
 {
 	const char *status = (const char *)sqlite3_column_text(q, 5);
 
+	json_decref(j->outputs);
+	free(j->error_code);
+	free(j->error_message);
+	free(j->provider_task_id);
+	free(j->starter);
+	free(j->account);
+	json_decref(j->provider_cost);
+	j->outputs = col_json(q, 7, 1);
+	j->error_code = col_text(q, 8);
+	j->error_message = col_text(q, 9);
+	j->charged = col_int(q, 11) != 0;
+	j->refunded = col_int(q, 12) != 0;
+	j->provider_task_id = col_text(q, 13);
+	j->started_at = col_int(q, 18);
+	j->finished_at = col_int(q, 19);
+	j->updated_at = col_int(q, 20);
+	j->starter = col_text(q, 21);
+	j->account = col_text(q, 22);
+	j->provider_cost = sqlite3_column_type(q, 23) != SQLITE_NULL
+	                       ? col_json(q, 23, 0)
+	                       : NULL;
+	job_changed(j);
+	if (status == NULL || job_status_parse(status, &j->status) < 0 ||
+	    j->outputs == NULL)
+		return store_set_error(&s->base, "sqlite: job %s is malformed",
+		    j->id ? j->id : "?");
+	return STORE_OK;
+}
+
+/* Fill j (cleaned first) from a row of JOB_COLS. */
+static enum store_rc
+row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
+{
 	job_cleanup(j);
 	j->seq = col_int(q, 0);
 	j->id = col_text(q, 1);
@@ -1202,29 +1236,15 @@ row_job(struct sqlite_store *s, sqlite3_stmt *q, struct job *j)
 	j->tool = col_text(q, 3);
 	j->variant = col_text(q, 4);
 	j->inputs = col_json(q, 6, 0);
-	j->outputs = col_json(q, 7, 1);
-	j->error_code = col_text(q, 8);
-	j->error_message = col_text(q, 9);
 	j->cost = col_int(q, 10);
-	j->charged = col_int(q, 11) != 0;
-	j->refunded = col_int(q, 12) != 0;
-	j->provider_task_id = col_text(q, 13);
 	j->webhook_token = col_text(q, 14);
 	j->session_id = col_text(q, 15);
 	j->idem_key = col_text(q, 16);
 	j->created_at = col_int(q, 17);
-	j->started_at = col_int(q, 18);
-	j->finished_at = col_int(q, 19);
-	j->updated_at = col_int(q, 20);
-	j->starter = col_text(q, 21);
-	j->account = col_text(q, 22);
-	if (sqlite3_column_type(q, 23) != SQLITE_NULL)
-		j->provider_cost = col_json(q, 23, 0);
-	if (status == NULL || job_status_parse(status, &j->status) < 0 ||
-	    j->inputs == NULL || j->outputs == NULL)
+	if (j->inputs == NULL)
 		return store_set_error(&s->base, "sqlite: job %s is malformed",
 		    j->id ? j->id : "?");
-	return STORE_OK;
+	return row_state(s, q, j);
 }
 
 /* One job; STORE_NOTFOUND when the statement finds none. */
@@ -1337,6 +1357,33 @@ changed(struct sqlite_store *s, const char *id, struct job *out, int64_t now)
 		return rc;
 	store_place(&s->base, out);
 	return emit(s, out, now);
+}
+
+/* The same for a job j read whole in this transaction: only what a change
+ * writes is read again. Its inputs, above all, never change, and parsing
+ * them was most of a read. */
+static enum store_rc
+changed_read(struct sqlite_store *s, struct job *j, int64_t now)
+{
+	sqlite3_stmt *q = prep(s, ST_JOB_GET, ARGS(TXT(j->id), TXT(NULL)));
+	enum store_rc rc;
+	int step;
+
+	if (q == NULL)
+		return STORE_ERROR;
+	step = sqlite3_step(q);
+	if (step == SQLITE_ROW)
+		rc = row_state(s, q, j);
+	else if (step == SQLITE_DONE)
+		rc =
+		    store_set_error(&s->base, "sqlite: job %s vanished", j->id);
+	else
+		rc = db_fail(s);
+	done(q);
+	if (rc != STORE_OK)
+		return rc;
+	store_place(&s->base, j);
+	return emit(s, j, now);
 }
 
 /* Free the job's slot; a row beyond a shrunk slot count goes with it. */
@@ -1866,7 +1913,7 @@ promote_tx(struct sqlite_store *s, void *arg)
 		rc = run(s, ST_JOB_START, NULL,
 		    ARGS(TXT(out->id), I64(now), TXT(s->opts.process)));
 	if (rc == STORE_OK)
-		rc = changed(s, out->id, out, now);
+		rc = changed_read(s, out, now);
 	return rc;
 }
 
@@ -1983,7 +2030,7 @@ finish_tx(struct sqlite_store *s, void *arg)
 	if (rc == STORE_OK && a->release_slot)
 		rc = slot_free(s, a->id);
 	if (rc == STORE_OK)
-		rc = changed(s, a->id, j, now);
+		rc = changed_read(s, j, now);
 	return rc;
 }
 

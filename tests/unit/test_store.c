@@ -1878,6 +1878,61 @@ Test(store, a_starting_job_moves_to_another_account)
 	job_cleanup(&j);
 }
 
+/* A change's job (and its event text) is the job as a read then gives
+ * it, whatever the change wrote: the promotion and the finish read back
+ * only what they change. */
+static void
+same_as_read(struct job *j)
+{
+	struct job r;
+	char *text, *mine;
+
+	job_init(&r);
+	cr_assert_eq(store_job_get(st, j->id, NULL, &r), STORE_OK);
+	text = job_to_text(&r);
+	mine = job_to_text(j);
+	cr_assert_not_null(j->json);
+	cr_assert_str_eq(j->json, text);
+	cr_assert_str_eq(mine, text);
+	free(mine);
+	free(text);
+	job_cleanup(&r);
+	job_cleanup(j);
+}
+
+Test(store, each_change_gives_the_job_as_a_read_does)
+{
+	json_t *cost = json_pack(
+	    "{s:i, s:s, s:i}", "coins", 3, "money", "0.03", "seconds", 2);
+	json_t *outs = json_pack(
+	    "[{s:s, s:s}]", "url", "https://x/o.png", "type", "image");
+	struct job j;
+
+	submit_ok("j1", "u1", "upscaler");
+	submit_ok("j2", "u2", "upscaler");
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	cr_assert_eq(j.status, JOB_STARTING);
+	same_as_read(&j);
+	cr_assert_eq(store_job_running(st, "j1", "t1", &j), STORE_OK);
+	same_as_read(&j);
+	cr_assert_eq(store_job_cost(st, "j1", cost), STORE_OK);
+	cr_assert_eq(
+	    store_job_finish(st, "j1", JOB_COMPLETED, NULL, NULL, outs, 1, &j),
+	    STORE_OK);
+	cr_assert_eq(json_array_size(j.outputs), 1);
+	cr_assert_not_null(j.provider_cost);
+	same_as_read(&j);
+	/* A failure: its message, and a refund. */
+	cr_assert_eq(store_promote(st, &j), STORE_OK);
+	same_as_read(&j);
+	cr_assert_eq(finish("j2", JOB_FAILED, 1, &j), STORE_OK);
+	cr_assert_str_eq(j.error_message, "boom");
+	cr_assert(j.refunded);
+	same_as_read(&j);
+	json_decref(outs);
+	json_decref(cost);
+}
+
 Test(store, provider_cost_is_kept_with_a_running_job)
 {
 	json_t *cost = json_pack(
