@@ -24,6 +24,7 @@
 #include "events.h"
 #include "hooks.h"
 #include "http.h"
+#include "mem.h"
 #include "metrics.h"
 #include "outputs.h"
 #include "pool.h"
@@ -516,6 +517,7 @@ main(int argc, char **argv)
 
 	const struct command *c;
 
+	mem_json();
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "-h") == 0)
 		help(NULL);

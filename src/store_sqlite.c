@@ -35,6 +35,7 @@
 #include <sqlite3.h>
 
 #include "jsonw.h"
+#include "mem.h"
 #include "util.h"
 #include "walbuf.h"
 
@@ -3147,7 +3148,9 @@ lite_open(
 	 * A savepoint's journal (one per change of a group, and one per
 	 * statement that may fail halfway) stays in memory up to 1 MiB, in
 	 * one piece: temp_store = MEMORY would keep it in 1 KiB pieces, each
-	 * a malloc, and those were a fifth of a submit's instructions. */
+	 * a malloc, and those were a fifth of a submit's instructions. The
+	 * small blocks of statements come from a per-thread cache (mem.c). */
+	sqlite3_config(SQLITE_CONFIG_MALLOC, mem_sqlite());
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STMT_JOURNAL_MEM);
 	if (sqlite3_open_v2(path, &s->db,
