@@ -78,6 +78,49 @@ Test(util, fmt_time_known_values)
 	cr_expect_eq(fmt_time(0, buf), buf);
 }
 
+/* strftime's answer, for comparison. */
+static void
+by_libc(int64_t ms, char buf[TIME_BUF])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, TIME_BUF - 5, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 6, ".%03uZ", (unsigned)(ms % 1000));
+}
+
+Test(util, fmt_time_is_what_libc_writes)
+{
+	static const int64_t edges[] = {0, 86399999, 86400000,
+	    68169600000,     /* 1972-02-29 */
+	    951868799999,    /* 2000-02-29T23:59:59.999 */
+	    4107542400000,   /* 2100-03-01: not a leap year */
+	    13574563200000,  /* 2400-02-29 */
+	    253402300799999, /* 9999-12-31T23:59:59.999, the last written
+	                      * digit by digit */
+	    253402300800000, 300000000000000};
+	char want[TIME_BUF], got[TIME_BUF];
+	uint64_t x = 88172645463325252ULL;
+
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		by_libc(edges[i], want);
+		cr_assert_str_eq(fmt_time(edges[i], got), want);
+	}
+	for (int i = 0; i < 200000; i++) {
+		int64_t ms;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		ms = (int64_t)(x % 253402300800000ULL);
+		if (i % 2)
+			ms %= 10000000000000LL; /* mostly near now */
+		by_libc(ms, want);
+		cr_assert_str_eq(
+		    fmt_time(ms, got), want, "ms %lld", (long long)ms);
+	}
+}
+
 Test(util, fmt_time_before_epoch_is_epoch)
 {
 	char buf[TIME_BUF];
