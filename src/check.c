@@ -451,9 +451,10 @@ static const struct driver lite_driver = {
     .tables = "SELECT count(*) FROM sqlite_master"
               " WHERE type = 'table' AND name IN " TABLES,
     /* store_sqlite.c's migrations: 8 adds the outputs and settings; 9
-     * and 10 keep every table's columns (10 rebuilds jobs and ledger). */
+     * to 11 keep every table's columns (10 rebuilds jobs and ledger, 11
+     * adds an index). */
     .oldest = 8,
-    .newest = 10,
+    .newest = 11,
 };
 
 /* ---- PostgreSQL ---------------------------------------------------- */
@@ -538,7 +539,7 @@ static const struct driver pg_driver = {
               " AND table_name IN " TABLES,
     /* store_pg.c's N_MIGRATIONS. */
     .oldest = 2,
-    .newest = 3,
+    .newest = 4,
     .postgres = 1,
 };
 

@@ -821,6 +821,16 @@ static const char migration_3_calls[] =
 	" END $$ $f$, current_schema());"
 	" END $m$;";
 
+/*
+ * Version 4: a tool's completed jobs by seq, for the admission's median
+ * runs; read by seq over all jobs, the newest of a tool walked back over
+ * every other job since (the whole table while none had completed).
+ */
+static const char migration_4[] =
+	"CREATE INDEX jobs_completed ON jobs (tool, seq)"
+	" WHERE status = 'completed';";
+static const char migration_4_calls[] = "";
+
 static const char *const migrations[] = {
 	migration_1,
 	migration_1_calls,
@@ -828,9 +838,11 @@ static const char *const migrations[] = {
 	migration_2_calls,
 	migration_3,
 	migration_3_calls,
+	migration_4,
+	migration_4_calls,
 };
 /* clang-format on */
-#define N_MIGRATIONS 3
+#define N_MIGRATIONS 4
 
 /* The columns row_job() reads, in order. */
 #define JOB_COLS                                                               \
@@ -859,6 +871,7 @@ enum qid {
 	Q_JOB_ACTIVE,
 	Q_LIST_USER,
 	Q_LIST_ALL,
+	Q_LIST_DONE,
 	Q_JOBS_QUEUED,
 	Q_JOBS_STARTED,
 	Q_JOBS_ACTIVE,
@@ -925,6 +938,9 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_LIST_ALL] = SELECT_JOB "WHERE ($1::text IS NULL OR status = $1)"
 	    " AND ($2::text IS NULL OR tool = $2) AND seq < $3"
 	    " ORDER BY seq DESC LIMIT $4",
+	/* The same for a tool's completed jobs, by their own index. */
+	[Q_LIST_DONE] = SELECT_JOB "WHERE status = 'completed' AND tool = $1"
+	    " AND seq < $2 ORDER BY seq DESC LIMIT $3",
 	[Q_JOBS_QUEUED] = SELECT_JOB "WHERE status = 'queued'"
 	    " ORDER BY seq LIMIT $1",
 	[Q_JOBS_STARTED] = SELECT_JOB "WHERE status = $1"
@@ -1796,19 +1812,24 @@ pg_job_list(struct store *st, const struct job_filter *f, struct job_list *out)
 {
 	const char *status =
 	    f->status >= 0 ? job_status_name((enum job_status)f->status) : NULL;
+	int done = !f->user_id && f->status == JOB_COMPLETED && f->tool;
 	struct args a = {0};
 
 	if (f->user_id)
 		a_txt(&a, f->user_id);
-	a_txt(&a, status);
+	if (!done)
+		a_txt(&a, status);
 	a_txt(&a, f->tool);
 	a_int(&a, f->before_seq > 0 ? f->before_seq : INT64_MAX);
 	if (f->limit > 0)
 		a_int(&a, f->limit);
 	else
 		a_txt(&a, NULL); /* LIMIT NULL: no limit */
-	return get_jobs(
-	    pgs(st), f->user_id ? Q_LIST_USER : Q_LIST_ALL, &a, out);
+	return get_jobs(pgs(st),
+	    f->user_id ? Q_LIST_USER
+	    : done     ? Q_LIST_DONE
+	               : Q_LIST_ALL,
+	    &a, out);
 }
 
 /* The queue in order: each queued job's position is its row number. */

@@ -198,13 +198,13 @@ Test(store, open_migrate_reopen)
 {
 	struct job j;
 
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 10);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 11);
 	cr_assert_eq(submit("job_1", "alice", 10, &j), STORE_OK);
 	job_cleanup(&j);
 	store_free(st);
 
 	st = open_with(3, 1, 100);
-	cr_assert_eq(count_of("schema_version"), 10);
+	cr_assert_eq(count_of("schema_version"), 11);
 	cr_assert_eq(store_job_get(st, "job_1", "alice", &j), STORE_OK);
 	cr_assert_eq(j.status, JOB_QUEUED);
 	job_cleanup(&j);
@@ -824,6 +824,47 @@ Test(store, job_list_filters_and_cursor)
 	cr_assert_eq(l.n, 5);
 	cr_assert_str_eq(l.v[0].id, "job_b");
 	cr_assert_eq(l.v[0].position, 5);
+	job_list_cleanup(&l);
+}
+
+/* A tool's completed jobs, newest first (what admission's medians read):
+ * the other tools', the failed and the unfinished are not among them. */
+Test(store, a_tools_completed_jobs_newest_first)
+{
+	struct job_list l = {0};
+	struct job_filter f = {
+	    .status = JOB_COMPLETED, .tool = "upscaler", .limit = 10};
+	const char *tools[] = {"upscaler", "pose", "upscaler", "upscaler"};
+	const enum job_status ends[] = {
+	    JOB_COMPLETED, JOB_COMPLETED, JOB_FAILED, JOB_COMPLETED};
+	struct job j;
+
+	for (int i = 0; i < 4; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "job_%d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		submit_ok(id, user, tools[i]);
+		run_next(id);
+		cr_assert_eq(finish(id, ends[i], 1, &j), STORE_OK);
+		job_cleanup(&j);
+	}
+	submit_ok("job_q", "uq", "upscaler");
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "job_3");
+	cr_assert_str_eq(l.v[1].id, "job_0");
+	f.before_seq = l.v[0].seq;
+	f.limit = 1;
+	job_list_cleanup(&l);
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "job_0");
+	job_list_cleanup(&l);
+	f = (struct job_filter){
+	    .status = JOB_COMPLETED, .tool = "pose", .limit = 10};
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "job_1");
 	job_list_cleanup(&l);
 }
 
@@ -1603,7 +1644,7 @@ Test(store, migration_4_from_version_3)
 	                      "DELETE FROM schema_version WHERE version >= 4"),
 	    SQLITE_OK);
 	st = open_with(3, 1, 100);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 10);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 11);
 	cr_assert_eq(count_of("events"), 3, "the position event went");
 	cr_assert_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE name"
 	                     " = 'shown'"),
@@ -1704,7 +1745,7 @@ Test(store, migration_10_rebuilds_jobs_and_ledger)
 	cr_assert_str_eq(after, before, "the rows are the same");
 	free(before);
 	free(after);
-	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 10);
+	cr_assert_eq(raw_int("SELECT max(version) FROM schema_version"), 11);
 	cr_assert_eq(
 	    raw_int("SELECT count(*) FROM sqlite_master WHERE"
 	            " tbl_name IN ('jobs', 'ledger') AND type = 'table'"

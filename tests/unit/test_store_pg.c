@@ -1204,6 +1204,50 @@ Test(store_pg, a_job_filter_alone_reads_the_jobs_events)
 	store_event_list_cleanup(&l);
 }
 
+/* A tool's completed jobs, newest first (what admission's medians read):
+ * the other tools', the failed and the unfinished are not among them. */
+Test(store_pg, a_tools_completed_jobs_newest_first)
+{
+	struct job_list l = {0};
+	struct job_filter f = {
+	    .status = JOB_COMPLETED, .tool = "upscaler", .limit = 10};
+	const char *tools[] = {"upscaler", "pose", "upscaler", "upscaler"};
+	const enum job_status ends[] = {
+	    JOB_COMPLETED, JOB_COMPLETED, JOB_FAILED, JOB_COMPLETED};
+	struct job j;
+
+	for (int i = 0; i < 4; i++) {
+		char id[16], user[16];
+		snprintf(id, sizeof(id), "job_%d", i);
+		snprintf(user, sizeof(user), "u%d", i);
+		cr_assert_eq(submit_to(st, id, user, tools[i], NULL, &j),
+		    STORE_OK, "%s", store_error(st));
+		job_cleanup(&j);
+		run_next(st, id);
+		cr_assert_eq(finish(st, id, ends[i], 1, &j), STORE_OK);
+		job_cleanup(&j);
+	}
+	submit_ok(st, "job_q", "uq");
+	cr_assert_eq(
+	    store_job_list(st, &f, &l), STORE_OK, "%s", store_error(st));
+	cr_assert_eq(l.n, 2);
+	cr_assert_str_eq(l.v[0].id, "job_3");
+	cr_assert_str_eq(l.v[1].id, "job_0");
+	f.before_seq = l.v[0].seq;
+	f.limit = 1;
+	job_list_cleanup(&l);
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "job_0");
+	job_list_cleanup(&l);
+	f = (struct job_filter){
+	    .status = JOB_COMPLETED, .tool = "pose", .limit = 10};
+	cr_assert_eq(store_job_list(st, &f, &l), STORE_OK);
+	cr_assert_eq(l.n, 1);
+	cr_assert_str_eq(l.v[0].id, "job_1");
+	job_list_cleanup(&l);
+}
+
 Test(store_pg, queue_view)
 {
 	struct store_queue_view v = {0};
