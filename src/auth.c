@@ -15,6 +15,15 @@
  * The key set is replaced whole (auth_set_keys), never edited: a document
  * that does not parse leaves the old set in place. HMAC is fetched from
  * OpenSSL once and keyed once; each token duplicates that keyed context.
+ *
+ * A client sends its token with every request, and checking it (the
+ * signature, two parses) was a tenth of a submit. So tokens accepted lately
+ * are kept, each with its parsed payload: the same token again costs a
+ * hash and a compare of its bytes, and its claims are judged again (exp,
+ * nbf, iss, aud at this moment), as for a token seen first. Only accepted
+ * tokens are kept, in a table of SEEN_SLOTS entries (a token takes its
+ * hash's slot, the newest wins), so nothing a client sends makes it grow;
+ * a new key set empties it, so a retired key's tokens are refused at once.
  */
 #include "auth.h"
 
@@ -40,6 +49,7 @@
 #define P256_LEN 32
 #define RSA_MIN_BITS 2048
 #define RSA_MAX_BITS 8192
+#define SEEN_SLOTS 1024 /* a power of two */
 
 enum alg { ALG_OTHER, ALG_HS256, ALG_ES256, ALG_RS256 };
 
@@ -67,6 +77,14 @@ struct auth {
 	EVP_MAC_CTX *hs256;  /* keyed with the secret; NULL: HS256 refused */
 	struct keyset *keys; /* NULL until auth_set_keys */
 	const char *why;
+	struct seen *seen; /* SEEN_SLOTS, allocated at the first one */
+};
+
+/* A token accepted lately, and its payload. */
+struct seen {
+	char *token; /* NULL: an empty slot */
+	size_t len;
+	json_t *payload;
 };
 
 /* A token cut at its dots: header [0, hlen), payload up to signed_len. */
@@ -79,6 +97,65 @@ struct header {
 	enum alg alg;
 	char kid[KID_MAX]; /* "" when absent */
 };
+
+/* ---- tokens accepted lately -------------------------------------------- */
+
+/* The slot of a token of len bytes: a hash of its last bytes, which are
+ * its signature's (a token that differs elsewhere is told apart by the
+ * compare). */
+static size_t
+seen_slot(const char *token, size_t len)
+{
+	size_t n = len < 16 ? len : 16;
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+	for (size_t i = len - n; i < len; i++)
+		h = (h ^ (unsigned char)token[i]) * 1099511628211ULL;
+	return (size_t)(h ^ h >> 32) & (SEEN_SLOTS - 1);
+}
+
+/* The payload of token if it was accepted lately (a new reference), or
+ * NULL. */
+static json_t *
+seen_get(const struct auth *a, const char *token, size_t len)
+{
+	const struct seen *e;
+
+	if (a->seen == NULL)
+		return NULL;
+	e = &a->seen[seen_slot(token, len)];
+	if (e->token == NULL || e->len != len || memcmp(e->token, token, len))
+		return NULL;
+	return json_incref(e->payload);
+}
+
+static void
+seen_put(struct auth *a, const char *token, size_t len, json_t *payload)
+{
+	struct seen *e;
+
+	if (a->seen == NULL)
+		a->seen = xcalloc(SEEN_SLOTS, sizeof(*a->seen));
+	e = &a->seen[seen_slot(token, len)];
+	free(e->token);
+	json_decref(e->payload);
+	e->token = xstrndup(token, len);
+	e->len = len;
+	e->payload = json_incref(payload);
+}
+
+static void
+seen_clear(struct auth *a)
+{
+	if (a->seen == NULL)
+		return;
+	for (size_t i = 0; i < SEEN_SLOTS; i++) {
+		free(a->seen[i].token);
+		json_decref(a->seen[i].payload);
+	}
+	free(a->seen);
+	a->seen = NULL;
+}
 
 /* ---- base64url and JSON parts --------------------------------------- */
 
@@ -429,6 +506,7 @@ auth_set_keys(
 	}
 	keyset_free(a->keys);
 	a->keys = ks;
+	seen_clear(a);
 	return 0;
 }
 
@@ -736,20 +814,29 @@ auth_check(
 	enum auth_rc rc;
 	json_t *payload;
 	const char *why;
+	int fresh = 0;
 
 	if (a == NULL)
 		return AUTH_BAD;
 	if (split(token, &p) < 0)
 		return refuse(a, "not a JWT");
-	if (header_read(&p, &h) < 0)
-		return refuse(a, "bad header or algorithm");
-	rc = h.alg == ALG_HS256 ? hs256_check(a, &p) : key_check(a, &p, &h);
-	if (rc != AUTH_OK)
-		return rc;
-	payload = part_to_object(p.t + p.hlen + 1, p.signed_len - p.hlen - 1);
-	if (payload == NULL)
-		return refuse(a, "bad payload");
+	payload = seen_get(a, token, p.len);
+	if (payload == NULL) {
+		if (header_read(&p, &h) < 0)
+			return refuse(a, "bad header or algorithm");
+		rc = h.alg == ALG_HS256 ? hs256_check(a, &p)
+		                        : key_check(a, &p, &h);
+		if (rc != AUTH_OK)
+			return rc;
+		payload =
+		    part_to_object(p.t + p.hlen + 1, p.signed_len - p.hlen - 1);
+		if (payload == NULL)
+			return refuse(a, "bad payload");
+		fresh = 1;
+	}
 	why = claims_refusal(a, payload, now);
+	if (why == NULL && fresh)
+		seen_put(a, token, p.len, payload);
 	if (why == NULL && out != NULL) {
 		const json_t *sub = json_object_get(payload, "sub");
 		const json_t *exp = json_object_get(payload, "exp");
@@ -838,6 +925,7 @@ auth_free(struct auth *a)
 	if (a == NULL)
 		return;
 	keyset_free(a->keys);
+	seen_clear(a);
 	EVP_MAC_CTX_free(a->hs256);
 	EVP_MAC_free(a->mac);
 	free(a->issuer);

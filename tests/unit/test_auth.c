@@ -1300,6 +1300,77 @@ Test(jwt, key_rotation)
 	free(one);
 }
 
+/*
+ * A token accepted once is kept (struct auth's cache): the same token again
+ * gets the same claims, is judged again at each moment (expired is
+ * expired), a retired key's token is refused at once, and a token that
+ * differs from a kept one in any byte is checked as new.
+ */
+Test(jwt, a_kept_token_is_judged_again_each_time)
+{
+	char *t = sign(ec_key(0), HDR_ES, CLAIMS);
+	char *one = jwks_text(json_pack("[o]", jwk(ec_key(1), "ec-2", NULL)));
+	size_t dot1 = (size_t)(strchr(t, '.') - t), len = strlen(t);
+	struct auth_claims c;
+	char err[256];
+	char *x;
+
+	for (int i = 0; i < 3; i++) {
+		memset(&c, 0x5a, sizeof(c));
+		cr_assert_eq(auth_check(A, t, NOW, &c), AUTH_OK);
+		cr_expect_str_eq(c.sub, "alice");
+		cr_expect_eq(c.exp, 1700003600);
+		cr_expect_eq(c.admin, 0);
+	}
+	/* exp is 1700003600, with 30 s of skew. */
+	cr_expect_eq(auth_check(A, t, 1700003629, NULL), AUTH_OK);
+	cr_expect_eq(auth_check(A, t, 1700003630, NULL), AUTH_BAD);
+	cr_expect_str_eq(auth_why(A), "expired");
+	cr_expect_eq(auth_check(A, t, NOW, NULL), AUTH_OK);
+	/* Another payload under the kept signature, and the kept payload
+	 * under another signature: neither is the kept token. */
+	x = with_char(t, dot1 + 2, t[dot1 + 2] == 'A' ? 'B' : 'A');
+	cr_expect_eq(auth_check(A, x, NOW, NULL), AUTH_BAD);
+	free(x);
+	x = with_char(t, len - 3, t[len - 3] == 'A' ? 'B' : 'A');
+	cr_expect_eq(auth_check(A, x, NOW, NULL), AUTH_BAD);
+	free(x);
+	/* Its key retired: refused, kept or not. */
+	cr_assert_eq(set_keys(A, one, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(auth_check(A, t, NOW, NULL), AUTH_UNKNOWN_KID);
+	free(one);
+	free(t);
+}
+
+/* Many users' tokens, each used again: every one keeps its own claims,
+ * whichever were kept and whichever were pushed out. */
+Test(jwt, many_kept_tokens_keep_their_own_claims)
+{
+	enum { N = 3000 };
+	static char *t[N];
+	struct auth_claims c;
+
+	for (int i = 0; i < N; i++) {
+		char claims[256];
+		snprintf(claims, sizeof(claims),
+		    "{\"sub\":\"user%d\",\"exp\":1700003600,\"iss\":\"" ISS
+		    "\",\"aud\":\"" AUD "\"}",
+		    i);
+		t[i] = sign_hmac(SECRET, strlen(SECRET),
+		    "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims);
+		cr_assert_eq(auth_check(A, t[i], NOW, NULL), AUTH_OK);
+	}
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < N; i++) {
+			char want[32];
+			snprintf(want, sizeof(want), "user%d", i);
+			cr_assert_eq(auth_check(A, t[i], NOW, &c), AUTH_OK);
+			cr_assert_str_eq(c.sub, want);
+		}
+	for (int i = 0; i < N; i++)
+		free(t[i]);
+}
+
 /* jwk with member name set to value (a JSON text; NULL: removed). */
 static json_t *
 jwk_edit(json_t *k, const char *name, const char *value)
