@@ -763,10 +763,6 @@ static const char *const stmt_sql[ST_COUNT] = {
 	 * released, so a shrink never evicts a running job). */
 	[ST_SLOT_TRIM] = "DELETE FROM slots WHERE job_id IS NULL AND n >"
 	    " coalesce((SELECT slots FROM accounts WHERE name = account), 0)",
-	/* A free row of an account that is up (?1: a JSON array of names,
-	 * NULL: all) other than ?2 with room: the held rows of an account
-	 * count against its size, so after a shrink the rows beyond it
-	 * still held are honoured. The account with the most room first. */
 	/* Every slot with its account's count, by account then place:
 	 * slot_pick() chooses among them. */
 	[ST_SLOTS_ALL] = "SELECT s.id, s.account, s.n, s.job_id IS NOT NULL,"
@@ -1359,6 +1355,14 @@ emit(struct sqlite_store *s, struct job *j, int64_t now)
 	return rc;
 }
 
+/* Job j as it now is: placed in the queue, its event row appended. */
+static enum store_rc
+logged(struct sqlite_store *s, struct job *j, int64_t now)
+{
+	store_place(&s->base, j);
+	return emit(s, j, now);
+}
+
 /* Re-read the job just changed into out, and append its event row. */
 static enum store_rc
 changed(struct sqlite_store *s, const char *id, struct job *out, int64_t now)
@@ -1370,10 +1374,7 @@ changed(struct sqlite_store *s, const char *id, struct job *out, int64_t now)
 	if (rc == STORE_NOTFOUND)
 		rc = store_set_error(&s->base, "sqlite: job %s vanished", key);
 	free(key);
-	if (rc != STORE_OK)
-		return rc;
-	store_place(&s->base, out);
-	return emit(s, out, now);
+	return rc == STORE_OK ? logged(s, out, now) : rc;
 }
 
 /* The same for a job j read whole in this transaction: only what a change
@@ -1397,10 +1398,7 @@ changed_read(struct sqlite_store *s, struct job *j, int64_t now)
 	else
 		rc = db_fail(s);
 	done(q);
-	if (rc != STORE_OK)
-		return rc;
-	store_place(&s->base, j);
-	return emit(s, j, now);
+	return rc == STORE_OK ? logged(s, j, now) : rc;
 }
 
 /* Free the job's slot; a row beyond a shrunk slot count goes with it. */
@@ -1704,8 +1702,7 @@ submit_tx(struct sqlite_store *s, void *arg)
 	if (rc != STORE_OK)
 		return rc;
 	born(a->out, in, seq, now);
-	store_place(&s->base, a->out);
-	return emit(s, a->out, now);
+	return logged(s, a->out, now);
 }
 
 static enum store_rc
@@ -1823,11 +1820,11 @@ struct slot_group {
 	int64_t free_id, free_n; /* its first free row within the count */
 };
 
-/* Is account up (store_accounts_up), and not the one left out? */
+/* Is account up (store_accounts_up), and not skip? */
 static int
-may_take(const struct store *st, const char *account, const char * not )
+may_take(const struct store *st, const char *account, const char *skip)
 {
-	if (not != NULL && strcmp(account, not ) == 0)
+	if (skip != NULL && strcmp(account, skip) == 0)
 		return 0;
 	if (st->up_names == NULL)
 		return 1;
@@ -1841,11 +1838,11 @@ may_take(const struct store *st, const char *account, const char * not )
  * may use and more room than the choice so far (ties keep the earlier
  * account, as the rows come by name). */
 static void
-slot_group_end(struct sqlite_store *s, struct slot_group *g, const char * not,
+slot_group_end(struct sqlite_store *s, struct slot_group *g, const char *skip,
     struct slot_group *best)
 {
 	if (g->account != NULL && g->free_id != 0 && g->held < g->slots &&
-	    may_take(&s->base, g->account, not ) &&
+	    may_take(&s->base, g->account, skip) &&
 	    (best->account == NULL ||
 	        g->slots - g->held > best->slots - best->held)) {
 		free(best->account);
@@ -1857,14 +1854,15 @@ slot_group_end(struct sqlite_store *s, struct slot_group *g, const char * not,
 }
 
 /*
- * The free slot a job takes: of the accounts up (other than not), the
+ * The free slot a job takes: of the accounts up (other than skip), the
  * one with the most room left, then by name; its lowest free place
  * within the account's count. Held rows beyond a shrunk count count
  * against it. The rows are few: read whole and chosen here, a fraction
- * of what SQL's grouping and sort cost. *account is the caller's.
+ * of what SQL's grouping and sort cost. account and n may be NULL;
+ * *account is the caller's.
  */
 static enum store_rc
-slot_pick(struct sqlite_store *s, const char * not, int64_t *id, char **account,
+slot_pick(struct sqlite_store *s, const char *skip, int64_t *id, char **account,
     int64_t *n)
 {
 	sqlite3_stmt *q = prep(s, ST_SLOTS_ALL, NOARGS);
@@ -1880,7 +1878,7 @@ slot_pick(struct sqlite_store *s, const char * not, int64_t *id, char **account,
 		if (acct == NULL)
 			continue;
 		if (g.account == NULL || strcmp(g.account, acct) != 0) {
-			slot_group_end(s, &g, not, &best);
+			slot_group_end(s, &g, skip, &best);
 			g.account = xstrdup(acct);
 			g.slots = sqlite3_column_int64(q, 4);
 		}
@@ -1897,11 +1895,12 @@ slot_pick(struct sqlite_store *s, const char * not, int64_t *id, char **account,
 		free(best.account);
 		return db_fail(s);
 	}
-	slot_group_end(s, &g, not, &best);
+	slot_group_end(s, &g, skip, &best);
 	if (best.account == NULL)
 		return STORE_NOTFOUND;
 	*id = best.free_id;
-	*n = best.free_n;
+	if (n != NULL)
+		*n = best.free_n;
 	if (account != NULL)
 		*account = best.account;
 	else
@@ -1918,13 +1917,13 @@ static enum store_rc
 promote_tx(struct sqlite_store *s, void *arg)
 {
 	struct job *out = arg;
-	int64_t used = 0, slot = 0, n = 0, now = now_ms();
+	int64_t used = 0, slot = 0, now = now_ms();
 	enum store_rc rc = get_int(s, ST_SLOTS_USED, &used, NOARGS);
 
 	if (rc == STORE_OK && used >= s->opts.slots)
 		return STORE_NOTFOUND;
 	if (rc == STORE_OK)
-		rc = slot_pick(s, NULL, &slot, NULL, &n);
+		rc = slot_pick(s, NULL, &slot, NULL, NULL);
 	if (rc == STORE_OK)
 		rc = get_job(s, ST_QUEUE_HEAD, out, NOARGS);
 	if (rc == STORE_OK)
