@@ -160,6 +160,8 @@ struct http_server {
 	size_t streams_pending; /* sum of their accounted, maybe stale high */
 	uint64_t nrefused, ntimeouts, ndropped, npauses;
 	int draining;
+	time_t date_at; /* the second date was made for */
+	char date[40];
 	void (*drain_done)(void *);
 	void *drain_arg;
 };
@@ -281,20 +283,26 @@ reason(int status)
 	                      : "Server Error";
 }
 
-/* An IMF-fixdate, spelled out by hand so that the locale cannot change it. */
-static char *
-http_date(char buf[64])
+/* The Date header's value: an IMF-fixdate, spelled out by hand so that the
+ * locale cannot change it, and made again only when the second changes
+ * (every reply carries it). */
+static const char *
+http_date(struct http_server *srv)
 {
 	static const char days[] = "SunMonTueWedThuFriSat";
 	static const char mons[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
 	time_t t = time(NULL);
 	struct tm tm;
 
+	if (t == srv->date_at && srv->date[0] != '\0')
+		return srv->date;
 	gmtime_r(&t, &tm);
-	snprintf(buf, 64, "%.3s, %02d %.3s %04d %02d:%02d:%02d GMT",
-	    days + 3 * tm.tm_wday, tm.tm_mday, mons + 3 * tm.tm_mon,
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	return buf;
+	snprintf(srv->date, sizeof(srv->date),
+	    "%.3s, %02d %.3s %04d %02d:%02d:%02d GMT", days + 3 * tm.tm_wday,
+	    tm.tm_mday, mons + 3 * tm.tm_mon, tm.tm_year + 1900, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec);
+	srv->date_at = t;
+	return srv->date;
 }
 
 /* --- text helpers --- */
@@ -871,26 +879,83 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- answering --- */
 
+/* The framing line "Content-Length: N\r\n" into buf. */
+static void
+length_line(char buf[48], uint64_t n)
+{
+	char digits[20];
+	size_t k = 0;
+
+	do
+		digits[k++] = (char)('0' + n % 10);
+	while ((n /= 10) > 0);
+	memcpy(buf, "Content-Length: ", 16);
+	for (size_t i = 0; i < k; i++)
+		buf[16 + i] = digits[k - 1 - i];
+	memcpy(buf + 16 + k, "\r\n", 3);
+}
+
+/* A reply's head, put together in place and added to its buffer whole. */
+struct head {
+	struct evbuffer *out;
+	size_t len;
+	char buf[256];
+};
+
+static void
+head_put(struct head *h, const char *s, size_t n)
+{
+	if (n > sizeof(h->buf) - h->len) {
+		evbuffer_add(h->out, h->buf, h->len);
+		h->len = 0;
+		if (n > sizeof(h->buf)) {
+			evbuffer_add(h->out, s, n);
+			return;
+		}
+	}
+	memcpy(h->buf + h->len, s, n);
+	h->len += n;
+}
+
+static void
+head_str(struct head *h, const char *s)
+{
+	head_put(h, s, strlen(s));
+}
+
 /* The whole head of a reply; framing holds the header lines that say where
  * the body ends. */
 static void
 head_write(struct http_req *r, struct evbuffer *out, int status,
     const char *ctype, const char *framing)
 {
-	char date[64];
+	struct http_server *srv = r->conn->srv;
+	struct head h = {.out = out};
+	char code[5] = {(char)('0' + status / 100 % 10),
+	    (char)('0' + status / 10 % 10), (char)('0' + status % 10), ' '};
 
-	if (r->conn->srv->draining)
+	if (srv->draining)
 		r->keep_alive = 0;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
-	if (ctype != NULL)
-		evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
-	evbuffer_add_printf(out, "%sDate: %s\r\n", framing, http_date(date));
+	head_put(&h, "HTTP/1.1 ", 9);
+	head_put(&h, code, 4);
+	head_str(&h, reason(status));
+	if (ctype != NULL) {
+		head_put(&h, "\r\nContent-Type: ", 16);
+		head_str(&h, ctype);
+	}
+	head_put(&h, "\r\n", 2);
+	head_str(&h, framing);
+	head_put(&h, "Date: ", 6);
+	head_str(&h, http_date(srv));
+	head_put(&h, "\r\n", 2);
+	evbuffer_add(out, h.buf, h.len);
 	evbuffer_add_buffer(out, r->rhdrs);
 	if (!r->keep_alive)
-		evbuffer_add_printf(out, "Connection: close\r\n");
+		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
 	else if (r->minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-	evbuffer_add(out, "\r\n", 2);
+		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+	else
+		evbuffer_add(out, "\r\n", 2);
 }
 
 void
@@ -943,8 +1008,7 @@ http_reply(struct http_req *r, int status, const char *ctype, const void *body,
 	}
 	/* 1xx, 204 and 304 replies have no body, hence no length. */
 	if (status >= 200 && status != 204 && status != 304)
-		snprintf(
-		    framing, sizeof framing, "Content-Length: %zu\r\n", len);
+		length_line(framing, len);
 	head_write(r, out, status, ctype, framing);
 	if (r->method != HTTP_HEAD && len > 0)
 		evbuffer_add(out, body, len);
@@ -1091,8 +1155,7 @@ http_body_start(struct http_req *r, int status, const char *ctype, int64_t len,
 	c->state = C_STREAM;
 	evtimer_del(c->timer);
 	r->nobody = r->method == HTTP_HEAD;
-	snprintf(framing, sizeof framing, "Content-Length: %lld\r\n",
-	    (long long)len);
+	length_line(framing, (uint64_t)len);
 	/* Not one of the event streams: its writer waits for the drain. */
 	head_write(r, bufferevent_get_output(c->bev), status, ctype, framing);
 }

@@ -777,6 +777,43 @@ Test(http, exact_reply)
 	cr_assert_str_eq(r.body, "hello\n");
 }
 
+/* The Date of a reply to GET /hello on c, checked to be an IMF-fixdate
+ * (the weekday included), as a time. */
+static time_t
+reply_date(struct client *c)
+{
+	char *date, *end, want[64];
+	struct tm tm = {0};
+	time_t t;
+
+	cl_send(c, "GET /hello HTTP/1.1\r\n\r\n");
+	while ((end = strstr(c->buf, "hello\n")) == NULL)
+		cr_assert_gt(cl_fill(c), 0, "short reply");
+	date = strstr(c->buf, "\r\nDate: ");
+	cr_assert_not_null(date, "no Date: %s", c->buf);
+	date += 8;
+	cr_assert_not_null(strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm));
+	t = timegm(&tm);
+	strftime(want, sizeof want, "%a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+	cr_assert_eq(strncmp(date, want, strlen(want)), 0, "Date: %.31s", date);
+	cl_consume(c, (size_t)(end + 6 - c->buf));
+	return t;
+}
+
+Test(http, date_is_the_current_second)
+{
+	struct client *c = cl_open();
+
+	for (int i = 0; i < 2; i++) {
+		time_t before = time(NULL), got = reply_date(c);
+
+		cr_assert(got >= before && got <= time(NULL),
+		    "reply %d dated %lld, not now", i, (long long)got);
+		sleep_ms(1100); /* the next reply's second is another */
+	}
+	cl_close(c);
+}
+
 Test(http, params_are_decoded)
 {
 	struct resp r;
