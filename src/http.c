@@ -52,6 +52,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "jsonw.h"
 #include "list.h"
 #include "util.h"
 
@@ -1061,15 +1062,23 @@ http_reply_json(struct http_req *r, int status, json_t *body)
 {
 	static const char fallback[] = "{\"error\":{\"code\":\"internal\","
 	                               "\"message\":\"unencodable reply\"}}";
-	char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	struct jsonw w;
+	size_t len;
+	char *text;
 
+	jsonw_init(&w);
+	if (body != NULL) /* NULL: a json_pack that failed */
+		jsonw_value(&w, body);
 	json_decref(body);
-	if (text == NULL) {
+	if (body == NULL || w.bad) {
+		jsonw_cleanup(&w);
 		http_reply(
 		    r, 500, "application/json", fallback, sizeof fallback - 1);
 		return;
 	}
-	http_reply(r, status, "application/json", text, strlen(text));
+	len = w.len;
+	text = jsonw_done(&w);
+	http_reply(r, status, "application/json", text, len);
 	free(text);
 }
 

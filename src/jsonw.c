@@ -163,10 +163,16 @@ jsonw_str(struct jsonw *w, const char *s)
 void
 jsonw_int(struct jsonw *w, int64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
+	char tmp[20];
+	size_t k = sizeof(tmp);
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-	jsonw_raw(w, tmp, (size_t)n);
+	do
+		tmp[--k] = (char)('0' + u % 10);
+	while ((u /= 10) > 0);
+	if (v < 0)
+		jsonw_raw(w, "-", 1);
+	jsonw_raw(w, tmp + k, sizeof(tmp) - k);
 }
 
 void

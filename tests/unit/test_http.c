@@ -64,6 +64,17 @@ h_job(struct http_req *r, void *ctx)
 	        http_req_path(r), "more", http_req_param(r, 1)));
 }
 
+/* A reply no JSON text can hold: a string that is not UTF-8 (?bad), or
+ * no value at all (a json_pack that failed). */
+static void
+h_unencodable(struct http_req *r, void *ctx)
+{
+	http_reply_json(r, 200,
+	    http_req_query(r, "bad")
+	        ? json_pack("{s:o}", "s", json_stringn_nocheck("\xff", 1))
+	        : json_pack("{s:s}", "s", NULL));
+}
+
 static void
 h_query(struct http_req *r, void *ctx)
 {
@@ -371,6 +382,7 @@ static const struct http_route routes[] = {
     {HTTP_POST, "/v1/jobs/{}/cancel", h_job, 0, 0, 0},
     {HTTP_GET, "/v1/{}/x/{}", h_job, 0, 0, 0},
     {HTTP_GET, "/q", h_query, 0, 0, 0},
+    {HTTP_GET, "/unencodable", h_unencodable, 0, 0, 0},
     {HTTP_POST | HTTP_PUT, "/echo", h_echo, 0, 0, 0},
     {HTTP_POST, "/upload", h_length, 1000, 0, 0},
     {HTTP_GET, "/hdr", h_headers, 0, 0, 0},
@@ -812,6 +824,22 @@ Test(http, date_is_the_current_second)
 		sleep_ms(1100); /* the next reply's second is another */
 	}
 	cl_close(c);
+}
+
+Test(http, an_unencodable_reply_is_a_500)
+{
+	static const char *const paths[] = {
+	    "/unencodable?bad=1", "/unencodable"};
+	char req[64];
+	struct resp r;
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", paths[i]);
+		roundtrip(req, &r);
+		cr_assert_eq(r.status, 500, "%s", paths[i]);
+		cr_assert_str_eq(r.body, "{\"error\":{\"code\":\"internal\","
+		                         "\"message\":\"unencodable reply\"}}");
+	}
 }
 
 Test(http, params_are_decoded)
