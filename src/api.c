@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "job.h"
+#include "jsonr.h"
 #include "jwks.h"
 #include "outputs.h"
 #include "stats.h"
@@ -152,7 +153,7 @@ body_object(struct http_req *r)
 	size_t len;
 	const char *b = http_req_body(r, &len);
 	json_error_t e;
-	json_t *v = json_loadb(b, len, JSON_REJECT_DUPLICATES, &e);
+	json_t *v = jsonr_loadb(b, len, JSON_REJECT_DUPLICATES, &e);
 	char msg[256];
 
 	if (v == NULL) {

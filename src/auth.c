@@ -39,6 +39,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 
+#include "jsonr.h"
 #include "util.h"
 
 /* Far above any real token (Supabase's are ~1 KiB); bounds work on junk. */
@@ -253,7 +254,7 @@ part_to_object(const char *s, size_t len)
 
 	if (raw == NULL)
 		return NULL;
-	o = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, NULL);
+	o = jsonr_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, NULL);
 	free(raw);
 	if (o != NULL && !json_is_object(o)) {
 		json_decref(o);
@@ -487,7 +488,7 @@ auth_set_keys(
 	struct keyset *ks;
 
 	if (jwks_json != NULL)
-		root = json_loadb(jwks_json, len, JSON_REJECT_DUPLICATES, &je);
+		root = jsonr_loadb(jwks_json, len, JSON_REJECT_DUPLICATES, &je);
 	keys = json_object_get(root, "keys");
 	if (!json_is_array(keys)) {
 		snprintf(err, errlen, "%s%s",

@@ -31,6 +31,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "jsonr.h"
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -780,7 +781,7 @@ job_row(struct checker *c, void *arg, const char *const *col, int ncol)
 	pg->n++;
 	if (c->failed)
 		return;
-	inputs = col[4] ? json_loads(col[4], 0, NULL) : NULL;
+	inputs = col[4] ? jsonr_loads(col[4], 0, NULL) : NULL;
 	if (t == NULL)
 		say(c, WARNING,
 		    "job %s: tool %s is not in the configuration,"

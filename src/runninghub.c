@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "curlev.h"
+#include "jsonr.h"
 #include "money.h"
 #include "provider.h"
 #include "list.h"
@@ -438,7 +439,7 @@ runninghub_classify(long http_status, const char *body, size_t len,
 	memset(res, 0, sizeof(*res));
 	res->http_status = http_status;
 	*data = NULL;
-	*root = json_loadb(body != NULL ? body : "", len, 0, NULL);
+	*root = jsonr_loadb(body != NULL ? body : "", len, 0, NULL);
 	code = json_object_get(*root, "code");
 	msg = json_object_get(*root, "msg");
 	envelope = json_is_object(*root) && json_is_integer(code);
@@ -977,7 +978,7 @@ event_data(json_t *v, char *err, size_t errlen)
 		    "object");
 		return NULL;
 	}
-	ev = json_loadb(json_string_value(v), json_string_length(v), 0, &je);
+	ev = jsonr_loadb(json_string_value(v), json_string_length(v), 0, &je);
 	if (ev == NULL) {
 		snprintf(err, errlen, "eventData is not JSON: %s", je.text);
 		return NULL;
@@ -998,7 +999,7 @@ rh_parse_callback(void *impl, const char *body, size_t len,
 	json_t *root, *task, *ev = NULL;
 	int rc = -1;
 
-	root = json_loadb(body != NULL ? body : "", len, 0, &je);
+	root = jsonr_loadb(body != NULL ? body : "", len, 0, &je);
 	if (root == NULL) {
 		snprintf(err, errlen, "callback is not JSON: %s", je.text);
 		return -1;

@@ -36,6 +36,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "jsonr.h"
 #include "jsonw.h"
 #include "util.h"
 
@@ -1225,7 +1226,7 @@ col_json(const PGresult *r, int row, int col, int array)
 {
 	if (PQgetisnull(r, row, col))
 		return array ? json_array() : json_object();
-	return json_loads(PQgetvalue(r, row, col), JSON_DECODE_ANY, NULL);
+	return jsonr_loads(PQgetvalue(r, row, col), JSON_DECODE_ANY, NULL);
 }
 
 /* Fill j (cleaned first) from row of a JOB_COLS result. */

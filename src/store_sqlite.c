@@ -34,6 +34,7 @@
 #include <event2/event.h>
 #include <sqlite3.h>
 
+#include "jsonr.h"
 #include "jsonw.h"
 #include "mem.h"
 #include "util.h"
@@ -1199,7 +1200,7 @@ col_json(sqlite3_stmt *q, int i, int array)
 
 	if (t == NULL)
 		return array ? json_array() : json_object();
-	return json_loads(t, JSON_DECODE_ANY, NULL);
+	return jsonr_loads(t, JSON_DECODE_ANY, NULL);
 }
 
 /* The columns of a row of JOB_COLS that a change may write, into j (what
