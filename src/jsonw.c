@@ -92,10 +92,22 @@ int
 jsonw_utf8(const char *s, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, k;
 
-	for (size_t i = 0, k; i < n; i += k)
+	while (i < n) {
+		uint64_t word;
+		/* Eight ASCII bytes at a time: most text is nothing else. */
+		if (n - i >= 8) {
+			memcpy(&word, p + i, 8);
+			if ((word & 0x8080808080808080u) == 0) {
+				i += 8;
+				continue;
+			}
+		}
 		if ((k = utf8_seq(p + i, n - i)) == 0)
 			return 0;
+		i += k;
+	}
 	return 1;
 }
 
@@ -140,9 +152,10 @@ jsonw_strn(struct jsonw *w, const char *s, size_t n)
 	reserve(w, n + 2);
 	w->buf[w->len++] = '"';
 	for (size_t i = 0; i < n; i++) {
-		const char *e = escape(p[i], tmp);
-		if (e == NULL)
-			continue;
+		const char *e;
+		if (p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
+			continue; /* the escape() of most bytes, cheaply */
+		e = escape(p[i], tmp);
 		jsonw_raw(w, s + run, i - run);
 		jsonw_raw(w, e, strlen(e));
 		run = i + 1;

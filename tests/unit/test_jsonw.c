@@ -98,6 +98,27 @@ Test(jsonw, utf8_judged_as_jansson_judges_it)
 			same_as_jansson(s);
 		json_decref(s);
 	}
+	/* The same bytes amid runs of ASCII, which are judged eight at a
+	 * time: a bad or a good sequence before, across and after a word. */
+	for (int round = 0; round < 20000; round++) {
+		unsigned char b[40];
+		size_t pre = (size_t)round % 17, n = 1 + (size_t)round % 5,
+		       post;
+		memset(b, 'a', sizeof(b));
+		for (size_t i = 0; i < n; i++) {
+			x = x * 1103515245u + 12345u;
+			b[pre + i] = (unsigned char)(x >> 16);
+			if (i > 0 && (x & 0x10000))
+				b[pre + i] =
+				    (unsigned char)(0x80 | (b[pre + i] & 0x3f));
+		}
+		post = (size_t)(round / 17) % 12;
+		n += pre + post;
+		json_t *s = json_stringn((const char *)b, n);
+		cr_assert_eq(jsonw_utf8((const char *)b, n), s != NULL,
+		    "at %zu of %zu", pre, n);
+		json_decref(s);
+	}
 }
 
 /* A random value: nested containers, strings of any code point. */
