@@ -884,15 +884,10 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 static void
 length_line(char buf[48], uint64_t n)
 {
-	char digits[20];
-	size_t k = 0;
+	size_t k;
 
-	do
-		digits[k++] = (char)('0' + n % 10);
-	while ((n /= 10) > 0);
 	memcpy(buf, "Content-Length: ", 16);
-	for (size_t i = 0; i < k; i++)
-		buf[16 + i] = digits[k - 1 - i];
+	k = fmt_u64(n, buf + 16);
 	memcpy(buf + 16 + k, "\r\n", 3);
 }
 

@@ -177,15 +177,10 @@ void
 jsonw_int(struct jsonw *w, int64_t v)
 {
 	char tmp[20];
-	size_t k = sizeof(tmp);
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-	do
-		tmp[--k] = (char)('0' + u % 10);
-	while ((u /= 10) > 0);
 	if (v < 0)
 		jsonw_raw(w, "-", 1);
-	jsonw_raw(w, tmp + k, sizeof(tmp) - k);
+	jsonw_raw(w, tmp, fmt_u64(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, tmp));
 }
 
 void

@@ -381,3 +381,17 @@ text_ok(const char *text, size_t len)
 	}
 	return 1;
 }
+
+size_t
+fmt_u64(uint64_t v, char buf[20])
+{
+	char rev[20];
+	size_t k = 0;
+
+	do
+		rev[k++] = (char)('0' + v % 10);
+	while ((v /= 10) > 0);
+	for (size_t i = 0; i < k; i++)
+		buf[i] = rev[k - 1 - i];
+	return k;
+}

@@ -31,6 +31,9 @@ struct timeval timeval_ms(int64_t ms);
 /* RFC 3339 UTC with milliseconds ("2026-11-29T08:25:51.123Z") into buf. */
 char *fmt_time(int64_t ms, char buf[TIME_BUF]);
 
+/* v in decimal into buf, without a NUL; the number of digits. */
+size_t fmt_u64(uint64_t v, char buf[20]);
+
 /* Fill out with 2*nbytes lowercase hex chars of kernel randomness, then NUL. */
 void random_hex(char *out, size_t nbytes);
 /* As random_hex, but the first 12 chars (for nbytes >= 6) are the time in
