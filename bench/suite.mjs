@@ -295,7 +295,7 @@ function histogram(m, name) {
 // ---- the scenarios ----
 
 const R = { errors: {}, skipped: [] }; // every figure, for RESULTS.md
-const SUBMIT_S = 5; // seconds of a measured submit
+const SUBMIT_S = 4; // seconds of a measured submit
 const DRAIN_S = 20; // at most, for the 5,000 jobs of scenario 4
 
 // 7, 8, 4, 5: a fresh fila with an emulator that finishes tasks at once.
@@ -766,7 +766,7 @@ async function pgScenario() {
 // 9: the existing SSE benchmark, shortened.
 async function sseScenario() {
   const json = path.join(TMP, 'sse.json');
-  const budget = Math.max(30, Math.floor(left() - (want('deep') ? 100 : 5)));
+  const budget = Math.max(30, Math.floor(left() - (want('deep') ? 85 : 5)));
   const p = start(process.execPath, [path.join(here, 'sse.mjs'), '--n', '5000', '--rounds', '3',
     '--timeout', String(budget), '--json', json], { cwd: repo,
     // TMPDIR: its temp stores go under ours, removed even if it is killed.
