@@ -89,6 +89,10 @@ async function benchDrain() {
     add_p99_ms: quantile(lat.sort((a, b) => a - b), 0.99), counts };
 }
 
-const out = { add: await benchAdd(), drain: await benchDrain() };
+// --adds 0 or --drain 0 leaves that part out (bench/all runs the adds by
+// turns with fila's submits, a part at a time, and the drain once).
+const out = {};
+if (adds > 0) out.add = await benchAdd();
+if (drainN > 0) out.drain = await benchDrain();
 process.stdout.write(JSON.stringify(out) + '\n');
 process.exit(0);

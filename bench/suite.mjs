@@ -41,9 +41,9 @@ for (let i = 2; i < process.argv.length; i++) {
 for (const s of opt.only || []) {
   if (!SCENARIOS.includes(s)) { process.stderr.write(`suite: no scenario "${s}" (${SCENARIOS.join(' ')})\n`); process.exit(2); }
 }
-// openloop runs at half of submit's rate and deep compares with it, so they
-// bring submit along.
-if (opt.only && (opt.only.has('openloop') || opt.only.has('deep'))) opt.only.add('submit');
+// openloop runs at half of submit's rate, deep compares with it, and
+// BullMQ's adds run by turns with it: they bring submit along.
+if (opt.only && ['openloop', 'deep', 'bullmq'].some((s) => opt.only.has(s))) opt.only.add('submit');
 const want = (s) => !opt.only || opt.only.has(s);
 
 const t00 = performance.now();
@@ -365,8 +365,8 @@ async function drainScenarios() {
 
 // How many users a measured submit needs: a quick run on a throwaway fila
 // gives the rate, and SUBMIT_S seconds of it are prepared (a fresh fila's
-// rate; fila of today slows as its queue grows, so the run is also cut at
-// 1.5 × SUBMIT_S).
+// rate, faster than a long run's: each of the ROUNDS parts of the measured
+// submit is cut at 2 × SUBMIT_S / ROUNDS).
 async function calibrate() {
   const emu = await startEmu(3600000);
   const fila = await startFila(emu);
@@ -387,12 +387,6 @@ function submitFigures(r) {
     load_cpu_s: r.cpu_s, fila_cpu_s: r.fila_cpu_s, fila_cpu_ms_per_job: 1000 * r.fila_cpu_s / r.answered, pauses: r.pauses };
 }
 
-// The measured submit of scenario 1: the users' uploads are made before;
-// 64 connections, closed loop.
-async function measuredSubmit(fila, users) {
-  return submitFigures(await load(fila, users.map(submitFrame), { d: 1.5 * SUBMIT_S }));
-}
-
 // The machine's pauses during a run of build/load: how often (and how long)
 // a thread sleeping 1 ms woke more than 2 ms late. A latency percentile
 // whose share of requests is below the share of time paused cannot be
@@ -402,19 +396,37 @@ function pausesText(ps, seconds) {
   return `; machine paused ${ps.count} times over 2 ms, ${f0(ps.ms)} ms in all (${pct(ps.ms / 1000 / seconds)} of the run), the longest ${f1(ps.max_ms)} ms`;
 }
 
-// 1: durable submit on a fresh queue.
+// 1: durable submit on a fresh queue; with `bullmq`, by turns with
+// BullMQ's add on both Redis policies, the same jobs a part at a time.
 async function submitScenario() {
   const n = await calibrate();
   log(`submit: ${n} users prepared`);
   const emu = await startEmu(3600000);
   const fila = await startFila(emu);
+  const redis = [];
   try {
     await occupySlots(fila);
     const users = await makeUploads(fila, 'sub', n);
-    R.submit = await measuredSubmit(fila, users);
+    if (want('bullmq')) for (const fsync of ['always', 'everysec']) redis.push(await startRedis(fsync));
+    const submits = (i) => load(fila, part(users, i).map(submitFrame), { d: 2 * SUBMIT_S / ROUNDS });
+    const adds = (r) => async (i) => {
+      const a = (await bullmq(r, ['--adds', String(part(users, i).length), '--drain', '0'])).add;
+      return { answered: a.n, duration_s: a.seconds, status: {}, errors: 0, cpu_s: 0, fila_cpu_s: 0, pauses: null,
+        latency_ms: { p50: a.p50_ms, p99: a.p99_ms, max: a.max_ms } };
+    };
+    const [f, ...b] = await byTurns(submits, ...redis.map(adds));
+    R.submit = submitFigures(f);
     R.submit.prepared = n;
     log(`submit: ${R.submit.rate.toFixed(0)} jobs/s, p50 ${R.submit.p50.toFixed(1)} p99 ${R.submit.p99.toFixed(1)} ms`);
+    redis.forEach((r, k) => {
+      const a = b[k];
+      R.bullmq ??= {};
+      R.bullmq[r.fsync] = { add: { n: a.answered, seconds: a.duration_s, rate: a.rate, p50_ms: a.latency_ms.p50,
+        p99_ms: a.latency_ms.p99, max_ms: a.latency_ms.max } };
+      log(`BullMQ appendfsync ${r.fsync}: add ${a.rate.toFixed(0)}/s, by turns with fila's submit`);
+    });
   } finally {
+    for (const r of redis) await stop(r.p);
     await stop(fila.p);
     await stop(emu.p);
   }
@@ -440,20 +452,23 @@ async function openloopScenario() {
   }
 }
 
-// Runs a and b by turns, ROUNDS times each, in the order a b b a a b b a:
-// whatever the machine does meanwhile (a host that pauses this one, a
-// neighbour's load) falls on both alike. Run one after the other, the
-// same build gave ratios from 76 to 165 %. Each run gets its round's
-// number; the figures of each side are summed (rates over the summed
-// time, p50 the median of the runs', p99 and max the largest).
+// Runs each of runs by turns, ROUNDS times each, in the order a b b a a b
+// b a (a b c c b a … for three): whatever the machine does meanwhile (a
+// host that pauses this one, a neighbour's load) falls on all alike. Run
+// one after the other, the same build gave ratios from 76 to 165 %. Each
+// run gets its round's number; the figures of each are summed (rates over
+// the summed time, p50 the median of the runs', p99 and max the largest).
 const ROUNDS = 4;
-async function byTurns(a, b) {
-  const ra = [], rb = [];
+async function byTurns(...runs) {
+  const rs = runs.map(() => []);
   for (let i = 0; i < ROUNDS; i++) {
-    if (i % 2 === 0) { ra.push(await a(i)); rb.push(await b(i)); } else { rb.push(await b(i)); ra.push(await a(i)); }
+    const order = runs.map((_, k) => (i % 2 === 0 ? k : runs.length - 1 - k));
+    for (const k of order) rs[k].push(await runs[k](i));
   }
-  return [summed(ra), summed(rb)];
+  return rs.map(summed);
 }
+// The i-th of ROUNDS parts of list.
+const part = (list, i) => list.slice(Math.floor(i * list.length / ROUNDS), Math.floor((i + 1) * list.length / ROUNDS));
 function summed(rs) {
   const sum = (k) => rs.reduce((t, r) => t + r[k], 0);
   const status = {};
@@ -504,8 +519,7 @@ async function deepScenario() {
     R.fill = { wanted: opt.fill, queued: queued.length, seconds: f.duration_s, rate: f.rate, status: f.status,
       fila_cpu_s: f.fila_cpu_s };
     log(`fill: ${queued.length} queued in ${f.duration_s.toFixed(1)} s (${f.rate.toFixed(0)}/s)`);
-    const part = (us, i) => us.slice(Math.floor(i * us.length / ROUNDS), Math.floor((i + 1) * us.length / ROUNDS));
-    const cut = 1.5 * SUBMIT_S / ROUNDS;
+    const cut = 2 * SUBMIT_S / ROUNDS;
     const [deepRun, freshRun] = await byTurns((i) => load(fila, part(users, i).map(submitFrame), { d: cut }),
       (i) => load(fresh, part(freshUsers, i).map(submitFrame), { d: cut }));
     R.deep = submitFigures(deepRun);
@@ -542,33 +556,53 @@ async function deepScenario() {
   }
 }
 
-// BullMQ on a fresh redis-server per fsync policy.
+// A fresh redis-server (AOF on with appendfsync fsync, no snapshots) on a
+// free port and a dir of its own; stopped by the caller.
+let nredis = 0;
+async function startRedis(fsync) {
+  const dir = path.join(TMP, `redis-${fsync}-${++nredis}`);
+  fs.mkdirSync(dir);
+  const port = await freePort();
+  const p = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--daemonize', 'no']);
+  try {
+    await waitFor(async () => {
+      if (p.exitCode !== null || p.failed) throw new Fatal(`redis-server exited: ${p.out}${p.err}`);
+      return p.out.includes('Ready to accept connections');
+    }, 10000, 'redis-server');
+  } catch (e) {
+    await stop(p);
+    throw e;
+  }
+  return { p, port, fsync };
+}
+
+// bench/bullmq.mjs against redis with args (64 producers, concurrency 3);
+// its answer.
+async function bullmq(redis, args) {
+  const b = start(process.execPath, [path.join(here, 'bullmq.mjs'), '--port', String(redis.port),
+    '--producers', '64', '--concurrency', '3', ...args], { cwd: repo });
+  let timer;
+  const code = await Promise.race([b.done, new Promise((r) => {
+    timer = setTimeout(() => r('timeout'), Math.max(10, left() - 5) * 1000);
+  })]);
+  clearTimeout(timer);
+  if (code !== 0) { b.kill('SIGKILL'); throw new Error(`bullmq.mjs (${redis.fsync}): ${code} ${b.err}`); }
+  return JSON.parse(b.out);
+}
+
+// BullMQ's drain on a fresh redis-server per fsync policy (its adds ran
+// by turns with scenario 1).
 async function bullmqScenario() {
-  const adds = R.submit?.answered || 5000;
-  R.bullmq = {};
   for (const fsync of ['always', 'everysec']) {
-    const dir = path.join(TMP, `redis-${fsync}`);
-    fs.mkdirSync(dir);
-    const port = await freePort();
-    const redis = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
-      '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--daemonize', 'no']);
+    const redis = await startRedis(fsync);
     try {
-      await waitFor(async () => {
-        if (redis.exitCode !== null || redis.failed) throw new Fatal(`redis-server exited: ${redis.out}${redis.err}`);
-        return redis.out.includes('Ready to accept connections');
-      }, 10000, 'redis-server');
-      const b = start(process.execPath, [path.join(here, 'bullmq.mjs'), '--port', String(port),
-        '--adds', String(adds), '--producers', '64', '--drain', '5000', '--concurrency', '3'], { cwd: repo });
-      let timer;
-      const code = await Promise.race([b.done, new Promise((r) => {
-        timer = setTimeout(() => r('timeout'), Math.max(10, left() - 5) * 1000);
-      })]);
-      clearTimeout(timer);
-      if (code !== 0) { b.kill('SIGKILL'); throw new Error(`bullmq.mjs (${fsync}): ${code} ${b.err}`); }
-      R.bullmq[fsync] = JSON.parse(b.out);
-      log(`BullMQ appendfsync ${fsync}: add ${R.bullmq[fsync].add.rate.toFixed(0)}/s, drain ${R.bullmq[fsync].drain.rate.toFixed(0)}/s`);
+      const d = (await bullmq(redis, ['--adds', '0', '--drain', '5000'])).drain;
+      R.bullmq ??= {};
+      R.bullmq[fsync] = { ...R.bullmq[fsync], drain: d };
+      log(`BullMQ appendfsync ${fsync}: drain ${d.rate.toFixed(0)}/s`);
     } finally {
-      await stop(redis);
+      await stop(redis.p);
     }
   }
 }
@@ -870,10 +904,10 @@ function report(M, seconds) {
   p();
   p('| target | figure | verdict |');
   p('|---|---|---|');
-  const addRatio = ratio(R.submit?.rate, R.bullmq?.always?.add.rate);
-  p(`| durable submit ≥ BullMQ \`add\` with appendfsync always | ${fr(addRatio)}× (${f0(R.submit?.rate)} / ${f0(R.bullmq?.always?.add.rate)} jobs/s; 2× would be ${f0(2 * (R.bullmq?.always?.add.rate ?? NaN))}) | ${verdict(addRatio >= 1, Number.isFinite(addRatio))} |`);
-  const drainRatio = ratio(R.drain?.rate, R.bullmq?.always?.drain.rate);
-  p(`| 5,000 jobs through 3 slots ≥ BullMQ's drain at concurrency 3 | ${fr(drainRatio)}× (${f0(R.drain?.rate)} / ${f0(R.bullmq?.always?.drain.rate)} jobs/s) | ${verdict(drainRatio >= 1 && !R.drain?.cut, Number.isFinite(drainRatio))} |`);
+  const addRatio = ratio(R.submit?.rate, R.bullmq?.always?.add?.rate);
+  p(`| durable submit ≥ BullMQ \`add\` with appendfsync always | ${fr(addRatio)}× (${f0(R.submit?.rate)} / ${f0(R.bullmq?.always?.add?.rate)} jobs/s; 2× would be ${f0(2 * (R.bullmq?.always?.add?.rate ?? NaN))}) | ${verdict(addRatio >= 1, Number.isFinite(addRatio))} |`);
+  const drainRatio = ratio(R.drain?.rate, R.bullmq?.always?.drain?.rate);
+  p(`| 5,000 jobs through 3 slots ≥ BullMQ's drain at concurrency 3 | ${fr(drainRatio)}× (${f0(R.drain?.rate)} / ${f0(R.bullmq?.always?.drain?.rate)} jobs/s) | ${verdict(drainRatio >= 1 && !R.drain?.cut, Number.isFinite(drainRatio))} |`);
   p(`| slot hand-off p99 < 1 ms (\`fila_handoff_seconds\`: slot taken → the provider's task id, its upload and run calls included) | ${ms(R.handoff?.p99)} ms | ${verdict(R.handoff?.p99 < 0.001, !!R.handoff)} |`);
   const deepRatio = ratio(R.deep?.rate, R.deepFresh?.rate);
   const full = R.fill && R.fill.queued >= R.fill.wanted;
@@ -946,18 +980,18 @@ function report(M, seconds) {
   p('## fila against BullMQ on Redis (same run)');
   p();
   if (R.bullmq && Object.keys(R.bullmq).length) {
-    p('BullMQ: `queue.add` from 64 concurrent loops in one Node process (one ioredis connection), the same number of jobs as ' +
-      'fila\'s scenario 1; then a Worker at concurrency 3 with a no-op processor while 64 loops add 5,000 jobs, timed from the ' +
-      'first add to the last completion (as scenario 4). Redis: `--appendonly yes --save \'\'`, a fresh server and dir per policy.');
+    p('BullMQ: `queue.add` from 64 concurrent loops in one Node process (one ioredis connection), the same jobs as ' +
+      `fila's scenario 1, by turns with it: ${ROUNDS} parts each, in the order fila, always, everysec, everysec, always, fila, …; then a Worker at concurrency 3 with a no-op processor while 64 loops add 5,000 jobs, timed from the ` +
+      'first add to the last completion (as scenario 4). Redis: `--appendonly yes --save \'\'`, a fresh server and dir per policy for the adds, and another for the drain.');
     p();
     p('| figure | fila | BullMQ, appendfsync always | BullMQ, appendfsync everysec | fila / always | fila / everysec |');
     p('|---|---:|---:|---:|---:|---:|');
     const a = R.bullmq.always;
     const e = R.bullmq.everysec;
-    p(`| durable submit / add, jobs/s | ${f0(s?.rate)} | ${f0(a?.add.rate)} | ${f0(e?.add.rate)} | **${fr(ratio(s?.rate, a?.add.rate))}** | **${fr(ratio(s?.rate, e?.add.rate))}** |`);
-    p(`| submit / add p50 ms | ${f1(s?.p50)} | ${f1(a?.add.p50_ms)} | ${f1(e?.add.p50_ms)} | ${fr(ratio(s?.p50, a?.add.p50_ms))} | ${fr(ratio(s?.p50, e?.add.p50_ms))} |`);
-    p(`| submit / add p99 ms | ${f1(s?.p99)} | ${f1(a?.add.p99_ms)} | ${f1(e?.add.p99_ms)} | ${fr(ratio(s?.p99, a?.add.p99_ms))} | ${fr(ratio(s?.p99, e?.add.p99_ms))} |`);
-    p(`| 5,000 jobs through 3 at once, jobs/s | ${f0(R.drain?.rate)}${R.drain?.cut ? ` (cut at ${R.drain.limit} s)` : ''} | ${f0(a?.drain.rate)} | ${f0(e?.drain.rate)} | **${fr(ratio(R.drain?.rate, a?.drain.rate))}** | **${fr(ratio(R.drain?.rate, e?.drain.rate))}** |`);
+    p(`| durable submit / add, jobs/s | ${f0(s?.rate)} | ${f0(a?.add?.rate)} | ${f0(e?.add?.rate)} | **${fr(ratio(s?.rate, a?.add?.rate))}** | **${fr(ratio(s?.rate, e?.add?.rate))}** |`);
+    p(`| submit / add p50 ms | ${f1(s?.p50)} | ${f1(a?.add?.p50_ms)} | ${f1(e?.add?.p50_ms)} | ${fr(ratio(s?.p50, a?.add?.p50_ms))} | ${fr(ratio(s?.p50, e?.add?.p50_ms))} |`);
+    p(`| submit / add p99 ms | ${f1(s?.p99)} | ${f1(a?.add?.p99_ms)} | ${f1(e?.add?.p99_ms)} | ${fr(ratio(s?.p99, a?.add?.p99_ms))} | ${fr(ratio(s?.p99, e?.add?.p99_ms))} |`);
+    p(`| 5,000 jobs through 3 at once, jobs/s | ${f0(R.drain?.rate)}${R.drain?.cut ? ` (cut at ${R.drain.limit} s)` : ''} | ${f0(a?.drain?.rate)} | ${f0(e?.drain?.rate)} | **${fr(ratio(R.drain?.rate, a?.drain?.rate))}** | **${fr(ratio(R.drain?.rate, e?.drain?.rate))}** |`);
     p();
     p('Ratios above 1 favour fila for rates, below 1 for latencies. BullMQ checks no rule (no token, credits, uploads or one job ' +
       'per user) and its drain has no provider call; fila\'s drain includes the emulator\'s upload, run and webhook for every job.');
