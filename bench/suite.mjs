@@ -42,8 +42,10 @@ for (const s of opt.only || []) {
   if (!SCENARIOS.includes(s)) { process.stderr.write(`suite: no scenario "${s}" (${SCENARIOS.join(' ')})\n`); process.exit(2); }
 }
 // openloop runs at half of submit's rate, deep compares with it, and
-// BullMQ's adds run by turns with it: they bring submit along.
+// BullMQ's adds run by turns with it: they bring submit along; BullMQ's
+// drain runs by turns with fila's, so bullmq brings drain too.
 if (opt.only && ['openloop', 'deep', 'bullmq'].some((s) => opt.only.has(s))) opt.only.add('submit');
+if (opt.only && opt.only.has('bullmq')) opt.only.add('drain');
 const want = (s) => !opt.only || opt.only.has(s);
 
 const t00 = performance.now();
@@ -302,6 +304,7 @@ const DRAIN_S = 20; // at most, for the 5,000 jobs of scenario 4
 async function drainScenarios() {
   const emu = await startEmu(0);
   const fila = await startFila(emu);
+  const redis = [];
   try {
     await sleep(500);
     if (want('idle')) {
@@ -315,34 +318,50 @@ async function drainScenarios() {
     if (!want('drain')) return;
     const N = 5000;
     const users = await makeUploads(fila, 'drain', N);
-    // The drain gets at most DRAIN_S seconds (today's fila needs minutes);
-    // then the rate is what completed in that time.
-    const limit = Math.min(DRAIN_S, left() - 20);
-    const cpu0 = cpuSeconds(fila.p.pid);
-    const t0 = performance.now();
-    let subDone = false;
-    const sub = load(fila, users.map(submitFrame));
-    sub.then(() => { subDone = true; }, () => { subDone = true; });
-    let completed = 0;
+    // With `bullmq`, by turns with BullMQ's drain of as many jobs on both
+    // Redis policies, a part at a time. Each part of fila's gets at most
+    // DRAIN_S / ROUNDS seconds; its rate is then what completed by then.
+    if (want('bullmq')) for (const fsync of ['always', 'everysec']) redis.push(await startRedis(fsync));
+    const limit = Math.min(DRAIN_S, left() - 20) / ROUNDS;
     let m;
-    // Poll the store's job counts every 100 ms until all are completed (or
-    // nothing is left to move).
-    for (;;) {
-      await sleep(100);
-      m = await metrics(fila);
-      completed = jobsIn(m, 'completed');
-      const open = ['queued', 'starting', 'running'].reduce((s, st) => s + jobsIn(m, st), 0);
-      if (completed >= N) break;
-      if (subDone && open === 0) break;
-      if (performance.now() - t0 > limit * 1000) break;
-    }
-    const t1 = performance.now();
-    const fila_cpu_s = cpuSeconds(fila.p.pid) - cpu0;
-    const s = await sub;
+    let before = 0; // completed before the part
+    let submitS = 0;
+    const drains = async (i) => {
+      const us = part(users, i);
+      const cpu0 = cpuSeconds(fila.p.pid);
+      const t0 = performance.now();
+      let subDone = false;
+      const sub = load(fila, us.map(submitFrame));
+      sub.then(() => { subDone = true; }, () => { subDone = true; });
+      // Poll the store's job counts every 20 ms until the part is
+      // completed (or nothing is left to move).
+      for (;;) {
+        await sleep(20);
+        m = await metrics(fila);
+        const open = ['queued', 'starting', 'running'].reduce((t, st) => t + jobsIn(m, st), 0);
+        if (jobsIn(m, 'completed') - before >= us.length) break;
+        if (subDone && open === 0) break;
+        if (performance.now() - t0 > limit * 1000) break;
+      }
+      const t1 = performance.now();
+      const fila_cpu_s = cpuSeconds(fila.p.pid) - cpu0;
+      const s = await sub;
+      const completed = jobsIn(m, 'completed') - before;
+      before += completed;
+      submitS += s.duration_s;
+      return { answered: completed, duration_s: (t1 - t0) / 1000, status: s.status, errors: s.errors, cpu_s: s.cpu_s,
+        fila_cpu_s, pauses: s.pauses, latency_ms: { p50: NaN, p99: NaN, max: NaN } };
+    };
+    const bullDrains = (r) => async (i) => {
+      const d = (await bullmq(r, ['--adds', '0', '--drain', String(part(users, i).length)])).drain;
+      return { answered: d.n, duration_s: d.seconds, status: {}, errors: 0, cpu_s: 0, fila_cpu_s: 0, pauses: null,
+        latency_ms: { p50: NaN, p99: NaN, max: NaN } };
+    };
+    const [f, ...b] = await byTurns(drains, ...redis.map(bullDrains));
+    const completed = f.answered;
     const failed = jobsIn(m, 'failed') + jobsIn(m, 'cancelled');
-    R.drain = { n: N, seconds: (t1 - t0) / 1000, rate: completed / ((t1 - t0) / 1000), completed, failed,
-      cut: completed < N, limit, submitted: s.status['201'] || 0, submit_rate: s.rate, submit_seconds: s.duration_s,
-      load_cpu_s: s.cpu_s, fila_cpu_s };
+    R.drain = { n: N, seconds: f.duration_s, rate: f.rate, completed, failed, cut: completed < N, limit: limit * ROUNDS,
+      submitted: f.status['201'] || 0, submit_seconds: submitS, load_cpu_s: f.cpu_s, fila_cpu_s: f.fila_cpu_s };
     if (completed >= N) {
       // fila's own verifier over the store (every job, charge, slot and
       // event), bounded: it reads the whole event log.
@@ -355,9 +374,15 @@ async function drainScenarios() {
     }
     log(`drain: ${completed}/${N} completed in ${R.drain.seconds.toFixed(2)} s = ${R.drain.rate.toFixed(0)} jobs/s` +
       (R.drain.check ? `; fila check: ${R.drain.check}` : ''));
+    redis.forEach((r, k) => {
+      R.bullmq ??= {};
+      R.bullmq[r.fsync] = { ...R.bullmq[r.fsync], drain: { n: b[k].answered, seconds: b[k].duration_s, rate: b[k].rate } };
+      log(`BullMQ appendfsync ${r.fsync}: drain ${b[k].rate.toFixed(0)}/s, by turns with fila's`);
+    });
     const h = histogram(m, 'fila_handoff_seconds');
     R.handoff = { count: h.count, p50: h.q(0.5), p99: h.q(0.99), under_1ms: h.under(0.001), mean: h.sum / h.count };
   } finally {
+    for (const r of redis) await stop(r.p);
     await stop(fila.p);
     await stop(emu.p);
   }
@@ -421,7 +446,7 @@ async function submitScenario() {
     redis.forEach((r, k) => {
       const a = b[k];
       R.bullmq ??= {};
-      R.bullmq[r.fsync] = { add: { n: a.answered, seconds: a.duration_s, rate: a.rate, p50_ms: a.latency_ms.p50,
+      R.bullmq[r.fsync] = { ...R.bullmq[r.fsync], add: { n: a.answered, seconds: a.duration_s, rate: a.rate, p50_ms: a.latency_ms.p50,
         p99_ms: a.latency_ms.p99, max_ms: a.latency_ms.max } };
       log(`BullMQ appendfsync ${r.fsync}: add ${a.rate.toFixed(0)}/s, by turns with fila's submit`);
     });
@@ -591,21 +616,6 @@ async function bullmq(redis, args) {
   return JSON.parse(b.out);
 }
 
-// BullMQ's drain on a fresh redis-server per fsync policy (its adds ran
-// by turns with scenario 1).
-async function bullmqScenario() {
-  for (const fsync of ['always', 'everysec']) {
-    const redis = await startRedis(fsync);
-    try {
-      const d = (await bullmq(redis, ['--adds', '0', '--drain', '5000'])).drain;
-      R.bullmq ??= {};
-      R.bullmq[fsync] = { ...R.bullmq[fsync], drain: d };
-      log(`BullMQ appendfsync ${fsync}: drain ${d.rate.toFixed(0)}/s`);
-    } finally {
-      await stop(redis.p);
-    }
-  }
-}
 
 // ---- 10: PostgreSQL ----
 //
@@ -982,7 +992,8 @@ function report(M, seconds) {
   if (R.bullmq && Object.keys(R.bullmq).length) {
     p('BullMQ: `queue.add` from 64 concurrent loops in one Node process (one ioredis connection), the same jobs as ' +
       `fila's scenario 1, by turns with it: ${ROUNDS} parts each, in the order fila, always, everysec, everysec, always, fila, …; then a Worker at concurrency 3 with a no-op processor while 64 loops add 5,000 jobs, timed from the ` +
-      'first add to the last completion (as scenario 4). Redis: `--appendonly yes --save \'\'`, a fresh server and dir per policy for the adds, and another for the drain.');
+      'first add to the last completion, by turns with scenario 4 the same way (its jobs in 4 parts). Redis: `--appendonly yes --save \'\'`, ' +
+      'a fresh server and dir per policy for the drains, and another for the adds.');
     p();
     p('| figure | fila | BullMQ, appendfsync always | BullMQ, appendfsync everysec | fila / always | fila / everysec |');
     p('|---|---:|---:|---:|---:|---:|');
@@ -1077,7 +1088,6 @@ async function main() {
     ['idle,healthz,drain', drainScenarios, 30],
     ['submit', submitScenario, 20],
     ['openloop', openloopScenario, 15],
-    ['bullmq', bullmqScenario, 15],
     ['pg', pgScenario, 60],
     ['sse', sseScenario, 45],
     ['deep', deepScenario, 40],
