@@ -89,8 +89,8 @@ async function benchDrain() {
     add_p99_ms: quantile(lat.sort((a, b) => a - b), 0.99), counts };
 }
 
-// --adds 0 or --drain 0 leaves that part out (bench/all runs the adds by
-// turns with fila's submits, a part at a time, and the drain once).
+// --adds 0 or --drain 0 leaves that part out: bench/all runs both a part
+// at a time, by turns with fila's submits and fila's drain.
 const out = {};
 if (adds > 0) out.add = await benchAdd();
 if (drainN > 0) out.drain = await benchDrain();

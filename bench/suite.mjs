@@ -300,6 +300,41 @@ const R = { errors: {}, skipped: [] }; // every figure, for RESULTS.md
 const SUBMIT_S = 4; // seconds of a measured submit
 const DRAIN_S = 20; // at most, for the 5,000 jobs of scenario 4
 
+// Runs each of runs by turns, ROUNDS times each, in the order a b b a a b
+// b a (a b c c b a … for three): whatever the machine does meanwhile (a
+// host that pauses this one, a neighbour's load) falls on all alike. Run
+// one after the other, the same build gave ratios from 76 to 165 %. Each
+// run gets its round's number; the figures of each are summed (rates over
+// the summed time, p50 the median of the runs', p99 and max the largest).
+const ROUNDS = 4;
+async function byTurns(...runs) {
+  const rs = runs.map(() => []);
+  for (let i = 0; i < ROUNDS; i++) {
+    const order = runs.map((_, k) => (i % 2 === 0 ? k : runs.length - 1 - k));
+    for (const k of order) rs[k].push(await runs[k](i));
+  }
+  return rs.map(summed);
+}
+// The i-th of ROUNDS parts of list.
+const part = (list, i) => list.slice(Math.floor(i * list.length / ROUNDS), Math.floor((i + 1) * list.length / ROUNDS));
+function summed(rs) {
+  const sum = (k) => rs.reduce((t, r) => t + r[k], 0);
+  const status = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.status)) status[k] = (status[k] || 0) + v;
+  const p50s = rs.map((r) => r.latency_ms.p50).sort((x, y) => x - y);
+  const answered = sum('answered');
+  const duration_s = sum('duration_s');
+  const errors = sum('errors');
+  const pauses = rs.every((r) => r.pauses) ? { count: rs.reduce((t, r) => t + r.pauses.count, 0),
+    ms: rs.reduce((t, r) => t + r.pauses.ms, 0), max_ms: Math.max(...rs.map((r) => r.pauses.max_ms)) } : null;
+  return { answered, duration_s, rate: answered / duration_s, status, errors, cpu_s: sum('cpu_s'), fila_cpu_s: sum('fila_cpu_s'),
+    latency_ms: { p50: p50s[Math.floor(p50s.length / 2)], p99: Math.max(...rs.map((r) => r.latency_ms.p99)),
+      max: Math.max(...rs.map((r) => r.latency_ms.max)) }, pauses };
+}
+// A part of bench/bullmq.mjs in the shape of a build/load run, for byTurns.
+const bullRun = (n, seconds, latency_ms = { p50: NaN, p99: NaN, max: NaN }) =>
+  ({ answered: n, duration_s: seconds, status: {}, errors: 0, cpu_s: 0, fila_cpu_s: 0, pauses: null, latency_ms });
+
 // 7, 8, 4, 5: a fresh fila with an emulator that finishes tasks at once.
 async function drainScenarios() {
   const emu = await startEmu(0);
@@ -321,7 +356,7 @@ async function drainScenarios() {
     // With `bullmq`, by turns with BullMQ's drain of as many jobs on both
     // Redis policies, a part at a time. Each part of fila's gets at most
     // DRAIN_S / ROUNDS seconds; its rate is then what completed by then.
-    if (want('bullmq')) for (const fsync of ['always', 'everysec']) redis.push(await startRedis(fsync));
+    if (want('bullmq')) redis.push(...await bothRedis());
     const limit = Math.min(DRAIN_S, left() - 20) / ROUNDS;
     let m;
     let before = 0; // completed before the part
@@ -354,8 +389,7 @@ async function drainScenarios() {
     };
     const bullDrains = (r) => async (i) => {
       const d = (await bullmq(r, ['--adds', '0', '--drain', String(part(users, i).length)])).drain;
-      return { answered: d.n, duration_s: d.seconds, status: {}, errors: 0, cpu_s: 0, fila_cpu_s: 0, pauses: null,
-        latency_ms: { p50: NaN, p99: NaN, max: NaN } };
+      return bullRun(d.n, d.seconds);
     };
     const [f, ...b] = await byTurns(drains, ...redis.map(bullDrains));
     const completed = f.answered;
@@ -432,12 +466,11 @@ async function submitScenario() {
   try {
     await occupySlots(fila);
     const users = await makeUploads(fila, 'sub', n);
-    if (want('bullmq')) for (const fsync of ['always', 'everysec']) redis.push(await startRedis(fsync));
+    if (want('bullmq')) redis.push(...await bothRedis());
     const submits = (i) => load(fila, part(users, i).map(submitFrame), { d: 2 * SUBMIT_S / ROUNDS });
     const adds = (r) => async (i) => {
       const a = (await bullmq(r, ['--adds', String(part(users, i).length), '--drain', '0'])).add;
-      return { answered: a.n, duration_s: a.seconds, status: {}, errors: 0, cpu_s: 0, fila_cpu_s: 0, pauses: null,
-        latency_ms: { p50: a.p50_ms, p99: a.p99_ms, max: a.max_ms } };
+      return bullRun(a.n, a.seconds, { p50: a.p50_ms, p99: a.p99_ms, max: a.max_ms });
     };
     const [f, ...b] = await byTurns(submits, ...redis.map(adds));
     R.submit = submitFigures(f);
@@ -475,38 +508,6 @@ async function openloopScenario() {
     await stop(fila.p);
     await stop(emu.p);
   }
-}
-
-// Runs each of runs by turns, ROUNDS times each, in the order a b b a a b
-// b a (a b c c b a … for three): whatever the machine does meanwhile (a
-// host that pauses this one, a neighbour's load) falls on all alike. Run
-// one after the other, the same build gave ratios from 76 to 165 %. Each
-// run gets its round's number; the figures of each are summed (rates over
-// the summed time, p50 the median of the runs', p99 and max the largest).
-const ROUNDS = 4;
-async function byTurns(...runs) {
-  const rs = runs.map(() => []);
-  for (let i = 0; i < ROUNDS; i++) {
-    const order = runs.map((_, k) => (i % 2 === 0 ? k : runs.length - 1 - k));
-    for (const k of order) rs[k].push(await runs[k](i));
-  }
-  return rs.map(summed);
-}
-// The i-th of ROUNDS parts of list.
-const part = (list, i) => list.slice(Math.floor(i * list.length / ROUNDS), Math.floor((i + 1) * list.length / ROUNDS));
-function summed(rs) {
-  const sum = (k) => rs.reduce((t, r) => t + r[k], 0);
-  const status = {};
-  for (const r of rs) for (const [k, v] of Object.entries(r.status)) status[k] = (status[k] || 0) + v;
-  const p50s = rs.map((r) => r.latency_ms.p50).sort((x, y) => x - y);
-  const answered = sum('answered');
-  const duration_s = sum('duration_s');
-  const errors = sum('errors');
-  const pauses = rs.every((r) => r.pauses) ? { count: rs.reduce((t, r) => t + r.pauses.count, 0),
-    ms: rs.reduce((t, r) => t + r.pauses.ms, 0), max_ms: Math.max(...rs.map((r) => r.pauses.max_ms)) } : null;
-  return { answered, duration_s, rate: answered / duration_s, status, errors, cpu_s: sum('cpu_s'), fila_cpu_s: sum('fila_cpu_s'),
-    latency_ms: { p50: p50s[Math.floor(p50s.length / 2)], p99: Math.max(...rs.map((r) => r.latency_ms.p99)),
-      max: Math.max(...rs.map((r) => r.latency_ms.max)) }, pauses };
 }
 
 // 2, 3: fill the queue of one fila, then its submit by turns with that of
@@ -600,6 +601,17 @@ async function startRedis(fsync) {
     throw e;
   }
   return { p, port, fsync };
+}
+
+// One redis-server per policy BullMQ is measured with.
+async function bothRedis() {
+  const always = await startRedis('always');
+  try {
+    return [always, await startRedis('everysec')];
+  } catch (e) {
+    await stop(always.p);
+    throw e;
+  }
 }
 
 // bench/bullmq.mjs against redis with args (64 producers, concurrency 3);
