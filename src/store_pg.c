@@ -924,8 +924,11 @@ static const char *const query_sql[Q_COUNT] = {
 	[Q_UPLOAD_ADD] = CALL("fila_upload($1, $2, $3, $4, $5, $6, $7, $8)"),
 	[Q_UPLOAD_GET] = "SELECT id, user_id, type, size, sha256, filename,"
 	    " path, created_at FROM uploads WHERE id = $1 AND user_id = $2",
-	[Q_SUBMIT] = CALL("fila_submit($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-	    " $10, $11, $12)"),
+	/* And whether a slot row was free: when none was, the promote that
+	 * follows the submit has nothing to ask (pg_promote). */
+	[Q_SUBMIT] = "SELECT rc, aux, seq, msg, EXISTS (SELECT 1 FROM slots"
+	    " WHERE job_id IS NULL) FROM fila_submit($1, $2, $3, $4, $5, $6,"
+	    " $7, $8, $9, $10, $11, $12)",
 	[Q_JOB_GET] = SELECT_JOB "WHERE id = $1",
 	[Q_JOB_GET_OF] = SELECT_JOB "WHERE id = $1 AND user_id = $2",
 	[Q_JOB_SEQ] = SELECT_JOB "WHERE seq = $1",
@@ -1039,6 +1042,8 @@ struct pg_store {
 	struct store_opts opts;
 	int ready;    /* statements prepared, LISTEN on */
 	int notified; /* a notification came since others_wrote asked */
+	int full; /* the transaction's last call, a submit, found no slot free
+	           */
 	struct pending *pend;
 	size_t npend, cappend;
 	/* from the loop: notifications, and making the connection again */
@@ -1126,6 +1131,7 @@ call(struct pg_store *s, enum qid id, const struct args *a)
 		                          " reachable (being reconnected)");
 		return NULL;
 	}
+	s->full = 0;
 	snprintf(name, sizeof(name), "q%d", (int)id);
 	r = PQexecPrepared(
 	    s->conn, name, a ? a->n : 0, a ? a->v : NULL, NULL, NULL, 0);
@@ -1189,10 +1195,12 @@ get_int(struct pg_store *s, enum qid id, const struct args *a, int64_t *out)
 	return rc;
 }
 
-/* A change: its function's (rc, aux, seq, msg) mapped to store_rc. */
+/* A change: its function's (rc, aux, seq, msg) mapped to store_rc, and
+ * a fifth column when the statement adds one (a boolean). */
 struct outcome {
 	int code;
 	int64_t aux, seq;
+	int more;
 };
 
 static enum store_rc
@@ -1209,6 +1217,7 @@ change(struct pg_store *s, enum qid id, const struct args *a, struct outcome *o)
 	o->code = (int)col_int(r, 0, 0);
 	o->aux = col_int(r, 0, 1);
 	o->seq = col_int(r, 0, 2);
+	o->more = PQnfields(r) > 4 && strcmp(PQgetvalue(r, 0, 4), "t") == 0;
 	if (o->code < 0 || o->code >= (int)(sizeof(map) / sizeof(*map)))
 		rc = store_set_error(&s->base, "postgres: %s",
 		    PQgetisnull(r, 0, 3) ? "the change failed"
@@ -1459,6 +1468,7 @@ pg_commit(struct store *st)
 	struct pg_store *s = pgs(st);
 	enum store_rc rc = append(s);
 
+	s->full = 0;
 	if (rc == STORE_OK)
 		rc = exec_sql(s, s->conn, "COMMIT");
 	pending_clear(s);
@@ -1470,6 +1480,7 @@ pg_rollback(struct store *st)
 {
 	struct pg_store *s = pgs(st);
 
+	s->full = 0;
 	pending_clear(s);
 	if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
 		exec_sql(s, s->conn, "ROLLBACK");
@@ -1759,6 +1770,7 @@ submit_tx(struct store *st, void *arg)
 	born(sa->out, in, o.seq, now);
 	store_place(st, sa->out);
 	emit(s, sa->out);
+	s->full = !o.more;
 	return STORE_OK;
 }
 
@@ -1963,12 +1975,22 @@ promote_tx(struct store *st, void *arg)
 }
 
 /* Nothing to ask the database when this process knows of no queued job
- * (another process pumps what it queued). */
+ * (another process pumps what it queued), nor right after a submit that
+ * found every slot held, in the same transaction, with no word since of
+ * another process's change (that would be read first, a call). The
+ * submit's snapshot is then as fresh as a promote's would be: a slot that
+ * another process frees meanwhile is that process's to fill, as ever.
+ * On a queue that is not empty, that spares every submit a round trip. */
 static enum store_rc
 pg_promote(struct store *st, struct job *out)
 {
+	struct pg_store *s = pgs(st);
+	int full;
+
 	store_queue_sync(st);
-	if (store_queue_length(st) == 0)
+	full = s->full;
+	s->full = 0;
+	if (full || store_queue_length(st) == 0)
 		return STORE_NOTFOUND;
 	return store_write(st, promote_tx, out);
 }

@@ -1128,6 +1128,52 @@ Test(store_pg, slot_stays_held_until_released)
 	promote_ok(st, "job_2");
 }
 
+/* Free the slot of starting job id behind the store's back: no event, no
+ * notification, as if another process had just done it. */
+static void
+free_behind(const char *id)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	    "UPDATE jobs SET status = 'failed', finished_at = 1,"
+	    " updated_at = 1 WHERE id = '%s';"
+	    "UPDATE slots SET job_id = NULL WHERE job_id = '%s'",
+	    id, id);
+	cr_assert(raw_exec(sql), "%s", raw_err);
+}
+
+/* A submit tells, in its own round trip, whether a slot row was free:
+ * when none was, the promote that follows it in the same transaction
+ * asks the database nothing. A slot freed meanwhile is not seen by that
+ * promote (the submit's snapshot), only by the next. */
+Test(store_pg, a_submit_that_finds_no_slot_free_spares_the_promote)
+{
+	struct job j;
+
+	close_store(st);
+	st = open_with(1, 1, NULL);
+	store_group(st, 1);
+	submit_ok(st, "job_1", "alice");
+	promote_ok(st, "job_1"); /* a slot was free: asked, and taken */
+	cr_assert_eq(store_sync(st), STORE_OK, "%s", store_error(st));
+
+	submit_ok(st, "job_2", "bob");
+	free_behind("job_1");
+	cr_assert_eq(store_promote(st, &j), STORE_NOTFOUND,
+	    "the submit found the slot held: nothing asked");
+	promote_ok(st, "job_2"); /* the next promote asks */
+	cr_assert_eq(store_sync(st), STORE_OK, "%s", store_error(st));
+
+	/* After the submit's transaction, a promote asks again. */
+	submit_ok(st, "job_3", "carol");
+	cr_assert_eq(store_sync(st), STORE_OK, "%s", store_error(st));
+	free_behind("job_2");
+	promote_ok(st, "job_3");
+	cr_assert_eq(store_sync(st), STORE_OK, "%s", store_error(st));
+	store_group(st, 0);
+}
+
 /* ---- the log, the queue's order ----------------------------------- */
 
 Test(store_pg, one_event_per_change_with_increasing_ids)
