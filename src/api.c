@@ -359,38 +359,57 @@ h_upload(struct http_req *r, void *ctx)
 
 /* ---- submit -------------------------------------------------------- */
 
-/* Every file input names an upload of the caller's of the right kind. */
+/* What a submit reads before it is made, in one store call (one round
+ * trip on PostgreSQL): the uploads its file inputs name, and the caller's
+ * submits of the last minute. */
+struct submit_reads {
+	int64_t now;
+	int64_t recent, oldest; /* as store_user_submits() tells them */
+};
+
+/* Every file input names an upload of the caller's of the right kind
+ * (else a word in fields), and rd read: 0, or -1 when the store cannot
+ * tell. */
 static int
 check_uploads(struct api *a, const struct tool *t, json_t *inputs,
-    const char *user, json_t *fields)
+    const char *user, json_t *fields, struct submit_reads *rd)
 {
-	for (size_t i = 0; i < t->ninputs; i++) {
-		const struct tool_input *in = &t->inputs[i];
-		json_t *v = json_object_get(inputs, in->name);
-		struct upload u;
+	int64_t per = a->cfg->submits_per_minute;
+	const char **ids = xcalloc(t->ninputs + 1, sizeof(*ids));
+	size_t *of = xcalloc(t->ninputs + 1, sizeof(*of)), n = 0;
+	struct upload *up;
+	enum store_rc rc;
 
-		if ((in->type != INPUT_IMAGE && in->type != INPUT_VIDEO) ||
-		    !json_is_string(v))
-			continue;
-		upload_init(&u);
-		enum store_rc rc =
-		    store_upload_get(a->st, json_string_value(v), user, &u);
-		if (rc == STORE_ERROR) {
-			upload_cleanup(&u);
-			return -1;
+	for (size_t i = 0; i < t->ninputs; i++) {
+		json_t *v = json_object_get(inputs, t->inputs[i].name);
+		if ((t->inputs[i].type == INPUT_IMAGE ||
+		        t->inputs[i].type == INPUT_VIDEO) &&
+		    json_is_string(v)) {
+			of[n] = i;
+			ids[n++] = json_string_value(v);
 		}
-		if (rc != STORE_OK)
-			json_object_set_new(
-			    fields, in->name, json_string("upload not found"));
-		else if (in->type == INPUT_IMAGE && !uploads_is_image(u.type))
-			json_object_set_new(fields, in->name,
-			    json_string("expected an image upload"));
-		else if (in->type == INPUT_VIDEO && !uploads_is_video(u.type))
-			json_object_set_new(fields, in->name,
-			    json_string("expected a video upload"));
-		upload_cleanup(&u);
 	}
-	return 0;
+	up = xcalloc(n + 1, sizeof(*up));
+	rd->now = now_ms();
+	rc = store_submit_reads(a->st, user, ids, n, up, rd->now - 60000,
+	    per > 0 ? per : 0, &rd->recent, &rd->oldest);
+	for (size_t k = 0; k < n; k++) {
+		const struct tool_input *in = &t->inputs[of[k]];
+		const char *why =
+		    up[k].id == NULL ? "upload not found"
+		    : in->type == INPUT_IMAGE && !uploads_is_image(up[k].type)
+		        ? "expected an image upload"
+		    : in->type == INPUT_VIDEO && !uploads_is_video(up[k].type)
+		        ? "expected a video upload"
+		        : NULL;
+		if (rc == STORE_OK && why != NULL)
+			json_object_set_new(fields, in->name, json_string(why));
+		upload_cleanup(&up[k]);
+	}
+	free(up);
+	free(of);
+	free(ids);
+	return rc == STORE_OK ? 0 : -1;
 }
 
 static void
@@ -421,11 +440,11 @@ submit_answer(struct api *a, struct http_req *r, enum sched_rc rc,
 	}
 }
 
-/* The submit's tool and fields, checked: the tool, or NULL after
- * answering (422, or 503 when the uploads cannot be read). */
+/* The submit's tool and fields, checked, and rd read: the tool, or NULL
+ * after answering (422, or 503 when the store cannot be read). */
 static const struct tool *
-submit_check(
-    struct api *a, struct http_req *r, json_t *body, const char **variant)
+submit_check(struct api *a, struct http_req *r, json_t *body,
+    const char **variant, struct submit_reads *rd)
 {
 	const char *key = http_req_header(r, "Idempotency-Key");
 	json_t *fields = json_object();
@@ -433,7 +452,7 @@ submit_check(
 	    tools_check_job(&a->cfg->tools, body, variant, fields);
 
 	if (t && check_uploads(a, t, json_object_get(body, "inputs"),
-	             caller(r)->sub, fields)) {
+	             caller(r)->sub, fields, rd)) {
 		json_decref(fields);
 		unavailable(r);
 		return NULL;
@@ -449,24 +468,18 @@ submit_check(
 	return t;
 }
 
-/* Over limits.submits_per_minute (§11): 0, or 1 after answering 429 (or
- * 503). It counts the jobs made; a repeat with an Idempotency-Key made
- * none, but while the limit holds it waits like any submit. */
+/* Over limits.submits_per_minute (§11), as rd counted: 0, or 1 after
+ * answering 429. It counts the jobs made; a repeat with an
+ * Idempotency-Key made none, but while the limit holds it waits like any
+ * submit. */
 static int
-submit_limited(struct api *a, struct http_req *r)
+submit_limited(struct api *a, struct http_req *r, const struct submit_reads *rd)
 {
-	int64_t per = a->cfg->submits_per_minute, now = now_ms(), n, oldest;
+	int64_t per = a->cfg->submits_per_minute;
 
-	if (per <= 0)
+	if (per <= 0 || rd->recent < per)
 		return 0;
-	if (store_user_submits(a->st, caller(r)->sub, now - 60000, per, &n,
-	        &oldest) != STORE_OK) {
-		unavailable(r);
-		return 1;
-	}
-	if (n < per)
-		return 0;
-	rate_limited(r, "submits this minute", oldest + 60000 - now);
+	rate_limited(r, "submits this minute", rd->oldest + 60000 - rd->now);
 	return 1;
 }
 
@@ -492,13 +505,14 @@ h_submit(struct http_req *r, void *ctx)
 	struct api *a = ctx;
 	const char *variant = NULL;
 	const struct tool *t;
+	struct submit_reads rd = {0};
 	json_t *body;
 	char token[65];
 
 	if ((body = body_object(r)) == NULL)
 		return;
-	if ((t = submit_check(a, r, body, &variant)) == NULL ||
-	    submit_limited(a, r)) {
+	if ((t = submit_check(a, r, body, &variant, &rd)) == NULL ||
+	    submit_limited(a, r, &rd)) {
 		json_decref(body);
 		return;
 	}

@@ -602,6 +602,27 @@ store_upload_get(
 }
 
 enum store_rc
+store_submit_reads(struct store *st, const char *user_id,
+    const char *const *ids, size_t n, struct upload *out, int64_t since,
+    int64_t upto, int64_t *count, int64_t *oldest)
+{
+	enum store_rc rc = STORE_OK;
+
+	for (size_t i = 0; i < n; i++)
+		upload_init(&out[i]);
+	*count = *oldest = 0;
+	if (enter(st)->be->submit_reads)
+		return st->be->submit_reads(
+		    st, user_id, ids, n, out, since, upto, count, oldest);
+	for (size_t i = 0; i < n && rc != STORE_ERROR; i++)
+		rc = st->be->upload_get(st, ids[i], user_id, &out[i]);
+	if (rc != STORE_ERROR && upto > 0)
+		rc = st->be->user_submits(
+		    st, user_id, since, upto, count, oldest);
+	return rc == STORE_ERROR ? rc : STORE_OK;
+}
+
+enum store_rc
 store_job_submit(struct store *st, const struct job_new *in, struct job *out,
     int64_t *balance)
 {

@@ -176,6 +176,14 @@ enum store_rc store_upload_add(struct store *st, const struct upload *u);
 enum store_rc store_upload_get(
     struct store *st, const char *id, const char *user_id, struct upload *out);
 
+/* The reads that come before a submit, at once (one round trip on
+ * PostgreSQL): store_upload_get() of each of the n ids, out[i] left with
+ * a NULL id when it is not the user's, and, when upto > 0,
+ * store_user_submits() into count and oldest (else 0 both). */
+enum store_rc store_submit_reads(struct store *st, const char *user_id,
+    const char *const *ids, size_t n, struct upload *out, int64_t since,
+    int64_t upto, int64_t *count, int64_t *oldest);
+
 /* --- jobs --- */
 
 /* What a submit asks for; ids and the webhook token are made by the caller. */

@@ -125,6 +125,10 @@ struct store_backend {
 	enum store_rc (*upload_add)(struct store *st, const struct upload *u);
 	enum store_rc (*upload_get)(struct store *st, const char *id,
 	    const char *user_id, struct upload *out);
+	/* NULL: store.c makes the reads one by one. */
+	enum store_rc (*submit_reads)(struct store *st, const char *user_id,
+	    const char *const *ids, size_t n, struct upload *out, int64_t since,
+	    int64_t upto, int64_t *count, int64_t *oldest);
 
 	enum store_rc (*job_submit)(struct store *st, const struct job_new *in,
 	    struct job *out, int64_t *balance);

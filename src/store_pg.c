@@ -1677,6 +1677,20 @@ pg_upload_add(struct store *st, const struct upload *u)
 	return store_write(st, upload_tx, &a);
 }
 
+/* The upload of Q_UPLOAD_GET's row. */
+static void
+upload_row(const PGresult *r, struct upload *out)
+{
+	out->id = col_text(r, 0, 0);
+	out->user_id = col_text(r, 0, 1);
+	out->type = col_text(r, 0, 2);
+	out->size = col_int(r, 0, 3);
+	out->sha256 = col_text(r, 0, 4);
+	out->filename = col_text(r, 0, 5);
+	out->path = col_text(r, 0, 6);
+	out->created_at = col_int(r, 0, 7);
+}
+
 static enum store_rc
 pg_upload_get(
     struct store *st, const char *id, const char *user_id, struct upload *out)
@@ -1692,16 +1706,93 @@ pg_upload_get(
 		PQclear(r);
 		return STORE_NOTFOUND;
 	}
-	out->id = col_text(r, 0, 0);
-	out->user_id = col_text(r, 0, 1);
-	out->type = col_text(r, 0, 2);
-	out->size = col_int(r, 0, 3);
-	out->sha256 = col_text(r, 0, 4);
-	out->filename = col_text(r, 0, 5);
-	out->path = col_text(r, 0, 6);
-	out->created_at = col_int(r, 0, 7);
+	upload_row(r, out);
 	PQclear(r);
 	return STORE_OK;
+}
+
+/* The reads of a submit as one pipeline: Q_UPLOAD_GET for each id, then
+ * Q_USER_SUBMITS when asked, sent together and answered in one round
+ * trip, each its own simple statement. */
+static enum store_rc
+pg_submit_reads(struct store *st, const char *user_id, const char *const *ids,
+    size_t n, struct upload *out, int64_t since, int64_t upto, int64_t *count,
+    int64_t *oldest)
+{
+	struct pg_store *s = pgs(st);
+	size_t asked = n + (upto > 0), sent = 0;
+	enum store_rc rc = STORE_OK;
+	PGresult *r;
+
+	if (asked == 0)
+		return STORE_OK;
+	if (!s->ready || s->conn == NULL)
+		return store_set_error(st, "postgres: the database is not"
+		                           " reachable (being reconnected)");
+	s->full = 0;
+	if (!PQenterPipelineMode(s->conn))
+		return pg_fail(s, NULL);
+	for (; sent < asked; sent++) {
+		struct args a = {0};
+		char name[16];
+		a_txt(&a, sent < n ? ids[sent] : user_id);
+		if (sent < n) {
+			a_txt(&a, user_id);
+		} else {
+			a_int(&a, since);
+			a_int(&a, upto);
+		}
+		snprintf(name, sizeof(name), "q%d",
+		    sent < n ? Q_UPLOAD_GET : Q_USER_SUBMITS);
+		if (!PQsendQueryPrepared(
+		        s->conn, name, a.n, a.v, NULL, NULL, 0))
+			break;
+	}
+	if (sent < asked || !PQpipelineSync(s->conn)) {
+		/* The connection broke: nothing more to read from it. */
+		rc = pg_fail(s, NULL);
+		reconnect_later(s);
+		return rc;
+	}
+	/* Each statement's result then a NULL, and the sync's at the end;
+	 * after a failure, the rest answer PGRES_PIPELINE_ABORTED. */
+	for (size_t k = 0; k <= asked; k++) {
+		if ((r = PQgetResult(s->conn)) == NULL) {
+			if (rc == STORE_OK)
+				rc = pg_fail(s, NULL);
+			break;
+		}
+		if (k == asked) {
+			if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+				rc = pg_fail(s, r);
+		} else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			if (rc == STORE_OK)
+				rc = pg_fail(s, r);
+		} else if (rc == STORE_OK && k < n) {
+			if (PQntuples(r) > 0)
+				upload_row(r, &out[k]);
+		} else if (rc == STORE_OK) {
+			*count = col_int(r, 0, 0);
+			*oldest = col_int(r, 0, 1);
+		}
+		PQclear(r);
+		if (k < asked && (r = PQgetResult(s->conn)) != NULL) {
+			PQclear(r); /* not the end of it: out of step */
+			if (rc == STORE_OK)
+				rc = store_set_error(
+				    st, "postgres: out of step");
+			break;
+		}
+	}
+	/* A pipeline left unfinished leaves the connection unusable. */
+	if (s->conn && !PQexitPipelineMode(s->conn)) {
+		if (rc == STORE_OK)
+			rc = store_set_error(
+			    st, "postgres: %s", PQerrorMessage(s->conn));
+		reconnect_later(s);
+	}
+	drain_notifies(s);
+	return rc;
 }
 
 /* ---- submit --------------------------------------------------------- */
@@ -3015,6 +3106,7 @@ const struct store_backend store_pg_backend = {
     .ledger = pg_ledger,
     .upload_add = pg_upload_add,
     .upload_get = pg_upload_get,
+    .submit_reads = pg_submit_reads,
     .job_submit = pg_job_submit,
     .job_get = pg_job_get,
     .job_by_token = pg_job_by_token,

@@ -918,6 +918,46 @@ Test(store, job_by_token_and_by_owner)
 	job_cleanup(&j);
 }
 
+/* A submit's reads in one call: the uploads it names that are the user's
+ * (a name twice, each its copy; another's or none, no id), and the
+ * user's recent submits beside them when asked. */
+Test(store, a_submits_reads_come_in_one_call)
+{
+	const char *ids[] = {"upl_a", "upl_b", "upl_a", "nope"};
+	struct upload u = {.id = "upl_a",
+	    .user_id = "u1",
+	    .type = "png",
+	    .size = 10,
+	    .sha256 = "00",
+	    .path = "/x",
+	    .created_at = 1000};
+	struct upload up[4];
+	int64_t n = -1, oldest = -1, now = now_ms();
+
+	cr_assert_eq(store_upload_add(st, &u), STORE_OK);
+	u.id = "upl_b";
+	u.user_id = "u2";
+	cr_assert_eq(store_upload_add(st, &u), STORE_OK);
+	submit_ok("j1", "u1", "upscaler");
+	cr_assert_eq(store_submit_reads(
+	                 st, "u1", ids, 4, up, now - 60000, 30, &n, &oldest),
+	    STORE_OK, "%s", store_error(st));
+	cr_assert_str_eq(up[0].id, "upl_a");
+	cr_assert_eq(up[0].size, 10);
+	cr_assert_null(up[1].id, "another user's upload is not found");
+	cr_assert_str_eq(up[2].id, "upl_a");
+	cr_assert_null(up[3].id);
+	cr_assert_eq(n, 1);
+	cr_assert_geq(oldest, now);
+	for (int i = 0; i < 4; i++)
+		upload_cleanup(&up[i]);
+
+	cr_assert_eq(store_submit_reads(
+	                 st, "u1", NULL, 0, NULL, now - 60000, 0, &n, &oldest),
+	    STORE_OK, "%s", store_error(st));
+	cr_assert(n == 0 && oldest == 0, "no count asked: none told");
+}
+
 Test(store, uploads_belong_to_their_user)
 {
 	struct upload u = {.id = "upl_1",

@@ -2118,6 +2118,38 @@ Test(store_pg, a_lost_connection_fails_calls_and_comes_back)
 	store_on_commit(st, NULL, NULL);
 }
 
+static void upload_at(struct store *s, const char *id, const char *user,
+    int64_t size, int64_t at);
+
+/* A submit's reads are one pipeline: on a lost connection they fail at
+ * once, and once it is made again they work, the pipeline left behind. */
+Test(store_pg, a_submits_reads_on_a_lost_connection_fail_then_work)
+{
+	const char *ids[] = {"upl_a"};
+	struct upload up[1];
+	int64_t n = -1, oldest = -1, now = now_ms();
+
+	store_watch(st, loop());
+	upload_at(st, "upl_a", "u1", 10, now);
+	kill_backend(backend_pid(st));
+	cr_assert_eq(store_submit_reads(
+	                 st, "u1", ids, 1, up, now - 60000, 30, &n, &oldest),
+	    STORE_ERROR);
+	cr_assert(strncmp(store_error(st), "postgres: ", 10) == 0, "%s",
+	    store_error(st));
+	upload_cleanup(&up[0]);
+
+	SPIN_UNTIL(reachable(st), 10000);
+	cr_assert(reachable(st), "never connected again: %s", store_error(st));
+	cr_assert_eq(store_submit_reads(
+	                 st, "u1", ids, 1, up, now - 60000, 30, &n, &oldest),
+	    STORE_OK, "%s", store_error(st));
+	cr_assert_str_eq(up[0].id, "upl_a");
+	cr_assert_eq(n, 0);
+	upload_cleanup(&up[0]);
+	submit_ok(st, "j1", "u1"); /* and the calls after them */
+}
+
 /* A connection lost in the middle of a turn takes the whole turn: the
  * queue's order is as it was, and what waited is told. */
 Test(store_pg, a_connection_lost_mid_turn_loses_the_turn)
@@ -2682,6 +2714,41 @@ Test(store_pg, usage_counts_a_users_recent_submits_and_uploads)
 	cr_assert_eq(
 	    store_user_uploads(st, "u3", 0, &n, &bytes, &oldest), STORE_OK);
 	cr_assert(n == 0 && bytes == 0);
+}
+
+/* A submit's reads in one call: the uploads it names that are the user's
+ * (a name twice, each its copy; another's or none, no id), and the
+ * user's recent submits beside them when asked. */
+Test(store_pg, a_submits_reads_come_in_one_call)
+{
+	const char *ids[] = {"upl_a", "upl_b", "upl_a", "upl_\"x\\", "nope"};
+	struct upload up[5];
+	int64_t n = -1, oldest = -1, now = now_ms();
+
+	upload_at(st, "upl_a", "u1", 10, now);
+	upload_at(st, "upl_b", "u2", 20, now);
+	upload_at(st, "upl_\"x\\", "u1", 30, now);
+	submit_ok(st, "j1", "u1");
+	cr_assert_eq(store_submit_reads(
+	                 st, "u1", ids, 5, up, now - 60000, 30, &n, &oldest),
+	    STORE_OK, "%s", store_error(st));
+	cr_assert_str_eq(up[0].id, "upl_a");
+	cr_assert_eq(up[0].size, 10);
+	cr_assert_str_eq(up[0].type, "png");
+	cr_assert_null(up[1].id, "another user's upload is not found");
+	cr_assert_str_eq(up[2].id, "upl_a");
+	cr_assert_str_eq(up[3].id, "upl_\"x\\");
+	cr_assert_eq(up[3].size, 30);
+	cr_assert_null(up[4].id);
+	cr_assert_eq(n, 1);
+	cr_assert_geq(oldest, now);
+	for (int i = 0; i < 5; i++)
+		upload_cleanup(&up[i]);
+
+	cr_assert_eq(store_submit_reads(
+	                 st, "u1", NULL, 0, NULL, now - 60000, 0, &n, &oldest),
+	    STORE_OK, "%s", store_error(st));
+	cr_assert(n == 0 && oldest == 0, "no count asked: none told");
 }
 
 Test(store_pg, old_uploads_are_listed_oldest_first_and_forgotten)
