@@ -1111,8 +1111,10 @@ drain_notifies(struct pg_store *s)
 {
 	PGnotify *n;
 
+	/* Our own commits' come back too: they tell us nothing new. */
 	while (s->conn && (n = PQnotifies(s->conn)) != NULL) {
-		s->notified = 1;
+		if (n->be_pid != PQbackendPID(s->conn))
+			s->notified = 1;
 		PQfreemem(n);
 	}
 }

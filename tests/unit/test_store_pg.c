@@ -1795,6 +1795,29 @@ Test(store_pg, a_reader_of_the_log_misses_nothing)
 	cr_assert_eq(count_of("events"), N * rounds * 2);
 }
 
+static int backend_pid(struct store *s);
+
+/* The notification of this process's own commit comes back to it, and
+ * is passed over: the log is not read again for what it wrote itself
+ * (the last statement of its session stays the commit). */
+Test(store_pg, its_own_commits_bring_no_word_back)
+{
+	int pid = backend_pid(st);
+	char *last = xasprintf("SELECT query FROM pg_stat_activity"
+	                       " WHERE pid = %d",
+	    pid);
+	char *q;
+
+	store_watch(st, loop());
+	submit_ok(st, "x1", "u1");
+	SPIN_UNTIL(0, 100);
+	store_queue_sync(st);
+	q = raw_text(last);
+	cr_assert_str_eq(q, "COMMIT", "its own notification was news: %s", q);
+	free(q);
+	free(last);
+}
+
 /* What another process commits reaches this one from the loop: its
  * commit hook runs, its order and log have the other's jobs. */
 Test(store_pg, another_handles_commits_reach_this_one)
