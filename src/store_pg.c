@@ -1042,8 +1042,7 @@ struct pg_store {
 	struct store_opts opts;
 	int ready;    /* statements prepared, LISTEN on */
 	int notified; /* a notification came since others_wrote asked */
-	int full; /* the transaction's last call, a submit, found no slot free
-	           */
+	int full;     /* the last call, a submit, found every slot held */
 	struct pending *pend;
 	size_t npend, cappend;
 	/* from the loop: notifications, and making the connection again */
@@ -1111,7 +1110,7 @@ drain_notifies(struct pg_store *s)
 {
 	PGnotify *n;
 
-	/* Our own commits' come back too: they tell us nothing new. */
+	/* Our own commits' notifications come back too: no news. */
 	while (s->conn && (n = PQnotifies(s->conn)) != NULL) {
 		if (n->be_pid != PQbackendPID(s->conn))
 			s->notified = 1;
@@ -1198,7 +1197,8 @@ get_int(struct pg_store *s, enum qid id, const struct args *a, int64_t *out)
 }
 
 /* A change: its function's (rc, aux, seq, msg) mapped to store_rc, and
- * a fifth column when the statement adds one (a boolean). */
+ * the boolean of a fifth column when the statement adds one (Q_SUBMIT's
+ * free slot). */
 struct outcome {
 	int code;
 	int64_t aux, seq;
@@ -1737,10 +1737,11 @@ pg_submit_reads(struct store *st, const char *user_id, const char *const *ids,
 	for (; sent < asked; sent++) {
 		struct args a = {0};
 		char name[16];
-		a_txt(&a, sent < n ? ids[sent] : user_id);
 		if (sent < n) {
+			a_txt(&a, ids[sent]);
 			a_txt(&a, user_id);
 		} else {
+			a_txt(&a, user_id);
 			a_int(&a, since);
 			a_int(&a, upto);
 		}
